@@ -1,0 +1,1 @@
+"""Adapters: one module per thing they talk to."""

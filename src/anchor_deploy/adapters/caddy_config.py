@@ -1,0 +1,110 @@
+"""Caddy's JSON config for the edge. Built once from settings; it never changes with deployments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from anchor_deploy.adapters.fs_blobs import MARKER
+from anchor_deploy.model.manifest import ETAG_SUFFIX
+from anchor_deploy.model.names import HOSTNAME_PATTERN
+
+HOST = "{http.request.host}"
+HTML_CACHE = "public, max-age=0, must-revalidate"
+IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
+# Names that carry a content hash (app.3f2a9c1b.js, chunk-0a1b2c3d4e.css): safe to cache forever anywhere.
+HASHED_ASSET = r"[.-][0-9a-f]{8,64}\.[A-Za-z0-9]+$"
+HTML_PATH = r"(/|\.html?)$"
+EDGE_404_BODY = "404 Not Found: nothing is deployed at this address.\n"
+FILE_404_BODY = "404 Not Found\n"
+
+
+def _cache(value: str) -> dict[str, Any]:
+    return {"handler": "headers", "response": {"set": {"Cache-Control": [value]}}}
+
+
+def _serve_routes(kind_root: Path, immutable_host: bool) -> list[dict[str, Any]]:
+    """The handler chain for one kind of host, rooted at kind_root/<host>/public."""
+    root = f"{kind_root}/{HOST}/public"
+    file_server = {
+        "handler": "file_server",
+        "root": root,
+        "index_names": ["index.html"],
+        "hide": [f"*{ETAG_SUFFIX}"],
+        "etag_file_extensions": [ETAG_SUFFIX],
+        "pass_thru": True,
+    }
+    # Non-HTML files of an immutable URL can never change; on an alias only hashed names are safe.
+    other_cache = IMMUTABLE_CACHE if immutable_host else HTML_CACHE
+    return [
+        {
+            "handle": [
+                {
+                    "handler": "headers",
+                    # ETags are content hashes; mtimes are shared by hard links, so no date validators.
+                    "request": {"delete": ["If-Modified-Since", "If-Unmodified-Since"]},
+                    "response": {"delete": ["Last-Modified"], "deferred": True},
+                },
+                _cache(other_cache),
+            ],
+        },
+        {"match": [{"path_regexp": {"pattern": HASHED_ASSET}}], "handle": [_cache(IMMUTABLE_CACHE)]},
+        {"match": [{"path_regexp": {"pattern": HTML_PATH}}], "handle": [_cache(HTML_CACHE)]},
+        {"handle": [file_server]},
+        {
+            "handle": [
+                _cache(HTML_CACHE),
+                {"handler": "rewrite", "uri": "/404.html"},
+                {**file_server, "status_code": 404},
+            ]
+        },
+        {"handle": [_not_found(FILE_404_BODY)]},
+    ]
+
+
+def _not_found(body: str = EDGE_404_BODY) -> dict[str, Any]:
+    return {
+        "handler": "static_response",
+        "status_code": 404,
+        "headers": {"Content-Type": ["text/plain; charset=utf-8"], "Cache-Control": ["no-store"]},
+        "body": body,
+    }
+
+
+def _host_route(kind_root: Path, immutable_host: bool) -> dict[str, Any]:
+    return {
+        "match": [
+            {
+                # A strict lowercase hostname first: '..', '.', '' or 'a/b' never reach a file path.
+                "vars_regexp": {HOST: {"name": "host", "pattern": HOSTNAME_PATTERN}},
+                "file": {"root": f"{kind_root}/{HOST}", "try_files": [f"/{MARKER}"]},
+            }
+        ],
+        "handle": [{"handler": "subroute", "routes": _serve_routes(kind_root, immutable_host)}],
+        "terminal": True,
+    }
+
+
+def edge_config(
+    *, http_listen: str, admin_socket: Path, alias_root: Path, deployment_root: Path, storage_root: Path
+) -> dict[str, Any]:
+    return {
+        "admin": {"listen": f"unix/{admin_socket}", "config": {"persist": False}},
+        "logging": {"logs": {"default": {"level": "WARN"}}},
+        "storage": {"module": "file_system", "root": str(storage_root)},
+        "apps": {
+            "http": {
+                "servers": {
+                    "edge": {
+                        "listen": [http_listen],
+                        "automatic_https": {"disable": True},
+                        "routes": [
+                            _host_route(deployment_root, immutable_host=True),
+                            _host_route(alias_root, immutable_host=False),
+                            {"handle": [_not_found()]},
+                        ],
+                    }
+                }
+            }
+        },
+    }

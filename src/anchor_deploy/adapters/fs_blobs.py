@@ -1,0 +1,133 @@
+"""Blobs on local disk, addressed by sha256, and deployments materialized from them as hard links.
+
+Layout under the data dir:
+  blobs/ab/<sha256>            the bytes, read-only
+  blobs/etags/<sha256>         a tiny file holding '"<sha256>"', the content-based ETag sidecar
+  deployments/<id>/public/...  hard links to blobs (regular files only), each with its .anchor-etag
+  deployments/<id>/deployment.json   written last: the edge serves a deployment only once it exists
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from anchor_deploy.model.errors import BlobRejected, BlobTooLarge
+from anchor_deploy.model.manifest import ETAG_SUFFIX, ManifestFile, is_sha256
+
+MARKER = "deployment.json"
+
+
+class FsBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._tmp = root / "tmp"
+        self._etags = root / "etags"
+        for folder in (root, self._tmp, self._etags):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        if not is_sha256(digest):
+            raise BlobRejected(f"{digest[:80]!r} is not a sha256 digest")
+        return self.root / digest[:2] / digest
+
+    def etag_path(self, digest: str) -> Path:
+        """The sidecar for ``digest``, created on first use (content: the quoted digest)."""
+        path = self._etags / digest
+        if not path.exists():
+            self._write_atomic(path, f'"{digest}"'.encode())
+        return path
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        seen: dict[str, None] = {}
+        for digest in digests:
+            if digest not in seen and not self.has(digest):
+                seen[digest] = None
+        return list(seen)
+
+    def put(self, digest: str, chunks: Iterator[bytes], max_size: int) -> int:
+        final = self.path(digest)
+        tmp = self._tmp / f"{digest}.{secrets.token_hex(6)}"
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "wb") as out:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_size:
+                        raise BlobTooLarge(f"blob is larger than the {max_size}-byte limit")
+                    hasher.update(chunk)
+                    out.write(chunk)
+            if hasher.hexdigest() != digest:
+                raise BlobRejected(f"content does not match its digest: got sha256 {hasher.hexdigest()}")
+            if final.exists():
+                return 0
+            final.parent.mkdir(exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+            return size
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        tmp = self._tmp / f"w.{secrets.token_hex(8)}"
+        tmp.write_bytes(data)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, path)
+
+
+class FsDeploymentFiles:
+    def __init__(self, root: Path, blobs: FsBlobStore) -> None:
+        self.root = root
+        self._blobs = blobs
+        root.mkdir(parents=True, exist_ok=True)
+
+    def directory(self, deployment_id: str) -> Path:
+        return self.root / deployment_id
+
+    def exists(self, deployment_id: str) -> bool:
+        return (self.directory(deployment_id) / MARKER).is_file()
+
+    def materialize(self, deployment_id: str, files: Sequence[ManifestFile]) -> None:
+        if self.exists(deployment_id):
+            return
+        final = self.directory(deployment_id)
+        work = self.root / f".tmp-{deployment_id}-{secrets.token_hex(4)}"
+        public = work / "public"
+        try:
+            public.mkdir(parents=True)
+            made: set[Path] = {public}
+            for entry in files:
+                target = public.joinpath(*entry.path.split("/"))
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
+                os.link(self._blobs.path(entry.sha256), target)
+                os.link(self._blobs.etag_path(entry.sha256), target.with_name(target.name + ETAG_SUFFIX))
+            summary = {"id": deployment_id, "files": len(files)}
+            (work / MARKER).write_text(json.dumps(summary))
+            if final.exists():  # a half-made directory from a crash: replace it
+                shutil.rmtree(final)
+            os.rename(work, final)
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
+
+    def remove(self, deployment_id: str) -> None:
+        shutil.rmtree(self.directory(deployment_id), ignore_errors=True)
+
+    def present(self) -> list[str]:
+        """Deployment ids that have a directory (complete or not)."""
+        return [p.name for p in self.root.iterdir() if p.name.startswith("dpl_")]
+
+    def sweep_temporaries(self) -> None:
+        for leftover in self.root.glob(".tmp-*"):
+            shutil.rmtree(leftover, ignore_errors=True)

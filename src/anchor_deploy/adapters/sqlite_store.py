@@ -1,0 +1,357 @@
+"""The Store port on an embedded SQLite database in WAL mode (one connection per thread)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from anchor_deploy.model.entities import (
+    AliasMove,
+    Deployment,
+    DeploymentStatus,
+    HostKind,
+    HostRoute,
+    MoveReason,
+    Project,
+    Target,
+    Token,
+    can_transition,
+)
+from anchor_deploy.model.errors import Conflict, DeploymentNotFound, NameTaken, ProjectNotFound
+from anchor_deploy.model.manifest import ManifestFile
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE,
+    project_id TEXT REFERENCES projects(id) ON DELETE CASCADE,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS projects (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    production_deployment_id TEXT,
+    pinned INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS deployments (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    status TEXT NOT NULL,
+    target TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    ready_at REAL,
+    error TEXT,
+    meta TEXT NOT NULL DEFAULT '{}',
+    file_count INTEGER NOT NULL,
+    total_size INTEGER NOT NULL,
+    created_by TEXT NOT NULL DEFAULT '',
+    manifest BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deployments_by_project ON deployments(project_id, created_at);
+CREATE INDEX IF NOT EXISTS deployments_by_status ON deployments(status);
+CREATE TABLE IF NOT EXISTS alias_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    alias TEXT NOT NULL DEFAULT 'production',
+    from_deployment_id TEXT,
+    to_deployment_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    token_name TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alias_history_by_project ON alias_history(project_id, id);
+CREATE TABLE IF NOT EXISTS hosts (
+    host TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    deployment_id TEXT
+);
+CREATE INDEX IF NOT EXISTS hosts_by_project ON hosts(project_id);
+"""
+
+_DEPLOYMENT_COLUMNS = (
+    "id, project_id, status, target, created_at, ready_at, error, meta, file_count, total_size, created_by"
+)
+# The host's current deployment: its own for an immutable URL, the project's production one for an alias.
+_HOST_TARGET = """
+SELECT h.host, h.kind, h.project_id, h.deployment_id,
+       CASE h.kind WHEN 'alias' THEN p.production_deployment_id ELSE h.deployment_id END
+FROM hosts h JOIN projects p ON p.id = h.project_id
+"""
+
+
+def _encode_manifest(files: Sequence[ManifestFile]) -> bytes:
+    rows = [[f.path, f.sha256, f.size, f.mode] for f in files]
+    return zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 3)
+
+
+def _decode_manifest(blob: bytes) -> list[ManifestFile]:
+    return [ManifestFile(p, s, n, m) for p, s, n, m in json.loads(zlib.decompress(blob))]
+
+
+def _project(row: sqlite3.Row) -> Project:
+    return Project(
+        row["id"], row["name"], row["created_at"], row["production_deployment_id"], bool(row["pinned"])
+    )
+
+
+def _deployment(row: sqlite3.Row) -> Deployment:
+    return Deployment(
+        id=row["id"],
+        project_id=row["project_id"],
+        status=DeploymentStatus(row["status"]),
+        target=Target(row["target"]),
+        created_at=row["created_at"],
+        file_count=row["file_count"],
+        total_size=row["total_size"],
+        meta=json.loads(row["meta"]),
+        ready_at=row["ready_at"],
+        error=row["error"],
+        created_by=row["created_by"],
+    )
+
+
+def _move(row: sqlite3.Row) -> AliasMove:
+    return AliasMove(
+        row["id"],
+        row["project_id"],
+        row["from_deployment_id"],
+        row["to_deployment_id"],
+        MoveReason(row["reason"]),
+        row["token_name"],
+        row["at"],
+    )
+
+
+def _host_target(row: sqlite3.Row | tuple[Any, ...]) -> tuple[HostRoute, str | None]:
+    return HostRoute(row[0], HostKind(row[1]), row[2], row[3]), row[4]
+
+
+class SqliteStore:
+    def __init__(self, path: Path, clock: Any = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._local = threading.local()
+        self._db().executescript(SCHEMA)
+
+    # -- connections -------------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._path, isolation_level=None, timeout=30, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db().execute(sql, args).fetchone()
+        return row
+
+    # -- tokens ------------------------------------------------------------------------------------
+    def add_token(self, token: Token, secret_hash: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?)",
+                (token.id, token.name, secret_hash, token.project_id, token.created_at),
+            )
+
+    def token_by_hash(self, secret_hash: str) -> Token | None:
+        row = self._one("SELECT * FROM tokens WHERE secret_hash = ?", secret_hash)
+        return None if row is None else Token(row["id"], row["name"], row["project_id"], row["created_at"])
+
+    def has_admin_token(self) -> bool:
+        return self._one("SELECT 1 FROM tokens WHERE project_id IS NULL LIMIT 1") is not None
+
+    # -- projects ----------------------------------------------------------------------------------
+    def add_project(self, project: Project, hosts: Sequence[HostRoute]) -> None:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM projects WHERE name = ?", (project.name,)).fetchone():
+                raise NameTaken(f"project {project.name!r} already exists")
+            for route in hosts:
+                if db.execute("SELECT 1 FROM hosts WHERE host = ?", (route.host,)).fetchone():
+                    raise NameTaken(f"hostname {route.host} is already in use")
+            db.execute(
+                "INSERT INTO projects VALUES (?, ?, ?, ?, ?)",
+                (
+                    project.id,
+                    project.name,
+                    project.created_at,
+                    project.production_deployment_id,
+                    int(project.pinned),
+                ),
+            )
+            self._insert_hosts(db, hosts)
+
+    @staticmethod
+    def _insert_hosts(db: sqlite3.Connection, hosts: Sequence[HostRoute]) -> None:
+        db.executemany(
+            "INSERT INTO hosts VALUES (?, ?, ?, ?)",
+            [(h.host, h.kind.value, h.project_id, h.deployment_id) for h in hosts],
+        )
+
+    def project_by_name(self, name: str) -> Project | None:
+        row = self._one("SELECT * FROM projects WHERE name = ?", name)
+        return None if row is None else _project(row)
+
+    def project_by_id(self, project_id: str) -> Project | None:
+        row = self._one("SELECT * FROM projects WHERE id = ?", project_id)
+        return None if row is None else _project(row)
+
+    def list_projects(self) -> list[Project]:
+        return [_project(r) for r in self._db().execute("SELECT * FROM projects ORDER BY name")]
+
+    def delete_project(self, project_id: str) -> list[str]:
+        with self._write() as db:
+            hosts = [r[0] for r in db.execute("SELECT host FROM hosts WHERE project_id = ?", (project_id,))]
+            if db.execute("DELETE FROM projects WHERE id = ?", (project_id,)).rowcount == 0:
+                raise ProjectNotFound(f"project {project_id} not found")
+        return hosts
+
+    # -- deployments -------------------------------------------------------------------------------
+    def add_deployment(self, deployment: Deployment, files: Sequence[ManifestFile], host: HostRoute) -> None:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM hosts WHERE host = ?", (host.host,)).fetchone():
+                raise NameTaken(f"hostname {host.host} is already in use")
+            if not db.execute("SELECT 1 FROM projects WHERE id = ?", (deployment.project_id,)).fetchone():
+                raise ProjectNotFound(f"project {deployment.project_id} not found")
+            db.execute(
+                f"INSERT INTO deployments ({_DEPLOYMENT_COLUMNS}, manifest) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    deployment.id,
+                    deployment.project_id,
+                    deployment.status.value,
+                    deployment.target.value,
+                    deployment.created_at,
+                    deployment.ready_at,
+                    deployment.error,
+                    json.dumps(deployment.meta),
+                    deployment.file_count,
+                    deployment.total_size,
+                    deployment.created_by,
+                    _encode_manifest(files),
+                ),
+            )
+            self._insert_hosts(db, [host])
+
+    def deployment(self, deployment_id: str) -> Deployment | None:
+        row = self._one(f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", deployment_id)
+        return None if row is None else _deployment(row)
+
+    def manifest(self, deployment_id: str) -> list[ManifestFile]:
+        row = self._one("SELECT manifest FROM deployments WHERE id = ?", deployment_id)
+        if row is None:
+            raise DeploymentNotFound(f"deployment {deployment_id} not found")
+        return _decode_manifest(row[0])
+
+    def list_deployments(self, project_id: str) -> list[Deployment]:
+        rows = self._db().execute(
+            f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE project_id = ? "
+            "ORDER BY created_at DESC, rowid DESC",
+            (project_id,),
+        )
+        return [_deployment(r) for r in rows]
+
+    def deployments_with_status(self, statuses: Sequence[DeploymentStatus]) -> list[Deployment]:
+        marks = ",".join("?" * len(statuses))
+        rows = self._db().execute(
+            f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE status IN ({marks}) ORDER BY created_at",
+            [s.value for s in statuses],
+        )
+        return [_deployment(r) for r in rows]
+
+    def set_status(
+        self, deployment_id: str, status: DeploymentStatus, error: str | None = None
+    ) -> Deployment:
+        with self._write() as db:
+            row = db.execute("SELECT status FROM deployments WHERE id = ?", (deployment_id,)).fetchone()
+            if row is None:
+                raise DeploymentNotFound(f"deployment {deployment_id} not found")
+            current = DeploymentStatus(row[0])
+            if current != status and not can_transition(current, status):
+                raise Conflict(f"deployment {deployment_id} cannot go from {current} to {status}")
+            ready_at = self._clock() if status == DeploymentStatus.READY else None
+            db.execute(
+                "UPDATE deployments SET status = ?, error = ?, ready_at = COALESCE(ready_at, ?) WHERE id = ?",
+                (status.value, error, ready_at, deployment_id),
+            )
+            updated = db.execute(
+                f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", (deployment_id,)
+            ).fetchone()
+        return _deployment(updated)
+
+    # -- production alias --------------------------------------------------------------------------
+    def move_production(
+        self,
+        project_id: str,
+        expected_from: str | None,
+        to_deployment_id: str,
+        reason: MoveReason,
+        token_name: str,
+        pinned: bool,
+    ) -> AliasMove:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT production_deployment_id FROM projects WHERE id = ?", (project_id,)
+            ).fetchone()
+            if row is None:
+                raise ProjectNotFound(f"project {project_id} not found")
+            if row[0] != expected_from:
+                raise Conflict("production moved meanwhile; try again")
+            db.execute(
+                "UPDATE projects SET production_deployment_id = ?, pinned = ? WHERE id = ?",
+                (to_deployment_id, int(pinned), project_id),
+            )
+            cursor = db.execute(
+                "INSERT INTO alias_history (project_id, from_deployment_id, to_deployment_id, reason, "
+                "token_name, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (project_id, expected_from, to_deployment_id, reason.value, token_name, self._clock()),
+            )
+            moved = db.execute("SELECT * FROM alias_history WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return _move(moved)
+
+    def set_pinned(self, project_id: str, pinned: bool) -> None:
+        with self._write() as db:
+            db.execute("UPDATE projects SET pinned = ? WHERE id = ?", (int(pinned), project_id))
+
+    def alias_history(self, project_id: str) -> list[AliasMove]:
+        rows = self._db().execute(
+            "SELECT * FROM alias_history WHERE project_id = ? ORDER BY id", (project_id,)
+        )
+        return [_move(r) for r in rows]
+
+    # -- hosts -------------------------------------------------------------------------------------
+    def host_target(self, host: str) -> tuple[HostRoute, str | None] | None:
+        row = self._db().execute(_HOST_TARGET + " WHERE h.host = ?", (host,)).fetchone()
+        return None if row is None else _host_target(row)
+
+    def host_targets(self) -> list[tuple[HostRoute, str | None]]:
+        return [_host_target(r) for r in self._db().execute(_HOST_TARGET)]
+
+    def project_hosts(self, project_id: str) -> list[HostRoute]:
+        rows = self._db().execute("SELECT * FROM hosts WHERE project_id = ? ORDER BY host", (project_id,))
+        return [HostRoute(r[0], HostKind(r[1]), r[2], r[3]) for r in rows]

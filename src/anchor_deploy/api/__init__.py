@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI). Routes are thin: parse, authenticate, call a service, serialize."""

@@ -1,0 +1,18 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from anchor_deploy import __version__
+from anchor_deploy.api.errors import install_error_handlers
+from anchor_deploy.api.routes import router
+from anchor_deploy.wiring import Platform
+
+
+def create_app(platform: Platform) -> FastAPI:
+    app = FastAPI(title="anchor-deploy", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.platform = platform
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

@@ -1,0 +1,137 @@
+"""The v1 routes. Every route but /v1/health needs a bearer token."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from anchor_deploy import __version__
+from anchor_deploy.api.deps import BodyDep, PlatformDep, ProjectDep, TokenDep
+from anchor_deploy.api.serialize import deployment_json, move_json, project_json, token_json
+from anchor_deploy.model.errors import BlobTooLarge, InvalidInput
+from anchor_deploy.model.manifest import is_sha256
+from anchor_deploy.services.auth import require_admin
+
+router = APIRouter(prefix="/v1")
+_CHUNK = 256 * 1024
+
+
+@router.get("/health")
+def health(p: PlatformDep) -> dict[str, Any]:
+    edge = p.caddy.healthy() if p.caddy else None
+    return {"ok": True, "version": __version__, "edge": edge}
+
+
+@router.post("/tokens", status_code=201)
+def create_token(p: PlatformDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
+    require_admin(token)
+    project = p.projects.get(body["project"], token) if body.get("project") is not None else None
+    if project is None and "project" in body and body["project"] is not None:
+        raise InvalidInput("project must be a project name")
+    created, secret = p.tokens.create(body.get("name", ""), project)
+    return {**token_json(created, project), "token": secret}
+
+
+@router.post("/projects", status_code=201)
+def create_project(p: PlatformDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
+    return project_json(p.projects.create(body.get("name"), token), p.settings)
+
+
+@router.get("/projects")
+def list_projects(p: PlatformDep, token: TokenDep) -> dict[str, Any]:
+    return {"projects": [project_json(x, p.settings) for x in p.projects.list(token)]}
+
+
+@router.get("/projects/{project}")
+def get_project(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
+    return project_json(project, p.settings)
+
+
+@router.delete("/projects/{project}")
+def delete_project(p: PlatformDep, project: ProjectDep, token: TokenDep) -> dict[str, Any]:
+    p.projects.delete(project.name, token)
+    return {"deleted": project.name}
+
+
+@router.post("/projects/{project}/deployments", status_code=201)
+def create_deployment(p: PlatformDep, project: ProjectDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
+    deployment = p.deployments.create(project, body, token)
+    answer = deployment_json(deployment, project, p.settings)
+    if deployment.target.value == "production":
+        answer["productionUrl"] = project_json(project, p.settings)["productionUrl"]
+        answer["productionPinned"] = project.pinned
+        if project.pinned:
+            answer["message"] = (
+                f"production is pinned to {project.production_deployment_id} after a rollback; this "
+                f"deployment will not go live until you promote it or unpin {project.name}"
+            )
+    return answer
+
+
+@router.get("/projects/{project}/deployments")
+def list_deployments(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
+    return {"deployments": [deployment_json(d, project, p.settings) for d in p.deployments.list(project)]}
+
+
+@router.get("/deployments/{deployment_id}")
+def get_deployment(p: PlatformDep, token: TokenDep, deployment_id: str) -> dict[str, Any]:
+    project, deployment = p.deployments.get(deployment_id, token)
+    return deployment_json(deployment, project, p.settings)
+
+
+@router.post("/projects/{project}/rollback")
+def rollback(p: PlatformDep, project: ProjectDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
+    target = body.get("deploymentId")
+    if target is not None and not isinstance(target, str):
+        raise InvalidInput("deploymentId must be a string")
+    move = p.aliases.rollback(project, target, token)
+    return {**move_json(move), "rolledBackAt": move_json(move)["at"]}
+
+
+@router.post("/projects/{project}/promote")
+def promote(p: PlatformDep, project: ProjectDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
+    target = body.get("deploymentId")
+    if not isinstance(target, str):
+        raise InvalidInput("deploymentId is required")
+    move = p.aliases.promote(project, target, token)
+    return {**move_json(move), "promotedAt": move_json(move)["at"]}
+
+
+@router.post("/projects/{project}/unpin")
+def unpin(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
+    p.aliases.unpin(project)
+    return project_json(p.projects.reload(project), p.settings)
+
+
+@router.get("/projects/{project}/alias-history")
+def alias_history(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
+    return {"alias": "production", "history": [move_json(m) for m in p.aliases.history(project)]}
+
+
+@router.put("/blobs/{digest}")
+async def put_blob(p: PlatformDep, _token: TokenDep, digest: str, request: Request) -> Response:
+    if not is_sha256(digest):
+        raise InvalidInput("the blob name must be its sha256: 64 lowercase hex characters")
+    limit = p.settings.max_blob_size
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BlobTooLarge(f"blob is larger than the {limit}-byte limit")
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BlobTooLarge(f"blob is larger than the {limit}-byte limit")
+            spool.write(chunk)
+        spool.seek(0)
+        stored = await run_in_threadpool(p.blobs.put, digest, _chunks(spool), limit)
+    return Response(status_code=201 if stored else 200)
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    while chunk := stream.read(_CHUNK):
+        yield chunk

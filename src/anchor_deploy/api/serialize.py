@@ -1,0 +1,67 @@
+"""JSON shapes of the API (camelCase, ISO 8601 UTC times)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from anchor_deploy.model.entities import AliasMove, Deployment, Project, Token
+from anchor_deploy.model.names import deployment_host, production_host
+from anchor_deploy.settings import Settings
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def project_json(project: Project, settings: Settings) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "name": project.name,
+        "createdAt": iso(project.created_at),
+        "productionDeploymentId": project.production_deployment_id,
+        "productionUrl": settings.public_url(production_host(project.name, settings.base_domain)),
+        "pinned": project.pinned,
+    }
+
+
+def deployment_json(deployment: Deployment, project: Project, settings: Settings) -> dict[str, Any]:
+    return {
+        "id": deployment.id,
+        "projectId": project.id,
+        "project": project.name,
+        "status": deployment.status.value,
+        "target": deployment.target.value,
+        "url": settings.public_url(deployment_host(project.name, deployment.id, settings.base_domain)),
+        "isProduction": project.production_deployment_id == deployment.id,
+        "createdAt": iso(deployment.created_at),
+        "readyAt": iso(deployment.ready_at),
+        "createdBy": deployment.created_by,
+        "fileCount": deployment.file_count,
+        "totalSize": deployment.total_size,
+        "error": deployment.error,
+        "meta": deployment.meta,
+    }
+
+
+def move_json(move: AliasMove) -> dict[str, Any]:
+    return {
+        "id": move.id,
+        "alias": "production",
+        "at": iso(move.at),
+        "tokenName": move.token_name,
+        "fromDeploymentId": move.from_deployment_id,
+        "toDeploymentId": move.to_deployment_id,
+        "reason": move.reason.value,
+    }
+
+
+def token_json(token: Token, project: Project | None) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "project": project.name if project else None,
+        "createdAt": iso(token.created_at),
+    }

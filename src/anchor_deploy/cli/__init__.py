@@ -1,0 +1,1 @@
+"""The `anchor` command line. It talks to the API over HTTP, never to the database."""

@@ -1,0 +1,87 @@
+"""A small typed client of the v1 API; every failure becomes one readable ClientError."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from anchor_deploy.settings import ClientSettings
+
+DEFAULT_API_URL = "http://127.0.0.1:8400"
+
+
+class ClientError(Exception):
+    def __init__(self, message: str, status: int = 0, code: str = "", body: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.body = body or {}
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_config(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out)
+    os.replace(tmp, path)
+
+
+class ApiClient:
+    def __init__(self, base_url: str, token: str | None, transport: httpx.BaseTransport | None = None):
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=60, transport=transport)
+
+    @classmethod
+    def from_settings(cls, settings: ClientSettings) -> ApiClient:
+        config = load_config(settings.config_path)
+        url = settings.api_url or config.get("api_url") or DEFAULT_API_URL
+        return cls(url, settings.token or config.get("token"))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        content: bytes | None = None,
+        ok: tuple[int, ...] = (200, 201),
+    ) -> dict[str, Any]:
+        try:
+            response = self._http.request(method, path, json=json_body, content=content)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the anchor API at {self.base_url}: {exc}") from exc
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = {}
+        if response.status_code in ok:
+            return body if isinstance(body, dict) else {"items": body}
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        message = error.get("message") or f"HTTP {response.status_code}"
+        raise ClientError(message, response.status_code, error.get("code", ""), error)
+
+    def get(self, path: str) -> dict[str, Any]:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any = None) -> dict[str, Any]:
+        return self.request("POST", path, json_body=body if body is not None else {})
+
+    def put_blob(self, digest: str, data: bytes) -> None:
+        self.request("PUT", f"/v1/blobs/{digest}", content=data)

@@ -1,0 +1,282 @@
+"""`anchor`: the command line. Every failure prints one readable line and exits non-zero."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from anchor_deploy.cli.client import ApiClient, ClientError, load_config, save_config
+from anchor_deploy.cli.deploy import deploy as run_deploy
+from anchor_deploy.model.errors import AnchorError
+from anchor_deploy.settings import ClientSettings, Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+# Pipes get wide lines, so ids and URLs are never cut short in logs and scripts.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+def fails_cleanly(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ClientError, AnchorError) as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def client() -> ApiClient:
+    return ApiClient.from_settings(ClientSettings.from_env())
+
+
+def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        human()
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.group()
+@click.version_option(package_name="anchor-deploy")
+def main() -> None:
+    """anchor-deploy: immutable deployments, instant rollback, on your own box."""
+
+
+@main.command()
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), help="Data directory [ANCHOR_DATA_DIR, ./.anchor]."
+)
+@click.option("--api-addr", help="API listen address [ANCHOR_API_ADDR, 127.0.0.1:8400].")
+@click.option("--http-addr", help="Edge HTTP listen address [ANCHOR_HTTP_ADDR, 127.0.0.1:8000].")
+@click.option("--base-domain", help="Base domain of deployment URLs [ANCHOR_BASE_DOMAIN, localhost].")
+@fails_cleanly
+def up(data_dir: Path | None, api_addr: str | None, http_addr: str | None, base_domain: str | None) -> None:
+    """Run the platform: API, build queue, reconciler and the Caddy edge."""
+    from anchor_deploy.cli.up import run_platform
+
+    settings = Settings.from_env(
+        data_dir=data_dir, api_addr=api_addr, http_addr=http_addr, base_domain=base_domain
+    )
+    run_platform(settings, echo=lambda line: click.echo(line, err=False))
+
+
+@main.command()
+@click.option("--token", prompt=True, hide_input=True, help="An API token.")
+@click.option("--api-url", default=None, help="API URL [ANCHOR_API_URL, http://127.0.0.1:8400].")
+@fails_cleanly
+def login(token: str, api_url: str | None) -> None:
+    """Save the API URL and a token to the CLI config file (mode 0600)."""
+    settings = ClientSettings.from_env()
+    url = api_url or settings.api_url or "http://127.0.0.1:8400"
+    ApiClient(url, token).get("/v1/projects")
+    config = load_config(settings.config_path)
+    config.update({"api_url": url, "token": token})
+    save_config(settings.config_path, config)
+    click.echo(f"logged in to {url}; config saved to {settings.config_path}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=".")
+@click.option("--project", "-p", help="Project name (default: the directory's name).")
+@click.option("--prod", is_flag=True, help="Deploy to production.")
+@json_option
+@fails_cleanly
+def deploy(directory: Path, project: str | None, prod: bool, as_json: bool) -> None:
+    """Deploy DIRECTORY: upload only what the platform lacks, build, print the URLs."""
+    if not directory.is_dir():
+        raise ClientError(f"{directory} is not a directory")
+    name = project or _default_project_name(directory)
+    api = client()
+    status = None if as_json else lambda s: err.print(f"  {s.lower()}…", style="dim")
+    result = run_deploy(
+        api, name, directory, prod, {"source": "cli"}, show_progress=not as_json, on_status=status
+    )
+    d = result.deployment
+
+    def human() -> None:
+        out.print(f"deployment [bold]{d['id']}[/bold]: {d['status']}")
+        out.print(f"  uploaded {result.uploaded_files} files ({result.uploaded_bytes} bytes)")
+        if d["status"] != "READY":
+            raise ClientError(f"deployment {d['id']} ended {d['status']}: {d.get('error') or 'no reason'}")
+        out.print(f"  url:        {d['url']}")
+        if prod:
+            out.print(f"  production: {d.get('productionUrl')}")
+            if d.get("message"):
+                out.print(f"  [yellow]{d['message']}[/yellow]")
+
+    emit(
+        {**d, "uploadedFiles": result.uploaded_files, "uploadedBytes": result.uploaded_bytes}, as_json, human
+    )
+    if d["status"] != "READY":
+        sys.exit(1)
+
+
+def _default_project_name(directory: Path) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", directory.resolve().name.lower()).strip("-")[:40].strip("-")
+    return name or "site"
+
+
+@main.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+@fails_cleanly
+def projects(ctx: click.Context, as_json: bool) -> None:
+    """List projects (or `projects add NAME`, `projects rm NAME`)."""
+    if ctx.invoked_subcommand:
+        return
+    data = client().get("/v1/projects")
+
+    def human() -> None:
+        table = Table("name", "production", "pinned", "url")
+        for p in data["projects"]:
+            table.add_row(
+                p["name"],
+                p["productionDeploymentId"] or "-",
+                "yes" if p["pinned"] else "",
+                p["productionUrl"],
+            )
+        out.print(table)
+
+    emit(data, as_json, human)
+
+
+@projects.command("add")
+@click.argument("name")
+@json_option
+@fails_cleanly
+def projects_add(name: str, as_json: bool) -> None:
+    """Create a project."""
+    data = client().post("/v1/projects", {"name": name})
+    emit(data, as_json, lambda: out.print(f"created project {data['name']}: {data['productionUrl']}"))
+
+
+@projects.command("rm")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@fails_cleanly
+def projects_rm(name: str, yes: bool) -> None:
+    """Delete a project, its deployments and its URLs."""
+    if not yes:
+        click.confirm(f"delete project {name} and all its deployments?", abort=True)
+    client().request("DELETE", f"/v1/projects/{name}")
+    out.print(f"deleted project {name}")
+
+
+@main.command("ls")
+@click.argument("project")
+@json_option
+@fails_cleanly
+def list_deployments(project: str, as_json: bool) -> None:
+    """List a project's deployments, the production one marked."""
+    data = client().get(f"/v1/projects/{project}/deployments")
+
+    def human() -> None:
+        table = Table("", "id", "status", "target", "created", "url")
+        for d in data["deployments"]:
+            table.add_row(
+                "●" if d["isProduction"] else "", d["id"], d["status"], d["target"], d["createdAt"], d["url"]
+            )
+        out.print(table)
+
+    emit(data, as_json, human)
+
+
+@main.command()
+@click.argument("project")
+@click.option("--to", "to", help="Deployment id to roll back to (default: the previous production one).")
+@json_option
+@fails_cleanly
+def rollback(project: str, to: str | None, as_json: bool) -> None:
+    """Put production back on an earlier deployment, instantly. Production stays pinned there."""
+    data = client().post(f"/v1/projects/{project}/rollback", {"deploymentId": to} if to else {})
+    emit(
+        data,
+        as_json,
+        lambda: out.print(
+            f"rolled back {project}: {data['fromDeploymentId']} -> {data['toDeploymentId']} "
+            f"(pinned; `anchor promote` or `anchor unpin {project}` to release)"
+        ),
+    )
+
+
+@main.command()
+@click.argument("deployment_id")
+@json_option
+@fails_cleanly
+def promote(deployment_id: str, as_json: bool) -> None:
+    """Make a READY deployment the production one (and unpin)."""
+    api = client()
+    deployment = api.get(f"/v1/deployments/{deployment_id}")
+    data = api.post(f"/v1/projects/{deployment['project']}/promote", {"deploymentId": deployment_id})
+    emit(
+        data,
+        as_json,
+        lambda: out.print(
+            f"promoted {deployment_id} to production of {deployment['project']} "
+            f"(was {data['fromDeploymentId']})"
+        ),
+    )
+
+
+@main.command()
+@click.argument("project")
+@json_option
+@fails_cleanly
+def unpin(project: str, as_json: bool) -> None:
+    """Let production deploys move production again after a rollback."""
+    data = client().post(f"/v1/projects/{project}/unpin")
+    emit(data, as_json, lambda: out.print(f"{project} unpinned; the next production deploy goes live"))
+
+
+@main.command()
+@click.argument("project")
+@json_option
+@fails_cleanly
+def history(project: str, as_json: bool) -> None:
+    """Every move of the production alias."""
+    data = client().get(f"/v1/projects/{project}/alias-history")
+
+    def human() -> None:
+        table = Table("at", "reason", "from", "to", "by")
+        for m in data["history"]:
+            table.add_row(
+                m["at"], m["reason"], m["fromDeploymentId"] or "-", m["toDeploymentId"], m["tokenName"]
+            )
+        out.print(table)
+
+    emit(data, as_json, human)
+
+
+@main.group()
+def tokens() -> None:
+    """API tokens."""
+
+
+@tokens.command("create")
+@click.argument("name")
+@click.option("--project", help="Limit the token to one project.")
+@json_option
+@fails_cleanly
+def tokens_create(name: str, project: str | None, as_json: bool) -> None:
+    """Create a token (shown once)."""
+    data = client().post("/v1/tokens", {"name": name, "project": project})
+    emit(data, as_json, lambda: out.print(f"token {data['name']} (shown once): {data['token']}"))
+
+
+if __name__ == "__main__":
+    main()

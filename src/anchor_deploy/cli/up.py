@@ -1,0 +1,53 @@
+"""`anchor up`: the supervisor process (API, reconciler, build queue, and a supervised Caddy)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import uvicorn
+
+from anchor_deploy.api.app import create_app
+from anchor_deploy.settings import Settings, parse_addr
+from anchor_deploy.wiring import build_platform
+
+log = logging.getLogger("anchor")
+
+
+def write_secret_file(path: Path, secret: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    os.replace(tmp, path)
+
+
+def run_platform(settings: Settings, echo: object = print) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    platform = build_platform(settings)
+    secret = platform.start()
+    api_host, api_port = parse_addr(settings.api_addr, "ANCHOR_API_ADDR")
+    say = echo if callable(echo) else print
+    say(f"anchor-deploy is up: API http://{settings.api_addr}  edge http://{settings.http_addr}")
+    say(f"data dir: {settings.data_dir.resolve()}")
+    if secret:
+        token_file = settings.data_dir.resolve() / "admin-token"
+        write_secret_file(token_file, secret)
+        say(f"admin token (shown once, also saved to {token_file} with mode 0600):\n  {secret}")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(platform),
+            host=api_host,
+            port=api_port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    try:
+        server.run()
+    finally:
+        platform.stop()
+        say("anchor-deploy stopped")

@@ -1,0 +1,111 @@
+"""Entities and statuses. Plain frozen dataclasses; the store hands them out, the services reason on them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class DeploymentStatus(enum.StrEnum):
+    QUEUED = "QUEUED"
+    BUILDING = "BUILDING"
+    READY = "READY"
+    ERROR = "ERROR"
+    CANCELED = "CANCELED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (DeploymentStatus.READY, DeploymentStatus.ERROR, DeploymentStatus.CANCELED)
+
+
+_TRANSITIONS: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
+    DeploymentStatus.QUEUED: frozenset(
+        {DeploymentStatus.BUILDING, DeploymentStatus.CANCELED, DeploymentStatus.ERROR}
+    ),
+    DeploymentStatus.BUILDING: frozenset({DeploymentStatus.READY, DeploymentStatus.ERROR}),
+    DeploymentStatus.READY: frozenset(),
+    DeploymentStatus.ERROR: frozenset(),
+    DeploymentStatus.CANCELED: frozenset(),
+}
+
+
+def can_transition(current: DeploymentStatus, new: DeploymentStatus) -> bool:
+    return new in _TRANSITIONS[current]
+
+
+class Target(enum.StrEnum):
+    PRODUCTION = "production"
+    PREVIEW = "preview"
+
+
+class MoveReason(enum.StrEnum):
+    DEPLOY = "deploy"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+class HostKind(enum.StrEnum):
+    """How the edge serves a host: a production alias (movable) or one deployment's own URL (immutable)."""
+
+    ALIAS = "alias"
+    DEPLOYMENT = "deployment"
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    name: str
+    created_at: float
+    production_deployment_id: str | None = None
+    pinned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    id: str
+    project_id: str
+    status: DeploymentStatus
+    target: Target
+    created_at: float
+    file_count: int
+    total_size: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    ready_at: float | None = None
+    error: str | None = None
+    created_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    """One move of a project's production alias: the alias history's row."""
+
+    id: int
+    project_id: str
+    from_deployment_id: str | None
+    to_deployment_id: str
+    reason: MoveReason
+    token_name: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    id: str
+    name: str
+    project_id: str | None
+    created_at: float
+
+    @property
+    def is_admin(self) -> bool:
+        return self.project_id is None
+
+
+@dataclass(frozen=True, slots=True)
+class HostRoute:
+    """What the edge must serve for one hostname: the database's word, the symlink tree follows it."""
+
+    host: str
+    kind: HostKind
+    project_id: str
+    deployment_id: str | None

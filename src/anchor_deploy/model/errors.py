@@ -1,0 +1,108 @@
+"""The error tree. Every error has a stable ``code`` that the API returns and an HTTP status.
+
+AnchorError
+├── InvalidInput (422)            bad names, bad manifests, bad bodies
+│   ├── InvalidName
+│   └── InvalidManifest
+├── Unauthorized (401)            missing or wrong token
+├── Forbidden (403)               token limited to another project
+├── NotFound (404)
+│   ├── ProjectNotFound
+│   └── DeploymentNotFound
+├── Conflict (409)
+│   ├── MissingFiles              manifest references blobs the server lacks
+│   ├── NameTaken
+│   ├── NoRollbackTarget
+│   └── DeploymentNotReady
+├── BlobRejected (400/413)        digest mismatch, too large
+└── EdgeError (503)               the data plane could not be changed (the reconciler retries)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AnchorError(Exception):
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 400
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, **self.extra}
+
+
+class InvalidInput(AnchorError):
+    code = "invalid_input"
+    status = 422
+
+
+class InvalidName(InvalidInput):
+    code = "invalid_name"
+
+
+class InvalidManifest(InvalidInput):
+    code = "invalid_manifest"
+
+
+class Unauthorized(AnchorError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(AnchorError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(AnchorError):
+    code = "not_found"
+    status = 404
+
+
+class ProjectNotFound(NotFound):
+    code = "project_not_found"
+
+
+class DeploymentNotFound(NotFound):
+    code = "deployment_not_found"
+
+
+class Conflict(AnchorError):
+    code = "conflict"
+    status = 409
+
+
+class MissingFiles(Conflict):
+    code = "missing_files"
+
+
+class NameTaken(Conflict):
+    code = "name_taken"
+
+
+class NoRollbackTarget(Conflict):
+    code = "no_rollback_target"
+
+
+class DeploymentNotReady(Conflict):
+    code = "deployment_not_ready"
+
+
+class BlobRejected(AnchorError):
+    code = "blob_rejected"
+    status = 400
+
+
+class BlobTooLarge(BlobRejected):
+    code = "blob_too_large"
+    status = 413
+
+
+class EdgeError(AnchorError):
+    code = "edge_unavailable"
+    status = 503

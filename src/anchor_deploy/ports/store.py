@@ -1,0 +1,99 @@
+"""The database port, split by aggregate. Every method is atomic on its own; compound moves are
+compare-and-set so that two writers (threads here, Lambda instances on AWS) never lose an update."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from anchor_deploy.model.entities import (
+    AliasMove,
+    Deployment,
+    DeploymentStatus,
+    HostRoute,
+    MoveReason,
+    Project,
+    Token,
+)
+from anchor_deploy.model.manifest import ManifestFile
+
+
+class TokenRepository(Protocol):
+    def add_token(self, token: Token, secret_hash: str) -> None: ...
+
+    def token_by_hash(self, secret_hash: str) -> Token | None: ...
+
+    def has_admin_token(self) -> bool: ...
+
+
+class ProjectRepository(Protocol):
+    def add_project(self, project: Project, hosts: Sequence[HostRoute]) -> None:
+        """Insert the project and claim its hosts; NameTaken if the name or a host is held."""
+        ...
+
+    def project_by_name(self, name: str) -> Project | None: ...
+
+    def project_by_id(self, project_id: str) -> Project | None: ...
+
+    def list_projects(self) -> list[Project]: ...
+
+    def delete_project(self, project_id: str) -> list[str]:
+        """Delete the project with its deployments and hosts; return the hosts released."""
+        ...
+
+
+class DeploymentRepository(Protocol):
+    def add_deployment(self, deployment: Deployment, files: Sequence[ManifestFile], host: HostRoute) -> None:
+        """Insert a deployment with its manifest and claim its immutable host (NameTaken if held)."""
+        ...
+
+    def deployment(self, deployment_id: str) -> Deployment | None: ...
+
+    def manifest(self, deployment_id: str) -> list[ManifestFile]: ...
+
+    def list_deployments(self, project_id: str) -> list[Deployment]: ...
+
+    def deployments_with_status(self, statuses: Sequence[DeploymentStatus]) -> list[Deployment]: ...
+
+    def set_status(
+        self, deployment_id: str, status: DeploymentStatus, error: str | None = None
+    ) -> Deployment:
+        """Move a deployment along its state machine; Conflict if the transition is not allowed."""
+        ...
+
+
+class AliasRepository(Protocol):
+    def move_production(
+        self,
+        project_id: str,
+        expected_from: str | None,
+        to_deployment_id: str,
+        reason: MoveReason,
+        token_name: str,
+        pinned: bool,
+    ) -> AliasMove:
+        """Compare-and-set production from ``expected_from`` to ``to_deployment_id``, set ``pinned`` and
+        append the history row, all at once. Conflict if production is no longer ``expected_from``."""
+        ...
+
+    def set_pinned(self, project_id: str, pinned: bool) -> None: ...
+
+    def alias_history(self, project_id: str) -> list[AliasMove]: ...
+
+
+class HostRepository(Protocol):
+    def host_target(self, host: str) -> tuple[HostRoute, str | None] | None:
+        """The route for ``host`` and the deployment it should serve now (None: nothing to serve yet)."""
+        ...
+
+    def host_targets(self) -> list[tuple[HostRoute, str | None]]:
+        """Every host with the deployment it should serve now."""
+        ...
+
+    def project_hosts(self, project_id: str) -> list[HostRoute]: ...
+
+
+class Store(
+    TokenRepository, ProjectRepository, DeploymentRepository, AliasRepository, HostRepository, Protocol
+):
+    """All repositories of one database."""

@@ -1,0 +1,139 @@
+"""Production alias moves: deploy, promote, rollback, unpin, and the history of them all."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from anchor_deploy.model.entities import AliasMove, Deployment, DeploymentStatus, MoveReason, Project, Token
+from anchor_deploy.model.errors import Conflict, DeploymentNotFound, DeploymentNotReady, NoRollbackTarget
+from anchor_deploy.model.names import production_host
+from anchor_deploy.ports import Store
+from anchor_deploy.services.edge_sync import EdgeSync
+
+_CAS_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Test-only crash points: ``hit(name)`` kills the process when the configured fault matches."""
+
+    active: str | None = None
+    kill: Callable[[], None] = lambda: None
+
+    def hit(self, point: str) -> None:
+        if self.active == point:
+            self.kill()
+
+
+class AliasService:
+    def __init__(self, store: Store, edge_sync: EdgeSync, base_domain: str, faults: Faults) -> None:
+        self._store = store
+        self._sync = edge_sync
+        self._base = base_domain
+        self._faults = faults
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _project_lock(self, project_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(project_id, threading.Lock())
+
+    def _target(self, project: Project, deployment_id: str) -> Deployment:
+        deployment = self._store.deployment(deployment_id)
+        if deployment is None or deployment.project_id != project.id:
+            raise DeploymentNotFound(
+                f"deployment {deployment_id[:40]!r} not found in project {project.name!r}"
+            )
+        if deployment.status != DeploymentStatus.READY:
+            raise DeploymentNotReady(
+                f"deployment {deployment_id} is {deployment.status}; only READY deployments can serve"
+            )
+        return deployment
+
+    def _move(
+        self,
+        project: Project,
+        choose: Callable[[Project], str],
+        reason: MoveReason,
+        token_name: str,
+        pinned: bool | None,
+    ) -> AliasMove:
+        """Compare-and-set production, retrying if another writer moved it meanwhile; then apply."""
+        with self._project_lock(project.id):
+            for _ in range(_CAS_ATTEMPTS):
+                current = self._store.project_by_id(project.id)
+                if current is None:
+                    raise Conflict(f"project {project.name!r} was deleted")
+                target = choose(current)
+                pin = current.pinned if pinned is None else pinned
+                try:
+                    move = self._store.move_production(
+                        project.id, current.production_deployment_id, target, reason, token_name, pin
+                    )
+                    break
+                except Conflict:
+                    continue
+            else:
+                raise Conflict("production is being moved by others; try again")
+            self._faults.hit(f"{reason.value}:after_commit")
+            self._sync.apply(production_host(project.name, self._base))
+        return move
+
+    def promote(self, project: Project, deployment_id: str, token: Token) -> AliasMove:
+        self._target(project, deployment_id)
+        return self._move(project, lambda _: deployment_id, MoveReason.PROMOTE, token.name, pinned=False)
+
+    def rollback(self, project: Project, deployment_id: str | None, token: Token) -> AliasMove:
+        if deployment_id is not None:
+            self._target(project, deployment_id)
+            return self._move(project, lambda _: deployment_id, MoveReason.ROLLBACK, token.name, pinned=True)
+        return self._move(project, self._previous_production, MoveReason.ROLLBACK, token.name, pinned=True)
+
+    def _previous_production(self, project: Project) -> str:
+        """The READY deployment that first became production just before the current one did."""
+        current = project.production_deployment_id
+        if current is None:
+            raise NoRollbackTarget(f"project {project.name!r} has no production deployment to roll back")
+        order: list[str] = []
+        for move in self._store.alias_history(project.id):
+            if move.to_deployment_id not in order:
+                order.append(move.to_deployment_id)
+        for candidate in reversed(order[: order.index(current)] if current in order else order):
+            deployment = self._store.deployment(candidate)
+            if deployment is not None and deployment.status == DeploymentStatus.READY:
+                return candidate
+        raise NoRollbackTarget(
+            f"project {project.name!r} has no production deployment before {current}; "
+            "pass a deployment id to roll back to"
+        )
+
+    def deployed(self, project: Project, deployment: Deployment) -> AliasMove | None:
+        """A production build became READY: move production unless pinned or a newer one serves."""
+
+        def choose(current: Project) -> str:
+            if current.pinned:
+                raise _Skip
+            serving = current.production_deployment_id and self._store.deployment(
+                current.production_deployment_id
+            )
+            if serving and serving.created_at > deployment.created_at:
+                raise _Skip
+            return deployment.id
+
+        try:
+            return self._move(project, choose, MoveReason.DEPLOY, deployment.created_by, pinned=None)
+        except _Skip:
+            return None
+
+    def unpin(self, project: Project) -> None:
+        with self._project_lock(project.id):
+            self._store.set_pinned(project.id, False)
+
+    def history(self, project: Project) -> list[AliasMove]:
+        return self._store.alias_history(project.id)
+
+
+class _Skip(Exception):
+    """Production stays where it is."""

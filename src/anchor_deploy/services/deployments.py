@@ -1,0 +1,159 @@
+"""Deployments: the content-addressed manifest protocol, and the build that makes them servable."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from anchor_deploy.model.entities import (
+    Deployment,
+    DeploymentStatus,
+    HostKind,
+    HostRoute,
+    Project,
+    Target,
+    Token,
+)
+from anchor_deploy.model.errors import (
+    DeploymentNotFound,
+    InvalidInput,
+    MissingFiles,
+    NameTaken,
+)
+from anchor_deploy.model.manifest import parse_manifest
+from anchor_deploy.model.names import deployment_host, is_deployment_id, new_deployment_id
+from anchor_deploy.ports import BlobStore, DeploymentFiles, Store
+from anchor_deploy.services.aliases import AliasService
+from anchor_deploy.services.auth import authorize
+from anchor_deploy.services.edge_sync import EdgeSync
+
+log = logging.getLogger(__name__)
+_MAX_META_BYTES = 16 * 1024
+
+
+class DeploymentService:
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobStore,
+        files: DeploymentFiles,
+        aliases: AliasService,
+        edge_sync: EdgeSync,
+        base_domain: str,
+        max_file_size: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._files = files
+        self._aliases = aliases
+        self._sync = edge_sync
+        self._base = base_domain
+        self._max_file_size = max_file_size
+        self._clock = clock
+        self.on_created: Callable[[str], None] = lambda _id: None
+
+    def create(self, project: Project, body: dict[str, Any], token: Token) -> Deployment:
+        """Validate the manifest; 409 missing_files if blobs are lacking; else record a QUEUED deployment."""
+        files = parse_manifest(body.get("files"), self._max_file_size)
+        target = body.get("target", "preview")
+        if target not in (Target.PRODUCTION.value, Target.PREVIEW.value):
+            raise InvalidInput("target must be 'production' or 'preview'")
+        meta = body.get("meta") or {}
+        if not isinstance(meta, dict) or len(repr(meta)) > _MAX_META_BYTES:
+            raise InvalidInput(f"meta must be an object of at most {_MAX_META_BYTES} bytes")
+        missing = self._blobs.missing(f.sha256 for f in files)
+        if missing:
+            raise MissingFiles(f"{len(missing)} file(s) must be uploaded first", missing=missing)
+        for _attempt in range(5):
+            deployment = Deployment(
+                id=new_deployment_id(),
+                project_id=project.id,
+                status=DeploymentStatus.QUEUED,
+                target=Target(target),
+                created_at=self._clock(),
+                file_count=len(files),
+                total_size=sum(f.size for f in files),
+                meta=meta,
+                created_by=token.name,
+            )
+            host = HostRoute(self.host(project, deployment), HostKind.DEPLOYMENT, project.id, deployment.id)
+            try:
+                self._store.add_deployment(deployment, files, host)
+                break
+            except NameTaken:
+                continue  # the random id made a hostname a project already uses: draw again
+        else:
+            raise NameTaken("could not allocate a deployment hostname; try again")
+        self.on_created(deployment.id)
+        return deployment
+
+    def host(self, project: Project, deployment: Deployment) -> str:
+        return deployment_host(project.name, deployment.id, self._base)
+
+    def get(self, deployment_id: str, token: Token) -> tuple[Project, Deployment]:
+        deployment = self._store.deployment(deployment_id) if is_deployment_id(deployment_id) else None
+        project = self._store.project_by_id(deployment.project_id) if deployment else None
+        if deployment is None or project is None:
+            raise DeploymentNotFound(f"deployment {deployment_id[:40]!r} not found")
+        authorize(token, project)
+        return project, deployment
+
+    def list(self, project: Project) -> list[Deployment]:
+        return self._store.list_deployments(project.id)
+
+    def build(self, deployment_id: str) -> Deployment:
+        """QUEUED -> BUILDING -> READY|ERROR: materialize the files, serve the immutable URL, then move
+        production if this is an unpinned production deploy. Idempotent for a restart mid-way."""
+        deployment = self._store.deployment(deployment_id)
+        if deployment is None or deployment.status.is_final:
+            raise DeploymentNotFound(f"deployment {deployment_id} is not waiting for a build")
+        project = self._store.project_by_id(deployment.project_id)
+        if project is None:
+            raise DeploymentNotFound(f"deployment {deployment_id} has no project")
+        if deployment.status == DeploymentStatus.QUEUED:
+            deployment = self._store.set_status(deployment_id, DeploymentStatus.BUILDING)
+        try:
+            self._files.materialize(deployment_id, self._store.manifest(deployment_id))
+        except Exception as exc:
+            log.exception("build of %s failed", deployment_id)
+            return self._store.set_status(deployment_id, DeploymentStatus.ERROR, f"build failed: {exc}")
+        deployment = self._store.set_status(deployment_id, DeploymentStatus.READY)
+        self._sync.apply(self.host(project, deployment))
+        if deployment.target == Target.PRODUCTION:
+            self._aliases.deployed(project, deployment)
+        return deployment
+
+
+class BuildQueue:
+    """A bounded pool of build threads fed by deployment ids."""
+
+    def __init__(self, build: Callable[[str], object], workers: int) -> None:
+        self._build = build
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"build-{i}", daemon=True) for i in range(workers)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, deployment_id: str) -> None:
+        self._queue.put(deployment_id)
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while (deployment_id := self._queue.get()) is not None:
+            try:
+                self._build(deployment_id)
+            except Exception:
+                log.exception("build of %s crashed", deployment_id)

@@ -1,0 +1,69 @@
+"""Projects: create, look up (with authorization), delete (and stop serving their hosts)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+from anchor_deploy.model.entities import HostKind, HostRoute, Project, Token
+from anchor_deploy.model.errors import ProjectNotFound
+from anchor_deploy.model.names import production_host, validate_project_name
+from anchor_deploy.ports import DeploymentFiles, Edge, Store
+from anchor_deploy.services.auth import authorize, require_admin
+
+
+class ProjectService:
+    def __init__(
+        self,
+        store: Store,
+        edge: Edge,
+        files: DeploymentFiles,
+        base_domain: str,
+        clock: Callable[[], float],
+        on_edge_failure: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._edge = edge
+        self._files = files
+        self._base = base_domain
+        self._clock = clock
+        self._on_edge_failure = on_edge_failure
+
+    def create(self, name: object, token: Token) -> Project:
+        require_admin(token)
+        name = validate_project_name(name)
+        project = Project(id="prj_" + secrets.token_hex(8), name=name, created_at=self._clock())
+        alias = HostRoute(production_host(name, self._base), HostKind.ALIAS, project.id, None)
+        self._store.add_project(project, [alias])
+        return project
+
+    def get(self, name: str, token: Token) -> Project:
+        project = self._store.project_by_name(name)
+        if project is None:
+            raise ProjectNotFound(f"project {name[:80]!r} not found")
+        authorize(token, project)
+        return project
+
+    def reload(self, project: Project) -> Project:
+        fresh = self._store.project_by_id(project.id)
+        if fresh is None:
+            raise ProjectNotFound(f"project {project.name!r} not found")
+        return fresh
+
+    def list(self, token: Token) -> list[Project]:
+        return [p for p in self._store.list_projects() if token.project_id in (None, p.id)]
+
+    def delete(self, name: str, token: Token) -> Project:
+        project = self.get(name, token)
+        require_admin(token)
+        deployments = [d.id for d in self._store.list_deployments(project.id)]
+        hosts = self._store.delete_project(project.id)
+        try:
+            for host in hosts:
+                self._edge.remove(host)
+            for deployment_id in deployments:
+                self._files.remove(deployment_id)
+        except Exception:
+            self._on_edge_failure()
+            raise
+        return project

@@ -1,0 +1,133 @@
+"""The reconciler: makes the data planes match the database, idempotently, on start and after failures."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from anchor_deploy.model.entities import DeploymentStatus, Target
+from anchor_deploy.ports import DeploymentFiles, Edge, Store
+from anchor_deploy.services.aliases import AliasService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcileReport:
+    rebuilt: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    pointed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    promoted: list[str] = field(default_factory=list)
+    swept: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: Store,
+        files: DeploymentFiles,
+        edge: Edge,
+        aliases: AliasService,
+        submit_build: Callable[[str], None],
+        present_deployments: Callable[[], list[str]],
+        interval: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._files = files
+        self._edge = edge
+        self._aliases = aliases
+        self._submit = submit_build
+        self._present = present_deployments
+        self._interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run_once(self, startup: bool = False) -> ReconcileReport:
+        """One pass. At start-up, builds that a previous process left QUEUED or BUILDING are queued again."""
+        with self._lock:
+            report = ReconcileReport()
+            self._builds(report, requeue=startup)
+            self._production_after_crash(report)
+            self._edge_hosts(report)
+            self._sweep(report)
+            return report
+
+    def _builds(self, report: ReconcileReport, requeue: bool) -> None:
+        for deployment in self._store.deployments_with_status([DeploymentStatus.READY]):
+            if not self._files.exists(deployment.id):
+                self._files.materialize(deployment.id, self._store.manifest(deployment.id))
+                report.rebuilt.append(deployment.id)
+        pending = [DeploymentStatus.QUEUED, DeploymentStatus.BUILDING]
+        for deployment in self._store.deployments_with_status(pending) if requeue else []:
+            self._submit(deployment.id)
+            report.requeued.append(deployment.id)
+
+    def _production_after_crash(self, report: ReconcileReport) -> None:
+        """A production build that became READY just before a crash still gets its chance to go live."""
+        for project in self._store.list_projects():
+            if project.pinned:
+                continue
+            moved_to = {m.to_deployment_id for m in self._store.alias_history(project.id)}
+            for deployment in self._store.list_deployments(project.id):
+                if deployment.target == Target.PRODUCTION and deployment.status == DeploymentStatus.READY:
+                    if deployment.id not in moved_to and self._aliases.deployed(project, deployment):
+                        report.promoted.append(deployment.id)
+                    break
+
+    def _edge_hosts(self, report: ReconcileReport) -> None:
+        current = self._edge.current()
+        wanted: set[str] = set()
+        for route, deployment_id in self._store.host_targets():
+            if deployment_id is None or not self._files.exists(deployment_id):
+                continue
+            wanted.add(route.host)
+            if current.get(route.host) != (route.kind, deployment_id):
+                self._edge.point(route.host, route.kind, deployment_id)
+                report.pointed.append(route.host)
+        for host in current.keys() - wanted:
+            self._edge.remove(host)
+            report.removed.append(host)
+
+    def _sweep(self, report: ReconcileReport) -> None:
+        """Directories of deployments the database no longer knows (a crash during a project delete)."""
+        for deployment_id in self._present():
+            if self._store.deployment(deployment_id) is None:
+                self._files.remove(deployment_id)
+                report.swept.append(deployment_id)
+
+    # -- background loop ---------------------------------------------------------------------------
+    def request(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        delay = 0.2
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                report = self.run_once()
+                delay = 0.2
+                if any(vars(report).values()):
+                    log.info("reconciled: %s", {k: len(v) for k, v in vars(report).items() if v})
+            except Exception:
+                log.exception("reconcile failed; retrying in %.1fs", delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self._interval)
+                self._wake.set()
