@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from pathlib import Path
@@ -115,7 +116,7 @@ def test_concurrent_rollbacks_are_serialized_and_all_recorded(anchor: AnchorProc
     assert len(rollbacks) == 10
     assert [m["id"] for m in rollbacks] == sorted(m["id"] for m in rollbacks)
     # Each move starts where the previous one ended: no lost update.
-    for before, after in zip(history, history[1:], strict=False):
+    for before, after in itertools.pairwise(history):
         assert after["fromDeploymentId"] == before["toDeploymentId"]
     assert project["productionDeploymentId"] == history[-1]["toDeploymentId"]
     expected = b"A" if history[-1]["toDeploymentId"] == a["id"] else b"B"

@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from anchor_deploy.model.errors import EdgeError
+
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 _SOCKET_PATH_MAX = 100
@@ -137,7 +139,9 @@ class CaddyProcess:
                 break
             time.sleep(0.05)
         tail = self._log_path.read_text(errors="replace")[-2000:] if self._log_path.exists() else ""
-        raise RuntimeError(f"Caddy did not become healthy; its log ends with:\n{tail}")
+        raise EdgeError(
+            f"Caddy did not start (log: {self._log_path}); its log ends with: {tail.strip()[-600:]}"
+        )
 
     def _supervise(self) -> None:
         backoff = 0.25
@@ -164,7 +168,7 @@ class CaddyProcess:
                 self._wait_healthy(15.0)
                 self.restarts += 1
                 failures = 0
-            except (OSError, RuntimeError):
+            except (OSError, EdgeError):
                 log.exception("Caddy restart failed")
 
     def _terminate(self) -> None:

@@ -72,7 +72,7 @@ def up(data_dir: Path | None, api_addr: str | None, http_addr: str | None, base_
     settings = Settings.from_env(
         data_dir=data_dir, api_addr=api_addr, http_addr=http_addr, base_domain=base_domain
     )
-    run_platform(settings, echo=lambda line: click.echo(line, err=False))
+    run_platform(settings, say=click.echo)
 
 
 @main.command()

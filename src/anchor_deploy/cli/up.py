@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
 from anchor_deploy.api.app import create_app
 from anchor_deploy.settings import Settings, parse_addr
-from anchor_deploy.wiring import build_platform
+from anchor_deploy.wiring import Platform, build_platform
 
 log = logging.getLogger("anchor")
 
@@ -23,20 +27,45 @@ def write_secret_file(path: Path, secret: str) -> None:
     os.replace(tmp, path)
 
 
-def run_platform(settings: Settings, echo: object = print) -> None:
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM after its own shutdown, which would kill us before the platform
+    (and Caddy) stop; here a signal only asks the server to exit, and run_platform stops the rest."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        def ask_exit(signum: int, _frame: FrameType | None) -> None:
+            self.force_exit = self.should_exit
+            self.should_exit = True
+
+        previous = {sig: signal.signal(sig, ask_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def run_platform(settings: Settings, say: Callable[[str], None] = print) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     platform = build_platform(settings)
+    try:
+        _serve(platform, settings, say)
+    finally:
+        platform.stop()
+        say("anchor-deploy stopped")
+
+
+def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -> None:
     secret = platform.start()
     api_host, api_port = parse_addr(settings.api_addr, "ANCHOR_API_ADDR")
-    say = echo if callable(echo) else print
     say(f"anchor-deploy is up: API http://{settings.api_addr}  edge http://{settings.http_addr}")
     say(f"data dir: {settings.data_dir.resolve()}")
     if secret:
         token_file = settings.data_dir.resolve() / "admin-token"
         write_secret_file(token_file, secret)
         say(f"admin token (shown once, also saved to {token_file} with mode 0600):\n  {secret}")
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             create_app(platform),
             host=api_host,
@@ -46,8 +75,4 @@ def run_platform(settings: Settings, echo: object = print) -> None:
             timeout_graceful_shutdown=5,
         )
     )
-    try:
-        server.run()
-    finally:
-        platform.stop()
-        say("anchor-deploy stopped")
+    server.run()

@@ -149,7 +149,8 @@ class BuildQueue:
         for _ in self._threads:
             self._queue.put(None)
         for thread in self._threads:
-            thread.join(timeout=10)
+            if thread.ident is not None:
+                thread.join(timeout=10)
 
     def _run(self) -> None:
         while (deployment_id := self._queue.get()) is not None:
