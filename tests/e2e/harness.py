@@ -47,19 +47,26 @@ class AnchorProcess:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANCHOR_")}
-        env.update({
-            "ANCHOR_DATA_DIR": str(self.data_dir),
-            "ANCHOR_API_ADDR": f"{LOOPBACK}:{self.api_port}",
-            "ANCHOR_HTTP_ADDR": f"{LOOPBACK}:{self.http_port}",
-            **self.extra_env,
-        })
+        env.update(
+            {
+                "ANCHOR_DATA_DIR": str(self.data_dir),
+                "ANCHOR_API_ADDR": f"{LOOPBACK}:{self.api_port}",
+                "ANCHOR_HTTP_ADDR": f"{LOOPBACK}:{self.http_port}",
+                **self.extra_env,
+            }
+        )
         return env
 
     def start(self, timeout: float = 30) -> AnchorProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir.parent / f"{self.data_dir.name}-up.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "anchor_deploy.cli.main", "up"], env=self.env(),
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "anchor_deploy.cli.main", "up"],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -82,21 +89,36 @@ class AnchorProcess:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def api(self, token: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=30,
-                            headers={"Authorization": f"Bearer {token or self.token}"})
+        return httpx.Client(
+            base_url=self.api_url, timeout=30, headers={"Authorization": f"Bearer {token or self.token}"}
+        )
 
     def edge(self, host: str, path: str = "/", **kwargs: Any) -> httpx.Response:
         headers = {"Host": host, **kwargs.pop("headers", {})}
         return httpx.get(f"{self.edge_url}{path}", headers=headers, timeout=10, **kwargs)
 
-    def cli(self, *args: str, token: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, token: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANCHOR_")}
-        env.update({"ANCHOR_API_URL": self.api_url, "ANCHOR_TOKEN": token or self.token,
-                    "ANCHOR_CONFIG": str(self.data_dir.parent / "cli-config.json")})
-        done = subprocess.run([sys.executable, "-m", "anchor_deploy.cli.main", *args], env=env,
-                              capture_output=True, text=True, timeout=300)
+        env.update(
+            {
+                "ANCHOR_API_URL": self.api_url,
+                "ANCHOR_TOKEN": token or self.token,
+                "ANCHOR_CONFIG": str(self.data_dir.parent / "cli-config.json"),
+            }
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "anchor_deploy.cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if check and done.returncode != 0:
-            raise AssertionError(f"anchor {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+            raise AssertionError(
+                f"anchor {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+            )
         return done
 
     def signal(self, sig: int) -> None:
@@ -117,8 +139,9 @@ class AnchorProcess:
         return int((self.data_dir / "run" / "caddy.pid").read_text())
 
 
-def upload_and_deploy(api: httpx.Client, project: str, files: dict[str, bytes], target: str = "production",
-                      wait: bool = True) -> dict[str, Any]:
+def upload_and_deploy(
+    api: httpx.Client, project: str, files: dict[str, bytes], target: str = "production", wait: bool = True
+) -> dict[str, Any]:
     """The deploy protocol by hand: offer the manifest, upload what is missing, offer again, wait."""
     manifest = [{"path": p, "sha256": sha(b), "size": len(b), "mode": 0o644} for p, b in files.items()]
     body = {"files": manifest, "target": target}

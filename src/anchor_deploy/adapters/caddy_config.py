@@ -19,6 +19,13 @@ EDGE_404_BODY = "404 Not Found: nothing is deployed at this address.\n"
 FILE_404_BODY = "404 Not Found\n"
 
 
+# The 404 page is an error response: answer it whole, never as a 304 or a partial 206.
+_NO_CONDITIONALS = {
+    "handler": "headers",
+    "request": {"delete": ["If-None-Match", "If-Match", "Range", "If-Range"]},
+}
+
+
 def _cache(value: str) -> dict[str, Any]:
     return {"handler": "headers", "response": {"set": {"Cache-Control": [value]}}}
 
@@ -54,6 +61,7 @@ def _serve_routes(kind_root: Path, immutable_host: bool) -> list[dict[str, Any]]
         {
             "handle": [
                 _cache(HTML_CACHE),
+                _NO_CONDITIONALS,
                 {"handler": "rewrite", "uri": "/404.html"},
                 {**file_server, "status_code": 404},
             ]

@@ -44,8 +44,12 @@ async def json_object(request: Request) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # Lone surrogates ("\ud800") are valid JSON but can be neither stored nor sent back as UTF-8.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError) as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidInput("request body is nested too deeply") from exc
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
     return body

@@ -29,9 +29,10 @@ def health(p: PlatformDep) -> dict[str, Any]:
 @router.post("/tokens", status_code=201)
 def create_token(p: PlatformDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
     require_admin(token)
-    project = p.projects.get(body["project"], token) if body.get("project") is not None else None
-    if project is None and "project" in body and body["project"] is not None:
+    name = body.get("project")
+    if name is not None and not isinstance(name, str):
         raise InvalidInput("project must be a project name")
+    project = p.projects.get(name, token) if name is not None else None
     created, secret = p.tokens.create(body.get("name", ""), project)
     return {**token_json(created, project), "token": secret}
 

@@ -16,6 +16,7 @@ MAX_FILES = 100_000
 ETAG_SUFFIX = ".anchor-etag"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PERMISSION_BITS = 0o7777
+_MAX_MODE = 0o177777
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +68,8 @@ def validate_path(path: object) -> str:
 def validate_mode(mode: object, path: str) -> int:
     if mode is None:
         return 0o644
-    if not isinstance(mode, int) or isinstance(mode, bool) or mode < 0:
-        raise InvalidManifest(f"file {path!r}: mode must be a non-negative integer")
+    if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= _MAX_MODE:
+        raise InvalidManifest(f"file {path!r}: mode must be an integer from 0 to {_MAX_MODE:o} (octal)")
     file_type = stat.S_IFMT(mode)
     if file_type and file_type != stat.S_IFREG:
         kind = {

@@ -1,0 +1,366 @@
+"""In-memory fakes of every port, for unit tests. They follow the real adapters' semantics (the contract
+suites in ``tests/contract`` run the same tests against them and against SqliteStore, FsBlobStore,
+FsDeploymentFiles and SymlinkEdge) and are thread-safe: every method runs under one lock."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from anchor_deploy.model.entities import (
+    AliasMove,
+    Deployment,
+    DeploymentStatus,
+    HostKind,
+    HostRoute,
+    MoveReason,
+    Project,
+    Token,
+    can_transition,
+)
+from anchor_deploy.model.errors import (
+    BlobRejected,
+    BlobTooLarge,
+    Conflict,
+    DeploymentNotFound,
+    EdgeError,
+    NameTaken,
+    ProjectNotFound,
+)
+from anchor_deploy.model.manifest import ManifestFile, is_sha256
+from anchor_deploy.model.names import is_valid_hostname
+
+__all__ = ["FakeBlobStore", "FakeDeploymentFiles", "FakeEdge", "FakeStore"]
+
+
+@dataclass(slots=True)
+class _StoredDeployment:
+    deployment: Deployment
+    files: tuple[ManifestFile, ...]
+    seq: int
+
+
+class FakeStore:
+    """The Store port (every repository) in dictionaries, like SqliteStore with its cascades."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._tokens: dict[str, Token] = {}  # secret hash -> token
+        self._projects: dict[str, Project] = {}
+        self._deployments: dict[str, _StoredDeployment] = {}
+        self._history: list[AliasMove] = []
+        self._hosts: dict[str, HostRoute] = {}
+        self._seq = itertools.count(1)
+        self._move_ids = itertools.count(1)
+
+    # -- tokens ------------------------------------------------------------------------------------
+    def add_token(self, token: Token, secret_hash: str) -> None:
+        with self._lock:
+            if secret_hash in self._tokens:
+                raise Conflict("a token with this secret already exists")
+            if token.project_id is not None and token.project_id not in self._projects:
+                raise ProjectNotFound(f"project {token.project_id} not found")
+            self._tokens[secret_hash] = token
+
+    def token_by_hash(self, secret_hash: str) -> Token | None:
+        with self._lock:
+            return self._tokens.get(secret_hash)
+
+    def has_admin_token(self) -> bool:
+        with self._lock:
+            return any(t.project_id is None for t in self._tokens.values())
+
+    def secret_hashes(self) -> list[str]:
+        """Test helper: every stored secret hash (what a database dump would show)."""
+        with self._lock:
+            return list(self._tokens)
+
+    # -- projects ----------------------------------------------------------------------------------
+    def add_project(self, project: Project, hosts: Sequence[HostRoute]) -> None:
+        with self._lock:
+            if any(p.name == project.name for p in self._projects.values()):
+                raise NameTaken(f"project {project.name!r} already exists")
+            self._claim_hosts(hosts)
+            self._projects[project.id] = project
+            self._hosts.update((h.host, h) for h in hosts)
+
+    def _claim_hosts(self, hosts: Sequence[HostRoute]) -> None:
+        names = [h.host for h in hosts]
+        for host in names:
+            if host in self._hosts or names.count(host) > 1:
+                raise NameTaken(f"hostname {host} is already in use")
+
+    def project_by_name(self, name: str) -> Project | None:
+        with self._lock:
+            return next((p for p in self._projects.values() if p.name == name), None)
+
+    def project_by_id(self, project_id: str) -> Project | None:
+        with self._lock:
+            return self._projects.get(project_id)
+
+    def list_projects(self) -> list[Project]:
+        with self._lock:
+            return sorted(self._projects.values(), key=lambda p: p.name)
+
+    def delete_project(self, project_id: str) -> list[str]:
+        with self._lock:
+            if self._projects.pop(project_id, None) is None:
+                raise ProjectNotFound(f"project {project_id} not found")
+            released = [h for h, route in self._hosts.items() if route.project_id == project_id]
+            for host in released:
+                del self._hosts[host]
+            for deployment_id in [
+                d for d, s in self._deployments.items() if s.deployment.project_id == project_id
+            ]:
+                del self._deployments[deployment_id]
+            self._history = [m for m in self._history if m.project_id != project_id]
+            self._tokens = {h: t for h, t in self._tokens.items() if t.project_id != project_id}
+            return released
+
+    # -- deployments -------------------------------------------------------------------------------
+    def add_deployment(self, deployment: Deployment, files: Sequence[ManifestFile], host: HostRoute) -> None:
+        with self._lock:
+            self._claim_hosts([host])
+            if deployment.project_id not in self._projects:
+                raise ProjectNotFound(f"project {deployment.project_id} not found")
+            if deployment.id in self._deployments:
+                raise Conflict(f"deployment {deployment.id} already exists")
+            stored = dataclasses.replace(deployment, meta=copy.deepcopy(deployment.meta))
+            self._deployments[deployment.id] = _StoredDeployment(stored, tuple(files), next(self._seq))
+            self._hosts[host.host] = host
+
+    @staticmethod
+    def _copy(deployment: Deployment) -> Deployment:
+        # The real store hands out a fresh ``meta`` on every read; so does the fake.
+        return dataclasses.replace(deployment, meta=copy.deepcopy(deployment.meta))
+
+    def deployment(self, deployment_id: str) -> Deployment | None:
+        with self._lock:
+            stored = self._deployments.get(deployment_id)
+            return None if stored is None else self._copy(stored.deployment)
+
+    def manifest(self, deployment_id: str) -> list[ManifestFile]:
+        with self._lock:
+            stored = self._deployments.get(deployment_id)
+            if stored is None:
+                raise DeploymentNotFound(f"deployment {deployment_id} not found")
+            return list(stored.files)
+
+    def list_deployments(self, project_id: str) -> list[Deployment]:
+        with self._lock:
+            rows = [s for s in self._deployments.values() if s.deployment.project_id == project_id]
+            rows.sort(key=lambda s: (s.deployment.created_at, s.seq), reverse=True)
+            return [self._copy(s.deployment) for s in rows]
+
+    def deployments_with_status(self, statuses: Sequence[DeploymentStatus]) -> list[Deployment]:
+        with self._lock:
+            rows = [s for s in self._deployments.values() if s.deployment.status in statuses]
+            rows.sort(key=lambda s: (s.deployment.created_at, s.seq))
+            return [self._copy(s.deployment) for s in rows]
+
+    def set_status(
+        self, deployment_id: str, status: DeploymentStatus, error: str | None = None
+    ) -> Deployment:
+        with self._lock:
+            stored = self._deployments.get(deployment_id)
+            if stored is None:
+                raise DeploymentNotFound(f"deployment {deployment_id} not found")
+            current = stored.deployment.status
+            if current != status and not can_transition(current, status):
+                raise Conflict(f"deployment {deployment_id} cannot go from {current} to {status}")
+            ready_at = stored.deployment.ready_at
+            if ready_at is None and status == DeploymentStatus.READY:
+                ready_at = self._clock()
+            stored.deployment = dataclasses.replace(
+                stored.deployment, status=status, error=error, ready_at=ready_at
+            )
+            return self._copy(stored.deployment)
+
+    # -- production alias --------------------------------------------------------------------------
+    def move_production(
+        self,
+        project_id: str,
+        expected_from: str | None,
+        to_deployment_id: str,
+        reason: MoveReason,
+        token_name: str,
+        pinned: bool,
+    ) -> AliasMove:
+        with self._lock:
+            project = self._projects.get(project_id)
+            if project is None:
+                raise ProjectNotFound(f"project {project_id} not found")
+            if project.production_deployment_id != expected_from:
+                raise Conflict("production moved meanwhile; try again")
+            self._projects[project_id] = dataclasses.replace(
+                project, production_deployment_id=to_deployment_id, pinned=pinned
+            )
+            move = AliasMove(
+                next(self._move_ids),
+                project_id,
+                expected_from,
+                to_deployment_id,
+                reason,
+                token_name,
+                self._clock(),
+            )
+            self._history.append(move)
+            return move
+
+    def set_pinned(self, project_id: str, pinned: bool) -> None:
+        with self._lock:
+            project = self._projects.get(project_id)
+            if project is not None:  # like an UPDATE that matches no row
+                self._projects[project_id] = dataclasses.replace(project, pinned=pinned)
+
+    def alias_history(self, project_id: str) -> list[AliasMove]:
+        with self._lock:
+            return [m for m in self._history if m.project_id == project_id]
+
+    # -- hosts -------------------------------------------------------------------------------------
+    def _target(self, route: HostRoute) -> tuple[HostRoute, str | None]:
+        if route.kind == HostKind.ALIAS:
+            return route, self._projects[route.project_id].production_deployment_id
+        return route, route.deployment_id
+
+    def host_target(self, host: str) -> tuple[HostRoute, str | None] | None:
+        with self._lock:
+            route = self._hosts.get(host)
+            return None if route is None else self._target(route)
+
+    def host_targets(self) -> list[tuple[HostRoute, str | None]]:
+        with self._lock:
+            return [self._target(r) for r in self._hosts.values()]
+
+    def project_hosts(self, project_id: str) -> list[HostRoute]:
+        with self._lock:
+            return sorted(
+                (r for r in self._hosts.values() if r.project_id == project_id), key=lambda r: r.host
+            )
+
+
+class FakeBlobStore:
+    """The BlobStore port in a dictionary of bytes, like FsBlobStore."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._blobs: dict[str, bytes] = {}
+
+    @staticmethod
+    def _check(digest: str) -> None:
+        if not is_sha256(digest):
+            raise BlobRejected(f"{digest[:80]!r} is not a sha256 digest")
+
+    def has(self, digest: str) -> bool:
+        self._check(digest)
+        with self._lock:
+            return digest in self._blobs
+
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        seen: dict[str, None] = {}
+        for digest in digests:
+            if digest not in seen and not self.has(digest):
+                seen[digest] = None
+        return list(seen)
+
+    def put(self, digest: str, chunks: Iterator[bytes], max_size: int) -> int:
+        self._check(digest)
+        data = bytearray()
+        for chunk in chunks:
+            if len(data) + len(chunk) > max_size:
+                raise BlobTooLarge(f"blob is larger than the {max_size}-byte limit")
+            data += chunk
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise BlobRejected(f"content does not match its digest: got sha256 {actual}")
+        with self._lock:
+            if digest in self._blobs:
+                return 0
+            self._blobs[digest] = bytes(data)
+            return len(data)
+
+    def read(self, digest: str) -> bytes:
+        """Test helper: the stored bytes (KeyError if absent)."""
+        with self._lock:
+            return self._blobs[digest]
+
+    def lose(self, digest: str) -> None:
+        """Test helper: forget a blob, as a damaged disk would."""
+        with self._lock:
+            self._blobs.pop(digest, None)
+
+
+class FakeDeploymentFiles:
+    """The DeploymentFiles port: each deployment a dictionary path -> bytes, built all or nothing."""
+
+    def __init__(self, blobs: FakeBlobStore) -> None:
+        self._blobs = blobs
+        self._lock = threading.Lock()
+        self._trees: dict[str, dict[str, bytes]] = {}
+
+    def materialize(self, deployment_id: str, files: Sequence[ManifestFile]) -> None:
+        with self._lock:
+            if deployment_id in self._trees:
+                return
+            tree: dict[str, bytes] = {}
+            for entry in files:
+                if not self._blobs.has(entry.sha256):
+                    # FsDeploymentFiles fails the same way: os.link of an absent blob.
+                    raise FileNotFoundError(f"blob {entry.sha256} is not stored")
+                tree[entry.path] = self._blobs.read(entry.sha256)
+            self._trees[deployment_id] = tree
+
+    def exists(self, deployment_id: str) -> bool:
+        with self._lock:
+            return deployment_id in self._trees
+
+    def remove(self, deployment_id: str) -> None:
+        with self._lock:
+            self._trees.pop(deployment_id, None)
+
+    def present(self) -> list[str]:
+        """Deployment ids that have a directory, like FsDeploymentFiles.present."""
+        with self._lock:
+            return list(self._trees)
+
+    def read(self, deployment_id: str, path: str) -> bytes:
+        """Test helper: one file of a materialized deployment (KeyError if absent)."""
+        with self._lock:
+            return self._trees[deployment_id][path]
+
+
+class FakeEdge:
+    """The Edge port in a dictionary host -> (kind, deployment id). Set ``failing`` to make every change
+    raise EdgeError, as an unreachable data plane would."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._routes: dict[str, tuple[HostKind, str]] = {}
+        self.failing = False
+
+    def _check(self, host: str) -> None:
+        if not is_valid_hostname(host):
+            raise EdgeError(f"refusing to route invalid hostname {host[:80]!r}")
+        if self.failing:
+            raise EdgeError(f"the edge is unavailable; could not change {host}")
+
+    def point(self, host: str, kind: HostKind, deployment_id: str) -> None:
+        with self._lock:
+            self._check(host)
+            self._routes[host] = (kind, deployment_id)
+
+    def remove(self, host: str) -> None:
+        with self._lock:
+            self._check(host)
+            self._routes.pop(host, None)
+
+    def current(self) -> Mapping[str, tuple[HostKind, str]]:
+        with self._lock:
+            return dict(self._routes)
