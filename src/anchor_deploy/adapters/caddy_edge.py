@@ -39,6 +39,12 @@ class SymlinkEdge:
     def point(self, host: str, kind: HostKind, deployment_id: str) -> None:
         link = self._link(host, kind)
         target = os.path.relpath(self._deployments / deployment_id, link.parent)
+        for other in HostKind:  # a host serves one thing: drop a stale link of the other kind first
+            if other != kind:
+                try:
+                    self._link(host, other).unlink(missing_ok=True)
+                except OSError as exc:
+                    raise EdgeError(f"could not switch {host}: {exc}") from exc
         try:
             if os.readlink(link) == target:
                 return

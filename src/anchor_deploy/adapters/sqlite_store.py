@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     file_count INTEGER NOT NULL,
     total_size INTEGER NOT NULL,
     created_by TEXT NOT NULL DEFAULT '',
+    go_live_pending INTEGER NOT NULL DEFAULT 0,
     manifest BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deployments_by_project ON deployments(project_id, created_at);
@@ -79,7 +80,8 @@ CREATE INDEX IF NOT EXISTS hosts_by_project ON hosts(project_id);
 """
 
 _DEPLOYMENT_COLUMNS = (
-    "id, project_id, status, target, created_at, ready_at, error, meta, file_count, total_size, created_by"
+    "id, project_id, status, target, created_at, ready_at, error, meta, file_count, total_size, created_by, "
+    "go_live_pending"
 )
 # The host's current deployment: its own for an immutable URL, the project's production one for an alias.
 _HOST_TARGET = """
@@ -117,6 +119,7 @@ def _deployment(row: sqlite3.Row) -> Deployment:
         ready_at=row["ready_at"],
         error=row["error"],
         created_by=row["created_by"],
+        go_live_pending=bool(row["go_live_pending"]),
     )
 
 
@@ -174,6 +177,13 @@ class SqliteStore:
     # -- tokens ------------------------------------------------------------------------------------
     def add_token(self, token: Token, secret_hash: str) -> None:
         with self._write() as db:
+            if db.execute("SELECT 1 FROM tokens WHERE secret_hash = ?", (secret_hash,)).fetchone():
+                raise Conflict("a token with this secret already exists")
+            if (
+                token.project_id is not None
+                and not db.execute("SELECT 1 FROM projects WHERE id = ?", (token.project_id,)).fetchone()
+            ):
+                raise ProjectNotFound(f"project {token.project_id} not found")
             db.execute(
                 "INSERT INTO tokens VALUES (?, ?, ?, ?, ?)",
                 (token.id, token.name, secret_hash, token.project_id, token.created_at),
@@ -240,7 +250,7 @@ class SqliteStore:
                 raise ProjectNotFound(f"project {deployment.project_id} not found")
             db.execute(
                 f"INSERT INTO deployments ({_DEPLOYMENT_COLUMNS}, manifest) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     deployment.id,
                     deployment.project_id,
@@ -253,6 +263,7 @@ class SqliteStore:
                     deployment.file_count,
                     deployment.total_size,
                     deployment.created_by,
+                    int(deployment.go_live_pending),
                     _encode_manifest(files),
                 ),
             )
@@ -288,16 +299,21 @@ class SqliteStore:
         self, deployment_id: str, status: DeploymentStatus, error: str | None = None
     ) -> Deployment:
         with self._write() as db:
-            row = db.execute("SELECT status FROM deployments WHERE id = ?", (deployment_id,)).fetchone()
+            row = db.execute(
+                "SELECT status, target FROM deployments WHERE id = ?", (deployment_id,)
+            ).fetchone()
             if row is None:
                 raise DeploymentNotFound(f"deployment {deployment_id} not found")
             current = DeploymentStatus(row[0])
             if current != status and not can_transition(current, status):
                 raise Conflict(f"deployment {deployment_id} cannot go from {current} to {status}")
-            ready_at = self._clock() if status == DeploymentStatus.READY else None
+            becomes_ready = status == DeploymentStatus.READY and current != status
+            ready_at = self._clock() if becomes_ready else None
+            pending = int(becomes_ready and row[1] == Target.PRODUCTION.value)
             db.execute(
-                "UPDATE deployments SET status = ?, error = ?, ready_at = COALESCE(ready_at, ?) WHERE id = ?",
-                (status.value, error, ready_at, deployment_id),
+                "UPDATE deployments SET status = ?, error = ?, ready_at = COALESCE(ready_at, ?), "
+                "go_live_pending = MAX(go_live_pending, ?) WHERE id = ?",
+                (status.value, error, ready_at, pending, deployment_id),
             )
             updated = db.execute(
                 f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", (deployment_id,)
@@ -337,6 +353,10 @@ class SqliteStore:
     def set_pinned(self, project_id: str, pinned: bool) -> None:
         with self._write() as db:
             db.execute("UPDATE projects SET pinned = ? WHERE id = ?", (int(pinned), project_id))
+
+    def settle_go_live(self, deployment_id: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE deployments SET go_live_pending = 0 WHERE id = ?", (deployment_id,))
 
     def alias_history(self, project_id: str) -> list[AliasMove]:
         rows = self._db().execute(

@@ -74,6 +74,9 @@ class Deployment:
     ready_at: float | None = None
     error: str | None = None
     created_by: str = ""
+    # A production build that became READY and whose go-live (move production, or skip it when pinned or
+    # superseded) has not been decided yet. Set with READY in one write, so a crash cannot lose it.
+    go_live_pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,8 +60,8 @@ def validate_path(path: object) -> str:
             raise InvalidManifest(f"file path {shown!r} has a '{segment}' segment")
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             raise InvalidManifest(f"file path {shown!r} has a segment longer than {MAX_SEGMENT_BYTES} bytes")
-    if path.endswith(ETAG_SUFFIX):
-        raise InvalidManifest(f"file path {shown!r} uses the reserved suffix {ETAG_SUFFIX}")
+        if segment.endswith(ETAG_SUFFIX):  # the edge hides every path component with this suffix
+            raise InvalidManifest(f"file path {shown!r} uses the reserved suffix {ETAG_SUFFIX}")
     return path
 
 

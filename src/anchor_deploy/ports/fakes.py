@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from anchor_deploy.model.entities import (
     AliasMove,
@@ -21,6 +22,7 @@ from anchor_deploy.model.entities import (
     HostRoute,
     MoveReason,
     Project,
+    Target,
     Token,
     can_transition,
 )
@@ -35,6 +37,9 @@ from anchor_deploy.model.errors import (
 )
 from anchor_deploy.model.manifest import ManifestFile, is_sha256
 from anchor_deploy.model.names import is_valid_hostname
+
+if TYPE_CHECKING:
+    from anchor_deploy.ports import BlobStore, DeploymentFiles, Edge, Store
 
 __all__ = ["FakeBlobStore", "FakeDeploymentFiles", "FakeEdge", "FakeStore"]
 
@@ -175,11 +180,15 @@ class FakeStore:
             current = stored.deployment.status
             if current != status and not can_transition(current, status):
                 raise Conflict(f"deployment {deployment_id} cannot go from {current} to {status}")
+            becomes_ready = status == DeploymentStatus.READY and current != status
             ready_at = stored.deployment.ready_at
-            if ready_at is None and status == DeploymentStatus.READY:
+            if ready_at is None and becomes_ready:
                 ready_at = self._clock()
+            pending = stored.deployment.go_live_pending or (
+                becomes_ready and stored.deployment.target == Target.PRODUCTION
+            )
             stored.deployment = dataclasses.replace(
-                stored.deployment, status=status, error=error, ready_at=ready_at
+                stored.deployment, status=status, error=error, ready_at=ready_at, go_live_pending=pending
             )
             return self._copy(stored.deployment)
 
@@ -213,6 +222,12 @@ class FakeStore:
             )
             self._history.append(move)
             return move
+
+    def settle_go_live(self, deployment_id: str) -> None:
+        with self._lock:
+            stored = self._deployments.get(deployment_id)
+            if stored is not None:
+                stored.deployment = dataclasses.replace(stored.deployment, go_live_pending=False)
 
     def set_pinned(self, project_id: str, pinned: bool) -> None:
         with self._lock:
@@ -364,3 +379,11 @@ class FakeEdge:
     def current(self) -> Mapping[str, tuple[HostKind, str]]:
         with self._lock:
             return dict(self._routes)
+
+
+if TYPE_CHECKING:
+
+    def _fakes_satisfy_their_ports(
+        store: FakeStore, blobs: FakeBlobStore, files: FakeDeploymentFiles, edge: FakeEdge
+    ) -> tuple[Store, BlobStore, DeploymentFiles, Edge]:
+        return store, blobs, files, edge  # mypy checks each fake against its Protocol here

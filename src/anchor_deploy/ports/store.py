@@ -58,7 +58,8 @@ class DeploymentRepository(Protocol):
     def set_status(
         self, deployment_id: str, status: DeploymentStatus, error: str | None = None
     ) -> Deployment:
-        """Move a deployment along its state machine; Conflict if the transition is not allowed."""
+        """Move a deployment along its state machine; Conflict if the transition is not allowed.
+        A production deployment becoming READY is marked go_live_pending in the same write."""
         ...
 
 
@@ -77,6 +78,10 @@ class AliasRepository(Protocol):
         ...
 
     def set_pinned(self, project_id: str, pinned: bool) -> None: ...
+
+    def settle_go_live(self, deployment_id: str) -> None:
+        """The go-live of a READY production deployment was decided: clear go_live_pending."""
+        ...
 
     def alias_history(self, project_id: str) -> list[AliasMove]: ...
 

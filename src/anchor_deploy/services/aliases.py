@@ -110,10 +110,11 @@ class AliasService:
         )
 
     def deployed(self, project: Project, deployment: Deployment) -> AliasMove | None:
-        """A production build became READY: move production unless pinned or a newer one serves."""
+        """A production build became READY: move production unless pinned, already there, or a newer
+        deployment serves; then settle the go-live so a restart does not decide it again."""
 
         def choose(current: Project) -> str:
-            if current.pinned:
+            if current.pinned or current.production_deployment_id == deployment.id:
                 raise _Skip
             serving = current.production_deployment_id and self._store.deployment(
                 current.production_deployment_id
@@ -126,6 +127,8 @@ class AliasService:
             return self._move(project, choose, MoveReason.DEPLOY, deployment.created_by, pinned=None)
         except _Skip:
             return None
+        finally:
+            self._store.settle_go_live(deployment.id)
 
     def unpin(self, project: Project) -> None:
         with self._project_lock(project.id):

@@ -62,7 +62,7 @@ class DeploymentService:
         target = body.get("target", "preview")
         if target not in (Target.PRODUCTION.value, Target.PREVIEW.value):
             raise InvalidInput("target must be 'production' or 'preview'")
-        meta = body.get("meta") or {}
+        meta = {} if body.get("meta") is None else body["meta"]
         if not isinstance(meta, dict) or len(repr(meta)) > _MAX_META_BYTES:
             raise InvalidInput(f"meta must be an object of at most {_MAX_META_BYTES} bytes")
         missing = self._blobs.missing(f.sha256 for f in files)

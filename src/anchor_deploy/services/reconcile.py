@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from anchor_deploy.model.entities import DeploymentStatus, Target
+from anchor_deploy.model.entities import DeploymentStatus
 from anchor_deploy.ports import DeploymentFiles, Edge, Store
 from anchor_deploy.services.aliases import AliasService
 
@@ -68,16 +68,13 @@ class Reconciler:
             report.requeued.append(deployment.id)
 
     def _production_after_crash(self, report: ReconcileReport) -> None:
-        """A production build that became READY just before a crash still gets its chance to go live."""
-        for project in self._store.list_projects():
-            if project.pinned:
+        """A production build that became READY just before a crash still gets its go-live decided."""
+        for deployment in self._store.deployments_with_status([DeploymentStatus.READY]):
+            if not deployment.go_live_pending:
                 continue
-            moved_to = {m.to_deployment_id for m in self._store.alias_history(project.id)}
-            for deployment in self._store.list_deployments(project.id):
-                if deployment.target == Target.PRODUCTION and deployment.status == DeploymentStatus.READY:
-                    if deployment.id not in moved_to and self._aliases.deployed(project, deployment):
-                        report.promoted.append(deployment.id)
-                    break
+            project = self._store.project_by_id(deployment.project_id)
+            if project is not None and self._aliases.deployed(project, deployment):
+                report.promoted.append(deployment.id)
 
     def _edge_hosts(self, report: ReconcileReport) -> None:
         current = self._edge.current()

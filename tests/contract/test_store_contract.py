@@ -1,0 +1,419 @@
+"""The Store port's contract: every adapter (SqliteStore on a real file, the in-memory fake) passes it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anchor_deploy.adapters.sqlite_store import SqliteStore
+from anchor_deploy.model.entities import (
+    Deployment,
+    DeploymentStatus,
+    HostKind,
+    HostRoute,
+    MoveReason,
+    Project,
+    Target,
+    Token,
+)
+from anchor_deploy.model.errors import Conflict, DeploymentNotFound, NameTaken, ProjectNotFound
+from anchor_deploy.model.manifest import ManifestFile
+from anchor_deploy.ports import Store
+from anchor_deploy.ports.fakes import FakeStore
+from tests.support import TickingClock, sha
+
+Q, B, R, E, C = (
+    DeploymentStatus.QUEUED,
+    DeploymentStatus.BUILDING,
+    DeploymentStatus.READY,
+    DeploymentStatus.ERROR,
+    DeploymentStatus.CANCELED,
+)
+FILES = [ManifestFile("index.html", sha(b"i"), 1, 0o644), ManifestFile("a/b.js", sha(b"b"), 1, 0o755)]
+
+
+@pytest.fixture
+def clock() -> TickingClock:
+    return TickingClock()
+
+
+@pytest.fixture(params=["sqlite", "fake"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: TickingClock) -> Iterator[Store]:
+    if request.param == "sqlite":
+        yield SqliteStore(tmp_path / "anchor.db", clock=clock)
+    else:
+        yield FakeStore(clock=clock)
+
+
+def add_project(store: Store, name: str, *extra_hosts: str) -> Project:
+    project = Project(id=f"prj_{name}", name=name, created_at=1.0)
+    hosts = [HostRoute(f"{name}.test", HostKind.ALIAS, project.id, None)]
+    hosts += [HostRoute(h, HostKind.ALIAS, project.id, None) for h in extra_hosts]
+    store.add_project(project, hosts)
+    return project
+
+
+def add_deployment(
+    store: Store,
+    project: Project,
+    suffix: str,
+    created_at: float = 10.0,
+    target: Target = Target.PRODUCTION,
+    meta: dict[str, object] | None = None,
+) -> Deployment:
+    deployment = Deployment(
+        id=f"dpl_{suffix:0>12}",
+        project_id=project.id,
+        status=Q,
+        target=target,
+        created_at=created_at,
+        file_count=len(FILES),
+        total_size=2,
+        meta=meta or {},
+        created_by="ci",
+    )
+    host = HostRoute(f"{project.name}-{suffix}.test", HostKind.DEPLOYMENT, project.id, deployment.id)
+    store.add_deployment(deployment, FILES, host)
+    return deployment
+
+
+def make_ready(store: Store, deployment: Deployment) -> Deployment:
+    store.set_status(deployment.id, B)
+    return store.set_status(deployment.id, R)
+
+
+# -- tokens ----------------------------------------------------------------------------------------
+def test_tokens_are_found_by_hash_only(store: Store) -> None:
+    project = add_project(store, "site")
+    limited = Token("tok_1", "deployer", project.id, 5.0)
+    store.add_token(limited, "hash-1")
+    assert store.token_by_hash("hash-1") == limited
+    assert store.token_by_hash("hash-2") is None
+    assert store.token_by_hash("tok_1") is None
+    assert not store.has_admin_token()
+    store.add_token(Token("tok_2", "admin", None, 6.0), "hash-2")
+    assert store.has_admin_token()
+    assert store.token_by_hash("hash-2") == Token("tok_2", "admin", None, 6.0)
+
+
+# -- projects --------------------------------------------------------------------------------------
+def test_project_round_trip_and_lookups(store: Store) -> None:
+    project = add_project(store, "site")
+    assert store.project_by_name("site") == project
+    assert store.project_by_id(project.id) == project
+    assert store.project_by_name("other") is None
+    assert store.project_by_id("prj_other") is None
+    assert store.project_hosts(project.id) == [HostRoute("site.test", HostKind.ALIAS, project.id, None)]
+
+
+def test_duplicate_project_name_is_name_taken_and_claims_nothing(store: Store) -> None:
+    add_project(store, "site")
+    twin = Project(id="prj_twin", name="site", created_at=2.0)
+    with pytest.raises(NameTaken):
+        store.add_project(twin, [HostRoute("fresh.test", HostKind.ALIAS, twin.id, None)])
+    assert store.project_by_id("prj_twin") is None
+    assert store.host_target("fresh.test") is None
+
+
+def test_host_held_by_another_project_is_name_taken_atomically(store: Store) -> None:
+    add_project(store, "site", "www.example.com")
+    other = Project(id="prj_other", name="other", created_at=2.0)
+    hosts = [
+        HostRoute("other.test", HostKind.ALIAS, other.id, None),
+        HostRoute("www.example.com", HostKind.ALIAS, other.id, None),
+    ]
+    with pytest.raises(NameTaken):
+        store.add_project(other, hosts)
+    assert store.project_by_name("other") is None
+    assert store.host_target("other.test") is None
+    route, _ = store.host_target("www.example.com") or (None, None)
+    assert route is not None and route.project_id == "prj_site"
+
+
+def test_list_projects_is_sorted_by_name(store: Store) -> None:
+    for name in ["zeta", "alpha", "mid"]:
+        add_project(store, name)
+    assert [p.name for p in store.list_projects()] == ["alpha", "mid", "zeta"]
+
+
+def test_delete_project_cascades_and_releases_hosts(store: Store) -> None:
+    site = add_project(store, "site", "www.example.com")
+    keep = add_project(store, "keep")
+    dpl = make_ready(store, add_deployment(store, site, "a1"))
+    kept = add_deployment(store, keep, "b1")
+    store.move_production(site.id, None, dpl.id, MoveReason.DEPLOY, "ci", False)
+    store.add_token(Token("tok_site", "site-ci", site.id, 1.0), "site-hash")
+    store.add_token(Token("tok_admin", "admin", None, 1.0), "admin-hash")
+
+    released = store.delete_project(site.id)
+
+    assert sorted(released) == ["site-a1.test", "site.test", "www.example.com"]
+    assert store.project_by_id(site.id) is None and store.project_by_name("site") is None
+    assert store.deployment(dpl.id) is None
+    with pytest.raises(DeploymentNotFound):
+        store.manifest(dpl.id)
+    assert store.list_deployments(site.id) == []
+    assert store.alias_history(site.id) == []
+    assert store.project_hosts(site.id) == []
+    assert all(store.host_target(h) is None for h in released)
+    assert store.token_by_hash("site-hash") is None
+    assert store.token_by_hash("admin-hash") is not None
+    assert store.deployment(kept.id) == kept
+    assert [p.name for p in store.list_projects()] == ["keep"]
+    add_project(store, "site", "www.example.com")  # the name and hosts are free again
+
+
+def test_delete_unknown_project_is_project_not_found(store: Store) -> None:
+    with pytest.raises(ProjectNotFound):
+        store.delete_project("prj_nope")
+
+
+# -- deployments -----------------------------------------------------------------------------------
+def test_deployment_round_trip_with_manifest_and_host(store: Store) -> None:
+    project = add_project(store, "site")
+    dpl = add_deployment(store, project, "a1", meta={"git": {"sha": "abc"}, "n": [1, 2]})
+    assert store.deployment(dpl.id) == dpl
+    assert store.manifest(dpl.id) == FILES
+    route = HostRoute("site-a1.test", HostKind.DEPLOYMENT, project.id, dpl.id)
+    assert store.host_target("site-a1.test") == (route, dpl.id)
+    assert store.deployment("dpl_nope") is None
+    with pytest.raises(DeploymentNotFound):
+        store.manifest("dpl_nope")
+
+
+def test_meta_handed_out_is_a_copy(store: Store) -> None:
+    project = add_project(store, "site")
+    meta: dict[str, object] = {"branch": "main"}
+    dpl = add_deployment(store, project, "a1", meta=meta)
+    meta["branch"] = "changed"
+    first = store.deployment(dpl.id)
+    assert first is not None and first.meta == {"branch": "main"}
+    first.meta["branch"] = "mutated"
+    again = store.deployment(dpl.id)
+    assert again is not None and again.meta == {"branch": "main"}
+
+
+def test_add_deployment_with_held_host_stores_nothing(store: Store) -> None:
+    project = add_project(store, "site")
+    dpl = Deployment("dpl_x", project.id, Q, Target.PREVIEW, 1.0, 0, 0)
+    with pytest.raises(NameTaken):
+        store.add_deployment(dpl, [], HostRoute("site.test", HostKind.DEPLOYMENT, project.id, dpl.id))
+    assert store.deployment("dpl_x") is None
+    assert store.list_deployments(project.id) == []
+
+
+def test_add_deployment_to_unknown_project_claims_no_host(store: Store) -> None:
+    dpl = Deployment("dpl_x", "prj_nope", Q, Target.PREVIEW, 1.0, 0, 0)
+    with pytest.raises(ProjectNotFound):
+        store.add_deployment(dpl, [], HostRoute("x.test", HostKind.DEPLOYMENT, "prj_nope", dpl.id))
+    assert store.deployment("dpl_x") is None
+    assert store.host_target("x.test") is None
+
+
+def test_list_deployments_is_newest_first_per_project(store: Store) -> None:
+    site, other = add_project(store, "site"), add_project(store, "other")
+    old = add_deployment(store, site, "a1", created_at=10.0)
+    new = add_deployment(store, site, "a2", created_at=30.0)
+    mid = add_deployment(store, site, "a3", created_at=20.0)
+    tie = add_deployment(store, site, "a4", created_at=30.0)  # same time: the later insert first
+    add_deployment(store, other, "b1", created_at=40.0)
+    assert [d.id for d in store.list_deployments(site.id)] == [tie.id, new.id, mid.id, old.id]
+
+
+def test_deployments_with_status_filters_oldest_first(store: Store) -> None:
+    site, other = add_project(store, "site"), add_project(store, "other")
+    late = add_deployment(store, site, "a1", created_at=30.0)
+    early = add_deployment(store, other, "b1", created_at=10.0)
+    ready = make_ready(store, add_deployment(store, site, "a2", created_at=20.0))
+    store.set_status(late.id, B)
+    assert [d.id for d in store.deployments_with_status([Q, B])] == [early.id, late.id]
+    assert [d.id for d in store.deployments_with_status([R])] == [ready.id]
+    assert store.deployments_with_status([E, C]) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ([B, R], True),
+        ([B, E], True),
+        ([C], True),
+        ([E], True),
+        ([B, B, R], True),
+        ([R], False),
+        ([B, Q], False),
+        ([B, C], False),
+        ([B, R, B], False),
+        ([B, R, E], False),
+        ([E, B], False),
+        ([C, B], False),
+    ],
+)
+def test_set_status_follows_the_state_machine(
+    store: Store, path: list[DeploymentStatus], allowed: bool
+) -> None:
+    project = add_project(store, "site")
+    dpl = add_deployment(store, project, "a1")
+    *head, last = path
+    for status in head:
+        store.set_status(dpl.id, status)
+    before = store.deployment(dpl.id)
+    if allowed:
+        assert store.set_status(dpl.id, last).status == last
+        assert store.deployment(dpl.id) == store.set_status(dpl.id, last)
+    else:
+        with pytest.raises(Conflict):
+            store.set_status(dpl.id, last)
+        assert store.deployment(dpl.id) == before
+
+
+def test_set_status_records_error_and_ready_time(store: Store, clock: TickingClock) -> None:
+    project = add_project(store, "site")
+    failed = add_deployment(store, project, "a1")
+    store.set_status(failed.id, B)
+    got = store.set_status(failed.id, E, "build failed: boom")
+    assert (got.status, got.error, got.ready_at) == (E, "build failed: boom", None)
+    ok = add_deployment(store, project, "a2")
+    assert store.set_status(ok.id, B).ready_at is None
+    ready = store.set_status(ok.id, R)
+    assert ready.ready_at == clock.last
+    assert store.set_status(ok.id, R).ready_at == ready.ready_at  # set once, never moved
+    with pytest.raises(DeploymentNotFound):
+        store.set_status("dpl_nope", B)
+
+
+# -- production alias ------------------------------------------------------------------------------
+def test_move_production_is_compare_and_set_with_history(store: Store, clock: TickingClock) -> None:
+    project = add_project(store, "site")
+    a = make_ready(store, add_deployment(store, project, "a1"))
+    b = make_ready(store, add_deployment(store, project, "a2"))
+    first = store.move_production(project.id, None, a.id, MoveReason.DEPLOY, "ci", False)
+    assert (first.project_id, first.from_deployment_id, first.to_deployment_id) == (project.id, None, a.id)
+    assert (first.reason, first.token_name, first.at) == (MoveReason.DEPLOY, "ci", clock.last)
+    second = store.move_production(project.id, a.id, b.id, MoveReason.ROLLBACK, "alice", True)
+    assert second.id > first.id
+    fresh = store.project_by_id(project.id)
+    assert fresh is not None and (fresh.production_deployment_id, fresh.pinned) == (b.id, True)
+
+    for stale in (None, a.id, "dpl_other"):
+        with pytest.raises(Conflict):
+            store.move_production(project.id, stale, a.id, MoveReason.PROMOTE, "bob", False)
+    assert store.project_by_id(project.id) == fresh
+    assert store.alias_history(project.id) == [first, second]
+
+
+def test_alias_history_is_oldest_first_and_per_project(store: Store) -> None:
+    site, other = add_project(store, "site"), add_project(store, "other")
+    ids = [make_ready(store, add_deployment(store, site, f"a{i}")).id for i in range(3)]
+    elsewhere = make_ready(store, add_deployment(store, other, "b1"))
+    previous = None
+    for dpl_id in ids:
+        store.move_production(site.id, previous, dpl_id, MoveReason.DEPLOY, "ci", False)
+        if previous is None:
+            store.move_production(other.id, None, elsewhere.id, MoveReason.DEPLOY, "ci", False)
+        previous = dpl_id
+    history = store.alias_history(site.id)
+    assert [m.to_deployment_id for m in history] == ids
+    assert [m.from_deployment_id for m in history] == [None, *ids[:-1]]
+    assert [m.at for m in history] == sorted(m.at for m in history)
+    assert [m.to_deployment_id for m in store.alias_history(other.id)] == [elsewhere.id]
+
+
+def test_move_production_of_unknown_project(store: Store) -> None:
+    with pytest.raises(ProjectNotFound):
+        store.move_production("prj_nope", None, "dpl_x", MoveReason.DEPLOY, "ci", False)
+
+
+def test_set_pinned_toggles(store: Store) -> None:
+    project = add_project(store, "site")
+    store.set_pinned(project.id, True)
+    assert (store.project_by_id(project.id) or project).pinned is True
+    store.set_pinned(project.id, False)
+    assert (store.project_by_id(project.id) or project).pinned is False
+    store.set_pinned("prj_nope", True)  # no row, no error, nothing created
+    assert store.project_by_id("prj_nope") is None
+
+
+def test_concurrent_compare_and_set_has_exactly_one_winner(store: Store) -> None:
+    project = add_project(store, "site")
+    targets = [make_ready(store, add_deployment(store, project, f"a{i}")).id for i in range(8)]
+    barrier = threading.Barrier(len(targets))
+    outcomes: dict[str, str] = {}
+
+    def move(target: str) -> None:
+        barrier.wait()
+        try:
+            store.move_production(project.id, None, target, MoveReason.PROMOTE, target, False)
+            outcomes[target] = "won"
+        except Conflict:
+            outcomes[target] = "conflict"
+
+    threads = [threading.Thread(target=move, args=(t,)) for t in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    winners = [t for t, outcome in outcomes.items() if outcome == "won"]
+    assert len(outcomes) == len(targets) and len(winners) == 1
+    history = store.alias_history(project.id)
+    assert [(m.from_deployment_id, m.to_deployment_id) for m in history] == [(None, winners[0])]
+    assert (store.project_by_id(project.id) or project).production_deployment_id == winners[0]
+
+
+# -- hosts -----------------------------------------------------------------------------------------
+def test_alias_hosts_follow_production_and_deployment_hosts_stay(store: Store) -> None:
+    project = add_project(store, "site", "www.example.com")
+    a = make_ready(store, add_deployment(store, project, "a1"))
+    alias = HostRoute("site.test", HostKind.ALIAS, project.id, None)
+    assert store.host_target("site.test") == (alias, None)
+    store.move_production(project.id, None, a.id, MoveReason.DEPLOY, "ci", False)
+    assert store.host_target("site.test") == (alias, a.id)
+    assert store.host_target("unknown.test") is None
+    own = HostRoute("site-a1.test", HostKind.DEPLOYMENT, project.id, a.id)
+    www = HostRoute("www.example.com", HostKind.ALIAS, project.id, None)
+    assert sorted(store.host_targets(), key=lambda t: t[0].host) == [
+        (own, a.id),
+        (alias, a.id),
+        (www, a.id),
+    ]
+    assert store.project_hosts(project.id) == [own, alias, www]
+
+
+def test_sqlite_store_keeps_everything_across_reopen(tmp_path: Path) -> None:
+    first = SqliteStore(tmp_path / "anchor.db")
+    project = add_project(first, "site")
+    dpl = make_ready(first, add_deployment(first, project, "a1"))
+    move = first.move_production(project.id, None, dpl.id, MoveReason.DEPLOY, "ci", True)
+    again = SqliteStore(tmp_path / "anchor.db")
+    assert again.project_by_name("site") == Project(project.id, "site", 1.0, dpl.id, True)
+    assert again.deployment(dpl.id) == dpl
+    assert again.manifest(dpl.id) == FILES
+    assert again.alias_history(project.id) == [move]
+
+
+# -- go-live intent and token errors ---------------------------------------------------------------
+def test_production_deployment_becomes_go_live_pending_with_ready_until_settled(store: Store) -> None:
+    project = add_project(store, "site")
+    prod = add_deployment(store, project, "p")
+    preview = add_deployment(store, project, "v", target=Target.PREVIEW)
+    assert not prod.go_live_pending
+    assert store.set_status(prod.id, B).go_live_pending is False
+    assert make_ready(store, preview).go_live_pending is False
+    assert store.set_status(prod.id, R).go_live_pending is True
+    assert store.set_status(prod.id, R).go_live_pending is True  # a repeated READY keeps it
+    store.settle_go_live(prod.id)
+    assert store.deployment(prod.id) is not None
+    assert store.deployment(prod.id).go_live_pending is False  # type: ignore[union-attr]
+    assert store.set_status(prod.id, R).go_live_pending is False  # already READY: no new go-live
+
+
+def test_add_token_refuses_a_reused_secret_and_an_unknown_project(store: Store) -> None:
+    store.add_token(Token("tok_1", "one", None, 1.0), "same-hash")
+    with pytest.raises(Conflict):
+        store.add_token(Token("tok_2", "two", None, 2.0), "same-hash")
+    with pytest.raises(ProjectNotFound):
+        store.add_token(Token("tok_3", "three", "prj_nope", 3.0), "other-hash")
+    assert store.token_by_hash("other-hash") is None
+    assert store.token_by_hash("same-hash") == Token("tok_1", "one", None, 1.0)

@@ -1,0 +1,21 @@
+"""Small helpers shared by the unit and contract suites."""
+
+from __future__ import annotations
+
+import hashlib
+
+
+class TickingClock:
+    """A deterministic clock: every call returns a time strictly later than the one before."""
+
+    def __init__(self, start: float = 1_700_000_000.0, step: float = 1.0) -> None:
+        self.last = start
+        self._step = step
+
+    def __call__(self) -> float:
+        self.last += self._step
+        return self.last
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
