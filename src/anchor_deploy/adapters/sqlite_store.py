@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from anchor_deploy.model.apps import parse_app_config
 from anchor_deploy.model.entities import (
     AliasMove,
     Deployment,
@@ -55,6 +56,8 @@ CREATE TABLE IF NOT EXISTS deployments (
     total_size INTEGER NOT NULL,
     created_by TEXT NOT NULL DEFAULT '',
     go_live_pending INTEGER NOT NULL DEFAULT 0,
+    app TEXT,
+    sealed_env BLOB NOT NULL DEFAULT x'',
     manifest BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deployments_by_project ON deployments(project_id, created_at);
@@ -77,11 +80,26 @@ CREATE TABLE IF NOT EXISTS hosts (
     deployment_id TEXT
 );
 CREATE INDEX IF NOT EXISTS hosts_by_project ON hosts(project_id);
+CREATE TABLE IF NOT EXISTS build_logs (
+    deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    at REAL NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (deployment_id, seq)
+);
+CREATE TABLE IF NOT EXISTS env_vars (
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    sealed_value BLOB NOT NULL,
+    secret INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (project_id, key)
+);
 """
 
 _DEPLOYMENT_COLUMNS = (
     "id, project_id, status, target, created_at, ready_at, error, meta, file_count, total_size, created_by, "
-    "go_live_pending"
+    "go_live_pending, app"
 )
 # The host's current deployment: its own for an immutable URL, the project's production one for an alias.
 _HOST_TARGET = """
@@ -120,6 +138,7 @@ def _deployment(row: sqlite3.Row) -> Deployment:
         error=row["error"],
         created_by=row["created_by"],
         go_live_pending=bool(row["go_live_pending"]),
+        app=parse_app_config(json.loads(row["app"])) if row["app"] else None,
     )
 
 
@@ -242,15 +261,18 @@ class SqliteStore:
         return hosts
 
     # -- deployments -------------------------------------------------------------------------------
-    def add_deployment(self, deployment: Deployment, files: Sequence[ManifestFile], host: HostRoute) -> None:
+    def add_deployment(
+        self, deployment: Deployment, files: Sequence[ManifestFile], host: HostRoute, sealed_env: bytes = b""
+    ) -> None:
         with self._write() as db:
             if db.execute("SELECT 1 FROM hosts WHERE host = ?", (host.host,)).fetchone():
                 raise NameTaken(f"hostname {host.host} is already in use")
             if not db.execute("SELECT 1 FROM projects WHERE id = ?", (deployment.project_id,)).fetchone():
                 raise ProjectNotFound(f"project {deployment.project_id} not found")
+            app = json.dumps(deployment.app.to_dict()) if deployment.app else None
             db.execute(
-                f"INSERT INTO deployments ({_DEPLOYMENT_COLUMNS}, manifest) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO deployments ({_DEPLOYMENT_COLUMNS}, sealed_env, manifest) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     deployment.id,
                     deployment.project_id,
@@ -264,10 +286,70 @@ class SqliteStore:
                     deployment.total_size,
                     deployment.created_by,
                     int(deployment.go_live_pending),
+                    app,
+                    sealed_env,
                     _encode_manifest(files),
                 ),
             )
             self._insert_hosts(db, [host])
+
+    def sealed_env(self, deployment_id: str) -> bytes:
+        row = self._one("SELECT sealed_env FROM deployments WHERE id = ?", deployment_id)
+        if row is None:
+            raise DeploymentNotFound(f"deployment {deployment_id} not found")
+        return bytes(row[0])
+
+    def delete_deployment(self, deployment_id: str) -> list[str]:
+        with self._write() as db:
+            hosts = [
+                r[0] for r in db.execute("SELECT host FROM hosts WHERE deployment_id = ?", (deployment_id,))
+            ]
+            db.execute("DELETE FROM hosts WHERE deployment_id = ?", (deployment_id,))
+            if db.execute("DELETE FROM deployments WHERE id = ?", (deployment_id,)).rowcount == 0:
+                raise DeploymentNotFound(f"deployment {deployment_id} not found")
+        return hosts
+
+    # -- build logs --------------------------------------------------------------------------------
+    def append_log(self, deployment_id: str, lines: Sequence[str]) -> None:
+        if not lines:
+            return
+        with self._write() as db:
+            row = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM build_logs WHERE deployment_id = ?", (deployment_id,)
+            ).fetchone()
+            at = self._clock()
+            db.executemany(
+                "INSERT INTO build_logs VALUES (?, ?, ?, ?)",
+                [(deployment_id, row[0] + i, at, line) for i, line in enumerate(lines, start=1)],
+            )
+
+    def read_log(self, deployment_id: str, after: int = 0) -> list[tuple[int, float, str]]:
+        rows = self._db().execute(
+            "SELECT seq, at, line FROM build_logs WHERE deployment_id = ? AND seq > ? ORDER BY seq",
+            (deployment_id, after),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # -- environment variables ---------------------------------------------------------------------
+    def set_env(self, project_id: str, key: str, sealed_value: bytes, secret: bool) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO env_vars VALUES (?, ?, ?, ?, ?) ON CONFLICT (project_id, key) DO UPDATE SET "
+                "sealed_value = excluded.sealed_value, secret = excluded.secret, updated_at = excluded.updated_at",
+                (project_id, key, sealed_value, int(secret), self._clock()),
+            )
+
+    def list_env(self, project_id: str) -> list[tuple[str, bytes, bool, float]]:
+        rows = self._db().execute(
+            "SELECT key, sealed_value, secret, updated_at FROM env_vars WHERE project_id = ? ORDER BY key",
+            (project_id,),
+        )
+        return [(r[0], bytes(r[1]), bool(r[2]), r[3]) for r in rows]
+
+    def delete_env(self, project_id: str, key: str) -> bool:
+        with self._write() as db:
+            deleted = db.execute("DELETE FROM env_vars WHERE project_id = ? AND key = ?", (project_id, key))
+            return deleted.rowcount > 0
 
     def deployment(self, deployment_id: str) -> Deployment | None:
         row = self._one(f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", deployment_id)

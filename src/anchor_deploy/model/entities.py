@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from anchor_deploy.model.apps import AppConfig
+
 
 class DeploymentStatus(enum.StrEnum):
     QUEUED = "QUEUED"
@@ -77,6 +79,8 @@ class Deployment:
     # A production build that became READY and whose go-live (move production, or skip it when pinned or
     # superseded) has not been decided yet. Set with READY in one write, so a crash cannot lose it.
     go_live_pending: bool = False
+    # A Python web app to run beside the static files (None: a static site).
+    app: AppConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)

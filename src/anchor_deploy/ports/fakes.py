@@ -49,6 +49,8 @@ class _StoredDeployment:
     deployment: Deployment
     files: tuple[ManifestFile, ...]
     seq: int
+    sealed_env: bytes = b""
+    log: list[tuple[int, float, str]] = dataclasses.field(default_factory=list)
 
 
 class FakeStore:
@@ -64,6 +66,7 @@ class FakeStore:
         self._hosts: dict[str, HostRoute] = {}
         self._seq = itertools.count(1)
         self._move_ids = itertools.count(1)
+        self._env: dict[tuple[str, str], tuple[bytes, bool, float]] = {}
 
     # -- tokens ------------------------------------------------------------------------------------
     def add_token(self, token: Token, secret_hash: str) -> None:
@@ -127,10 +130,13 @@ class FakeStore:
                 del self._deployments[deployment_id]
             self._history = [m for m in self._history if m.project_id != project_id]
             self._tokens = {h: t for h, t in self._tokens.items() if t.project_id != project_id}
+            self._env = {k: v for k, v in self._env.items() if k[0] != project_id}
             return released
 
     # -- deployments -------------------------------------------------------------------------------
-    def add_deployment(self, deployment: Deployment, files: Sequence[ManifestFile], host: HostRoute) -> None:
+    def add_deployment(
+        self, deployment: Deployment, files: Sequence[ManifestFile], host: HostRoute, sealed_env: bytes = b""
+    ) -> None:
         with self._lock:
             self._claim_hosts([host])
             if deployment.project_id not in self._projects:
@@ -138,8 +144,54 @@ class FakeStore:
             if deployment.id in self._deployments:
                 raise Conflict(f"deployment {deployment.id} already exists")
             stored = dataclasses.replace(deployment, meta=copy.deepcopy(deployment.meta))
-            self._deployments[deployment.id] = _StoredDeployment(stored, tuple(files), next(self._seq))
+            self._deployments[deployment.id] = _StoredDeployment(
+                stored, tuple(files), next(self._seq), sealed_env
+            )
             self._hosts[host.host] = host
+
+    def sealed_env(self, deployment_id: str) -> bytes:
+        with self._lock:
+            stored = self._deployments.get(deployment_id)
+            if stored is None:
+                raise DeploymentNotFound(f"deployment {deployment_id} not found")
+            return stored.sealed_env
+
+    def delete_deployment(self, deployment_id: str) -> list[str]:
+        with self._lock:
+            if self._deployments.pop(deployment_id, None) is None:
+                raise DeploymentNotFound(f"deployment {deployment_id} not found")
+            released = [h for h, route in self._hosts.items() if route.deployment_id == deployment_id]
+            for host in released:
+                del self._hosts[host]
+            return released
+
+    def append_log(self, deployment_id: str, lines: Sequence[str]) -> None:
+        with self._lock:
+            stored = self._deployments.get(deployment_id)
+            if stored is None or not lines:
+                return
+            at = self._clock()
+            start = stored.log[-1][0] if stored.log else 0
+            stored.log.extend((start + i, at, line) for i, line in enumerate(lines, start=1))
+
+    def read_log(self, deployment_id: str, after: int = 0) -> list[tuple[int, float, str]]:
+        with self._lock:
+            stored = self._deployments.get(deployment_id)
+            return [] if stored is None else [row for row in stored.log if row[0] > after]
+
+    def set_env(self, project_id: str, key: str, sealed_value: bytes, secret: bool) -> None:
+        with self._lock:
+            if project_id in self._projects:
+                self._env[(project_id, key)] = (sealed_value, secret, self._clock())
+
+    def list_env(self, project_id: str) -> list[tuple[str, bytes, bool, float]]:
+        with self._lock:
+            rows = [(k, *v) for (p, k), v in self._env.items() if p == project_id]
+            return sorted(rows)
+
+    def delete_env(self, project_id: str, key: str) -> bool:
+        with self._lock:
+            return self._env.pop((project_id, key), None) is not None
 
     @staticmethod
     def _copy(deployment: Deployment) -> Deployment:

@@ -43,8 +43,17 @@ class ProjectRepository(Protocol):
 
 
 class DeploymentRepository(Protocol):
-    def add_deployment(self, deployment: Deployment, files: Sequence[ManifestFile], host: HostRoute) -> None:
-        """Insert a deployment with its manifest and claim its immutable host (NameTaken if held)."""
+    def add_deployment(
+        self, deployment: Deployment, files: Sequence[ManifestFile], host: HostRoute, sealed_env: bytes = b""
+    ) -> None:
+        """Insert a deployment with its manifest, its frozen (sealed) environment, and claim its immutable
+        host (NameTaken if held)."""
+        ...
+
+    def sealed_env(self, deployment_id: str) -> bytes: ...
+
+    def delete_deployment(self, deployment_id: str) -> list[str]:
+        """Delete one deployment with its logs and host; return the hosts released."""
         ...
 
     def deployment(self, deployment_id: str) -> Deployment | None: ...
@@ -86,6 +95,24 @@ class AliasRepository(Protocol):
     def alias_history(self, project_id: str) -> list[AliasMove]: ...
 
 
+class BuildLogRepository(Protocol):
+    def append_log(self, deployment_id: str, lines: Sequence[str]) -> None: ...
+
+    def read_log(self, deployment_id: str, after: int = 0) -> list[tuple[int, float, str]]:
+        """Lines with sequence numbers greater than ``after``: (seq, time, text)."""
+        ...
+
+
+class EnvRepository(Protocol):
+    def set_env(self, project_id: str, key: str, sealed_value: bytes, secret: bool) -> None: ...
+
+    def list_env(self, project_id: str) -> list[tuple[str, bytes, bool, float]]:
+        """(key, sealed value, secret, updated at), sorted by key."""
+        ...
+
+    def delete_env(self, project_id: str, key: str) -> bool: ...
+
+
 class HostRepository(Protocol):
     def host_target(self, host: str) -> tuple[HostRoute, str | None] | None:
         """The route for ``host`` and the deployment it should serve now (None: nothing to serve yet)."""
@@ -99,6 +126,13 @@ class HostRepository(Protocol):
 
 
 class Store(
-    TokenRepository, ProjectRepository, DeploymentRepository, AliasRepository, HostRepository, Protocol
+    TokenRepository,
+    ProjectRepository,
+    DeploymentRepository,
+    AliasRepository,
+    HostRepository,
+    BuildLogRepository,
+    EnvRepository,
+    Protocol,
 ):
     """All repositories of one database."""
