@@ -41,6 +41,12 @@ class Settings:
     max_blob_size: int = 100 * 1024 * 1024
     build_workers: int = 2
     caddy_bin: str = field(default_factory=_default_caddy)
+    build_timeout: float = 600.0
+    build_memory: int = 4 * 1024**3
+    health_timeout: float = 30.0
+    idle_timeout: float = 300.0
+    # Extra pip arguments for app builds, e.g. "--no-index --find-links /srv/wheels" for offline builds.
+    pip_args: str = ""
     # Test-only fault injection, e.g. "rollback:after_commit" makes the process SIGKILL itself there.
     fault: str | None = None
 
@@ -58,6 +64,11 @@ class Settings:
             "build_workers": "ANCHOR_BUILD_WORKERS",
             "caddy_bin": "ANCHOR_CADDY_BIN",
             "fault": "ANCHOR_FAULT",
+            "build_timeout": "ANCHOR_BUILD_TIMEOUT",
+            "build_memory": "ANCHOR_BUILD_MEMORY",
+            "health_timeout": "ANCHOR_HEALTH_TIMEOUT",
+            "idle_timeout": "ANCHOR_IDLE_TIMEOUT",
+            "pip_args": "ANCHOR_PIP_ARGS",
         }
         for attr, var in names.items():
             if env.get(var):
@@ -69,12 +80,19 @@ class Settings:
     def _coerce(cls, values: dict[str, Any]) -> Settings:
         if "data_dir" in values:
             values["data_dir"] = Path(values["data_dir"])
-        for attr in ("max_blob_size", "build_workers"):
+        for attr, kind in (
+            ("max_blob_size", int),
+            ("build_workers", int),
+            ("build_memory", int),
+            ("build_timeout", float),
+            ("health_timeout", float),
+            ("idle_timeout", float),
+        ):
             if attr in values:
                 try:
-                    values[attr] = int(values[attr])
+                    values[attr] = kind(values[attr])
                 except ValueError as exc:
-                    raise InvalidInput(f"{attr} must be a whole number, got {values[attr]!r}") from exc
+                    raise InvalidInput(f"{attr} must be a number, got {values[attr]!r}") from exc
         settings = replace(cls(), **values)
         settings.validate()
         return settings
@@ -82,8 +100,16 @@ class Settings:
     def validate(self) -> None:
         parse_addr(self.api_addr, "ANCHOR_API_ADDR")
         parse_addr(self.http_addr, "ANCHOR_HTTP_ADDR")
-        if self.max_blob_size <= 0 or self.build_workers <= 0:
-            raise InvalidInput("ANCHOR_MAX_BLOB_SIZE and ANCHOR_BUILD_WORKERS must be positive")
+        numbers = (
+            self.max_blob_size,
+            self.build_workers,
+            self.build_memory,
+            self.build_timeout,
+            self.health_timeout,
+            self.idle_timeout,
+        )
+        if min(numbers) <= 0:
+            raise InvalidInput("sizes, counts and timeouts in the settings must be positive")
         base = self.base_domain
         if not base or base != base.lower() or base.startswith(".") or base.endswith("."):
             raise InvalidInput(f"ANCHOR_BASE_DOMAIN must be a lowercase domain, got {base!r}")

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from anchor_deploy.adapters.caddy_config import edge_config
+from anchor_deploy.adapters.activator import Activator
+from anchor_deploy.adapters.caddy_config import WorkerSockets, edge_config
 from anchor_deploy.adapters.caddy_edge import SymlinkEdge
-from anchor_deploy.adapters.caddy_process import CaddyProcess, admin_socket_path
+from anchor_deploy.adapters.caddy_process import CaddyProcess, socket_dir
+from anchor_deploy.adapters.fernet_box import FernetBox
 from anchor_deploy.adapters.fs_blobs import FsBlobStore, FsDeploymentFiles
 from anchor_deploy.adapters.sqlite_store import SqliteStore
+from anchor_deploy.adapters.venv_builder import VenvBuilder
+from anchor_deploy.adapters.worker_runtime import WorkerRuntime
 from anchor_deploy.model.entities import HostKind
 from anchor_deploy.services.aliases import AliasService, Faults
+from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
 from anchor_deploy.services.auth import TokenService
 from anchor_deploy.services.deployments import BuildQueue, DeploymentService
 from anchor_deploy.services.edge_sync import EdgeSync
@@ -41,23 +48,36 @@ class Platform:
     builds: BuildQueue
     reconciler: Reconciler
     caddy: CaddyProcess | None
+    env: EnvService
+    apps: AppBuilds
+    runtime: WorkerRuntime
+    activator: Activator
 
     def start(self) -> str | None:
         """Converge the edge on the database, start Caddy and the loops; return a new admin secret."""
         secret = self.tokens.ensure_admin(self.settings.admin_token)
         self.files.sweep_temporaries()
+        self.runtime.start()
         self.builds.start()
         self.reconciler.run_once(startup=True)
+        self.activator.start()
         if self.caddy:
             self.caddy.start()
         self.reconciler.start()
+        threading.Thread(target=self._warm_production, name="warm-up", daemon=True).start()
         return secret
+
+    def _warm_production(self) -> None:
+        for project in self.store.list_projects():
+            self.runtime.keep_warm(project.id, self.aliases.warm_set(project))
 
     def stop(self) -> None:
         self.reconciler.stop()
         self.builds.stop()
         if self.caddy:
             self.caddy.stop()
+        self.activator.stop()
+        self.runtime.shutdown()
 
 
 def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
@@ -72,15 +92,30 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     sync = EdgeSync(store, edge)
     faults = Faults(settings.fault, _kill_self)
     aliases = AliasService(store, sync, settings.base_domain, faults)
+    sockets = socket_dir(data / "run")
+    env = EnvService(store, FernetBox.from_key_file(data / "secrets.key"))
+    envs = VenvBuilder(data / "envs", shlex.split(settings.pip_args))
+    apps_ref: list[AppBuilds] = []
+    runtime = WorkerRuntime(
+        sockets, data / "logs" / "runtime", lambda d: apps_ref[0].spec(d), settings.idle_timeout
+    )
+    build_settings = BuildSettings(settings.build_timeout, settings.build_memory, settings.health_timeout)
+    apps = AppBuilds(store, blobs, files, envs, runtime, env, build_settings)
+    apps_ref.append(apps)
+    aliases.on_moved = lambda project, _move: runtime.keep_warm(project.id, aliases.warm_set(project))
+    activator = Activator(
+        sockets / "activator.sock", runtime, apps.spec, runtime.socket, settings.health_timeout
+    )
     deployments = DeploymentService(
-        store, blobs, files, aliases, sync, settings.base_domain, settings.max_blob_size, clock
+        store, blobs, files, aliases, sync, settings.base_domain, settings.max_blob_size, clock, apps, env
     )
     builds = BuildQueue(deployments.build, settings.build_workers)
     deployments.on_created = builds.submit
     reconciler = Reconciler(store, files, edge, aliases, builds.submit, files.present)
     sync.on_failure = reconciler.request
     projects = ProjectService(store, edge, files, settings.base_domain, clock, reconciler.request)
-    caddy = _caddy(settings, data, edge) if with_caddy else None
+    workers = WorkerSockets(sockets, activator.socket_path)
+    caddy = _caddy(settings, data, edge, sockets, workers) if with_caddy else None
     return Platform(
         settings,
         store,
@@ -94,19 +129,26 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         builds,
         reconciler,
         caddy,
+        env,
+        apps,
+        runtime,
+        activator,
     )
 
 
-def _caddy(settings: Settings, data: Path, edge: SymlinkEdge) -> CaddyProcess:
+def _caddy(
+    settings: Settings, data: Path, edge: SymlinkEdge, sockets: Path, workers: WorkerSockets
+) -> CaddyProcess:
     run_dir = data / "run"
     run_dir.mkdir(exist_ok=True)
-    socket = admin_socket_path(run_dir)
+    socket = sockets / "caddy-admin.sock"
     config = edge_config(
         http_listen=settings.http_addr,
         admin_socket=socket,
         alias_root=edge.kind_root(HostKind.ALIAS),
         deployment_root=edge.kind_root(HostKind.DEPLOYMENT),
         storage_root=data / "caddy-storage",
+        workers=workers,
     )
     return CaddyProcess(
         settings.caddy_bin,

@@ -116,10 +116,12 @@ def test_unpin_lets_the_next_deploy_through(app: App) -> None:
 def test_older_ready_production_deploy_does_not_replace_a_newer_one(app: App) -> None:
     project = app.project()
     older = app.create(project, b"older")
+    app.store.set_status(older.id, DeploymentStatus.BUILDING)  # building: a newer deploy does not cancel it
     newer = app.create(project, b"newer")
     assert older.created_at < newer.created_at
     app.deployments.build(newer.id)
-    assert app.deployments.build(older.id).status == DeploymentStatus.READY
+    built = app.deployments.build(older.id)
+    assert built is not None and built.status == DeploymentStatus.READY
     assert app.production(project) == newer.id
     assert [m.to_deployment_id for m in app.aliases.history(project)] == [newer.id]
 
@@ -198,3 +200,16 @@ def test_concurrent_moves_are_serialized_and_all_recorded(app: App) -> None:
     assert sorted(m.to_deployment_id for m in rows) == sorted(ids)
     assert [m.from_deployment_id for m in rows] == [None, *(m.to_deployment_id for m in rows[:-1])]
     assert app.production(project) == rows[-1].to_deployment_id == app.served(project)
+
+
+def test_a_newer_production_deploy_cancels_a_queued_one(app: App) -> None:
+    project = app.project()
+    queued = app.create(project, b"queued")
+    preview = app.create(project, b"preview", Target.PREVIEW)
+    newer = app.create(project, b"newer")
+    assert app.store.deployment(queued.id).status == DeploymentStatus.CANCELED  # type: ignore[union-attr]
+    assert app.store.deployment(preview.id).status == DeploymentStatus.QUEUED  # type: ignore[union-attr]
+    assert app.deployments.build(queued.id) is None
+    assert app.deployments.build(newer.id) is not None
+    assert app.production(project) == newer.id
+    assert any("superseded" in line for _seq, _at, line in app.store.read_log(queued.id))

@@ -150,11 +150,14 @@ class StatusSpy:
         self.app = app
         self.seen: list[DeploymentStatus] = []
 
-    def materialize(self, deployment_id: str, files: Any) -> None:
+    def materialize(self, deployment_id: str, files: Any, app: Any = None) -> None:
         found = self.app.store.deployment(deployment_id)
         assert found is not None
         self.seen.append(found.status)
-        self.app.files.materialize(deployment_id, files)
+        self.app.files.materialize(deployment_id, files, app)
+
+    def app_dir(self, deployment_id: str) -> Any:
+        return self.app.files.app_dir(deployment_id)
 
     def exists(self, deployment_id: str) -> bool:
         return self.app.files.exists(deployment_id)
@@ -205,7 +208,8 @@ def test_failed_build_is_error_and_moves_nothing(app: App) -> None:
     app.blobs.lose(sha(PAGE))
     failed = app.deployments.build(dpl.id)
     assert failed.status == DeploymentStatus.ERROR
-    assert failed.error is not None and failed.error.startswith("build failed:")
+    assert failed.error is not None and sha(PAGE) in failed.error
+    assert any(line.startswith("build failed:") for _seq, _at, line in app.store.read_log(dpl.id))
     assert not app.files.exists(dpl.id)
     assert app.production(project) == live.id and app.served(project) == live.id
     assert deployment_host("site", dpl.id, BASE) not in app.edge.current()
@@ -218,10 +222,8 @@ def test_final_deployments_are_not_built_again(app: App, status: DeploymentStatu
     if status == DeploymentStatus.READY:
         app.store.set_status(dpl.id, DeploymentStatus.BUILDING)
     app.store.set_status(dpl.id, status)
-    with pytest.raises(DeploymentNotFound):
-        app.deployments.build(dpl.id)
-    with pytest.raises(DeploymentNotFound):
-        app.deployments.build("dpl_doesnotexist")
+    assert app.deployments.build(dpl.id) is None
+    assert app.deployments.build("dpl_doesnotexist") is None
     assert not app.files.exists(dpl.id)
 
 

@@ -114,8 +114,8 @@ def test_sweeps_directories_of_unknown_deployments(app: App) -> None:
 
 def test_requeues_unfinished_builds_only_at_startup(app: App) -> None:
     project = app.project()
-    queued = app.create(project, b"q")
-    building = app.create(project, b"b")
+    queued = app.create(project, b"q", Target.PREVIEW)  # previews: a newer deploy does not cancel them
+    building = app.create(project, b"b", Target.PREVIEW)
     app.store.set_status(building.id, DeploymentStatus.BUILDING)
     app.deploy(project, b"ready")
     canceled = app.create(project, b"c")

@@ -24,6 +24,7 @@ from anchor_deploy.model.errors import EdgeError
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 _SOCKET_PATH_MAX = 100
+_SOCKET_NAME_ROOM = 40  # "/sockets/worker/dpl_xxxxxxxxxxxx.sock.up"
 
 
 def _die_with_parent() -> None:
@@ -32,15 +33,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def admin_socket_path(run_dir: Path) -> Path:
-    """Unix socket paths are limited to ~108 bytes; fall back to a private short folder in /tmp."""
-    candidate = run_dir / "caddy-admin.sock"
-    if len(str(candidate)) <= _SOCKET_PATH_MAX:
-        return candidate
-    short = Path(tempfile.gettempdir()) / f"anchor-{hashlib.sha256(str(run_dir).encode()).hexdigest()[:10]}"
-    short.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(short, 0o700)
-    return short / "admin.sock"
+def socket_dir(run_dir: Path) -> Path:
+    """A private (0700) folder for unix sockets. Their paths are limited to ~108 bytes, so a deep data dir
+    falls back to a short folder in /tmp named after it."""
+    if len(str(run_dir)) + _SOCKET_NAME_ROOM <= _SOCKET_PATH_MAX:
+        folder = run_dir / "sockets"
+    else:
+        digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:10]
+        folder = Path(tempfile.gettempdir()) / f"anchor-{digest}"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    return folder
 
 
 class CaddyProcess:

@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.errors import BlobRejected, BlobTooLarge
 from anchor_deploy.model.manifest import ETAG_SUFFIX, ManifestFile, is_sha256
 
@@ -42,6 +43,12 @@ class FsBlobStore:
         if not path.exists():
             self._write_atomic(path, f'"{digest}"'.encode())
         return path
+
+    def read(self, digest: str) -> bytes:
+        try:
+            return self.path(digest).read_bytes()
+        except FileNotFoundError as exc:
+            raise BlobRejected(f"blob {digest} is not stored") from exc
 
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
@@ -96,23 +103,32 @@ class FsDeploymentFiles:
     def exists(self, deployment_id: str) -> bool:
         return (self.directory(deployment_id) / MARKER).is_file()
 
-    def materialize(self, deployment_id: str, files: Sequence[ManifestFile]) -> None:
+    def app_dir(self, deployment_id: str) -> Path:
+        return self.directory(deployment_id) / "app"
+
+    def materialize(
+        self, deployment_id: str, files: Sequence[ManifestFile], app: AppConfig | None = None
+    ) -> None:
         if self.exists(deployment_id):
             return
         final = self.directory(deployment_id)
         work = self.root / f".tmp-{deployment_id}-{secrets.token_hex(4)}"
-        public = work / "public"
         try:
-            public.mkdir(parents=True)
-            made: set[Path] = {public}
+            (work / "public").mkdir(parents=True)
+            prefix = f"{app.static_dir}/" if app and app.static_dir else None
             for entry in files:
-                target = public.joinpath(*entry.path.split("/"))
-                if target.parent not in made:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(target.parent)
-                os.link(self._blobs.path(entry.sha256), target)
-                os.link(self._blobs.etag_path(entry.sha256), target.with_name(target.name + ETAG_SUFFIX))
-            summary = {"id": deployment_id, "files": len(files)}
+                if app is None:
+                    self._serve(work / "public", entry.path, entry)
+                elif prefix and entry.path.startswith(prefix):
+                    self._serve(work / "public", entry.path.removeprefix(prefix), entry)
+            if app is not None:
+                for entry in files:  # a private copy: an app writing its files cannot change a shared blob
+                    target = self._place(work / "app", entry.path)
+                    shutil.copyfile(self._blobs.path(entry.sha256), target)
+                    os.chmod(target, 0o755 if entry.mode & 0o111 else 0o644)
+                (work / "worker").mkdir()
+                (work / "worker" / f"{deployment_id}.sock").touch()  # names the worker socket for Caddy
+            summary = {"id": deployment_id, "files": len(files), "app": app is not None}
             (work / MARKER).write_text(json.dumps(summary))
             if final.exists():  # a half-made directory from a crash: replace it
                 shutil.rmtree(final)
@@ -120,6 +136,17 @@ class FsDeploymentFiles:
         finally:
             if work.exists():
                 shutil.rmtree(work, ignore_errors=True)
+
+    @staticmethod
+    def _place(root: Path, relative: str) -> Path:
+        target = root.joinpath(*relative.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def _serve(self, public: Path, relative: str, entry: ManifestFile) -> None:
+        target = self._place(public, relative)
+        os.link(self._blobs.path(entry.sha256), target)
+        os.link(self._blobs.etag_path(entry.sha256), target.with_name(target.name + ETAG_SUFFIX))
 
     def remove(self, deployment_id: str) -> None:
         shutil.rmtree(self.directory(deployment_id), ignore_errors=True)

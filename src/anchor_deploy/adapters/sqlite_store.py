@@ -335,7 +335,8 @@ class SqliteStore:
         with self._write() as db:
             db.execute(
                 "INSERT INTO env_vars VALUES (?, ?, ?, ?, ?) ON CONFLICT (project_id, key) DO UPDATE SET "
-                "sealed_value = excluded.sealed_value, secret = excluded.secret, updated_at = excluded.updated_at",
+                "sealed_value = excluded.sealed_value, secret = excluded.secret, "
+                "updated_at = excluded.updated_at",
                 (project_id, key, sealed_value, int(secret), self._clock()),
             )
 

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from anchor_deploy import __version__
 from anchor_deploy.api.errors import install_error_handlers
 from anchor_deploy.api.routes import router
+from anchor_deploy.api.routes_apps import router as apps_router
 from anchor_deploy.wiring import Platform
 
 
@@ -15,4 +16,5 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.platform = platform
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(apps_router)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from anchor_deploy.model.apps import EnvVar
 from anchor_deploy.model.entities import AliasMove, Deployment, Project, Token
 from anchor_deploy.model.names import deployment_host, production_host
 from anchor_deploy.settings import Settings
@@ -43,6 +44,24 @@ def deployment_json(deployment: Deployment, project: Project, settings: Settings
         "totalSize": deployment.total_size,
         "error": deployment.error,
         "meta": deployment.meta,
+        "kind": "app" if deployment.app else "static",
+        "app": _app_json(deployment),
+    }
+
+
+def _app_json(deployment: Deployment) -> dict[str, Any] | None:
+    app = deployment.app
+    if app is None:
+        return None
+    return {"entry": app.entry, "python": app.python, "healthPath": app.health_path, "static": app.static_dir}
+
+
+def env_json(var: EnvVar) -> dict[str, Any]:
+    return {
+        "key": var.key,
+        "value": None if var.secret else var.value,
+        "secret": var.secret,
+        "updatedAt": iso(var.updated_at),
     }
 
 

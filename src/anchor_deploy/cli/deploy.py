@@ -27,6 +27,7 @@ class DeployPlan:
     root: Path
     files: dict[str, Path] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    app: dict[str, Any] | None = None
 
 
 def load_project_config(directory: Path) -> dict[str, Any]:
@@ -42,15 +43,16 @@ def load_project_config(directory: Path) -> dict[str, Any]:
 def plan_files(directory: Path) -> DeployPlan:
     config = load_project_config(directory)
     build = config.get("build", {}) if isinstance(config.get("build"), dict) else {}
+    app = _app_section(directory, config)
     root = directory
-    if build.get("output"):
+    if build.get("output") and app is None:
         root = (directory / str(build["output"])).resolve()
         if not root.is_relative_to(directory.resolve()):
             raise ClientError(f"anchor.toml: build.output {build['output']!r} is outside {directory}")
         if not root.is_dir():
             raise ClientError(f"output directory {root} does not exist; build the site first")
     ignores = list(DEFAULT_IGNORES) + [str(x) for x in build.get("ignore", config.get("ignore", []))]
-    plan = DeployPlan(root=root)
+    plan = DeployPlan(root=root, app=app)
     for folder, dirs, names in os.walk(root):
         rel_folder = Path(folder).relative_to(root).as_posix()
         dirs[:] = sorted(d for d in dirs if not _ignored(_join(rel_folder, d), d, ignores))
@@ -65,6 +67,29 @@ def plan_files(directory: Path) -> DeployPlan:
                 continue
             plan.files[rel] = path
     return plan
+
+
+def _app_section(directory: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """[app] from anchor.toml, or an app detected as the server would (app.py + requirements)."""
+    section = config.get("app")
+    if isinstance(section, dict):
+        app: dict[str, Any] = {"entry": section.get("entry", "app:app")}
+        for key, api_key in (
+            ("python", "python"),
+            ("health_path", "healthPath"),
+            ("static", "static"),
+            ("env", "env"),
+        ):
+            if key in section:
+                app[api_key] = section[key]
+        if "static" not in app and (directory / "public").is_dir():
+            app["static"] = "public"
+        return app
+    if (directory / "app.py").is_file() and any(
+        (directory / name).is_file() for name in ("requirements.txt", "pyproject.toml")
+    ):
+        return {"entry": "app:app", **({"static": "public"} if (directory / "public").is_dir() else {})}
+    return None
 
 
 def _join(folder: str, name: str) -> str:
@@ -113,6 +138,7 @@ def deploy(
     meta: dict[str, Any],
     show_progress: bool,
     on_status: Callable[[str], None] | None = None,
+    on_log: Callable[[str], None] | None = None,
 ) -> DeployResult:
     plan = plan_files(directory)
     if not plan.files:
@@ -120,7 +146,13 @@ def deploy(
     progress = _progress() if show_progress else None
     with progress or _Null():
         manifest = build_manifest(plan, progress)
-        body = {"files": manifest, "target": "production" if production else "preview", "meta": meta}
+        body: dict[str, Any] = {
+            "files": manifest,
+            "target": "production" if production else "preview",
+            "meta": meta,
+        }
+        if plan.app is not None:
+            body["app"] = plan.app
         _ensure_project(client, project)
         uploaded_files = uploaded_bytes = 0
         for _round in range(3):
@@ -136,7 +168,7 @@ def deploy(
                 uploaded_bytes += _upload(client, missing, by_digest, progress)
         else:
             raise ClientError("the server kept asking for files; giving up")
-    final = wait_ready(client, created["id"], on_status)
+    final = wait_ready(client, created["id"], on_status, on_log)
     final.update({k: created[k] for k in ("productionUrl", "productionPinned", "message") if k in created})
     return DeployResult(final, uploaded_files, uploaded_bytes)
 
@@ -169,17 +201,33 @@ def _upload(
 
 
 def wait_ready(
-    client: ApiClient, deployment_id: str, on_status: Callable[[str], None] | None, timeout: float = 600
+    client: ApiClient,
+    deployment_id: str,
+    on_status: Callable[[str], None] | None,
+    on_log: Callable[[str], None] | None = None,
+    timeout: float = 900,
 ) -> dict[str, Any]:
+    """Poll until the deployment is final, passing new build log lines to ``on_log`` as they come."""
     deadline = time.monotonic() + timeout
     delay = 0.02
     last = ""
+    seen = 0
+
+    def drain() -> None:
+        nonlocal seen
+        if on_log is not None:
+            for line in client.get(f"/v1/deployments/{deployment_id}/logs?after={seen}")["lines"]:
+                seen = line["seq"]
+                on_log(line["text"])
+
     while True:
+        drain()
         deployment = client.get(f"/v1/deployments/{deployment_id}")
         if deployment["status"] != last and on_status:
             on_status(deployment["status"])
         last = deployment["status"]
         if last in ("READY", "ERROR", "CANCELED"):
+            drain()
             return deployment
         if time.monotonic() > deadline:
             raise ClientError(f"deployment {deployment_id} is still {last} after {timeout:.0f}s")

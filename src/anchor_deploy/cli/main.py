@@ -103,8 +103,16 @@ def deploy(directory: Path, project: str | None, prod: bool, as_json: bool) -> N
     name = project or _default_project_name(directory)
     api = client()
     status = None if as_json else lambda s: err.print(f"  {s.lower()}…", style="dim")
+    build_log = None if as_json else _print_build_line
     result = run_deploy(
-        api, name, directory, prod, {"source": "cli"}, show_progress=not as_json, on_status=status
+        api,
+        name,
+        directory,
+        prod,
+        {"source": "cli"},
+        show_progress=not as_json,
+        on_status=status,
+        on_log=build_log,
     )
     d = result.deployment
 
@@ -124,6 +132,10 @@ def deploy(directory: Path, project: str | None, prod: bool, as_json: bool) -> N
     )
     if d["status"] != "READY":
         sys.exit(1)
+
+
+def _print_build_line(line: str) -> None:
+    err.print(f"  │ {line}", style="dim", markup=False, highlight=False)
 
 
 def _default_project_name(directory: Path) -> str:
@@ -260,6 +272,81 @@ def history(project: str, as_json: bool) -> None:
         out.print(table)
 
     emit(data, as_json, human)
+
+
+@main.command()
+@click.argument("deployment_id")
+@click.option("--follow", "-f", is_flag=True, help="Stream the build log until the build ends.")
+@click.option("--runtime", is_flag=True, help="The app's runtime output instead of the build log.")
+@click.option("--lines", "-n", default=200, show_default=True, help="With --runtime: how many lines.")
+@json_option
+@fails_cleanly
+def logs(deployment_id: str, follow: bool, runtime: bool, lines: int, as_json: bool) -> None:
+    """A deployment's build log (or its app's runtime log)."""
+    api = client()
+    if runtime:
+        data = api.get(f"/v1/deployments/{deployment_id}/logs?source=runtime&limit={lines}")
+        emit(data, as_json, lambda: _echo_lines(data["lines"]))
+        return
+    if follow:
+        from anchor_deploy.cli.deploy import wait_ready
+
+        final = wait_ready(api, deployment_id, None, on_log=click.echo)
+        emit({"status": final["status"]}, as_json, lambda: err.print(f"deployment {final['status']}"))
+        return
+    data = api.get(f"/v1/deployments/{deployment_id}/logs")
+    emit(data, as_json, lambda: _echo_lines([line["text"] for line in data["lines"]]))
+
+
+def _echo_lines(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
+
+
+@main.group()
+def env() -> None:
+    """A project's environment variables (frozen into each deployment when it is created)."""
+
+
+@env.command("set")
+@click.argument("project")
+@click.argument("key")
+@click.argument("value")
+@click.option("--secret", is_flag=True, help="Encrypted at rest, never shown again, redacted from logs.")
+@json_option
+@fails_cleanly
+def env_set(project: str, key: str, value: str, secret: bool, as_json: bool) -> None:
+    """Set KEY=VALUE for the project's next deployments."""
+    data = client().post(f"/v1/projects/{project}/env", {"key": key, "value": value, "secret": secret})
+    label = " (secret)" if secret else ""
+    emit(data, as_json, lambda: out.print(f"set {key}{label} on {project}; it applies to new deployments"))
+
+
+@env.command("ls")
+@click.argument("project")
+@json_option
+@fails_cleanly
+def env_ls(project: str, as_json: bool) -> None:
+    """List the project's variables (secret values are never shown)."""
+    data = client().get(f"/v1/projects/{project}/env")
+
+    def human() -> None:
+        table = Table("key", "value", "updated")
+        for var in data["env"]:
+            table.add_row(var["key"], "(secret)" if var["secret"] else var["value"], var["updatedAt"])
+        out.print(table)
+
+    emit(data, as_json, human)
+
+
+@env.command("rm")
+@click.argument("project")
+@click.argument("key")
+@fails_cleanly
+def env_rm(project: str, key: str) -> None:
+    """Remove a variable (deployments made before keep theirs)."""
+    client().request("DELETE", f"/v1/projects/{project}/env/{key}")
+    out.print(f"removed {key} from {project}")
 
 
 @main.group()

@@ -122,3 +122,34 @@ class FrozenEnv:
     @property
     def secret_values(self) -> list[str]:
         return [self.values[k] for k in self.secret_keys if self.values.get(k)]
+
+
+_FORBIDDEN_REQUIREMENT_STARTS = ("-", "/", ".", "~", "\\")
+
+
+def validate_requirements(text: str) -> str:
+    """Requirement specifiers only: no pip options, no local paths or file: URLs, which would let a build
+    read (and print) files of the server outside its own upload."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith(_FORBIDDEN_REQUIREMENT_STARTS) or "file:" in line.lower():
+            raise InvalidInput(
+                f"requirements line {number} ({line[:60]!r}): only package requirements are allowed here, "
+                "no pip options, local paths or file: URLs"
+            )
+    return text
+
+
+def requirements_from_pyproject(text: str) -> str:
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"pyproject.toml: {exc}") from exc
+    deps = data.get("project", {}).get("dependencies", [])
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise InvalidInput("pyproject.toml: [project] dependencies must be a list of strings")
+    return "\n".join(deps) + ("\n" if deps else "")

@@ -15,7 +15,8 @@ AnchorError
 │   ├── NoRollbackTarget
 │   └── DeploymentNotReady
 ├── BlobRejected (400/413)        digest mismatch, too large
-└── EdgeError (503)               the data plane could not be changed (the reconciler retries)
+├── EdgeError (503)               the data plane could not be changed (the reconciler retries)
+└── BuildFailed / WorkerFailed    an app's build or worker failed (recorded on the deployment)
 """
 
 from __future__ import annotations
@@ -105,4 +106,14 @@ class BlobTooLarge(BlobRejected):
 
 class EdgeError(AnchorError):
     code = "edge_unavailable"
+    status = 503
+
+
+class BuildFailed(AnchorError):
+    code = "build_failed"
+    status = 422
+
+
+class WorkerFailed(AnchorError):
+    code = "worker_failed"
     status = 503

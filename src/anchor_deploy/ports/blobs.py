@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Protocol
 
+from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.manifest import ManifestFile
 
 
@@ -18,10 +20,21 @@ class BlobStore(Protocol):
         max_size; nothing is kept in either case. Returns the number of bytes stored (0 if already held)."""
         ...
 
+    def read(self, digest: str) -> bytes:
+        """The bytes of a held blob (small files: requirements, configs). BlobRejected if not held."""
+        ...
+
 
 class DeploymentFiles(Protocol):
-    def materialize(self, deployment_id: str, files: Sequence[ManifestFile]) -> None:
-        """Build the deployment's immutable directory from blobs; idempotent, atomic (all or nothing)."""
+    def materialize(
+        self, deployment_id: str, files: Sequence[ManifestFile], app: AppConfig | None = None
+    ) -> None:
+        """Build the deployment's immutable directory from blobs; idempotent, atomic (all or nothing).
+        With an app: the edge serves only the files under ``app.static_dir``; the app gets a private copy."""
+        ...
+
+    def app_dir(self, deployment_id: str) -> Path:
+        """Where the app's own copy of the files lives (its working directory)."""
         ...
 
     def exists(self, deployment_id: str) -> bool: ...

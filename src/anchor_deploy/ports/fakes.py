@@ -12,8 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.entities import (
     AliasMove,
     Deployment,
@@ -354,8 +356,9 @@ class FakeBlobStore:
             return len(data)
 
     def read(self, digest: str) -> bytes:
-        """Test helper: the stored bytes (KeyError if absent)."""
         with self._lock:
+            if digest not in self._blobs:
+                raise BlobRejected(f"blob {digest} is not stored")
             return self._blobs[digest]
 
     def lose(self, digest: str) -> None:
@@ -372,17 +375,28 @@ class FakeDeploymentFiles:
         self._lock = threading.Lock()
         self._trees: dict[str, dict[str, bytes]] = {}
 
-    def materialize(self, deployment_id: str, files: Sequence[ManifestFile]) -> None:
+    def materialize(
+        self, deployment_id: str, files: Sequence[ManifestFile], app: AppConfig | None = None
+    ) -> None:
         with self._lock:
             if deployment_id in self._trees:
                 return
             tree: dict[str, bytes] = {}
+            prefix = f"{app.static_dir}/" if app and app.static_dir else None
             for entry in files:
                 if not self._blobs.has(entry.sha256):
                     # FsDeploymentFiles fails the same way: os.link of an absent blob.
                     raise FileNotFoundError(f"blob {entry.sha256} is not stored")
-                tree[entry.path] = self._blobs.read(entry.sha256)
+                if app is None:
+                    tree[entry.path] = self._blobs.read(entry.sha256)
+                else:
+                    tree["app/" + entry.path] = self._blobs.read(entry.sha256)
+                    if prefix and entry.path.startswith(prefix):
+                        tree[entry.path.removeprefix(prefix)] = self._blobs.read(entry.sha256)
             self._trees[deployment_id] = tree
+
+    def app_dir(self, deployment_id: str) -> Path:
+        return Path("/fake-deployments") / deployment_id / "app"
 
     def exists(self, deployment_id: str) -> bool:
         with self._lock:

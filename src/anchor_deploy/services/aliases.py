@@ -35,6 +35,7 @@ class AliasService:
         self._faults = faults
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.on_moved: Callable[[Project, AliasMove], None] = lambda _project, _move: None
 
     def _project_lock(self, project_id: str) -> threading.Lock:
         with self._guard:
@@ -79,6 +80,7 @@ class AliasService:
                 raise Conflict("production is being moved by others; try again")
             self._faults.hit(f"{reason.value}:after_commit")
             self._sync.apply(production_host(project.name, self._base))
+        self.on_moved(project, move)
         return move
 
     def promote(self, project: Project, deployment_id: str, token: Token) -> AliasMove:
@@ -129,6 +131,14 @@ class AliasService:
             return None
         finally:
             self._store.settle_go_live(deployment.id)
+
+    def warm_set(self, project: Project) -> set[str]:
+        """The versions kept running: production and the previous production, so a rollback never waits."""
+        history = self._store.alias_history(project.id)
+        if not history:
+            return set()
+        last = history[-1]
+        return {last.to_deployment_id} | ({last.from_deployment_id} if last.from_deployment_id else set())
 
     def unpin(self, project: Project) -> None:
         with self._project_lock(project.id):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from anchor_deploy.model.apps import AppConfig, parse_app_config
 from anchor_deploy.model.entities import (
     Deployment,
     DeploymentStatus,
@@ -18,15 +20,18 @@ from anchor_deploy.model.entities import (
     Token,
 )
 from anchor_deploy.model.errors import (
+    AnchorError,
+    Conflict,
     DeploymentNotFound,
     InvalidInput,
     MissingFiles,
     NameTaken,
 )
-from anchor_deploy.model.manifest import parse_manifest
+from anchor_deploy.model.manifest import ManifestFile, parse_manifest
 from anchor_deploy.model.names import deployment_host, is_deployment_id, new_deployment_id
 from anchor_deploy.ports import BlobStore, DeploymentFiles, Store
 from anchor_deploy.services.aliases import AliasService
+from anchor_deploy.services.apps import AppBuilds, EnvService, detect_app
 from anchor_deploy.services.auth import authorize
 from anchor_deploy.services.edge_sync import EdgeSync
 
@@ -45,6 +50,8 @@ class DeploymentService:
         base_domain: str,
         max_file_size: int,
         clock: Callable[[], float],
+        apps: AppBuilds | None = None,
+        env: EnvService | None = None,
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -54,6 +61,8 @@ class DeploymentService:
         self._base = base_domain
         self._max_file_size = max_file_size
         self._clock = clock
+        self._apps = apps
+        self._env = env
         self.on_created: Callable[[str], None] = lambda _id: None
 
     def create(self, project: Project, body: dict[str, Any], token: Token) -> Deployment:
@@ -65,9 +74,13 @@ class DeploymentService:
         meta = {} if body.get("meta") is None else body["meta"]
         if not isinstance(meta, dict) or len(repr(meta)) > _MAX_META_BYTES:
             raise InvalidInput(f"meta must be an object of at most {_MAX_META_BYTES} bytes")
+        app = self._app_config(body, files)
         missing = self._blobs.missing(f.sha256 for f in files)
         if missing:
             raise MissingFiles(f"{len(missing)} file(s) must be uploaded first", missing=missing)
+        sealed_env = b""
+        if app is not None and self._env is not None:
+            sealed_env = self._env.seal(self._env.freeze(project, app))
         for _attempt in range(5):
             deployment = Deployment(
                 id=new_deployment_id(),
@@ -79,17 +92,46 @@ class DeploymentService:
                 total_size=sum(f.size for f in files),
                 meta=meta,
                 created_by=token.name,
+                app=app,
             )
             host = HostRoute(self.host(project, deployment), HostKind.DEPLOYMENT, project.id, deployment.id)
             try:
-                self._store.add_deployment(deployment, files, host)
+                self._store.add_deployment(deployment, files, host, sealed_env)
                 break
             except NameTaken:
                 continue  # the random id made a hostname a project already uses: draw again
         else:
             raise NameTaken("could not allocate a deployment hostname; try again")
+        if deployment.target == Target.PRODUCTION:
+            self._cancel_queued(project, deployment)
         self.on_created(deployment.id)
         return deployment
+
+    def _app_config(self, body: dict[str, Any], files: tuple[ManifestFile, ...]) -> AppConfig | None:
+        if body.get("app") is None:
+            return detect_app(list(files))
+        if self._apps is None:
+            raise InvalidInput("this platform does not run apps")
+        app = parse_app_config(body["app"])
+        paths = {f.path for f in files}
+        module = app.entry.split(":")[0].replace(".", "/")
+        if f"{module}.py" not in paths and f"{module}/__init__.py" not in paths:
+            raise InvalidInput(f"app.entry {app.entry!r}: {module}.py is not in the upload")
+        return app
+
+    def _cancel_queued(self, project: Project, newest: Deployment) -> None:
+        """A newer production deploy supersedes production deploys still waiting in the queue."""
+        for older in self._store.list_deployments(project.id):
+            if (
+                older.id != newest.id
+                and older.target == Target.PRODUCTION
+                and older.status == DeploymentStatus.QUEUED
+            ):
+                try:
+                    self._store.set_status(older.id, DeploymentStatus.CANCELED, f"superseded by {newest.id}")
+                    self._store.append_log(older.id, [f"canceled: superseded by {newest.id}"])
+                except Conflict:
+                    pass  # it started building meanwhile
 
     def host(self, project: Project, deployment: Deployment) -> str:
         return deployment_host(project.name, deployment.id, self._base)
@@ -105,27 +147,50 @@ class DeploymentService:
     def list(self, project: Project) -> list[Deployment]:
         return self._store.list_deployments(project.id)
 
-    def build(self, deployment_id: str) -> Deployment:
-        """QUEUED -> BUILDING -> READY|ERROR: materialize the files, serve the immutable URL, then move
-        production if this is an unpinned production deploy. Idempotent for a restart mid-way."""
+    def build(self, deployment_id: str) -> Deployment | None:
+        """QUEUED -> BUILDING -> READY|ERROR: materialize the files, build and health-check the app if there
+        is one, serve the immutable URL, then move production if this is an unpinned production deploy.
+        Idempotent for a restart mid-way; a canceled or finished deployment is left alone."""
         deployment = self._store.deployment(deployment_id)
-        if deployment is None or deployment.status.is_final:
-            raise DeploymentNotFound(f"deployment {deployment_id} is not waiting for a build")
-        project = self._store.project_by_id(deployment.project_id)
-        if project is None:
-            raise DeploymentNotFound(f"deployment {deployment_id} has no project")
+        project = self._store.project_by_id(deployment.project_id) if deployment else None
+        if deployment is None or project is None or deployment.status.is_final:
+            return None
         if deployment.status == DeploymentStatus.QUEUED:
-            deployment = self._store.set_status(deployment_id, DeploymentStatus.BUILDING)
+            try:
+                deployment = self._store.set_status(deployment_id, DeploymentStatus.BUILDING)
+            except Conflict:
+                return None  # canceled meanwhile
+        log_line = self._logger(deployment_id)
         try:
-            self._files.materialize(deployment_id, self._store.manifest(deployment_id))
+            log_line(
+                f"building {deployment_id}: {deployment.file_count} files, {deployment.total_size} bytes"
+            )
+            self._files.materialize(deployment_id, self._store.manifest(deployment_id), deployment.app)
+            if deployment.app is not None:
+                if self._apps is None:
+                    raise InvalidInput("this platform does not run apps")
+                self._apps.build(deployment, log_line)
         except Exception as exc:
-            log.exception("build of %s failed", deployment_id)
-            return self._store.set_status(deployment_id, DeploymentStatus.ERROR, f"build failed: {exc}")
+            reason = str(exc) if isinstance(exc, AnchorError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, AnchorError):
+                log.exception("build of %s failed", deployment_id)
+            log_line(f"build failed: {reason}")
+            return self._store.set_status(deployment_id, DeploymentStatus.ERROR, reason.splitlines()[0][:500])
         deployment = self._store.set_status(deployment_id, DeploymentStatus.READY)
+        log_line("ready")
         self._sync.apply(self.host(project, deployment))
         if deployment.target == Target.PRODUCTION:
             self._aliases.deployed(project, deployment)
         return deployment
+
+    def _logger(self, deployment_id: str) -> Callable[[str], None]:
+        def append(line: str) -> None:
+            self._store.append_log(deployment_id, line.splitlines() or [""])
+
+        return append
+
+    def logs(self, deployment_id: str, after: int = 0) -> builtins.list[tuple[int, float, str]]:
+        return self._store.read_log(deployment_id, after)
 
 
 class BuildQueue:

@@ -1,0 +1,134 @@
+"""The EnvironmentBuilder port on venv + pip: one virtual environment per dependency set, reused."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+from anchor_deploy.adapters.process_run import run_step
+from anchor_deploy.model.errors import BuildFailed
+from anchor_deploy.ports.runtime import BuildLimits
+
+COMPLETE = ".anchor-complete"
+
+
+def runtime_requirements() -> list[str]:
+    """What every app environment gets besides its own requirements: the worker server."""
+    return [f"uvicorn=={version('uvicorn')}"]
+
+
+class VenvBuilder:
+    def __init__(
+        self, root: Path, pip_args: Sequence[str] = (), default_python: str = sys.executable
+    ) -> None:
+        self.root = root
+        self._pip_args = list(pip_args)
+        self._default_python = default_python
+        self._locks: dict[str, threading.Lock] = {}
+        self._versions: dict[str, str] = {}
+        self._guard = threading.Lock()
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _python(self, wanted: str | None) -> tuple[str, str]:
+        exe = self._default_python if wanted is None else shutil.which(f"python{wanted}")
+        if exe is None:
+            raise BuildFailed(f"Python {wanted} is not installed on this machine")
+        if exe in self._versions:
+            return exe, self._versions[exe]
+        try:
+            found = subprocess.run(
+                [exe, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BuildFailed(f"cannot run Python {wanted or ''}: {exc}") from exc
+        self._versions[exe] = found
+        return exe, found
+
+    def key(self, requirements: bytes, python_version: str) -> str:
+        material = "\0".join([python_version, *runtime_requirements(), *self._pip_args]).encode()
+        return hashlib.sha256(material + b"\0" + requirements).hexdigest()[:24]
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def ensure(
+        self, requirements: bytes, python: str | None, limits: BuildLimits, log: Callable[[str], None]
+    ) -> Path:
+        exe, python_version = self._python(python)
+        key = self.key(requirements, python_version)
+        env_dir = self.root / key
+        with self._lock(key):
+            if (env_dir / COMPLETE).exists():
+                log(
+                    f"reusing environment {key} (Python {python_version}, same dependencies): "
+                    "nothing to install"
+                )
+                return env_dir
+            shutil.rmtree(env_dir, ignore_errors=True)  # a half-made one from a crash or a failed build
+            log(f"creating environment {key} with Python {python_version}")
+            try:
+                self._create(exe, env_dir, requirements, limits, log)
+            except BaseException:
+                shutil.rmtree(env_dir, ignore_errors=True)
+                raise
+            (env_dir / COMPLETE).write_text(key)
+            return env_dir
+
+    def _create(
+        self, exe: str, env_dir: Path, requirements: bytes, limits: BuildLimits, log: Callable[[str], None]
+    ) -> None:
+        base_env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.root),
+            "PIP_NO_INPUT": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        run_step(
+            [exe, "-m", "venv", str(env_dir)],
+            cwd=self.root,
+            env=base_env,
+            limits=limits,
+            log=log,
+            what="creating the virtual environment",
+        )
+        req_file = env_dir / "anchor-requirements.txt"
+        req_file.write_bytes(requirements)
+        pip = [
+            str(env_dir / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--progress-bar",
+            "off",
+            *self._pip_args,
+            *runtime_requirements(),
+            "-r",
+            str(req_file),
+        ]
+        log("$ pip install " + " ".join([*runtime_requirements(), "-r", "requirements.txt"]))
+        run_step(pip, cwd=env_dir, env=base_env, limits=limits, log=log, what="pip install")
+
+    def locate(self, requirements: bytes, python: str | None) -> Path | None:
+        _exe, python_version = self._python(python)
+        env_dir = self.root / self.key(requirements, python_version)
+        return env_dir if (env_dir / COMPLETE).exists() else None
+
+    def present(self) -> list[str]:
+        return [p.name for p in self.root.iterdir() if (p / COMPLETE).exists()]
+
+    def remove(self, key: str) -> None:
+        with self._lock(key):
+            shutil.rmtree(self.root / key, ignore_errors=True)

@@ -1,0 +1,314 @@
+"""The AppRuntime port on local processes: one uvicorn worker per app version, on its own unix socket.
+
+Caddy dials ``<sock_dir>/worker/<deployment id>.sock`` (a dial string unique to each version, so switching
+production never reuses a keep-alive connection to the old version) once ``<that>.up`` exists; until then it
+asks the activator, which calls ``ensure``. A crashed worker keeps its ``.up`` marker while it is restarted
+with backoff, so Caddy's dial retries wait for it instead of failing.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from anchor_deploy.adapters.caddy_process import _die_with_parent
+from anchor_deploy.model.errors import WorkerFailed
+from anchor_deploy.ports.runtime import SpecLoader, WorkerSpec
+
+log = logging.getLogger(__name__)
+BOOT = Path(__file__).resolve().parent.parent / "runtime" / "boot.py"
+_UNHEALTHY_GRACE = 1.0
+
+
+def redact(line: str, secrets: tuple[str, ...]) -> str:
+    for value in secrets:
+        if value:
+            line = line.replace(value, "[secret]")
+    return line
+
+
+@dataclass
+class _Worker:
+    spec: WorkerSpec
+    proc: subprocess.Popen[bytes]
+    started: float
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=40))
+    healthy: bool = False
+    stopping: bool = False
+    restarts: int = 0
+    backoff: float = 0.1
+
+
+class WorkerRuntime:
+    def __init__(
+        self,
+        sock_dir: Path,
+        logs_dir: Path,
+        spec_loader: SpecLoader,
+        idle_timeout: float,
+        restart_timeout: float = 30.0,
+    ) -> None:
+        self.sock_dir = sock_dir
+        self._workers_dir = sock_dir / "worker"
+        self._logs = logs_dir
+        self._load = spec_loader
+        self._idle = idle_timeout
+        self._restart_timeout = restart_timeout
+        self._workers: dict[str, _Worker] = {}
+        self._warm: dict[str, set[str]] = {}
+        self._lock = threading.RLock()
+        self._id_locks: dict[str, threading.Lock] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._workers_dir.mkdir(parents=True, exist_ok=True)
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self._workers_dir.iterdir():  # markers of a previous process's workers
+            stale.unlink(missing_ok=True)
+
+    # -- paths -------------------------------------------------------------------------------------
+    def socket(self, deployment_id: str) -> Path:
+        return self._workers_dir / f"{deployment_id}.sock"
+
+    def _up(self, deployment_id: str) -> Path:
+        return self._workers_dir / f"{deployment_id}.sock.up"
+
+    def _activity(self, deployment_id: str) -> Path:
+        return self._workers_dir / f"{deployment_id}.active"
+
+    def log_path(self, deployment_id: str) -> Path:
+        return self._logs / f"{deployment_id}.log"
+
+    def _id_lock(self, deployment_id: str) -> threading.Lock:
+        with self._lock:
+            return self._id_locks.setdefault(deployment_id, threading.Lock())
+
+    # -- the port ----------------------------------------------------------------------------------
+    def ensure(self, spec: WorkerSpec, timeout: float) -> None:
+        with self._id_lock(spec.deployment_id):
+            worker = self._workers.get(spec.deployment_id)
+            if worker and worker.healthy and worker.proc.poll() is None:
+                return
+            if worker is None or worker.proc.poll() is not None:
+                worker = self._spawn(spec)
+            self._wait_healthy(worker, timeout)
+
+    def stop(self, deployment_id: str) -> None:
+        with self._id_lock(deployment_id):
+            self._up(deployment_id).unlink(missing_ok=True)
+            with self._lock:
+                worker = self._workers.pop(deployment_id, None)
+            if worker:
+                worker.stopping = True
+                self._terminate(worker.proc)
+            self.socket(deployment_id).unlink(missing_ok=True)
+            self._activity(deployment_id).unlink(missing_ok=True)
+
+    def keep_warm(self, project_id: str, deployment_ids: set[str]) -> None:
+        with self._lock:
+            self._warm[project_id] = set(deployment_ids)
+        for deployment_id in deployment_ids:
+            threading.Thread(target=self._warm_up, args=(deployment_id,), daemon=True).start()
+
+    def running(self) -> dict[str, int]:
+        """Deployment id -> pid of each live worker."""
+        with self._lock:
+            return {d: w.proc.pid for d, w in self._workers.items() if w.proc.poll() is None}
+
+    def runtime_log(self, deployment_id: str, limit: int = 200) -> list[str]:
+        try:
+            with open(self.log_path(deployment_id), encoding="utf-8", errors="replace") as source:
+                return [line.rstrip("\n") for line in collections.deque(source, maxlen=limit)]
+        except FileNotFoundError:
+            return []
+
+    # -- processes ---------------------------------------------------------------------------------
+    def _spawn(self, spec: WorkerSpec) -> _Worker:
+        deployment_id = spec.deployment_id
+        python = spec.env_dir / "bin" / "python"
+        environ = {
+            "PATH": f"{spec.env_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(spec.app_dir),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **spec.environ,
+            "VIRTUAL_ENV": str(spec.env_dir),
+        }
+        argv = [
+            str(python),
+            str(BOOT),
+            "--entry",
+            spec.app.entry,
+            "--uds",
+            str(self.socket(deployment_id)),
+            "--activity",
+            str(self._activity(deployment_id)),
+            "--app-dir",
+            str(spec.app_dir),
+        ]
+        proc = subprocess.Popen(
+            argv,
+            cwd=spec.app_dir,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        worker = _Worker(spec=spec, proc=proc, started=time.time())
+        with self._lock:
+            previous = self._workers.get(deployment_id)
+            if previous is not None:
+                worker.restarts, worker.backoff = previous.restarts, previous.backoff
+            self._workers[deployment_id] = worker
+        threading.Thread(target=self._pump, args=(worker,), daemon=True).start()
+        return worker
+
+    def _pump(self, worker: _Worker) -> None:
+        assert worker.proc.stdout is not None
+        with open(self.log_path(worker.spec.deployment_id), "a", encoding="utf-8") as out:
+            for raw in worker.proc.stdout:
+                line = redact(raw.decode("utf-8", "replace").rstrip(), worker.spec.redact)
+                worker.tail.append(line)
+                out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+                out.flush()
+
+    def _wait_healthy(self, worker: _Worker, timeout: float) -> None:
+        spec = worker.spec
+        deadline = time.monotonic() + timeout
+        failing_since: float | None = None
+        status: int | None = None
+        transport = httpx.HTTPTransport(uds=str(self.socket(spec.deployment_id)))
+        with httpx.Client(transport=transport, timeout=5) as client:
+            while time.monotonic() < deadline:
+                if worker.proc.poll() is not None:
+                    self._fail(
+                        worker, f"the app exited with code {worker.proc.returncode} before it was healthy"
+                    )
+                try:
+                    status = client.get(f"http://app{spec.app.health_path}").status_code
+                except httpx.HTTPError:
+                    time.sleep(0.03)
+                    continue
+                if status < 500:
+                    worker.healthy = True
+                    self._up(spec.deployment_id).touch()
+                    return
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > _UNHEALTHY_GRACE:
+                    break
+                time.sleep(0.05)
+        if status is not None:
+            self._fail(worker, f"health check GET {spec.app.health_path} answered {status}")
+        self._fail(worker, f"health check GET {spec.app.health_path} got no answer within {timeout:.0f}s")
+
+    def _fail(self, worker: _Worker, cause: str) -> None:
+        worker.stopping = True
+        self._terminate(worker.proc)
+        time.sleep(0.05)  # let the pump read the last lines
+        with self._lock:
+            if self._workers.get(worker.spec.deployment_id) is worker:
+                del self._workers[worker.spec.deployment_id]
+        self._up(worker.spec.deployment_id).unlink(missing_ok=True)
+        output = "\n".join(worker.tail)
+        raise WorkerFailed(f"{cause}; its output ends with:\n{output}" if output else cause)
+
+    @staticmethod
+    def _terminate(proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=6)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    # -- supervision -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        for deployment_id in list(self._workers):
+            self.stop(deployment_id)
+
+    def _is_warm(self, deployment_id: str) -> bool:
+        with self._lock:
+            return any(deployment_id in ids for ids in self._warm.values())
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(0.2):
+            with self._lock:
+                workers = list(self._workers.values())
+            for worker in workers:
+                if worker.stopping:
+                    continue
+                if worker.proc.poll() is not None and worker.healthy:
+                    self._schedule_restart(worker)
+                elif (
+                    worker.healthy
+                    and not self._is_warm(worker.spec.deployment_id)
+                    and self._idle_for(worker) > self._idle
+                ):
+                    log.info("stopping idle worker %s", worker.spec.deployment_id)
+                    self.stop(worker.spec.deployment_id)
+
+    def _idle_for(self, worker: _Worker) -> float:
+        try:
+            last = max(worker.started, os.stat(self._activity(worker.spec.deployment_id)).st_mtime)
+        except OSError:
+            last = worker.started
+        return time.time() - last
+
+    def _schedule_restart(self, worker: _Worker) -> None:
+        worker.healthy = False  # handled once: the restart thread owns it now
+        threading.Thread(target=self._restart, args=(worker,), daemon=True).start()
+
+    def _restart(self, worker: _Worker) -> None:
+        deployment_id = worker.spec.deployment_id
+        log.warning(
+            "worker %s exited with %s; restarting in %.1fs",
+            deployment_id,
+            worker.proc.returncode,
+            worker.backoff,
+        )
+        if self._stop.wait(worker.backoff):
+            return
+        worker.backoff = min(worker.backoff * 2, 10.0)
+        worker.restarts += 1
+        try:
+            with self._id_lock(deployment_id):
+                if self._workers.get(deployment_id) is not worker:
+                    return  # stopped meanwhile
+                fresh = self._spawn(worker.spec)
+                self._up(deployment_id).touch()  # Caddy keeps dialing (and retrying) while it starts
+                self._wait_healthy(fresh, self._restart_timeout)
+            fresh.backoff = 0.1
+        except WorkerFailed as exc:
+            log.error("worker %s did not come back: %s", deployment_id, exc)
+            self._up(deployment_id).unlink(missing_ok=True)
+
+    def _warm_up(self, deployment_id: str) -> None:
+        try:
+            spec = self._load(deployment_id)
+            if spec is not None:
+                self.ensure(spec, self._restart_timeout)
+        except Exception:
+            log.exception("could not warm %s", deployment_id)

@@ -1,0 +1,87 @@
+"""Build and runtime logs (with a server-sent-events follow mode) and project environment variables."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from anchor_deploy.api.deps import BodyDep, PlatformDep, ProjectDep, TokenDep
+from anchor_deploy.api.serialize import env_json, iso
+from anchor_deploy.model.errors import InvalidInput
+from anchor_deploy.wiring import Platform
+
+router = APIRouter(prefix="/v1")
+_FINAL = ("READY", "ERROR", "CANCELED")
+_FOLLOW_LIMIT = 3600.0
+
+
+def _line(seq: int, at: float, text: str) -> dict[str, Any]:
+    return {"seq": seq, "at": iso(at), "text": text}
+
+
+@router.get("/deployments/{deployment_id}/logs", response_model=None)
+def deployment_logs(
+    p: PlatformDep,
+    token: TokenDep,
+    deployment_id: str,
+    after: int = 0,
+    follow: bool = False,
+    source: str = "build",
+    limit: int = 200,
+) -> dict[str, Any] | StreamingResponse:
+    _project, deployment = p.deployments.get(deployment_id, token)
+    if source not in ("build", "runtime"):
+        raise InvalidInput("source must be 'build' or 'runtime'")
+    if after < 0 or not 1 <= limit <= 10_000:
+        raise InvalidInput("after must be >= 0 and limit from 1 to 10000")
+    if source == "runtime":
+        return {"source": "runtime", "lines": p.runtime.runtime_log(deployment.id, limit)}
+    if follow:
+        return StreamingResponse(
+            _follow(p, deployment.id, after),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+    lines = [_line(*row) for row in p.deployments.logs(deployment.id, after)]
+    return {"source": "build", "status": deployment.status.value, "lines": lines}
+
+
+async def _follow(p: Platform, deployment_id: str, after: int) -> AsyncIterator[str]:
+    """SSE: one `line` event per log line, then an `end` event with the final status."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _FOLLOW_LIMIT
+    while loop.time() < deadline:
+        rows = await run_in_threadpool(p.deployments.logs, deployment_id, after)
+        for row in rows:
+            after = row[0]
+            yield f"event: line\nid: {row[0]}\ndata: {json.dumps(_line(*row))}\n\n"
+        deployment = await run_in_threadpool(p.store.deployment, deployment_id)
+        if deployment is None or deployment.status.value in _FINAL:
+            if not rows:  # the last lines were sent before the status was read
+                status = deployment.status.value if deployment else "DELETED"
+                yield f"event: end\ndata: {json.dumps({'status': status})}\n\n"
+                return
+            continue
+        await asyncio.sleep(0.2)
+
+
+@router.get("/projects/{project}/env")
+def list_env(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
+    return {"env": [env_json(v) for v in p.env.list(project)]}
+
+
+@router.post("/projects/{project}/env", status_code=201)
+def set_env(p: PlatformDep, project: ProjectDep, body: BodyDep) -> dict[str, Any]:
+    return env_json(p.env.set(project, body.get("key"), body.get("value"), body.get("secret", False)))
+
+
+@router.delete("/projects/{project}/env/{key}")
+def delete_env(p: PlatformDep, project: ProjectDep, key: str) -> dict[str, Any]:
+    p.env.delete(project, key)
+    return {"deleted": key}

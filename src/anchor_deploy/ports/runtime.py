@@ -1,0 +1,67 @@
+"""Running Python apps: sealing their secrets, building their environments, and their worker processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from anchor_deploy.model.apps import AppConfig
+
+
+class SecretBox(Protocol):
+    def seal(self, plaintext: bytes) -> bytes: ...
+
+    def open(self, sealed: bytes) -> bytes:
+        """Raises InvalidInput if the bytes were not sealed by this box's key."""
+        ...
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    deadline: float  # time.monotonic() value after which the build is stopped
+    memory_bytes: int
+
+
+class EnvironmentBuilder(Protocol):
+    def ensure(
+        self, requirements: bytes, python: str | None, limits: BuildLimits, log: Callable[[str], None]
+    ) -> Path:
+        """A virtual environment with ``requirements`` (and the worker server) installed, reused when one
+        with the same dependency set exists. Returns its directory. Raises BuildFailed with the cause."""
+        ...
+
+    def locate(self, requirements: bytes, python: str | None) -> Path | None:
+        """The complete environment for this dependency set, if there is one."""
+        ...
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything needed to run one app version: the local Lambda version."""
+
+    deployment_id: str
+    env_dir: Path
+    app_dir: Path
+    app: AppConfig
+    environ: dict[str, str] = field(default_factory=dict)
+    redact: tuple[str, ...] = ()
+
+
+class AppRuntime(Protocol):
+    def ensure(self, spec: WorkerSpec, timeout: float) -> None:
+        """Start the worker if it is not running and wait until its health path answers below 500.
+        Raises WorkerFailed (with the cause from its output) if it crashes or stays unhealthy."""
+        ...
+
+    def stop(self, deployment_id: str) -> None: ...
+
+    def keep_warm(self, project_id: str, deployment_ids: set[str]) -> None:
+        """A project's versions that stay running (restarted if they die); the others stop when idle."""
+        ...
+
+    def runtime_log(self, deployment_id: str, limit: int = 200) -> list[str]: ...
+
+
+SpecLoader = Callable[[str], WorkerSpec | None]
