@@ -1,0 +1,1364 @@
+#!/usr/bin/env python3
+"""Core benchmarks of anchor-deploy against real processes on loopback (127.0.0.1 only).
+
+    python bench/bench_core.py [--projects 10000] [--switches 200] [--files 10000] [--quick]
+
+Measures, in one run, and writes bench/results/core.json (see docs/benchmarks.md):
+  1. rollback latency (API call, and API call until the edge serves the new body) with 1 project and with
+     N projects, while a steady keep-alive load on the production URL counts every failed request;
+     plus the time to set up the N projects through the API;
+  2. first deploy of F small files through the real CLI deploy code, then an unchanged redeploy;
+  3. edge requests/s on a 1 KiB index.html: the platform's Caddy vs a bare Caddy file_server (same binary)
+     vs nginx, all driven by wrk in the same run.
+Every process this script starts is stopped in a finally block (also on Ctrl-C / SIGTERM), and each child
+gets a parent-death signal so none outlives a killed benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+from anchor_deploy.cli.client import ApiClient  # noqa: E402
+from anchor_deploy.cli.deploy import build_manifest, deploy, plan_files  # noqa: E402
+from anchor_deploy.settings import Settings  # noqa: E402
+
+LOOPBACK = "127.0.0.1"
+BENCH_PROJECT = "bench"
+BASE_DOMAIN = "localhost"
+PAGE_SIZE = 1024
+RESULTS = REPO / "bench" / "results" / "core.json"
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+_T0 = time.monotonic()
+
+FULL = {"projects": 10_000, "switches": 200, "files": 10_000, "wrk_seconds": 5.0, "wrk_rounds": 3}
+QUICK = {"projects": 200, "switches": 50, "files": 1_000, "wrk_seconds": 2.0, "wrk_rounds": 1}
+
+
+# -- small helpers -------------------------------------------------------------------------------------
+def say(message: str) -> None:
+    console.print(f"[{time.monotonic() - _T0:7.1f}s] {message}", markup=False)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def page(label: str) -> bytes:
+    """A valid HTML page of exactly PAGE_SIZE bytes, different for each label."""
+    head = f"<!doctype html><title>{label}</title><p>deployment {label}</p><!--".encode()
+    tail = b"-->\n"
+    return head + label[0].lower().encode() * (PAGE_SIZE - len(head) - len(tail)) + tail
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile (p99 of 200 samples is the 2nd largest)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def summary_ms(seconds: list[float]) -> dict[str, Any]:
+    ms = [s * 1000 for s in seconds]
+    if not ms:
+        return {"n": 0, "p50": None, "p99": None, "max": None, "mean": None}
+    return {
+        "n": len(ms),
+        "p50": round(percentile(ms, 50) or 0, 2),
+        "p99": round(percentile(ms, 99) or 0, 2),
+        "max": round(max(ms), 2),
+        "mean": round(statistics.fmean(ms), 2),
+    }
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _parent_death_signal() -> None:
+    """Runs in each child before exec: if this script dies (even by SIGKILL), the child gets SIGTERM."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _command_output(cmd: list[str]) -> str:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unavailable ({exc.__class__.__name__})"
+    return (done.stdout + done.stderr).strip().splitlines()[0] if (done.stdout + done.stderr).strip() else ""
+
+
+def _command_output_all(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=15).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...; comm may hold spaces, so split after the last ')'
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def leftover_children() -> dict[int, str]:
+    """Children still running, except multiprocessing's resource tracker (it exits with this process)."""
+    found = {}
+    for pid in children_of(os.getpid()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "multiprocessing.resource_tracker" not in cmdline:
+            found[pid] = cmdline[:200]
+    return found
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, name: str, sig: int = signal.SIGTERM) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        say(f"{name} (pid {proc.pid}) ignored SIGTERM for 20 s; killing it")
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def wait_http(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    name: str,
+    log: Path,
+    timeout: float = 20,
+    headers: dict[str, str] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}: {tail(log)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not answer 200 at {url} within {timeout:.0f}s: {tail(log)}")
+
+
+def tail(path: Path, size: int = 3000) -> str:
+    return path.read_text(errors="replace")[-size:] if path.exists() else "(no log)"
+
+
+# -- the platform under test ---------------------------------------------------------------------------
+@dataclass
+class Anchor:
+    """`anchor up` (API + reconciler + build queue + its supervised Caddy) on free loopback ports."""
+
+    data_dir: Path
+    api_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    token: str = ""
+
+    @property
+    def log(self) -> Path:
+        return self.data_dir.parent / "anchor-up.log"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.api_port}"
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}"
+
+    def start(self, timeout: float = 60) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANCHOR_")}
+        env.update(
+            {
+                "ANCHOR_DATA_DIR": str(self.data_dir),
+                "ANCHOR_API_ADDR": f"{LOOPBACK}:{self.api_port}",
+                "ANCHOR_HTTP_ADDR": f"{LOOPBACK}:{self.http_port}",
+                "ANCHOR_BASE_DOMAIN": BASE_DOMAIN,
+                "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p),
+            }
+        )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "anchor_deploy.cli.main", "up"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_parent_death_signal,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"anchor up exited with {self.proc.returncode}:\n{tail(self.log)}")
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                health = httpx.get(f"{self.api_url}/v1/health", timeout=2).json()
+                if health.get("ok") and health.get("edge"):
+                    break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"anchor up did not become healthy:\n{tail(self.log)}")
+        self.token = (self.data_dir / "admin-token").read_text().strip()
+
+    def stop(self) -> None:
+        stop_process(self.proc, "anchor up")
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.api_url, timeout=60, headers={"Authorization": f"Bearer {self.token}"}
+        )
+
+
+def deploy_by_hand(
+    api: httpx.Client, project: str, files: dict[str, bytes], wait: float = 120
+) -> dict[str, Any]:
+    """The deploy protocol by hand (as tests/e2e/harness.py does): offer, upload what is missing, wait."""
+    manifest = [{"path": p, "sha256": sha(b), "size": len(b), "mode": 0o644} for p, b in files.items()]
+    body = {"files": manifest, "target": "production"}
+    response = api.post(f"/v1/projects/{project}/deployments", json=body)
+    if response.status_code == 409 and response.json()["error"]["code"] == "missing_files":
+        by_digest = {sha(b): b for b in files.values()}
+        for digest in response.json()["error"]["missing"]:
+            api.put(f"/v1/blobs/{digest}", content=by_digest[digest]).raise_for_status()
+        response = api.post(f"/v1/projects/{project}/deployments", json=body)
+    if response.status_code != 201:
+        raise RuntimeError(f"deploy to {project} failed: {response.status_code} {response.text[:300]}")
+    deployment_id = response.json()["id"]
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        found = api.get(f"/v1/deployments/{deployment_id}").json()
+        if found["status"] in ("READY", "ERROR", "CANCELED"):
+            if found["status"] != "READY":
+                raise RuntimeError(f"{deployment_id} ended {found['status']}: {found.get('error')}")
+            return dict(found)
+        time.sleep(0.02)
+    raise RuntimeError(f"{deployment_id} was not READY after {wait:.0f}s")
+
+
+def production_of(api: httpx.Client, project: str) -> str:
+    return str(api.get(f"/v1/projects/{project}").json()["productionDeploymentId"])
+
+
+# -- steady load (a separate process, so its GIL does not slow the measuring thread) ---------------------
+def _load_thread(
+    edge_url: str,
+    host: str,
+    bodies: dict[bytes, str],
+    stop: threading.Event,
+    rate: float,
+    stats: dict[str, Any],
+) -> None:
+    interval = 1 / rate if rate > 0 else 0.0
+    failures: Counter[str] = stats["failures"]
+    with httpx.Client(base_url=edge_url, headers={"Host": host}, timeout=5) as client:
+        next_at = time.perf_counter()
+        while not stop.is_set():
+            if interval:
+                next_at += interval
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            started = time.perf_counter()
+            try:
+                response = client.get("/")
+            except httpx.HTTPError as exc:
+                failures["connection_error"] += 1
+                if len(stats["samples"]) < 5:
+                    stats["samples"].append(repr(exc)[:200])
+                stop.wait(0.01)
+                continue
+            stats["latencies"].append(time.perf_counter() - started)
+            if response.status_code != 200:
+                failures[f"status_{response.status_code}"] += 1
+                if len(stats["samples"]) < 5:
+                    stats["samples"].append(f"{response.status_code}: {response.text[:120]!r}")
+                continue
+            label = bodies.get(response.content)
+            if label is None:
+                failures["bad_body"] += 1
+                if len(stats["samples"]) < 5:
+                    stats["samples"].append(f"bad body ({len(response.content)} bytes)")
+                continue
+            stats["served"][label] += 1
+            etag = response.headers.get("etag", "").removeprefix("W/").strip('"')
+            if etag and etag != sha(response.content):
+                # A whole, correct body that carries the other deployment's ETag (see docs/benchmarks.md).
+                stats["etag_mismatch"] += 1
+                if len(stats["etag_samples"]) < 5:
+                    other = {sha(b): name for b, name in bodies.items()}.get(etag, etag[:16])
+                    stats["etag_samples"].append(f"body {label} with the ETag of {other}")
+            stats["ok"] += 1
+
+
+def load_main(
+    edge_url: str,
+    host: str,
+    bodies: dict[bytes, str],
+    threads: int,
+    rate: float,
+    stop: Any,
+    ready: Any,
+    out: Any,
+    max_seconds: float,
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us through `stop`
+    _parent_death_signal()  # and if the parent is killed outright, we get SIGTERM and end
+    local_stop = threading.Event()
+    stats = [
+        {
+            "failures": Counter(),
+            "samples": [],
+            "latencies": [],
+            "served": Counter(),
+            "ok": 0,
+            "etag_mismatch": 0,
+            "etag_samples": [],
+        }
+        for _ in range(threads)
+    ]
+    workers = [
+        threading.Thread(
+            target=_load_thread,
+            daemon=True,
+            args=(edge_url, host, bodies, local_stop, rate / threads if rate else 0, s),
+        )
+        for s in stats
+    ]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    ready.set()
+    stop.wait(max_seconds)
+    local_stop.set()
+    for worker in workers:
+        worker.join(timeout=10)
+    elapsed = time.perf_counter() - started
+    failures: Counter[str] = Counter()
+    served: Counter[str] = Counter()
+    latencies: list[float] = []
+    for s in stats:
+        failures.update(s["failures"])
+        served.update(s["served"])
+        latencies.extend(s["latencies"])
+    ok = sum(s["ok"] for s in stats)
+    out.put(
+        {
+            "threads": threads,
+            "seconds": round(elapsed, 2),
+            "requests": ok + sum(failures.values()),
+            "ok": ok,
+            "failed": sum(failures.values()),
+            "failures": dict(failures),
+            "failure_samples": [x for s in stats for x in s["samples"]][:5],
+            "served": dict(served),
+            "etag_mismatch": sum(s["etag_mismatch"] for s in stats),
+            "etag_mismatch_samples": [x for s in stats for x in s["etag_samples"]][:5],
+            "requests_per_s": round((ok + sum(failures.values())) / elapsed, 1) if elapsed else None,
+            "latency_ms": summary_ms(latencies),
+        }
+    )
+
+
+class Load:
+    def __init__(self, edge_url: str, host: str, bodies: dict[bytes, str], threads: int, rate: float) -> None:
+        ctx = mp.get_context("spawn")
+        self._stop = ctx.Event()
+        self._ready = ctx.Event()
+        self._out: Any = ctx.Queue()
+        self._proc = ctx.Process(
+            target=load_main,
+            daemon=True,
+            name="bench-load",
+            args=(edge_url, host, bodies, threads, rate, self._stop, self._ready, self._out, 1800.0),
+        )
+
+    def start(self) -> None:
+        self._proc.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the load process did not start")
+
+    def finish(self) -> dict[str, Any]:
+        self._stop.set()
+        try:
+            return dict(self._out.get(timeout=60))
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        self._stop.set()
+        if self._proc.pid is None:
+            return
+        self._proc.join(timeout=15)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=10)
+
+
+# -- 1. rollback ---------------------------------------------------------------------------------------
+@dataclass
+class BenchSite:
+    ids: list[str]  # [A, B]
+    bodies: list[bytes]
+
+
+def make_bench_project(anchor: Anchor) -> BenchSite:
+    with anchor.api() as api:
+        api.post("/v1/projects", json={"name": BENCH_PROJECT}).raise_for_status()
+        bodies = [page("A"), page("B")]
+        ids = [deploy_by_hand(api, BENCH_PROJECT, {"index.html": b})["id"] for b in bodies]
+        if production_of(api, BENCH_PROJECT) != ids[1]:
+            raise RuntimeError("production is not on B after deploying A then B")
+    return BenchSite(ids, bodies)
+
+
+def switch_series(
+    anchor: Anchor, site: BenchSite, switches: int, gap: float, visible_timeout: float = 2.0
+) -> dict[str, Any]:
+    host = f"{BENCH_PROJECT}.{BASE_DOMAIN}"
+    api_s: list[float] = []
+    visible_s: list[float] = []
+    api_errors: list[str] = []
+    invisible = 0
+    poll_errors = 0
+    polls = 0
+    with (
+        anchor.api() as api,
+        httpx.Client(base_url=anchor.edge_url, headers={"Host": host}, timeout=5) as edge,
+    ):
+        current = site.ids.index(production_of(api, BENCH_PROJECT))
+        if edge.get("/").content != site.bodies[current]:
+            raise RuntimeError("the edge does not serve the production deployment before switching")
+        for i in range(switches):
+            to = 1 - current if i % 2 == 0 else current
+            started = time.perf_counter()
+            response = api.post(f"/v1/projects/{BENCH_PROJECT}/rollback", json={"deploymentId": site.ids[to]})
+            answered = time.perf_counter()
+            if response.status_code != 200:
+                api_errors.append(f"{response.status_code}: {response.text[:200]}")
+                continue
+            api_s.append(answered - started)
+            deadline = answered + visible_timeout
+            while True:
+                polls += 1
+                try:
+                    if edge.get("/").content == site.bodies[to]:
+                        visible_s.append(time.perf_counter() - started)
+                        break
+                except httpx.HTTPError:
+                    poll_errors += 1
+                if time.perf_counter() > deadline:
+                    invisible += 1
+                    break
+            if gap:
+                time.sleep(gap)
+    return {
+        "switches": switches,
+        "api_ms": summary_ms(api_s),
+        "visible_ms": summary_ms(visible_s),
+        "api_errors": len(api_errors),
+        "api_error_samples": api_errors[:5],
+        "not_visible_within_s": {"seconds": visible_timeout, "count": invisible},
+        "edge_polls": polls,
+        "edge_poll_errors": poll_errors,
+        "raw_visible_ms": [round(x * 1000, 3) for x in visible_s],
+    }
+
+
+def rollback_phase(
+    anchor: Anchor,
+    site: BenchSite,
+    projects: int,
+    args: argparse.Namespace,
+    cleanup: list[Callable[[], None]],
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"projects": projects}
+    if args.idle_pass:
+        say(f"rollback, {projects} project(s): {args.switches} switches without load")
+        result["idle"] = switch_series(anchor, site, args.switches, args.gap)
+    say(
+        f"rollback, {projects} project(s): {args.switches} switches under load "
+        f"({args.load_threads} keep-alive threads in a separate process)"
+    )
+    host = f"{BENCH_PROJECT}.{BASE_DOMAIN}"
+    load = Load(
+        anchor.edge_url, host, {site.bodies[0]: "A", site.bodies[1]: "B"}, args.load_threads, args.load_rate
+    )
+    cleanup.append(load.kill)
+    load.start()
+    time.sleep(1.0)  # let the load reach steady state
+    result["loadavg_before"] = loadavg()
+    try:
+        result["loaded"] = switch_series(anchor, site, args.switches, args.gap)
+    finally:
+        time.sleep(0.5)
+        result["load"] = load.finish()
+    loaded = result["loaded"]
+    api_ms, visible_ms = loaded["api_ms"], loaded["visible_ms"]
+    say(
+        f"  api p50/p99/max {api_ms['p50']}/{api_ms['p99']}/{api_ms['max']} ms, "
+        f"visible p50/p99/max {visible_ms['p50']}/{visible_ms['p99']}/"
+        f"{visible_ms['max']} ms, load {result['load']['requests']} requests, "
+        f"{result['load']['failed']} failed"
+    )
+    return result
+
+
+def setup_projects(anchor: Anchor, total: int, workers: int, timeout: float = 3600) -> dict[str, Any]:
+    """Create projects 2..total through the API, each with one READY production deployment."""
+    count = total - 1
+    blob = b"<!doctype html><p>one of many projects</p>\n"
+    digest = sha(blob)
+    manifest = [{"path": "index.html", "sha256": digest, "size": len(blob), "mode": 0o644}]
+    width = max(5, len(str(total)))
+    names = [f"p{i:0{width}d}" for i in range(1, count + 1)]
+    local = threading.local()
+    clients: list[httpx.Client] = []
+    guard = threading.Lock()
+    deadline = time.monotonic() + timeout
+
+    def client() -> httpx.Client:
+        found: httpx.Client | None = getattr(local, "client", None)
+        if found is None:
+            found = anchor.api()
+            local.client = found
+            with guard:
+                clients.append(found)
+        return found
+
+    def create(name: str) -> str:
+        if time.monotonic() > deadline:
+            raise TimeoutError("project setup took too long")
+        api = client()
+        made = api.post("/v1/projects", json={"name": name})
+        if made.status_code != 201:
+            raise RuntimeError(f"create {name}: {made.status_code} {made.text[:200]}")
+        posted = api.post(
+            f"/v1/projects/{name}/deployments", json={"files": manifest, "target": "production"}
+        )
+        if posted.status_code != 201:
+            raise RuntimeError(f"deploy {name}: {posted.status_code} {posted.text[:200]}")
+        return str(posted.json()["id"])
+
+    def ready(deployment_id: str) -> str:
+        api = client()
+        while time.monotonic() < deadline:
+            status = str(api.get(f"/v1/deployments/{deployment_id}").json()["status"])
+            if status != "QUEUED" and status != "BUILDING":
+                return status
+            time.sleep(0.05)
+        return "TIMEOUT"
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="setup")
+    try:
+        with anchor.api() as api:
+            api.put(f"/v1/blobs/{digest}", content=blob).raise_for_status()
+        started = time.perf_counter()
+        ids: list[str] = []
+        for deployment_id in pool.map(create, names):
+            ids.append(deployment_id)
+            if len(ids) % 1000 == 0:
+                say(f"  {len(ids)}/{count} projects created ({time.perf_counter() - started:.1f}s)")
+        created = time.perf_counter()
+        statuses = Counter(pool.map(ready, ids))
+        finished = time.perf_counter()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for c in clients:
+            c.close()
+    if statuses != Counter({"READY": count}):
+        raise RuntimeError(f"not every setup deployment became READY: {dict(statuses)}")
+    # The production alias moves right after READY; check a sample of hosts on the edge.
+    sample = random.Random(7).sample(names, min(20, len(names)))
+    with httpx.Client(base_url=anchor.edge_url, timeout=5) as edge:
+        for name in sample:
+            for _ in range(100):
+                if edge.get("/", headers={"Host": f"{name}.{BASE_DOMAIN}"}).content == blob:
+                    break
+                time.sleep(0.02)
+            else:
+                raise RuntimeError(f"{name}.{BASE_DOMAIN} does not serve its deployment")
+    return {
+        "projects_created": count,
+        "workers": workers,
+        "create_and_post_s": round(created - started, 2),
+        "until_all_ready_s": round(finished - started, 2),
+        "projects_per_s": round(count / (finished - started), 1),
+        "edge_sample_checked": len(sample),
+    }
+
+
+def measure_reconcile_pass(data_dir: Path) -> dict[str, Any]:
+    """Diagnostic, after `anchor up` has stopped: what one periodic reconciler pass costs with this data."""
+    from anchor_deploy.wiring import build_platform
+
+    platform_ = build_platform(Settings(data_dir=data_dir, base_domain=BASE_DOMAIN), with_caddy=False)
+    times = []
+    changed: dict[str, int] = {}
+    for _ in range(2):
+        started = time.perf_counter()
+        report = platform_.reconciler.run_once()
+        times.append(time.perf_counter() - started)
+        changed = {k: len(v) for k, v in vars(report).items() if v}
+    return {"pass_s": [round(t, 3) for t in times], "changed_on_last_pass": changed}
+
+
+# -- 2. deploy of many small files ---------------------------------------------------------------------
+def make_site(root: Path, count: int) -> int:
+    rng = random.Random(20240601)
+    total = 0
+    root.mkdir(parents=True)
+    (root / "index.html").write_bytes(page("F"))
+    total += PAGE_SIZE
+    for i in range(count - 1):
+        folder = root / f"d{i // 100:03d}"
+        if i % 100 == 0:
+            folder.mkdir()
+        head = f"file {i:06d}\n".encode()
+        data = head + rng.randbytes(rng.randint(100, 500) - len(head))
+        (folder / f"f{i:06d}.bin").write_bytes(data)
+        total += len(data)
+    return total
+
+
+def _iso_seconds(value: str | None) -> float | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
+
+
+def files_phase(anchor: Anchor, work: Path, count: int) -> dict[str, Any]:
+    site = work / "site"
+    total_bytes = make_site(site, count)
+    say(f"deploy: {count} files, {total_bytes} bytes, first deploy through anchor_deploy.cli.deploy.deploy")
+    client = ApiClient(anchor.api_url, anchor.token)
+    runs: dict[str, Any] = {}
+    try:
+        for label in ("first", "unchanged_redeploy"):
+            started = time.perf_counter()
+            result = deploy(client, "files", site, True, {"bench": label}, False)
+            elapsed = time.perf_counter() - started
+            deployment = result.deployment
+            if deployment["status"] != "READY":
+                raise RuntimeError(f"{label} deploy ended {deployment['status']}: {deployment.get('error')}")
+            created, ready_at = _iso_seconds(deployment["createdAt"]), _iso_seconds(deployment["readyAt"])
+            runs[label] = {
+                "seconds": round(elapsed, 3),
+                "uploaded_files": result.uploaded_files,
+                "uploaded_bytes": result.uploaded_bytes,
+                "deployment": deployment["id"],
+                "server_build_s": round(ready_at - created, 3) if created and ready_at else None,
+            }
+            say(
+                f"  {label}: {elapsed:.2f}s, uploaded {result.uploaded_files} files / "
+                f"{result.uploaded_bytes} bytes, server build {runs[label]['server_build_s']}s"
+            )
+        # Where the redeploy's time goes: the client's hashing, measured again on its own (warm cache).
+        started = time.perf_counter()
+        plan = plan_files(site)
+        build_manifest(plan, None)
+        hash_s = time.perf_counter() - started
+        redeploy = runs["unchanged_redeploy"]
+        build_s = redeploy["server_build_s"] or 0.0
+        redeploy["breakdown_s"] = {
+            "client_walk_and_hash": round(hash_s, 3),
+            "server_created_to_ready": round(build_s, 3),
+            "rest_requests_and_ready_polling": round(max(0.0, redeploy["seconds"] - hash_s - build_s), 3),
+        }
+        with httpx.Client(
+            base_url=anchor.edge_url, headers={"Host": f"files.{BASE_DOMAIN}"}, timeout=5
+        ) as edge:
+            if edge.get("/").content != page("F"):
+                raise RuntimeError("files.localhost does not serve the deployed site")
+    finally:
+        client.close()
+    return {"files": count, "bytes": total_bytes, **runs}
+
+
+# -- 3. edge throughput --------------------------------------------------------------------------------
+@dataclass
+class Server:
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    extra_pids: list[int] = field(default_factory=list)
+
+
+def start_bare_caddy(binary: str, root: Path, work: Path) -> Server:
+    folder = work / "bare-caddy"
+    folder.mkdir()
+    port = free_port()
+    config = {
+        "admin": {"disabled": True, "config": {"persist": False}},
+        "logging": {"logs": {"default": {"level": "WARN"}}},
+        "storage": {"module": "file_system", "root": str(folder / "storage")},
+        "apps": {
+            "http": {
+                "servers": {
+                    "bare": {
+                        "listen": [f"{LOOPBACK}:{port}"],
+                        "automatic_https": {"disable": True},
+                        "routes": [
+                            {
+                                "handle": [
+                                    {
+                                        "handler": "file_server",
+                                        "root": str(root),
+                                        "index_names": ["index.html"],
+                                    }
+                                ]
+                            }
+                        ],
+                    }
+                }
+            }
+        },
+    }
+    (folder / "caddy.json").write_text(json.dumps(config, indent=1))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(folder),
+        "XDG_DATA_HOME": str(folder / "data"),
+        "XDG_CONFIG_HOME": str(folder / "config"),
+    }
+    log = folder / "caddy.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [binary, "run", "--config", str(folder / "caddy.json")],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_parent_death_signal,
+        )
+    server = Server("bare-caddy", f"http://{LOOPBACK}:{port}/", proc, log)
+    wait_http(server.url, proc, "bare Caddy", log)
+    return server
+
+
+def start_nginx(binary: str, root: Path, work: Path) -> Server:
+    folder = work / "nginx"
+    folder.mkdir()
+    port = free_port()
+    user = ""
+    if os.geteuid() == 0:  # the data dir is 0700: workers must run as its owner to read the files
+        import grp
+        import pwd
+
+        user = f"user {pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name};"
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {folder / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = folder / "nginx.conf"
+    conf.write_text(f"""{user}
+worker_processes auto;
+pid {folder / "nginx.pid"};
+error_log {folder / "error.log"} warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+{temp_paths}
+    types {{ text/html html; }}
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    server {{
+        listen {LOOPBACK}:{port};
+        server_name _;
+        root {root};
+        index index.html;
+    }}
+}}
+""")
+    log = folder / "error.log"
+    with open(folder / "stdout.log", "ab") as out:
+        proc = subprocess.Popen(
+            [binary, "-p", str(folder), "-e", str(log), "-c", str(conf), "-g", "daemon off;"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_parent_death_signal,
+        )
+    server = Server("nginx", f"http://{LOOPBACK}:{port}/", proc, log)
+    wait_http(server.url, proc, "nginx", log)
+    server.extra_pids = children_of(proc.pid)  # the workers, to make sure none outlives the master
+    return server
+
+
+def stop_server(server: Server) -> None:
+    stop_process(server.proc, server.name)
+    if server.name != "nginx":
+        return  # the platform's Caddy belongs to anchor up, which stops it
+    for pid in server.extra_pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip().startswith("nginx"):
+                os.kill(pid, signal.SIGKILL)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, from /proc (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds(server: Server) -> float:
+    """CPU time of the serving process(es): Caddy, or nginx's master and workers."""
+    pids = set(server.extra_pids) | ({server.proc.pid} if server.proc else set())
+    return sum(process_cpu_seconds(pid) for pid in pids)
+
+
+_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    def ms(value: str, unit: str) -> float:
+        return round(float(value) * _UNIT[unit], 3)
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if not rps:
+        raise RuntimeError(f"cannot parse wrk output:\n{text}")
+    latency = {
+        f"p{m[1]}_ms": ms(m[2], m[3])
+        for m in re.finditer(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+    }
+    total = re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    return {
+        "requests_per_s": float(rps[1]),
+        **latency,
+        "requests": int(total[1]) if total else None,
+        "non_2xx_3xx": int(non2xx[1]) if non2xx else 0,
+        "socket_errors": sum(int(x) for x in sockets.groups()) if sockets else 0,
+    }
+
+
+def run_wrk(wrk: str, url: str, host: str, seconds: float, threads: int, connections: int) -> dict[str, Any]:
+    cmd = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-H",
+        f"Host: {host}",
+        url,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_parent_death_signal,
+    )
+    try:
+        out, _ = proc.communicate(timeout=seconds + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {out.decode(errors='replace')}")
+    return parse_wrk(out.decode(errors="replace"))
+
+
+def edge_phase(
+    anchor: Anchor, site: BenchSite, work: Path, args: argparse.Namespace, servers: list[Server]
+) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return {"skipped": "wrk is not installed (apt-get install -y wrk)"}
+    host = f"{BENCH_PROJECT}.{BASE_DOMAIN}"
+    with anchor.api() as api:
+        serving = production_of(api, BENCH_PROJECT)
+    body = site.bodies[site.ids.index(serving)]
+    root = anchor.data_dir / "deployments" / serving / "public"
+    platform_caddy = int((anchor.data_dir / "run" / "caddy.pid").read_text())
+    servers.append(Server("platform", f"{anchor.edge_url}/", extra_pids=[platform_caddy]))
+    servers.append(start_bare_caddy(args.caddy, root, work))
+    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    notes = []
+    if nginx:
+        servers.append(start_nginx(nginx, root, work))
+    else:
+        notes.append("nginx is not installed (apt-get install -y nginx-light): no nginx column")
+    for server in servers:
+        response = httpx.get(server.url, headers={"Host": host}, timeout=5)
+        if response.status_code != 200 or response.content != body:
+            raise RuntimeError(f"{server.name} does not serve the same {len(body)}-byte page at {server.url}")
+    rounds: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+    say(
+        f"edge: wrk -t{args.wrk_threads} -c{args.wrk_connections} -d{args.wrk_seconds:g}s, "
+        f"{args.wrk_rounds} round(s), servers {', '.join(s.name for s in servers)}"
+    )
+    for server in servers:  # warm-up, not recorded
+        run_wrk(wrk, server.url, host, 1, args.wrk_threads, args.wrk_connections)
+    for r in range(args.wrk_rounds):
+        order = servers[r % len(servers) :] + servers[: r % len(servers)]  # rotate: no server always first
+        for server in order:
+            cpu_before = server_cpu_seconds(server)
+            measured = run_wrk(
+                wrk, server.url, host, args.wrk_seconds, args.wrk_threads, args.wrk_connections
+            )
+            cpu = server_cpu_seconds(server) - cpu_before
+            measured["server_cpu_us_per_request"] = (
+                round(cpu / measured["requests"] * 1e6, 1) if measured["requests"] else None
+            )
+            measured["loadavg_after"] = loadavg()
+            rounds[server.name].append(measured)
+            say(
+                f"  round {r + 1} {server.name}: {measured['requests_per_s']:.0f} req/s, "
+                f"p99 {measured.get('p99_ms')} ms"
+            )
+    result: dict[str, Any] = {
+        "file_bytes": len(body),
+        "path": "/ (index.html)",
+        "wrk": {
+            "threads": args.wrk_threads,
+            "connections": args.wrk_connections,
+            "seconds": args.wrk_seconds,
+            "rounds": args.wrk_rounds,
+        },
+        "servers": {},
+        "notes": notes,
+    }
+    for name, runs in rounds.items():
+        result["servers"][name] = {
+            "requests_per_s_median": round(statistics.median(x["requests_per_s"] for x in runs), 1),
+            "p99_ms_median": round(statistics.median(x.get("p99_ms", 0) for x in runs), 3),
+            "p50_ms_median": round(statistics.median(x.get("p50_ms", 0) for x in runs), 3),
+            "errors": sum(x["non_2xx_3xx"] + x["socket_errors"] for x in runs),
+            "server_cpu_us_per_request_median": statistics.median(
+                x["server_cpu_us_per_request"] or 0 for x in runs
+            ),
+            "rounds": runs,
+        }
+    rps = {name: s["requests_per_s_median"] for name, s in result["servers"].items()}
+    ratios = {}
+    for a, b in (("platform", "bare-caddy"), ("platform", "nginx"), ("bare-caddy", "nginx")):
+        if a in rps and b in rps and rps[b]:
+            ratios[f"{a}/{b}"] = round(rps[a] / rps[b], 3)
+    result["ratios"] = ratios
+    # The same comparison by server CPU per request (inverted, so that higher is better like req/s):
+    # steadier than req/s on a shared machine, since other tenants take CPU away from every server alike.
+    cpu = {name: s["server_cpu_us_per_request_median"] for name, s in result["servers"].items()}
+    result["cpu_efficiency_ratios"] = {
+        f"{a}/{b}": round(cpu[b] / cpu[a], 3)
+        for a, b in (("platform", "bare-caddy"), ("platform", "nginx"), ("bare-caddy", "nginx"))
+        if cpu.get(a) and cpu.get(b)
+    }
+    return result
+
+
+# -- report --------------------------------------------------------------------------------------------
+def machine_facts(caddy: str) -> dict[str, Any]:
+    nginx = shutil.which("nginx")
+    wrk = shutil.which("wrk")
+    return {
+        "nproc": _command_output(["nproc"]),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            None,
+        )
+        if Path("/proc/cpuinfo").exists()
+        else None,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "caddy": _command_output([caddy, "version"]),
+        "caddy_binary": caddy,
+        "nginx": _command_output([nginx, "-v"]) if nginx else None,
+        "wrk": _command_output([wrk, "-v"]) if wrk else None,
+        "git_commit": _command_output(["git", "-C", str(REPO), "rev-parse", "HEAD"]),
+        "git_dirty_files": len(
+            _command_output_all(["git", "-C", str(REPO), "status", "--porcelain"]).splitlines()
+        ),
+        "loadavg_start": loadavg(),
+    }
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+
+    def add(name: str, value: Any, goal: str, met: bool | None) -> None:
+        found.append({"name": name, "value": value, "target": goal, "met": met})
+
+    rollback = results.get("rollback", {})
+    p99s = {}
+    for key in ("one", "many"):
+        phase = rollback.get(key)
+        if not phase:
+            continue
+        loaded = phase["loaded"]
+        p99 = loaded["visible_ms"]["p99"]
+        p99s[key] = p99
+        label = f"rollback p99 API->edge, {phase['projects']} project(s), under load"
+        add(
+            label,
+            p99,
+            "< 50 ms",
+            p99 is not None and p99 < 50 and loaded["not_visible_within_s"]["count"] == 0,
+        )
+        failed = phase["load"]["failed"] + loaded["api_errors"]
+        add(f"failed requests during switches, {phase['projects']} project(s)", failed, "0", failed == 0)
+    if len(p99s) == 2 and all(p99s.values()):
+        ratio = round(max(p99s.values()) / min(p99s.values()), 2)
+        add("rollback p99 ratio, N projects vs 1 (larger/smaller)", ratio, "<= 1.5", ratio <= 1.5)
+    deploy_ = results.get("deploy", {}).get("unchanged_redeploy")
+    if deploy_:
+        add("unchanged redeploy time (s)", deploy_["seconds"], "< 2 s", deploy_["seconds"] < 2)
+        add(
+            "unchanged redeploy bytes uploaded",
+            deploy_["uploaded_bytes"],
+            "0",
+            deploy_["uploaded_bytes"] == 0,
+        )
+    ratios = results.get("edge", {}).get("ratios", {})
+    if "platform/bare-caddy" in ratios:
+        add(
+            "edge req/s platform / bare Caddy",
+            ratios["platform/bare-caddy"],
+            ">= 0.8",
+            ratios["platform/bare-caddy"] >= 0.8,
+        )
+    return found
+
+
+def render(results: dict[str, Any]) -> None:
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    machine = results["machine"]
+    out.print(
+        f"anchor-deploy core benchmark  {results['started_at']}  nproc={machine['nproc']}  "
+        f"python {machine['python']}  {machine['caddy'].split()[0]}  {machine.get('nginx') or ''}"
+    )
+    out.print(f"load average start {machine['loadavg_start']}  end {machine.get('loadavg_end')}")
+
+    rollback = results.get("rollback", {})
+    if rollback:
+        table = Table(title="1. rollback (ms; POST /rollback, and until the edge serves the new body)")
+        for col in (
+            "projects",
+            "run",
+            "api p50",
+            "api p99",
+            "api max",
+            "visible p50",
+            "visible p99",
+            "visible max",
+            "load req",
+            "load req/s",
+            "failed",
+            "etag≠body",
+        ):
+            table.add_column(col, justify="right", no_wrap=True)
+        for key in ("one", "many"):
+            phase = rollback.get(key)
+            if not phase:
+                continue
+            for run in ("idle", "loaded"):
+                if run not in phase:
+                    continue
+                data = phase[run]
+                load = phase["load"] if run == "loaded" else None
+                table.add_row(
+                    str(phase["projects"]),
+                    "under load" if load else "no load",
+                    *(str(data["api_ms"][k]) for k in ("p50", "p99", "max")),
+                    *(str(data["visible_ms"][k]) for k in ("p50", "p99", "max")),
+                    str(load["requests"]) if load else "-",
+                    str(load["requests_per_s"]) if load else "-",
+                    str(
+                        (load["failed"] if load else 0)
+                        + data["api_errors"]
+                        + data["not_visible_within_s"]["count"]
+                    ),
+                    str(load["etag_mismatch"]) if load else "-",
+                )
+        out.print(table)
+        mismatched = [rollback[k]["load"]["etag_mismatch"] for k in ("one", "many") if k in rollback]
+        if any(mismatched):
+            out.print(
+                f"note: {sum(mismatched)} load response(s) had a whole, correct body but the ETag of the "
+                "other deployment (Caddy reads the ETag sidecar after opening the file; see "
+                "docs/benchmarks.md)"
+            )
+        setup = rollback.get("setup")
+        if setup:
+            out.print(
+                f"setup of {setup['projects_created']} projects (+1 bench project) with {setup['workers']} "
+                f"client threads: {setup['until_all_ready_s']} s until all READY "
+                f"({setup['projects_per_s']} projects/s; create+post {setup['create_and_post_s']} s)"
+            )
+        if rollback.get("reconcile_pass"):
+            out.print(
+                f"one reconciler pass over this data (diagnostic, platform stopped): "
+                f"{rollback['reconcile_pass']['pass_s']} s"
+            )
+
+    deploy_ = results.get("deploy")
+    if deploy_:
+        table = Table(title=f"2. deploy of {deploy_['files']} small files ({deploy_['bytes']} bytes)")
+        for col in ("run", "seconds", "uploaded files", "uploaded bytes", "server build s"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for run in ("first", "unchanged_redeploy"):
+            d = deploy_[run]
+            table.add_row(
+                run,
+                str(d["seconds"]),
+                str(d["uploaded_files"]),
+                str(d["uploaded_bytes"]),
+                str(d["server_build_s"]),
+            )
+        out.print(table)
+        out.print(f"unchanged redeploy breakdown (s): {deploy_['unchanged_redeploy'].get('breakdown_s')}")
+
+    edge = results.get("edge")
+    if edge and "servers" in edge:
+        w = edge["wrk"]
+        table = Table(
+            title=f"3. edge, {edge['file_bytes']}-byte index.html, wrk -t{w['threads']} "
+            f"-c{w['connections']} -d{w['seconds']:g}s x{w['rounds']} (medians)"
+        )
+        for col in ("server", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "errors"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for name, s in edge["servers"].items():
+            table.add_row(
+                name,
+                f"{s['requests_per_s_median']:.0f}",
+                str(s["p50_ms_median"]),
+                str(s["p99_ms_median"]),
+                str(s.get("server_cpu_us_per_request_median", "-")),
+                str(s["errors"]),
+            )
+        out.print(table)
+        out.print("req/s ratios: " + ", ".join(f"{k} = {v}" for k, v in edge["ratios"].items()))
+        efficiency = edge.get("cpu_efficiency_ratios", {})
+        out.print("CPU-per-request ratios (b/a): " + ", ".join(f"{k} = {v}" for k, v in efficiency.items()))
+    elif edge:
+        out.print(f"3. edge: skipped: {edge.get('skipped')}")
+
+    table = Table(title="targets")
+    for col in ("target", "value", "goal", "met"):
+        table.add_column(col)
+    for t in results["targets"]:
+        table.add_row(
+            t["name"], str(t["value"]), t["target"], {True: "yes", False: "NO", None: "?"}[t["met"]]
+        )
+    out.print(table)
+
+
+def write_results(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# -- main ----------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--projects", type=int, help="N for the many-projects rollback (default 10000)")
+    parser.add_argument("--switches", type=int, help="rollbacks per measurement (default 200)")
+    parser.add_argument("--files", type=int, help="files in the deploy benchmark (default 10000)")
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--wrk-seconds", type=float, help="seconds per wrk run (default 5)")
+    parser.add_argument("--wrk-rounds", type=int, help="wrk rounds per server, interleaved (default 3)")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--wrk-connections", type=int, default=32)
+    parser.add_argument("--load-threads", type=int, default=4, help="keep-alive load threads (default 4)")
+    parser.add_argument(
+        "--load-rate", type=float, default=0.0, help="total load requests/s, 0 = as fast as they go (default)"
+    )
+    parser.add_argument("--gap", type=float, default=0.02, help="seconds between two switches (default 0.02)")
+    parser.add_argument(
+        "--no-idle-pass",
+        dest="idle_pass",
+        action="store_false",
+        help="skip the extra switch series without load",
+    )
+    parser.add_argument("--setup-workers", type=int, default=8)
+    parser.add_argument(
+        "--caddy", default=Settings().caddy_bin, help="Caddy binary (default: the pinned one)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results file (default bench/results/core.json; core-quick.json or core-partial.json for "
+        "--quick or --only runs, so a smoke run never overwrites a full run's numbers)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp work dir (data dir, logs)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument(
+        "--only",
+        choices=("rollback", "deploy", "edge"),
+        action="append",
+        help="run only these parts (repeatable; default all)",
+    )
+    args = parser.parse_args(argv)
+    preset = QUICK if args.quick else FULL
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.out is None:
+        args.out = RESULTS.with_name("core-quick.json" if args.quick else "core-partial.json")
+        if not args.quick and not args.only:
+            args.out = RESULTS
+    if args.projects < 1 or args.switches < 2 or args.files < 2:
+        parser.error("--projects >= 1, --switches >= 2 and --files >= 2")
+    return args
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    parts = set(args.only or ("rollback", "deploy", "edge"))
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": machine_facts(args.caddy),
+        "notes": ["the machine was shared with other test runs; compare ratios within one run"],
+    }
+    work = Path(tempfile.mkdtemp(prefix="anchor-bench-"))
+    anchor = Anchor(work / "data")
+    cleanup: list[Callable[[], None]] = []
+    servers: list[Server] = []
+    say(f"work dir {work}; starting anchor up (API {anchor.api_url}, edge {anchor.edge_url})")
+    started = time.perf_counter()
+    keep = args.keep
+    interrupted = False
+    try:
+        anchor.start()
+        site = make_bench_project(anchor)
+        if "rollback" in parts:
+            rollback: dict[str, Any] = {}
+            results["rollback"] = rollback
+            rollback["one"] = rollback_phase(anchor, site, 1, args, cleanup)
+            if args.projects > 1:
+                say(
+                    f"setup: creating {args.projects - 1} more projects, one deployment each "
+                    f"({args.setup_workers} client threads)"
+                )
+                rollback["setup"] = setup_projects(anchor, args.projects, args.setup_workers)
+                say(f"  all READY after {rollback['setup']['until_all_ready_s']} s")
+                rollback["many"] = rollback_phase(anchor, site, args.projects, args, cleanup)
+        if "deploy" in parts:
+            results["deploy"] = files_phase(anchor, work, args.files)
+        if "edge" in parts:
+            results["edge"] = edge_phase(anchor, site, work, args, servers)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    except BaseException:
+        keep = True  # the logs explain the failure
+        say(f"failed; logs are kept in {work} (anchor-up.log, data/logs/caddy.log)")
+        raise
+    finally:
+        for server in reversed(servers):
+            stop_server(server)
+        for step in reversed(cleanup):
+            with contextlib.suppress(Exception):
+                step()
+        anchor.stop()
+        leftovers = leftover_children()
+        if leftovers:
+            say(f"warning: child processes still running: {leftovers}")
+        if interrupted and not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    if "rollback" in parts and args.projects > 1:
+        say("diagnostic: timing one reconciler pass over the data dir (platform stopped)")
+        results["rollback"]["reconcile_pass"] = measure_reconcile_pass(anchor.data_dir)
+    results["machine"]["loadavg_end"] = loadavg()
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    results["targets"] = targets(results)
+    if keep:
+        results["work_dir"] = str(work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        results = run(args)
+    except KeyboardInterrupt:
+        console.print("interrupted; every process this benchmark started has been stopped")
+        return 130
+    write_results(results, args.out)
+    render(results)
+    say(f"wrote {args.out}")
+    return 1 if args.strict and not all(t["met"] for t in results["targets"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
