@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anchor_deploy.adapters.activator import Activator
-from anchor_deploy.adapters.caddy_config import WorkerSockets, edge_config
+from anchor_deploy.adapters.caddy_config import EdgePaths, WorkerSockets, edge_config
 from anchor_deploy.adapters.caddy_edge import SymlinkEdge
 from anchor_deploy.adapters.caddy_process import CaddyProcess, socket_dir
 from anchor_deploy.adapters.fernet_box import FernetBox
@@ -145,8 +145,9 @@ def _caddy(
     config = edge_config(
         http_listen=settings.http_addr,
         admin_socket=socket,
-        alias_root=edge.kind_root(HostKind.ALIAS),
-        deployment_root=edge.kind_root(HostKind.DEPLOYMENT),
+        paths=EdgePaths(
+            edge.kind_root(HostKind.ALIAS), edge.kind_root(HostKind.DEPLOYMENT), data / "deployments"
+        ),
         storage_root=data / "caddy-storage",
         workers=workers,
     )

@@ -20,7 +20,7 @@ from anchor_deploy.ports.runtime import AppRuntime, SpecLoader
 
 log = logging.getLogger(__name__)
 WORKER_HEADER = "x-anchor-worker"
-_WORKER_PATH = re.compile(r"^/worker/(dpl_[a-z0-9]{12})\.sock$")
+_WORKER_PATH = re.compile(r"^/(dpl_[a-z0-9]{12})$")  # Caddy's {http.vars.deployment}
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",

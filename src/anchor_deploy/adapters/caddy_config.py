@@ -1,4 +1,11 @@
-"""Caddy's JSON config for the edge. Built once from settings; it never changes with deployments."""
+"""Caddy's JSON config for the edge. Built once from settings; it never changes with deployments.
+
+Per request: the Host must be a strict lowercase hostname; its symlink (edge/a/<host> for production
+aliases, edge/d/<host> for immutable URLs) is resolved ONCE, by globbing the deployment's id marker
+(deployments/<id>/<id>) through it, into {http.vars.deployment}. Everything after that (the file, its ETag
+sidecar, the 404 page, the app worker) is read from deployments/<id> itself, so a rollback in the middle of
+a request can never pair one deployment's body with another's ETag.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from anchor_deploy.adapters.fs_blobs import MARKER
 from anchor_deploy.model.manifest import ETAG_SUFFIX
 from anchor_deploy.model.names import HOSTNAME_PATTERN
 
 HOST = "{http.request.host}"
+DEPLOYMENT = "{http.vars.deployment}"  # "/dpl_<id>", set once per request
+HTML_CACHE = "public, max-age=0, must-revalidate"
+IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
+# Names that carry a content hash (app.3f2a9c1b.js, chunk-0a1b2c3d4e.css): safe to cache forever anywhere.
+HASHED_ASSET = r"[.-][0-9a-f]{8,64}\.[A-Za-z0-9]+$"
+HTML_PATH = r"(/|\.html?)$"
+EDGE_404_BODY = "404 Not Found: nothing is deployed at this address.\n"
+FILE_404_BODY = "404 Not Found\n"
+ID_MARKER_GLOB = "/dpl_*"
 
 
 @dataclass(frozen=True)
@@ -21,19 +36,23 @@ class WorkerSockets:
     activator: Path
 
 
-HTML_CACHE = "public, max-age=0, must-revalidate"
-IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
-# Names that carry a content hash (app.3f2a9c1b.js, chunk-0a1b2c3d4e.css): safe to cache forever anywhere.
-HASHED_ASSET = r"[.-][0-9a-f]{8,64}\.[A-Za-z0-9]+$"
-HTML_PATH = r"(/|\.html?)$"
-EDGE_404_BODY = "404 Not Found: nothing is deployed at this address.\n"
-FILE_404_BODY = "404 Not Found\n"
+@dataclass(frozen=True)
+class EdgePaths:
+    alias_hosts: Path  # edge/a
+    deployment_hosts: Path  # edge/d
+    deployments: Path  # deployments/
 
 
 # The 404 page is an error response: answer it whole, never as a 304 or a partial 206.
 _NO_CONDITIONALS = {
     "handler": "headers",
     "request": {"delete": ["If-None-Match", "If-Match", "Range", "If-Range"]},
+}
+# ETags are content hashes; mtimes are shared by hard links, so no date validators.
+_NO_DATES = {
+    "handler": "headers",
+    "request": {"delete": ["If-Modified-Since", "If-Unmodified-Since"]},
+    "response": {"delete": ["Last-Modified"], "deferred": True},
 }
 
 
@@ -59,25 +78,29 @@ def _static_match(root: str) -> list[dict[str, Any]]:
     ]
 
 
-def _app_route(kind_root: Path, workers: WorkerSockets) -> dict[str, Any]:
-    """Paths that are not static files go to the deployment's app worker, if it has one. The dial string
-    names the version, so Caddy's keep-alive pool never sends a request to a version no longer routed."""
-    # /worker/<deployment id>.sock, from the deployment's marker; kept in a variable because the next
-    # file matcher overwrites the matcher placeholders.
-    worker = "{http.vars.anchor_worker}"
+def _app_route(paths: EdgePaths, workers: WorkerSockets) -> dict[str, Any]:
+    """Paths that are not static files go to the deployment's app worker, if it has one (an app deployment
+    has a worker/ directory). The dial string names the version, so Caddy's keep-alive pool never sends a
+    request to a version that is no longer routed there."""
     return {
-        "match": [{"file": {"root": f"{kind_root}/{HOST}", "try_files": ["/worker/*.sock"]}}],
+        "match": [{"file": {"root": str(paths.deployments), "try_files": [f"{DEPLOYMENT}/worker/"]}}],
         "handle": [
             {
                 "handler": "subroute",
                 "routes": [
-                    {"handle": [{"handler": "vars", "anchor_worker": "{http.matchers.file.relative}"}]},
                     {
-                        "match": [{"file": {"root": str(workers.root), "try_files": [f"{worker}.up"]}}],
+                        "match": [
+                            {
+                                "file": {
+                                    "root": f"{workers.root}/worker",
+                                    "try_files": [f"{DEPLOYMENT}.sock.up"],
+                                }
+                            }
+                        ],
                         "handle": [
                             {
                                 "handler": "reverse_proxy",
-                                "upstreams": [{"dial": f"unix/{workers.root}{worker}"}],
+                                "upstreams": [{"dial": f"unix/{workers.root}/worker{DEPLOYMENT}.sock"}],
                                 # A restarting worker refuses connections a moment: wait, not fail.
                                 "load_balancing": {"try_duration": "15s", "try_interval": "50ms"},
                             }
@@ -89,7 +112,7 @@ def _app_route(kind_root: Path, workers: WorkerSockets) -> dict[str, Any]:
                             {
                                 "handler": "reverse_proxy",
                                 "upstreams": [{"dial": f"unix/{workers.activator}"}],
-                                "headers": {"request": {"set": {"X-Anchor-Worker": [worker]}}},
+                                "headers": {"request": {"set": {"X-Anchor-Worker": [DEPLOYMENT]}}},
                                 "transport": {"protocol": "http", "response_header_timeout": "60s"},
                             }
                         ],
@@ -101,9 +124,9 @@ def _app_route(kind_root: Path, workers: WorkerSockets) -> dict[str, Any]:
     }
 
 
-def _serve_routes(kind_root: Path, immutable_host: bool, workers: WorkerSockets) -> list[dict[str, Any]]:
-    """The handler chain for one kind of host: static files, then the app (if any), then 404s."""
-    root = f"{kind_root}/{HOST}/public"
+def _serve_routes(paths: EdgePaths, immutable_host: bool, workers: WorkerSockets) -> list[dict[str, Any]]:
+    """The handler chain for one deployment: static files, then the app (if any), then 404s."""
+    root = f"{paths.deployments}{DEPLOYMENT}/public"
     file_server = {
         "handler": "file_server",
         "root": root,
@@ -114,17 +137,7 @@ def _serve_routes(kind_root: Path, immutable_host: bool, workers: WorkerSockets)
     # Non-HTML files of an immutable URL can never change; on an alias only hashed names are safe.
     other_cache = IMMUTABLE_CACHE if immutable_host else HTML_CACHE
     static = [
-        {
-            "handle": [
-                {
-                    "handler": "headers",
-                    # ETags are content hashes; mtimes are shared by hard links, so no date validators.
-                    "request": {"delete": ["If-Modified-Since", "If-Unmodified-Since"]},
-                    "response": {"delete": ["Last-Modified"], "deferred": True},
-                },
-                _cache(other_cache),
-            ],
-        },
+        {"handle": [_NO_DATES, _cache(other_cache)]},
         {"match": [{"path_regexp": {"pattern": HASHED_ASSET}}], "handle": [_cache(IMMUTABLE_CACHE)]},
         {"match": [{"path_regexp": {"pattern": HTML_PATH}}], "handle": [_cache(HTML_CACHE)]},
         {"handle": [file_server]},
@@ -135,16 +148,12 @@ def _serve_routes(kind_root: Path, immutable_host: bool, workers: WorkerSockets)
             "handle": [{"handler": "subroute", "routes": static}],
             "terminal": True,
         },
-        _app_route(kind_root, workers),
+        _app_route(paths, workers),
         {
             "handle": [
                 _cache(HTML_CACHE),
                 _NO_CONDITIONALS,
-                {
-                    "handler": "headers",
-                    "request": {"delete": ["If-Modified-Since", "If-Unmodified-Since"]},
-                    "response": {"delete": ["Last-Modified"], "deferred": True},
-                },
+                _NO_DATES,
                 {"handler": "rewrite", "uri": "/404.html"},
                 {**file_server, "status_code": 404, "pass_thru": True},
             ]
@@ -162,28 +171,45 @@ def _not_found(body: str = EDGE_404_BODY) -> dict[str, Any]:
     }
 
 
-def _host_route(kind_root: Path, immutable_host: bool, workers: WorkerSockets) -> dict[str, Any]:
+def _host_kind_route(
+    host_root: Path, paths: EdgePaths, immutable: bool, workers: WorkerSockets
+) -> dict[str, Any]:
     return {
-        "match": [
+        "match": [{"file": {"root": f"{host_root}/{HOST}", "try_files": [ID_MARKER_GLOB]}}],
+        "handle": [
             {
-                # A strict lowercase hostname first: '..', '.', '' or 'a/b' never reach a file path.
-                "vars_regexp": {HOST: {"name": "host", "pattern": HOSTNAME_PATTERN}},
-                "file": {"root": f"{kind_root}/{HOST}", "try_files": [f"/{MARKER}"]},
+                "handler": "subroute",
+                "routes": [
+                    {"handle": [{"handler": "vars", "deployment": "{http.matchers.file.relative}"}]},
+                    *_serve_routes(paths, immutable, workers),
+                ],
             }
         ],
-        "handle": [{"handler": "subroute", "routes": _serve_routes(kind_root, immutable_host, workers)}],
         "terminal": True,
     }
 
 
+def edge_routes(paths: EdgePaths, workers: WorkerSockets) -> list[dict[str, Any]]:
+    return [
+        {
+            # A strict lowercase hostname first: '..', '.', '' or 'a/b' never reach a file path.
+            "match": [{"vars_regexp": {HOST: {"name": "host", "pattern": HOSTNAME_PATTERN}}}],
+            "handle": [
+                {
+                    "handler": "subroute",
+                    "routes": [  # production aliases first: they carry most of the traffic
+                        _host_kind_route(paths.alias_hosts, paths, False, workers),
+                        _host_kind_route(paths.deployment_hosts, paths, True, workers),
+                    ],
+                }
+            ],
+        },
+        {"handle": [_not_found()]},
+    ]
+
+
 def edge_config(
-    *,
-    http_listen: str,
-    admin_socket: Path,
-    alias_root: Path,
-    deployment_root: Path,
-    storage_root: Path,
-    workers: WorkerSockets,
+    *, http_listen: str, admin_socket: Path, paths: EdgePaths, storage_root: Path, workers: WorkerSockets
 ) -> dict[str, Any]:
     return {
         "admin": {"listen": f"unix/{admin_socket}", "config": {"persist": False}},
@@ -195,11 +221,7 @@ def edge_config(
                     "edge": {
                         "listen": [http_listen],
                         "automatic_https": {"disable": True},
-                        "routes": [
-                            _host_route(deployment_root, immutable_host=True, workers=workers),
-                            _host_route(alias_root, immutable_host=False, workers=workers),
-                            {"handle": [_not_found()]},
-                        ],
+                        "routes": edge_routes(paths, workers),
                     }
                 }
             }

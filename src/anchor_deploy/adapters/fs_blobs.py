@@ -126,9 +126,9 @@ class FsDeploymentFiles:
                     target = self._place(work / "app", entry.path)
                     shutil.copyfile(self._blobs.path(entry.sha256), target)
                     os.chmod(target, 0o755 if entry.mode & 0o111 else 0o644)
-                (work / "worker").mkdir()
-                (work / "worker" / f"{deployment_id}.sock").touch()  # names the worker socket for Caddy
+                (work / "worker").mkdir()  # marks an app deployment for the edge
             summary = {"id": deployment_id, "files": len(files), "app": app is not None}
+            (work / deployment_id).touch()  # the edge learns the id from this name (caddy_config)
             (work / MARKER).write_text(json.dumps(summary))
             if final.exists():  # a half-made directory from a crash: replace it
                 shutil.rmtree(final)
