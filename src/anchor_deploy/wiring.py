@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from anchor_deploy.adapters.activator import Activator
@@ -27,7 +28,10 @@ from anchor_deploy.services.deployments import BuildQueue, DeploymentService
 from anchor_deploy.services.edge_sync import EdgeSync
 from anchor_deploy.services.projects import ProjectService
 from anchor_deploy.services.reconcile import Reconciler
+from anchor_deploy.services.retention import Retention
 from anchor_deploy.settings import Settings, parse_addr
+
+log = logging.getLogger(__name__)
 
 
 def _kill_self() -> None:
@@ -52,6 +56,8 @@ class Platform:
     apps: AppBuilds
     runtime: WorkerRuntime
     activator: Activator
+    retention: Retention
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> str | None:
         """Converge the edge on the database, start Caddy and the loops; return a new admin secret."""
@@ -65,13 +71,24 @@ class Platform:
             self.caddy.start()
         self.reconciler.start()
         threading.Thread(target=self._warm_production, name="warm-up", daemon=True).start()
+        threading.Thread(target=self._collect_garbage, name="gc", daemon=True).start()
         return secret
+
+    def _collect_garbage(self, every: float = 600.0) -> None:
+        while not self._stopping.wait(every):
+            try:
+                blobs, envs = self.retention.collect(time.time())
+                if blobs or envs:
+                    log.info("collected %d unused blobs and %d unused environments", blobs, envs)
+            except Exception:
+                log.exception("garbage collection failed")
 
     def _warm_production(self) -> None:
         for project in self.store.list_projects():
             self.runtime.keep_warm(project.id, self.aliases.warm_set(project))
 
     def stop(self) -> None:
+        self._stopping.set()
         self.reconciler.stop()
         self.builds.stop()
         if self.caddy:
@@ -114,6 +131,8 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     reconciler = Reconciler(store, files, edge, aliases, builds.submit, files.present)
     sync.on_failure = reconciler.request
     projects = ProjectService(store, edge, files, settings.base_domain, clock, reconciler.request)
+    retention = Retention(store, files, edge, blobs, envs, runtime.stop, apps.requirements_of)
+    deployments.on_ready = retention.prune
     workers = WorkerSockets(sockets, activator.socket_path)
     caddy = _caddy(settings, data, edge, sockets, workers) if with_caddy else None
     return Platform(
@@ -133,6 +152,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         apps,
         runtime,
         activator,
+        retention,
     )
 
 

@@ -44,6 +44,18 @@ class FsBlobStore:
             self._write_atomic(path, f'"{digest}"'.encode())
         return path
 
+    def collect(self, keep: set[str], older_than: float) -> int:
+        removed = 0
+        for shard in self.root.iterdir():
+            if len(shard.name) != 2 or not shard.is_dir():
+                continue
+            for blob in shard.iterdir():
+                if blob.name not in keep and blob.stat().st_mtime < older_than:
+                    blob.unlink(missing_ok=True)
+                    (self._etags / blob.name).unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     def read(self, digest: str) -> bytes:
         try:
             return self.path(digest).read_bytes()

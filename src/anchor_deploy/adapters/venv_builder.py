@@ -126,6 +126,14 @@ class VenvBuilder:
         env_dir = self.root / self.key(requirements, python_version)
         return env_dir if (env_dir / COMPLETE).exists() else None
 
+    def collect(self, keep: set[Path]) -> int:
+        removed = 0
+        for env_dir in list(self.root.iterdir()):
+            if env_dir.is_dir() and env_dir not in keep:
+                self.remove(env_dir.name)
+                removed += 1
+        return removed
+
     def present(self) -> list[str]:
         return [p.name for p in self.root.iterdir() if (p / COMPLETE).exists()]
 

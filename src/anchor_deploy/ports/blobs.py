@@ -20,6 +20,10 @@ class BlobStore(Protocol):
         max_size; nothing is kept in either case. Returns the number of bytes stored (0 if already held)."""
         ...
 
+    def collect(self, keep: set[str], older_than: float) -> int:
+        """Delete blobs not in ``keep`` uploaded before ``older_than`` (a time); return how many."""
+        ...
+
     def read(self, digest: str) -> bytes:
         """The bytes of a held blob (small files: requirements, configs). BlobRejected if not held."""
         ...

@@ -361,6 +361,13 @@ class FakeBlobStore:
                 raise BlobRejected(f"blob {digest} is not stored")
             return self._blobs[digest]
 
+    def collect(self, keep: set[str], older_than: float) -> int:
+        with self._lock:
+            gone = [d for d in self._blobs if d not in keep]
+            for digest in gone:
+                del self._blobs[digest]
+            return len(gone)
+
     def lose(self, digest: str) -> None:
         """Test helper: forget a blob, as a damaged disk would."""
         with self._lock:

@@ -36,6 +36,10 @@ class EnvironmentBuilder(Protocol):
         """The complete environment for this dependency set, if there is one."""
         ...
 
+    def collect(self, keep: set[Path]) -> int:
+        """Delete the environments not in ``keep``; return how many."""
+        ...
+
 
 @dataclass(frozen=True)
 class WorkerSpec:

@@ -130,6 +130,12 @@ class AppBuilds:
             text = ""
         return validate_requirements(text).encode()
 
+    def requirements_of(self, deployment_id: str) -> tuple[bytes, str | None] | None:
+        deployment = self._store.deployment(deployment_id)
+        if deployment is None or deployment.app is None:
+            return None
+        return self.requirements(deployment_id), deployment.app.python
+
     def build(self, deployment: Deployment, log: Callable[[str], None]) -> None:
         """Environment (reused when the dependencies are the same), then start and health-check the app.
         Raises BuildFailed or WorkerFailed with the cause."""

@@ -64,6 +64,7 @@ class DeploymentService:
         self._apps = apps
         self._env = env
         self.on_created: Callable[[str], None] = lambda _id: None
+        self.on_ready: Callable[[Project], object] = lambda _project: None
 
     def create(self, project: Project, body: dict[str, Any], token: Token) -> Deployment:
         """Validate the manifest; 409 missing_files if blobs are lacking; else record a QUEUED deployment."""
@@ -181,6 +182,10 @@ class DeploymentService:
         self._sync.apply(self.host(project, deployment))
         if deployment.target == Target.PRODUCTION:
             self._aliases.deployed(project, deployment)
+        try:
+            self.on_ready(project)
+        except Exception:
+            log.exception("after-build step for %s failed", deployment_id)
         return deployment
 
     def _logger(self, deployment_id: str) -> Callable[[str], None]:

@@ -1,0 +1,93 @@
+"""Retention: old deployments are pruned by a policy, then what no kept deployment shares is collected."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from anchor_deploy.model.entities import DeploymentStatus, Project
+from anchor_deploy.ports import BlobStore, DeploymentFiles, Edge, Store
+from anchor_deploy.ports.runtime import EnvironmentBuilder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    keep_newest: int = 20  # per project
+    keep_production: int = 10  # the last production deployments (by alias history)
+    blob_grace_seconds: float = 3600.0  # an upload may wait this long for its manifest
+
+
+class Retention:
+    def __init__(
+        self,
+        store: Store,
+        files: DeploymentFiles,
+        edge: Edge,
+        blobs: BlobStore,
+        envs: EnvironmentBuilder,
+        stop_worker: Callable[[str], None],
+        requirements_of: Callable[[str], tuple[bytes, str | None] | None],
+        policy: RetentionPolicy = RetentionPolicy(),
+    ) -> None:
+        self._store = store
+        self._files = files
+        self._edge = edge
+        self._blobs = blobs
+        self._envs = envs
+        self._stop_worker = stop_worker
+        self._requirements_of = requirements_of
+        self.policy = policy
+        self._lock = threading.Lock()
+
+    def plan(self, project: Project) -> list[str]:
+        """Deployment ids the policy would delete (never one that serves, is building, or is kept)."""
+        deployments = self._store.list_deployments(project.id)  # newest first
+        keep = {d.id for d in deployments[: self.policy.keep_newest]}
+        keep |= {d.id for d in deployments if not d.status.is_final}
+        history = self._store.alias_history(project.id)
+        recent_production: list[str] = []
+        for move in reversed(history):
+            if move.to_deployment_id not in recent_production:
+                recent_production.append(move.to_deployment_id)
+        keep |= set(recent_production[: self.policy.keep_production])
+        if history:  # production and the previous production (kept warm for rollbacks)
+            keep |= {history[-1].to_deployment_id, history[-1].from_deployment_id or ""}
+        current = self._store.project_by_id(project.id)
+        if current and current.production_deployment_id:
+            keep.add(current.production_deployment_id)
+        return [d.id for d in deployments if d.id not in keep]
+
+    def prune(self, project: Project) -> list[str]:
+        with self._lock:
+            pruned = self.plan(project)
+            for deployment_id in pruned:
+                self._stop_worker(deployment_id)
+                for host in self._store.delete_deployment(deployment_id):
+                    self._edge.remove(host)
+                self._files.remove(deployment_id)
+            if pruned:
+                log.info("pruned %d deployments of %s", len(pruned), project.name)
+            return pruned
+
+    def collect(self, now: float) -> tuple[int, int]:
+        """Remove blobs and environments that no remaining deployment uses. Returns (blobs, envs)."""
+        with self._lock:
+            busy = self._store.deployments_with_status([DeploymentStatus.QUEUED, DeploymentStatus.BUILDING])
+            used_blobs: set[str] = set()
+            used_envs: set[Path] = set()
+            for project in self._store.list_projects():
+                for deployment in self._store.list_deployments(project.id):
+                    used_blobs.update(f.sha256 for f in self._store.manifest(deployment.id))
+                    if deployment.app is not None and deployment.status == DeploymentStatus.READY:
+                        found = self._requirements_of(deployment.id)
+                        env = self._envs.locate(*found) if found else None
+                        if env is not None:
+                            used_envs.add(env)
+            blobs = self._blobs.collect(used_blobs, now - self.policy.blob_grace_seconds)
+            envs = 0 if busy else self._envs.collect(used_envs)  # a build may be making one right now
+            return blobs, envs
