@@ -48,34 +48,10 @@ _NO_CONDITIONALS = {
     "handler": "headers",
     "request": {"delete": ["If-None-Match", "If-Match", "Range", "If-Range"]},
 }
-# ETags are content hashes; mtimes are shared by hard links, so no date validators.
-_NO_DATES = {
-    "handler": "headers",
-    "request": {"delete": ["If-Modified-Since", "If-Unmodified-Since"]},
-    "response": {"delete": ["Last-Modified"], "deferred": True},
-}
 
 
 def _cache(value: str) -> dict[str, Any]:
     return {"handler": "headers", "response": {"set": {"Cache-Control": [value]}}}
-
-
-def _static_match(root: str) -> list[dict[str, Any]]:
-    """The request names a file of the deployment's public directory (or a directory with index.html)."""
-    path = "{http.request.uri.path}"
-    not_sidecar = {"not": [{"path": [f"*{ETAG_SUFFIX}"]}]}
-    return [
-        {
-            "path_regexp": {"pattern": "[^/]$"},
-            "file": {"root": root, "try_files": [path, f"{path}/index.html"]},
-            **not_sidecar,
-        },
-        {
-            "path_regexp": {"pattern": "/$"},
-            "file": {"root": root, "try_files": [f"{path}index.html"]},
-            **not_sidecar,
-        },
-    ]
 
 
 def _app_route(paths: EdgePaths, workers: WorkerSockets) -> dict[str, Any]:
@@ -85,6 +61,8 @@ def _app_route(paths: EdgePaths, workers: WorkerSockets) -> dict[str, Any]:
     return {
         "match": [{"file": {"root": str(paths.deployments), "try_files": [f"{DEPLOYMENT}/worker/"]}}],
         "handle": [
+            # The static chain set a Cache-Control before it found no file: the app's own answer decides.
+            {"handler": "headers", "response": {"delete": ["Cache-Control"]}},
             {
                 "handler": "subroute",
                 "routes": [
@@ -118,42 +96,48 @@ def _app_route(paths: EdgePaths, workers: WorkerSockets) -> dict[str, Any]:
                         ],
                     },
                 ],
-            }
+            },
         ],
         "terminal": True,
     }
 
 
 def _serve_routes(paths: EdgePaths, immutable_host: bool, workers: WorkerSockets) -> list[dict[str, Any]]:
-    """The handler chain for one deployment: static files, then the app (if any), then 404s."""
+    """The handler chain for one deployment: static files, then the app (if any), then 404s. Blobs carry
+    the epoch as mtime (fs_blobs.EPOCH_MTIME), so no Last-Modified is sent and the ETag decides."""
     root = f"{paths.deployments}{DEPLOYMENT}/public"
+    # No `hide` list (it costs a glob per request): sidecar names never reach a file_server, since the
+    # file route refuses them and the 404 route always rewrites to /404.html.
     file_server = {
         "handler": "file_server",
         "root": root,
         "index_names": ["index.html"],
-        "hide": [f"*{ETAG_SUFFIX}"],
         "etag_file_extensions": [ETAG_SUFFIX],
     }
     # Non-HTML files of an immutable URL can never change; on an alias only hashed names are safe.
     other_cache = IMMUTABLE_CACHE if immutable_host else HTML_CACHE
-    static = [
-        {"handle": [_NO_DATES, _cache(other_cache)]},
-        {"match": [{"path_regexp": {"pattern": HASHED_ASSET}}], "handle": [_cache(IMMUTABLE_CACHE)]},
-        {"match": [{"path_regexp": {"pattern": HTML_PATH}}], "handle": [_cache(HTML_CACHE)]},
-        {"handle": [file_server]},
-    ]
+    # One map handler picks the Cache-Control (its regexps run only when the header is written).
+    cache_policy = {
+        "handler": "map",
+        "source": "{http.request.uri.path}",
+        "destinations": ["{anchor_cache}"],
+        "mappings": [
+            {"input_regexp": HASHED_ASSET, "outputs": [IMMUTABLE_CACHE]},
+            {"input_regexp": HTML_PATH, "outputs": [HTML_CACHE]},
+        ],
+        "defaults": [other_cache],
+    }
     return [
-        {
-            "match": _static_match(root),
-            "handle": [{"handler": "subroute", "routes": static}],
-            "terminal": True,
-        },
+        {"handle": [cache_policy, _cache("{anchor_cache}")]},
+        # Serve the file if there is one (sidecar names never: they are not files of the site)...
+        {"match": [{"not": [{"path": [f"*{ETAG_SUFFIX}"]}]}], "handle": [{**file_server, "pass_thru": True}]},
+        # ...else the app, if the deployment has one...
         _app_route(paths, workers),
+        # ...else the deployment's 404.html, else a plain 404.
         {
             "handle": [
                 _cache(HTML_CACHE),
                 _NO_CONDITIONALS,
-                _NO_DATES,
                 {"handler": "rewrite", "uri": "/404.html"},
                 {**file_server, "status_code": 404, "pass_thru": True},
             ]
