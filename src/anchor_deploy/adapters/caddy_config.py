@@ -159,7 +159,18 @@ def _host_kind_route(
     host_root: Path, paths: EdgePaths, immutable: bool, workers: WorkerSockets
 ) -> dict[str, Any]:
     return {
-        "match": [{"file": {"root": f"{host_root}/{HOST}", "try_files": [ID_MARKER_GLOB]}}],
+        # The glob lists the directory once, through the symlink; its result is used as is. A second look
+        # (first_exist's Stat of <host>/dpl_<old id>) would go through the symlink again and miss when a
+        # rollback swapped it in between, answering the edge 404.
+        "match": [
+            {
+                "file": {
+                    "root": f"{host_root}/{HOST}",
+                    "try_files": [ID_MARKER_GLOB],
+                    "try_policy": "first_exist_fallback",
+                }
+            }
+        ],
         "handle": [
             {
                 "handler": "subroute",

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,10 @@ class WorkerRuntime:
         self._id_locks: dict[str, threading.Lock] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # PR_SET_PDEATHSIG (_die_with_parent) fires when the *thread* that forked the child exits, not the
+        # process: fork every worker from this one long-lived thread, never from a short-lived restart,
+        # warm-up or request thread, or the worker is SIGKILLed as soon as that thread returns.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-spawner")
         self._workers_dir.mkdir(parents=True, exist_ok=True)
         logs_dir.mkdir(parents=True, exist_ok=True)
         for stale in self._workers_dir.iterdir():  # markers of a previous process's workers
@@ -156,7 +161,8 @@ class WorkerRuntime:
             "--app-dir",
             str(spec.app_dir),
         ]
-        proc = subprocess.Popen(
+        proc = self._spawner.submit(
+            subprocess.Popen,
             argv,
             cwd=spec.app_dir,
             env=environ,
@@ -165,7 +171,7 @@ class WorkerRuntime:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
-        )
+        ).result()
         worker = _Worker(spec=spec, proc=proc, started=time.time())
         with self._lock:
             previous = self._workers.get(deployment_id)
@@ -248,6 +254,7 @@ class WorkerRuntime:
             self._thread.join(timeout=10)
         for deployment_id in list(self._workers):
             self.stop(deployment_id)
+        self._spawner.shutdown(wait=True)
 
     def _is_warm(self, deployment_id: str) -> bool:
         with self._lock:

@@ -291,7 +291,8 @@ def logs(deployment_id: str, follow: bool, runtime: bool, lines: int, as_json: b
     if follow:
         from anchor_deploy.cli.deploy import wait_ready
 
-        final = wait_ready(api, deployment_id, None, on_log=click.echo)
+        as_line = (lambda text: click.echo(json.dumps({"text": text}))) if as_json else click.echo
+        final = wait_ready(api, deployment_id, None, on_log=as_line)
         emit({"status": final["status"]}, as_json, lambda: err.print(f"deployment {final['status']}"))
         return
     data = api.get(f"/v1/deployments/{deployment_id}/logs")

@@ -125,6 +125,10 @@ class FrozenEnv:
 
 
 _FORBIDDEN_REQUIREMENT_STARTS = ("-", "/", ".", "~", "\\")
+# A project name, then extras, a version specifier, a marker, a direct reference or nothing. Not a path:
+# pip reads "bin/../../srv/x" (no leading '.' or '/') as a directory of the server to install.
+_REQUIREMENT_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(?:[\[(<>=!~;@]|$)")
+_DIRECT_REFERENCE_SCHEMES = ("https://", "http://", "git+https://")
 
 
 def validate_requirements(text: str) -> str:
@@ -134,7 +138,13 @@ def validate_requirements(text: str) -> str:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        if line.startswith(_FORBIDDEN_REQUIREMENT_STARTS) or "file:" in line.lower():
+        _name, at, url = line.partition("@")
+        if (
+            line.startswith(_FORBIDDEN_REQUIREMENT_STARTS)
+            or "file:" in line.lower()
+            or not _REQUIREMENT_NAME.match(line)
+            or (at and not url.strip().lower().startswith(_DIRECT_REFERENCE_SCHEMES))
+        ):
             raise InvalidInput(
                 f"requirements line {number} ({line[:60]!r}): only package requirements are allowed here, "
                 "no pip options, local paths or file: URLs"

@@ -177,8 +177,10 @@ class DeploymentService:
                 log.exception("build of %s failed", deployment_id)
             log_line(f"build failed: {reason}")
             return self._store.set_status(deployment_id, DeploymentStatus.ERROR, reason.splitlines()[0][:500])
-        deployment = self._store.set_status(deployment_id, DeploymentStatus.READY)
+        # The last line before the final status: a follower (SSE, `anchor logs -f`) that sees READY has
+        # already been able to read every line.
         log_line("ready")
+        deployment = self._store.set_status(deployment_id, DeploymentStatus.READY)
         self._sync.apply(self.host(project, deployment))
         if deployment.target == Target.PRODUCTION:
             self._aliases.deployed(project, deployment)
