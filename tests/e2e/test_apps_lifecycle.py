@@ -68,6 +68,9 @@ def _timed_get(anchor: AnchorProcess, host: str, path: str = "/") -> tuple[float
     response = edge_get(anchor, host, path)
     took = time.monotonic() - started
     assert response.status_code == 200, (response.status_code, response.text[:300])
+    # Cold (through the activator) or warm, one Date and one Server header, as the app sent them.
+    for name in ("date", "server"):
+        assert len(response.headers.get_list(name)) <= 1, response.headers
     return took, response.json()
 
 

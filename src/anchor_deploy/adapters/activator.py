@@ -106,8 +106,15 @@ class Activator:
 
     def start(self) -> None:
         self.socket_path.unlink(missing_ok=True)
+        # The proxied answer carries the app's own Date and Server headers: do not add a second pair.
         config = uvicorn.Config(
-            self, uds=str(self.socket_path), log_level="warning", access_log=False, lifespan="off"
+            self,
+            uds=str(self.socket_path),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            date_header=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="activator", daemon=True)
