@@ -210,6 +210,7 @@ class Anchor:
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     token: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)  # more ANCHOR_* settings (bench_apps.py)
 
     @property
     def log(self) -> Path:
@@ -234,6 +235,7 @@ class Anchor:
                 "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p),
             }
         )
+        env.update(self.extra_env)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(

@@ -72,11 +72,9 @@ class Activator:
             log.warning("cold start of %s failed: %s", deployment_id, exc)
             await _text(send, 503, "503 Service Unavailable: the app did not start\n")
             return
-        await self._proxy(scope, receive, send, self._socket_of(deployment_id), headers)
+        await self._proxy(scope, receive, send, self._socket_of(deployment_id))
 
-    async def _proxy(
-        self, scope: Scope, receive: Receive, send: Send, socket: Path, headers: dict[str, str]
-    ) -> None:
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, socket: Path) -> None:
         body = bytearray()
         while True:
             message = await receive()
@@ -86,15 +84,18 @@ class Activator:
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         url = "http://app" + path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
-        forward = [(k, v) for k, v in headers.items() if k not in _HOP_BY_HOP]
+        # The request's header lines as they came: bytes (a non-ASCII value must not fail the request) and
+        # every line (a repeated Cookie or X-Forwarded-For must not collapse into its last value).
+        forward = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in _HOP_BY_HOP]
         transport = httpx.AsyncHTTPTransport(uds=str(socket))
         async with httpx.AsyncClient(transport=transport, timeout=60) as client:
             try:
                 async with client.stream(scope["method"], url, headers=forward, content=bytes(body)) as reply:
+                    # The worker's header bytes as they came (no re-encoding). aiter_raw() relays the body
+                    # byte for byte, so its Content-Length (and Content-Encoding) still hold: keep them, as
+                    # Caddy does for every later request.
                     out = [
-                        (k.encode(), v.encode())
-                        for k, v in reply.headers.multi_items()
-                        if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"
+                        (k, v) for k, v in reply.headers.raw if k.decode("latin-1").lower() not in _HOP_BY_HOP
                     ]
                     await send({"type": "http.response.start", "status": reply.status_code, "headers": out})
                     async for chunk in reply.aiter_raw():

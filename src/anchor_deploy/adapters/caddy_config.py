@@ -54,52 +54,42 @@ def _cache(value: str) -> dict[str, Any]:
     return {"handler": "headers", "response": {"set": {"Cache-Control": [value]}}}
 
 
-def _app_route(paths: EdgePaths, workers: WorkerSockets) -> dict[str, Any]:
-    """Paths that are not static files go to the deployment's app worker, if it has one (an app deployment
-    has a worker/ directory). The dial string names the version, so Caddy's keep-alive pool never sends a
-    request to a version that is no longer routed there."""
-    return {
-        "match": [{"file": {"root": str(paths.deployments), "try_files": [f"{DEPLOYMENT}/worker/"]}}],
-        "handle": [
-            # The static chain set a Cache-Control before it found no file: the app's own answer decides.
-            {"handler": "headers", "response": {"delete": ["Cache-Control"]}},
-            {
-                "handler": "subroute",
-                "routes": [
-                    {
-                        "match": [
-                            {
-                                "file": {
-                                    "root": f"{workers.root}/worker",
-                                    "try_files": [f"{DEPLOYMENT}.sock.up"],
-                                }
-                            }
-                        ],
-                        "handle": [
-                            {
-                                "handler": "reverse_proxy",
-                                "upstreams": [{"dial": f"unix/{workers.root}/worker{DEPLOYMENT}.sock"}],
-                                # A restarting worker refuses connections a moment: wait, not fail.
-                                "load_balancing": {"try_duration": "15s", "try_interval": "50ms"},
-                            }
-                        ],
-                        "terminal": True,
-                    },
-                    {
-                        "handle": [
-                            {
-                                "handler": "reverse_proxy",
-                                "upstreams": [{"dial": f"unix/{workers.activator}"}],
-                                "headers": {"request": {"set": {"X-Anchor-Worker": [DEPLOYMENT]}}},
-                                "transport": {"protocol": "http", "response_header_timeout": "60s"},
-                            }
-                        ],
-                    },
-                ],
-            },
-        ],
-        "terminal": True,
-    }
+def _app_route(paths: EdgePaths, workers: WorkerSockets) -> list[dict[str, Any]]:
+    """Paths that are not static files go to the deployment's app worker, if it has one. A running worker
+    has its ``.sock.up`` marker: that one check routes a warm request (only an app deployment has a worker,
+    so it also says "this is an app"). Without it, an app deployment (it has a worker/ directory) goes to
+    the activator. The dial string names the version, so Caddy's keep-alive pool never sends a request to a
+    version that is no longer routed there."""
+    # The static chain set a Cache-Control before it found no file: the app's own answer decides.
+    no_cache_header = {"handler": "headers", "response": {"delete": ["Cache-Control"]}}
+    return [
+        {
+            "match": [{"file": {"root": f"{workers.root}/worker", "try_files": [f"{DEPLOYMENT}.sock.up"]}}],
+            "handle": [
+                no_cache_header,
+                {
+                    "handler": "reverse_proxy",
+                    "upstreams": [{"dial": f"unix/{workers.root}/worker{DEPLOYMENT}.sock"}],
+                    # A restarting worker refuses connections a moment: wait, not fail.
+                    "load_balancing": {"try_duration": "15s", "try_interval": "50ms"},
+                },
+            ],
+            "terminal": True,
+        },
+        {
+            "match": [{"file": {"root": str(paths.deployments), "try_files": [f"{DEPLOYMENT}/worker/"]}}],
+            "handle": [
+                no_cache_header,
+                {
+                    "handler": "reverse_proxy",
+                    "upstreams": [{"dial": f"unix/{workers.activator}"}],
+                    "headers": {"request": {"set": {"X-Anchor-Worker": [DEPLOYMENT]}}},
+                    "transport": {"protocol": "http", "response_header_timeout": "60s"},
+                },
+            ],
+            "terminal": True,
+        },
+    ]
 
 
 def _serve_routes(paths: EdgePaths, immutable_host: bool, workers: WorkerSockets) -> list[dict[str, Any]]:
@@ -132,7 +122,7 @@ def _serve_routes(paths: EdgePaths, immutable_host: bool, workers: WorkerSockets
         # Serve the file if there is one (sidecar names never: they are not files of the site)...
         {"match": [{"not": [{"path": [f"*{ETAG_SUFFIX}"]}]}], "handle": [{**file_server, "pass_thru": True}]},
         # ...else the app, if the deployment has one...
-        _app_route(paths, workers),
+        *_app_route(paths, workers),
         # ...else the deployment's 404.html, else a plain 404.
         {
             "handle": [
