@@ -119,7 +119,11 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     build_settings = BuildSettings(settings.build_timeout, settings.build_memory, settings.health_timeout)
     apps = AppBuilds(store, blobs, files, envs, runtime, env, build_settings)
     apps_ref.append(apps)
-    aliases.on_moved = lambda project, _move: runtime.keep_warm(project.id, aliases.warm_set(project))
+    # Production and the previous production stay warm; taken from the move itself, not the history,
+    # so a rollback's cost does not grow with the number of earlier moves.
+    aliases.on_moved = lambda project, move: runtime.keep_warm(
+        project.id, {move.to_deployment_id, move.from_deployment_id or move.to_deployment_id}
+    )
     activator = Activator(
         sockets / "activator.sock", runtime, apps.spec, runtime.socket, settings.health_timeout
     )
