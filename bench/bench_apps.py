@@ -71,6 +71,7 @@ from bench_core import (  # noqa: E402
     process_cpu_seconds,
     run_wrk,
     say,
+    start_plain_caddy,
     stop_server,
     summary_ms,
     tail,
@@ -507,46 +508,8 @@ def edge_forwarded_headers(edge_tcp: str, host: str) -> list[list[str]]:
 def start_bare_caddy_proxy(binary: str, sock: Path, work: Path) -> Server:
     """The same Caddy binary with a minimal config: one reverse_proxy to the worker's unix socket (no host
     routing, no file checks). Separates what any Caddy proxy costs from what the platform's routes add."""
-    folder = work / "bare-caddy-proxy"
-    folder.mkdir()
-    port = free_port()
     route = {"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": f"unix/{sock}"}]}]}
-    config = {
-        "admin": {"disabled": True, "config": {"persist": False}},
-        "logging": {"logs": {"default": {"level": "WARN"}}},
-        "storage": {"module": "file_system", "root": str(folder / "storage")},
-        "apps": {
-            "http": {
-                "servers": {
-                    "bare": {
-                        "listen": [f"{LOOPBACK}:{port}"],
-                        "automatic_https": {"disable": True},
-                        "routes": [route],
-                    }
-                }
-            }
-        },
-    }
-    (folder / "caddy.json").write_text(json.dumps(config, indent=1))
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(folder),
-        "XDG_DATA_HOME": str(folder / "data"),
-        "XDG_CONFIG_HOME": str(folder / "config"),
-    }
-    log = folder / "caddy.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [binary, "run", "--config", str(folder / "caddy.json")],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_parent_death_signal,
-        )
-    server = Server("bare-caddy-proxy", f"http://{LOOPBACK}:{port}/", proc, log)
-    wait_http(server.url, proc, "bare Caddy proxy", log)
-    return server
+    return start_plain_caddy(binary, work / "bare-caddy-proxy", route, "bare-caddy-proxy")
 
 
 def load_run(

@@ -741,8 +741,8 @@ class Server:
     extra_pids: list[int] = field(default_factory=list)
 
 
-def start_bare_caddy(binary: str, root: Path, work: Path) -> Server:
-    folder = work / "bare-caddy"
+def start_plain_caddy(binary: str, folder: Path, route: dict[str, Any], name: str) -> Server:
+    """The pinned Caddy binary with a minimal config: one server, one route, admin API off."""
     folder.mkdir()
     port = free_port()
     config = {
@@ -755,17 +755,7 @@ def start_bare_caddy(binary: str, root: Path, work: Path) -> Server:
                     "bare": {
                         "listen": [f"{LOOPBACK}:{port}"],
                         "automatic_https": {"disable": True},
-                        "routes": [
-                            {
-                                "handle": [
-                                    {
-                                        "handler": "file_server",
-                                        "root": str(root),
-                                        "index_names": ["index.html"],
-                                    }
-                                ]
-                            }
-                        ],
+                        "routes": [route],
                     }
                 }
             }
@@ -788,9 +778,14 @@ def start_bare_caddy(binary: str, root: Path, work: Path) -> Server:
             stdin=subprocess.DEVNULL,
             preexec_fn=_parent_death_signal,
         )
-    server = Server("bare-caddy", f"http://{LOOPBACK}:{port}/", proc, log)
-    wait_http(server.url, proc, "bare Caddy", log)
+    server = Server(name, f"http://{LOOPBACK}:{port}/", proc, log)
+    wait_http(server.url, proc, name, log)
     return server
+
+
+def start_bare_caddy(binary: str, root: Path, work: Path) -> Server:
+    route = {"handle": [{"handler": "file_server", "root": str(root), "index_names": ["index.html"]}]}
+    return start_plain_caddy(binary, work / "bare-caddy", route, "bare-caddy")
 
 
 def start_nginx(binary: str, root: Path, work: Path) -> Server:
