@@ -72,10 +72,10 @@ from bench_core import (  # noqa: E402
     run_wrk,
     say,
     start_plain_caddy,
+    start_plain_nginx,
     stop_server,
     summary_ms,
     tail,
-    wait_http,
     write_results,
 )
 from loadgen import LoadConfig, LoadProcess  # noqa: E402
@@ -439,50 +439,12 @@ def cli_deploy(anchor: Anchor, folder: Path, project: str, work: Path) -> dict[s
 def start_nginx_ceiling(binary: str, work: Path) -> tuple[Server, str, Path]:
     """nginx answering a fixed 3-byte body on TCP and on a unix socket: what the load generator can do."""
     folder = work / "nginx"
-    folder.mkdir()
     port = free_port()
     sock = folder / "n.sock"
-    user = ""
-    if os.geteuid() == 0:
-        import grp
-        import pwd
-
-        user = f"user {pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name};"
-    temp_paths = "\n".join(
-        f"    {kind}_temp_path {folder / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    conf = folder / "nginx.conf"
-    conf.write_text(f"""{user}
-worker_processes auto;
-pid {folder / "nginx.pid"};
-error_log {folder / "error.log"} warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-{temp_paths}
-    keepalive_requests 1000000;
-    default_type text/plain;
-    server {{
-        listen {LOOPBACK}:{port};
-        listen unix:{sock};
-        location / {{ return 200 "ok\\n"; }}
-    }}
-}}
-""")
-    log = folder / "error.log"
-    with open(folder / "stdout.log", "ab") as out:
-        proc = subprocess.Popen(
-            [binary, "-p", str(folder), "-e", str(log), "-c", str(conf), "-g", "daemon off;"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_parent_death_signal,
-        )
-    server = Server("nginx", f"http://{LOOPBACK}:{port}/", proc, log)
-    wait_http(server.url, proc, "nginx", log)
-    server.extra_pids = children_of(proc.pid)
-    return server, f"{LOOPBACK}:{port}", sock
+    server = f"""        listen unix:{sock};
+        location / {{ return 200 "ok\\n"; }}"""
+    started = start_plain_nginx(binary, folder, port, "    default_type text/plain;", server)
+    return started, f"{LOOPBACK}:{port}", sock
 
 
 def edge_forwarded_headers(edge_tcp: str, host: str) -> list[list[str]]:

@@ -788,10 +788,10 @@ def start_bare_caddy(binary: str, root: Path, work: Path) -> Server:
     return start_plain_caddy(binary, work / "bare-caddy", route, "bare-caddy")
 
 
-def start_nginx(binary: str, root: Path, work: Path) -> Server:
-    folder = work / "nginx"
+def start_plain_nginx(binary: str, folder: Path, port: int, http: str, server: str) -> Server:
+    """nginx in the foreground with its own minimal config (pid, logs and temp paths in ``folder``):
+    ``http`` and ``server`` are the directives of the http block and of its one server block."""
     folder.mkdir()
-    port = free_port()
     user = ""
     if os.geteuid() == 0:  # the data dir is 0700: workers must run as its owner to read the files
         import grp
@@ -811,16 +811,11 @@ events {{ worker_connections 1024; }}
 http {{
     access_log off;
 {temp_paths}
-    types {{ text/html html; }}
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;
     keepalive_requests 1000000;
+{http}
     server {{
         listen {LOOPBACK}:{port};
-        server_name _;
-        root {root};
-        index index.html;
+{server}
     }}
 }}
 """)
@@ -833,10 +828,21 @@ http {{
             stdin=subprocess.DEVNULL,
             preexec_fn=_parent_death_signal,
         )
-    server = Server("nginx", f"http://{LOOPBACK}:{port}/", proc, log)
-    wait_http(server.url, proc, "nginx", log)
-    server.extra_pids = children_of(proc.pid)  # the workers, to make sure none outlives the master
-    return server
+    started = Server("nginx", f"http://{LOOPBACK}:{port}/", proc, log)
+    wait_http(started.url, proc, "nginx", log)
+    started.extra_pids = children_of(proc.pid)  # the workers, to make sure none outlives the master
+    return started
+
+
+def start_nginx(binary: str, root: Path, work: Path) -> Server:
+    http = """    types { text/html html; }
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;"""
+    server = f"""        server_name _;
+        root {root};
+        index index.html;"""
+    return start_plain_nginx(binary, work / "nginx", free_port(), http, server)
 
 
 def stop_server(server: Server) -> None:
