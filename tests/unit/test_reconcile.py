@@ -9,7 +9,8 @@ from anchor_deploy.model.errors import EdgeError
 from anchor_deploy.model.names import deployment_host, production_host
 from anchor_deploy.ports.fakes import FakeEdge
 from anchor_deploy.services.reconcile import Reconciler, ReconcileReport
-from tests.unit.conftest import BASE, App
+from tests.support import sha
+from tests.unit.conftest import ADMIN, BASE, App
 
 ALICE = Token("tok_alice", "alice", None, 0.0)
 EMPTY = ReconcileReport()
@@ -212,3 +213,29 @@ def test_a_go_live_decided_before_a_crash_is_not_recorded_twice(app: App) -> Non
     assert len(app.aliases.history(project)) == moves
     assert app.store.deployment(b.id).go_live_pending is False  # type: ignore[union-attr]
     assert app.served(project) == b.id
+
+
+def test_an_app_deployment_is_rematerialized_with_its_app_layout(app: App) -> None:
+    """Its sources go to the app's private copy only, never to the files the edge serves."""
+    from anchor_deploy.model.apps import AppConfig
+
+    project = app.project()
+    live = app.deploy(project, b"live")
+    files = {"app.py": b"app = 1", "requirements.txt": b"flask", "public/logo.txt": b"logo"}
+    for data in files.values():
+        app.blobs.put(sha(data), iter([data]), 1024)
+    manifest = [{"path": p, "sha256": sha(d), "size": len(d), "mode": 0o644} for p, d in files.items()]
+    # Built as the build would: materialized with its app config, then READY.
+    dpl = app.deployments.create(project, {"files": manifest, "target": "preview"}, ADMIN)
+    assert dpl.app == AppConfig(static_dir="public")
+    app.store.set_status(dpl.id, DeploymentStatus.BUILDING)
+    app.files.materialize(dpl.id, app.store.manifest(dpl.id), dpl.app)
+    app.store.set_status(dpl.id, DeploymentStatus.READY)
+    app.files.remove(dpl.id)
+    assert dpl.id in app.reconciler.run_once().rebuilt
+    assert app.files.read(dpl.id, "logo.txt") == b"logo"
+    assert app.files.read(dpl.id, "app/app.py") == b"app = 1"
+    for served in ("app.py", "requirements.txt", "public/logo.txt"):
+        with pytest.raises(KeyError):
+            app.files.read(dpl.id, served)
+    assert app.served(project) == live.id

@@ -124,11 +124,6 @@ class WorkerRuntime:
         for deployment_id in deployment_ids:
             threading.Thread(target=self._warm_up, args=(deployment_id,), daemon=True).start()
 
-    def running(self) -> dict[str, int]:
-        """Deployment id -> pid of each live worker."""
-        with self._lock:
-            return {d: w.proc.pid for d, w in self._workers.items() if w.proc.poll() is None}
-
     def runtime_log(self, deployment_id: str, limit: int = 200) -> list[str]:
         try:
             with open(self.log_path(deployment_id), encoding="utf-8", errors="replace") as source:

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from anchor_deploy.model.entities import DeploymentStatus
+from anchor_deploy.model.entities import Deployment, DeploymentStatus
 from anchor_deploy.ports import DeploymentFiles, Edge, Store
 from anchor_deploy.services.aliases import AliasService
 
@@ -55,25 +55,27 @@ class Reconciler:
         """One pass. At start-up, builds that a previous process left QUEUED or BUILDING are queued again."""
         with self._lock:
             report = ReconcileReport()
-            self._builds(report, requeue=startup)
-            self._production_after_crash(report)
+            ready = self._store.deployments_with_status([DeploymentStatus.READY])
+            self._builds(report, ready, requeue=startup)
+            self._production_after_crash(report, ready)
             self._edge_hosts(report)
             self._sweep(report)
             return report
 
-    def _builds(self, report: ReconcileReport, requeue: bool) -> None:
-        for deployment in self._store.deployments_with_status([DeploymentStatus.READY]):
+    def _builds(self, report: ReconcileReport, ready: list[Deployment], requeue: bool) -> None:
+        for deployment in ready:
             if not self._files.exists(deployment.id):
-                self._files.materialize(deployment.id, self._store.manifest(deployment.id))
+                # With its app config: an app's sources must never land in the served public/ directory.
+                self._files.materialize(deployment.id, self._store.manifest(deployment.id), deployment.app)
                 report.rebuilt.append(deployment.id)
         pending = [DeploymentStatus.QUEUED, DeploymentStatus.BUILDING]
         for deployment in self._store.deployments_with_status(pending) if requeue else []:
             self._submit(deployment.id)
             report.requeued.append(deployment.id)
 
-    def _production_after_crash(self, report: ReconcileReport) -> None:
+    def _production_after_crash(self, report: ReconcileReport, ready: list[Deployment]) -> None:
         """A production build that became READY just before a crash still gets its go-live decided."""
-        for deployment in self._store.deployments_with_status([DeploymentStatus.READY]):
+        for deployment in ready:
             if not deployment.go_live_pending:
                 continue
             project = self._store.project_by_id(deployment.project_id)
