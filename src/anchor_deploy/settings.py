@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import sys
@@ -14,6 +15,9 @@ from anchor_deploy.model.errors import InvalidInput
 
 DEFAULT_API_ADDR = "127.0.0.1:8400"
 DEFAULT_HTTP_ADDR = "127.0.0.1:8000"
+DEFAULT_HTTPS_ADDR = "127.0.0.1:8443"
+DEFAULT_DNS_ADDR = "127.0.0.1:8053"
+ISSUERS = ("internal", "acme")
 
 
 def parse_addr(value: str, setting: str) -> tuple[str, int]:
@@ -47,6 +51,21 @@ class Settings:
     idle_timeout: float = 300.0
     # Extra pip arguments for app builds, e.g. "--no-index --find-links /srv/wheels" for offline builds.
     pip_args: str = ""
+    # Custom domains
+    https_addr: str = DEFAULT_HTTPS_ADDR
+    edge_hostname: str = ""  # where a subdomain's routing CNAME points; default edge.<base domain>
+    edge_addresses: str = "127.0.0.1"  # A/AAAA for apex domains, comma-separated
+    dns_resolvers: str = ""  # host[:port],... used to poll DNS; empty: the system's resolvers
+    issuer: str = "internal"
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str = ""
+    acme_ca_bundle: str = ""  # extra trust for the ACME server's own HTTPS (a private CA such as pebble)
+    validation_zone: str = ""  # zone served by the platform's DNS server; default acme-validation.<base>
+    dns_addr: str = DEFAULT_DNS_ADDR  # the platform's authoritative DNS server (UDP and TCP)
+    validation_deadline: float = 72 * 3600.0
+    domain_check_min: float = 5.0
+    domain_check_max: float = 300.0
+    certificate_lifetime: float = 45 * 86400.0  # internal CA
     # Test-only fault injection, e.g. "rollback:after_commit" makes the process SIGKILL itself there.
     fault: str | None = None
 
@@ -69,6 +88,20 @@ class Settings:
             "health_timeout": "ANCHOR_HEALTH_TIMEOUT",
             "idle_timeout": "ANCHOR_IDLE_TIMEOUT",
             "pip_args": "ANCHOR_PIP_ARGS",
+            "https_addr": "ANCHOR_HTTPS_ADDR",
+            "edge_hostname": "ANCHOR_EDGE_HOSTNAME",
+            "edge_addresses": "ANCHOR_EDGE_ADDRESSES",
+            "dns_resolvers": "ANCHOR_DNS_RESOLVERS",
+            "issuer": "ANCHOR_ISSUER",
+            "acme_directory": "ANCHOR_ACME_DIRECTORY",
+            "acme_email": "ANCHOR_ACME_EMAIL",
+            "acme_ca_bundle": "ANCHOR_ACME_CA_BUNDLE",
+            "validation_zone": "ANCHOR_VALIDATION_ZONE",
+            "dns_addr": "ANCHOR_DNS_ADDR",
+            "validation_deadline": "ANCHOR_VALIDATION_DEADLINE",
+            "domain_check_min": "ANCHOR_DOMAIN_CHECK_MIN",
+            "domain_check_max": "ANCHOR_DOMAIN_CHECK_MAX",
+            "certificate_lifetime": "ANCHOR_CERTIFICATE_LIFETIME",
         }
         for attr, var in names.items():
             if env.get(var):
@@ -87,6 +120,10 @@ class Settings:
             ("build_timeout", float),
             ("health_timeout", float),
             ("idle_timeout", float),
+            ("validation_deadline", float),
+            ("domain_check_min", float),
+            ("domain_check_max", float),
+            ("certificate_lifetime", float),
         ):
             if attr in values:
                 try:
@@ -107,12 +144,63 @@ class Settings:
             self.build_timeout,
             self.health_timeout,
             self.idle_timeout,
+            self.validation_deadline,
+            self.domain_check_min,
+            self.domain_check_max,
+            self.certificate_lifetime,
         )
         if min(numbers) <= 0:
             raise InvalidInput("sizes, counts and timeouts in the settings must be positive")
         base = self.base_domain
         if not base or base != base.lower() or base.startswith(".") or base.endswith("."):
             raise InvalidInput(f"ANCHOR_BASE_DOMAIN must be a lowercase domain, got {base!r}")
+        parse_addr(self.https_addr, "ANCHOR_HTTPS_ADDR")
+        parse_addr(self.dns_addr, "ANCHOR_DNS_ADDR")
+        if self.issuer not in ISSUERS:
+            raise InvalidInput(f"ANCHOR_ISSUER must be one of {', '.join(ISSUERS)}, got {self.issuer!r}")
+        for address in self.edge_address_list:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError as exc:
+                raise InvalidInput(f"ANCHOR_EDGE_ADDRESSES must list IP addresses, got {address!r}") from exc
+        for resolver in self.resolver_list:
+            try:
+                ipaddress.ip_address(resolver[0])
+            except ValueError as exc:
+                raise InvalidInput(f"ANCHOR_DNS_RESOLVERS must list IP[:port], got {resolver[0]!r}") from exc
+
+    @property
+    def edge_host(self) -> str:
+        return self.edge_hostname or f"edge.{self.base_domain}"
+
+    @property
+    def validation_zone_name(self) -> str:
+        return (self.validation_zone or f"acme-validation.{self.base_domain}").rstrip(".").lower()
+
+    @property
+    def edge_address_list(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.edge_addresses.split(",") if a.strip())
+
+    @property
+    def resolver_list(self) -> tuple[tuple[str, int], ...]:
+        """(address, port) pairs; "127.0.0.1:5353" or "::1" (port 53) or "[::1]:5353"."""
+        found: list[tuple[str, int]] = []
+        for item in (r.strip() for r in self.dns_resolvers.split(",")):
+            if not item:
+                continue
+            if item.count(":") == 1 or item.startswith("["):
+                found.append(parse_addr(item, "ANCHOR_DNS_RESOLVERS"))
+            else:
+                found.append((item, 53))
+        return tuple(found)
+
+    @property
+    def https_port(self) -> int:
+        return parse_addr(self.https_addr, "ANCHOR_HTTPS_ADDR")[1]
+
+    def https_url(self, host: str) -> str:
+        port = self.https_port
+        return f"https://{host}" if port == 443 else f"https://{host}:{port}"
 
     @property
     def public_port(self) -> int:

@@ -26,6 +26,7 @@ HTML_PATH = r"(/|\.html?)$"
 EDGE_404_BODY = "404 Not Found: nothing is deployed at this address.\n"
 FILE_404_BODY = "404 Not Found\n"
 ID_MARKER_GLOB = "/dpl_*"
+WILDCARD = "{anchor_wild}"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,16 @@ class EdgePaths:
     alias_hosts: Path  # edge/a
     deployment_hosts: Path  # edge/d
     deployments: Path  # deployments/
+    custom_hosts: Path | None = None  # edge/c: custom domains, links to edge/a/<production host>
+
+
+@dataclass(frozen=True)
+class HttpsEdge:
+    """Custom domains over HTTPS: where to listen, and the loopback URL Caddy fetches certificates from."""
+
+    listen: str
+    port: int
+    certificate_url: str
 
 
 # The 404 page is an error response: answer it whole, never as a 304 or a partial 206.
@@ -146,7 +157,7 @@ def _not_found(body: str = EDGE_404_BODY) -> dict[str, Any]:
 
 
 def _host_kind_route(
-    host_root: Path, paths: EdgePaths, immutable: bool, workers: WorkerSockets
+    host_root: Path, paths: EdgePaths, immutable: bool, workers: WorkerSockets, host: str = HOST
 ) -> dict[str, Any]:
     return {
         # The glob lists the directory once, through the symlink; its result is used as is. A second look
@@ -155,7 +166,7 @@ def _host_kind_route(
         "match": [
             {
                 "file": {
-                    "root": f"{host_root}/{HOST}",
+                    "root": f"{host_root}/{host}",
                     "try_files": [ID_MARKER_GLOB],
                     "try_policy": "first_exist_fallback",
                 }
@@ -174,7 +185,72 @@ def _host_kind_route(
     }
 
 
-def edge_routes(paths: EdgePaths, workers: WorkerSockets) -> list[dict[str, Any]]:
+def _wildcard_parent() -> dict[str, Any]:
+    """{anchor_wild} = "_.<host minus its first label>": where a wildcard domain's link lives."""
+    return {
+        "handler": "map",
+        "source": HOST,
+        "destinations": [WILDCARD],
+        "mappings": [{"input_regexp": r"^[^.]+\.(.+)$", "outputs": ["_.${1}"]}],
+        "defaults": ["_"],
+    }
+
+
+def _custom_redirect(custom_root: Path, https_port: int) -> dict[str, Any]:
+    """Plain HTTP for a custom domain (exact or wildcard) answers with a permanent redirect to HTTPS."""
+    port = "" if https_port == 443 else f":{https_port}"
+    redirect = {
+        "handler": "static_response",
+        "status_code": 308,
+        "headers": {"Location": [f"https://{HOST}{port}{{http.request.uri}}"], "Cache-Control": ["no-store"]},
+    }
+    exists = [f"/{HOST}/{ID_MARKER_GLOB[1:]}", f"/{WILDCARD}/{ID_MARKER_GLOB[1:]}"]
+    return {
+        "handle": [
+            {
+                "handler": "subroute",
+                "routes": [
+                    {"handle": [_wildcard_parent()]},
+                    {
+                        "match": [{"file": {"root": str(custom_root), "try_files": exists}}],
+                        "handle": [redirect],
+                        "terminal": True,
+                    },
+                ],
+            }
+        ]
+    }
+
+
+def https_routes(paths: EdgePaths, workers: WorkerSockets) -> list[dict[str, Any]]:
+    """The HTTPS server serves custom domains only: the exact name's link, else the wildcard's."""
+    assert paths.custom_hosts is not None
+    return [
+        {
+            "match": [{"vars_regexp": {HOST: {"name": "host", "pattern": HOSTNAME_PATTERN}}}],
+            "handle": [
+                {
+                    "handler": "subroute",
+                    "routes": [
+                        {"handle": [_wildcard_parent()]},
+                        _host_kind_route(paths.custom_hosts, paths, False, workers),
+                        _host_kind_route(paths.custom_hosts, paths, False, workers, host=WILDCARD),
+                    ],
+                }
+            ],
+        },
+        {"handle": [_not_found()]},
+    ]
+
+
+def edge_routes(
+    paths: EdgePaths, workers: WorkerSockets, https_port: int | None = None
+) -> list[dict[str, Any]]:
+    custom = (
+        [_custom_redirect(paths.custom_hosts, https_port)]
+        if paths.custom_hosts is not None and https_port is not None
+        else []
+    )
     return [
         {
             # A strict lowercase hostname first: '..', '.', '' or 'a/b' never reach a file path.
@@ -185,6 +261,7 @@ def edge_routes(paths: EdgePaths, workers: WorkerSockets) -> list[dict[str, Any]
                     "routes": [  # production aliases first: they carry most of the traffic
                         _host_kind_route(paths.alias_hosts, paths, False, workers),
                         _host_kind_route(paths.deployment_hosts, paths, True, workers),
+                        *custom,
                     ],
                 }
             ],
@@ -194,21 +271,39 @@ def edge_routes(paths: EdgePaths, workers: WorkerSockets) -> list[dict[str, Any]
 
 
 def edge_config(
-    *, http_listen: str, admin_socket: Path, paths: EdgePaths, storage_root: Path, workers: WorkerSockets
+    *,
+    http_listen: str,
+    admin_socket: Path,
+    paths: EdgePaths,
+    storage_root: Path,
+    workers: WorkerSockets,
+    https: HttpsEdge | None = None,
 ) -> dict[str, Any]:
+    servers: dict[str, Any] = {
+        "edge": {
+            "listen": [http_listen],
+            "automatic_https": {"disable": True},
+            "routes": edge_routes(paths, workers, https.port if https else None),
+        }
+    }
+    apps: dict[str, Any] = {"http": {"servers": servers}}
+    if https is not None:
+        servers["edge_tls"] = {
+            "listen": [https.listen],
+            "automatic_https": {"disable": True},
+            "tls_connection_policies": [{}],
+            # The Host header must name the certificate's name: no reaching one domain through another's.
+            "strict_sni_host": True,
+            "routes": https_routes(paths, workers),
+        }
+        # Caddy asks for each handshake's certificate over loopback (not cached): installing or renewing a
+        # certificate is a file rename on our side, never a config reload.
+        apps["tls"] = {
+            "automation": {"policies": [{"get_certificate": [{"via": "http", "url": https.certificate_url}]}]}
+        }
     return {
         "admin": {"listen": f"unix/{admin_socket}", "config": {"persist": False}},
         "logging": {"logs": {"default": {"level": "WARN"}}},
         "storage": {"module": "file_system", "root": str(storage_root)},
-        "apps": {
-            "http": {
-                "servers": {
-                    "edge": {
-                        "listen": [http_listen],
-                        "automatic_https": {"disable": True},
-                        "routes": edge_routes(paths, workers),
-                    }
-                }
-            }
-        },
+        "apps": apps,
     }

@@ -78,3 +78,60 @@ class SymlinkEdge:
                     except OSError:
                         os.unlink(entry.path)  # not a symlink: nothing else belongs here
         return found
+
+
+_WILDCARD_LINK = "_."  # "*.example.com" is linked as "_.example.com": '*' would be a glob in Caddy's lookup
+
+
+class SymlinkDomainEdge:
+    """Custom domains: edge/c/<name> -> ../a/<production host>. A rollback moves the production host's
+    link only, and every custom domain of the project follows it in the same rename."""
+
+    def __init__(self, custom_root: Path, alias_root: Path) -> None:
+        self.root = custom_root
+        self._alias_root = alias_root
+        custom_root.mkdir(parents=True, exist_ok=True)
+
+    def _link(self, name: str) -> Path:
+        bare = name.removeprefix("*.")
+        if not is_valid_hostname(bare):
+            raise EdgeError(f"refusing to route invalid domain {name[:80]!r}")
+        return self.root / ((_WILDCARD_LINK + bare) if name.startswith("*.") else bare)
+
+    def attach(self, name: str, production_host: str) -> None:
+        link = self._link(name)
+        if not is_valid_hostname(production_host):
+            raise EdgeError(f"refusing to route to invalid host {production_host[:80]!r}")
+        target = os.path.relpath(self._alias_root / production_host, link.parent)
+        try:
+            if os.readlink(link) == target:
+                return
+        except OSError:
+            pass
+        tmp = link.parent / f".tmp-{secrets.token_hex(6)}"
+        try:
+            os.symlink(target, tmp)
+            os.replace(tmp, link)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise EdgeError(f"could not attach {name}: {exc}") from exc
+
+    def detach(self, name: str) -> None:
+        try:
+            self._link(name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise EdgeError(f"could not detach {name}: {exc}") from exc
+
+    def attached(self) -> Mapping[str, str]:
+        found: dict[str, str] = {}
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if entry.name.startswith(".tmp-"):
+                    os.unlink(entry.path)
+                    continue
+                name = "*." + entry.name[2:] if entry.name.startswith(_WILDCARD_LINK) else entry.name
+                try:
+                    found[name] = os.path.basename(os.readlink(entry.path))
+                except OSError:
+                    os.unlink(entry.path)
+        return found

@@ -1,5 +1,6 @@
 """A local certificate authority (the `internal` issuer): an EC P-256 root kept 0600 in the data dir, and
-short-lived leaf certificates for validated custom domains. Groundwork for custom domains: not wired yet."""
+short-lived leaf certificates for validated custom domains (the domain service issues only after it saw
+the validation CNAME)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from anchor_deploy.ports.domains import Certificate
 
 ROOT_LIFETIME = datetime.timedelta(days=3650)
 
@@ -111,3 +114,24 @@ class InternalCA:
         chain = cert.public_bytes(pem) + self._root.public_bytes(pem)
         key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         return IssuedCertificate(chain, key_pem, format(cert.serial_number, "x"), not_before, not_after)
+
+
+class InternalIssuer:
+    """The Issuer port on the local CA. Revocation is a no-op: a local CA publishes no CRL, and removing a
+    domain deletes its certificate and key."""
+
+    kind = "internal"
+
+    def __init__(self, ca: InternalCA, lifetime: datetime.timedelta) -> None:
+        self._ca = ca
+        self._lifetime = lifetime
+        self._issuer = ca._root.subject.rfc4514_string()
+
+    def issue(self, names: Sequence[str], validation_fqdn: str) -> Certificate:
+        issued = self._ca.issue(names, self._lifetime)
+        return Certificate(
+            issued.chain_pem, issued.key_pem, issued.serial, issued.not_before, issued.not_after, self._issuer
+        )
+
+    def revoke(self, chain_pem: bytes) -> None:
+        return None

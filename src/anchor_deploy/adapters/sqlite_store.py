@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from anchor_deploy.model.apps import parse_app_config
+from anchor_deploy.model.domains import CdnStatus, CertificateStatus, DnsStatus, Domain, IssuedInfo
 from anchor_deploy.model.entities import (
     AliasMove,
     Deployment,
@@ -25,7 +26,13 @@ from anchor_deploy.model.entities import (
     Token,
     can_transition,
 )
-from anchor_deploy.model.errors import Conflict, DeploymentNotFound, NameTaken, ProjectNotFound
+from anchor_deploy.model.errors import (
+    Conflict,
+    DeploymentNotFound,
+    DomainTaken,
+    NameTaken,
+    ProjectNotFound,
+)
 from anchor_deploy.model.manifest import ManifestFile
 
 SCHEMA = """
@@ -95,7 +102,36 @@ CREATE TABLE IF NOT EXISTS env_vars (
     updated_at REAL NOT NULL,
     PRIMARY KEY (project_id, key)
 );
+CREATE TABLE IF NOT EXISTS domains (
+    name TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    validation_label TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    certificate_status TEXT NOT NULL,
+    cdn_status TEXT NOT NULL,
+    dns_status TEXT NOT NULL,
+    status_reason TEXT NOT NULL,
+    cert_serial TEXT,
+    cert_issuer TEXT,
+    cert_not_before REAL,
+    cert_not_after REAL,
+    cert_chain BLOB,
+    cert_key BLOB,
+    validation_deadline REAL NOT NULL,
+    last_checked_at REAL,
+    next_check_at REAL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    deleting INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS domains_by_project ON domains(project_id);
+CREATE INDEX IF NOT EXISTS domains_by_next_check ON domains(next_check_at);
 """
+
+_DOMAIN_COLUMNS = (
+    "name, project_id, validation_label, created_at, certificate_status, cdn_status, dns_status, "
+    "status_reason, cert_serial, cert_issuer, cert_not_before, cert_not_after, validation_deadline, "
+    "last_checked_at, next_check_at, failures, deleting"
+)
 
 _DEPLOYMENT_COLUMNS = (
     "id, project_id, status, target, created_at, ready_at, error, meta, file_count, total_size, created_by, "
@@ -151,6 +187,30 @@ def _move(row: sqlite3.Row) -> AliasMove:
         MoveReason(row["reason"]),
         row["token_name"],
         row["at"],
+    )
+
+
+def _domain(row: sqlite3.Row) -> Domain:
+    certificate = None
+    if row["cert_serial"] is not None:
+        certificate = IssuedInfo(
+            row["cert_serial"], row["cert_issuer"], row["cert_not_before"], row["cert_not_after"]
+        )
+    return Domain(
+        name=row["name"],
+        project_id=row["project_id"],
+        validation_label=row["validation_label"],
+        created_at=row["created_at"],
+        certificate_status=CertificateStatus(row["certificate_status"]),
+        cdn_status=CdnStatus(row["cdn_status"]),
+        dns_status=DnsStatus(row["dns_status"]),
+        status_reason=row["status_reason"],
+        certificate=certificate,
+        validation_deadline=row["validation_deadline"],
+        last_checked_at=row["last_checked_at"],
+        next_check_at=row["next_check_at"],
+        failures=row["failures"],
+        deleting=bool(row["deleting"]),
     )
 
 
@@ -458,3 +518,98 @@ class SqliteStore:
     def project_hosts(self, project_id: str) -> list[HostRoute]:
         rows = self._db().execute("SELECT * FROM hosts WHERE project_id = ? ORDER BY host", (project_id,))
         return [HostRoute(r[0], HostKind(r[1]), r[2], r[3]) for r in rows]
+
+    # -- custom domains ----------------------------------------------------------------------------
+    def add_domain(self, domain: Domain) -> None:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM domains WHERE name = ?", (domain.name,)).fetchone():
+                raise DomainTaken(f"{domain.name} is already added to a project; remove it there first")
+            if not db.execute("SELECT 1 FROM projects WHERE id = ?", (domain.project_id,)).fetchone():
+                raise ProjectNotFound(f"project {domain.project_id} not found")
+            db.execute(
+                f"INSERT INTO domains ({_DOMAIN_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                (
+                    domain.name,
+                    domain.project_id,
+                    domain.validation_label,
+                    domain.created_at,
+                    *self._domain_state(domain),
+                ),
+            )
+
+    @staticmethod
+    def _domain_state(d: Domain) -> tuple[Any, ...]:
+        cert = d.certificate
+        return (
+            d.certificate_status.value,
+            d.cdn_status.value,
+            d.dns_status.value,
+            d.status_reason,
+            cert.serial if cert else None,
+            cert.issuer if cert else None,
+            cert.not_before if cert else None,
+            cert.not_after if cert else None,
+            d.validation_deadline,
+            d.last_checked_at,
+            d.next_check_at,
+            d.failures,
+            int(d.deleting),
+        )
+
+    def domain(self, name: str) -> Domain | None:
+        row = self._one(f"SELECT {_DOMAIN_COLUMNS} FROM domains WHERE name = ?", name)
+        return None if row is None else _domain(row)
+
+    def project_domains(self, project_id: str) -> list[Domain]:
+        sql = f"SELECT {_DOMAIN_COLUMNS} FROM domains WHERE project_id = ? ORDER BY name"
+        return [_domain(r) for r in self._db().execute(sql, (project_id,))]
+
+    def all_domains(self) -> list[Domain]:
+        return [
+            _domain(r) for r in self._db().execute(f"SELECT {_DOMAIN_COLUMNS} FROM domains ORDER BY name")
+        ]
+
+    def domains_due(self, now: float, limit: int = 100) -> list[Domain]:
+        sql = (
+            f"SELECT {_DOMAIN_COLUMNS} FROM domains WHERE next_check_at IS NOT NULL AND next_check_at <= ? "
+            "ORDER BY next_check_at LIMIT ?"
+        )
+        return [_domain(r) for r in self._db().execute(sql, (now, limit))]
+
+    def next_domain_check(self) -> float | None:
+        row = self._one("SELECT MIN(next_check_at) FROM domains WHERE next_check_at IS NOT NULL")
+        return None if row is None or row[0] is None else float(row[0])
+
+    def save_domain(self, domain: Domain, certificate: tuple[bytes, bytes] | None = None) -> bool:
+        columns = (
+            "certificate_status = ?, cdn_status = ?, dns_status = ?, status_reason = ?, cert_serial = ?, "
+            "cert_issuer = ?, cert_not_before = ?, cert_not_after = ?, validation_deadline = ?, "
+            "last_checked_at = ?, next_check_at = ?, failures = ?, deleting = ?"
+        )
+        args: tuple[Any, ...] = self._domain_state(domain)
+        if certificate is not None:
+            columns += ", cert_chain = ?, cert_key = ?"
+            args += certificate
+        elif domain.certificate is None:
+            columns += ", cert_chain = NULL, cert_key = NULL"
+        with self._write() as db:
+            cursor = db.execute(
+                f"UPDATE domains SET {columns} WHERE name = ? AND project_id = ? AND deleting = 0",
+                (*args, domain.name, domain.project_id),
+            )
+            return cursor.rowcount == 1
+
+    def mark_domain_deleting(self, name: str) -> Domain | None:
+        with self._write() as db:
+            db.execute("UPDATE domains SET deleting = 1, next_check_at = ? WHERE name = ?", (0.0, name))
+        return self.domain(name)
+
+    def domain_certificate(self, name: str) -> tuple[bytes, bytes] | None:
+        row = self._one("SELECT cert_chain, cert_key FROM domains WHERE name = ?", name)
+        if row is None or row[0] is None:
+            return None
+        return bytes(row[0]), bytes(row[1])
+
+    def delete_domain(self, name: str) -> bool:
+        with self._write() as db:
+            return db.execute("DELETE FROM domains WHERE name = ?", (name,)).rowcount == 1

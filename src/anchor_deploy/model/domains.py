@@ -120,3 +120,101 @@ def _is_ip(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+VALIDATION_PREFIX = "_acme-challenge."
+LABEL_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+RENEW_AT = 2 / 3  # of a certificate's lifetime, as Let's Encrypt moves to 45-day certificates
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    type: str
+    name: str
+    value: str
+    purpose: str  # "validation" | "routing"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class IssuedInfo:
+    serial: str
+    issuer: str
+    not_before: float
+    not_after: float
+
+    def renew_after(self) -> float:
+        return self.not_before + (self.not_after - self.not_before) * RENEW_AT
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A custom domain of one project. The row is the source of truth; the certificate files and the edge
+    entries are made to match it."""
+
+    name: str  # A-label form, "*.example.com" for a wildcard
+    project_id: str
+    validation_label: str  # "<label>.<validation zone>" is where _acme-challenge.<name> must point
+    created_at: float
+    certificate_status: CertificateStatus = CertificateStatus.PENDING_VALIDATION
+    cdn_status: CdnStatus = CdnStatus.PENDING
+    dns_status: DnsStatus = DnsStatus.UNKNOWN
+    status_reason: str = ""
+    certificate: IssuedInfo | None = None
+    validation_deadline: float = 0.0
+    last_checked_at: float | None = None
+    next_check_at: float | None = 0.0  # None: nothing to do until the user retries
+    failures: int = 0  # consecutive failed steps (issuance, attach, renewal): drives the backoff
+    deleting: bool = False
+
+    @property
+    def base_name(self) -> str:
+        """The name without a leading ``*.``: where the validation and routing records live."""
+        return self.name.removeprefix("*.")
+
+    @property
+    def challenge_name(self) -> str:
+        return VALIDATION_PREFIX + self.base_name
+
+    def validation_target(self, zone: str) -> str:
+        return f"{self.validation_label}.{zone}"
+
+
+def to_unicode_name(name: str, to_unicode: Callable[[str], str]) -> str:
+    labels = name.split(".")
+    try:
+        return ".".join(to_unicode(label) if label.startswith("xn--") else label for label in labels)
+    except ValueError:
+        return name
+
+
+def dns_records(
+    domain: Domain, zone: str, edge_hostname: str, edge_addresses: tuple[str, ...]
+) -> list[DnsRecord]:
+    """The records the user adds at their DNS provider: one validation CNAME for the life of the domain
+    (renewals use it too), and the routing record(s) that send visitors to the edge."""
+    records = [
+        DnsRecord(
+            "CNAME",
+            domain.challenge_name,
+            domain.validation_target(zone),
+            "validation",
+            "keep it: certificate renewals use it",
+        )
+    ]
+    routed = domain.name if domain.name.startswith("*.") else domain.base_name
+    apex = DomainName(domain.name, domain.name).is_apex
+    if apex:
+        for address in edge_addresses:
+            kind = "AAAA" if ":" in address else "A"
+            records.append(
+                DnsRecord(kind, routed, address, "routing", "an ALIAS/ANAME record to the edge works too")
+            )
+    else:
+        records.append(DnsRecord("CNAME", routed, edge_hostname, "routing"))
+    return records
+
+
+def backoff(failures: int, fastest: float, slowest: float) -> float:
+    """Seconds until the next check: fast at first, doubling, capped."""
+    return float(min(slowest, fastest * (2 ** min(failures, 30))))

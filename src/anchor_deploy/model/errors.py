@@ -8,15 +8,19 @@ AnchorError
 ├── Forbidden (403)               token limited to another project
 ├── NotFound (404)
 │   ├── ProjectNotFound
-│   └── DeploymentNotFound
+│   ├── DeploymentNotFound
+│   └── DomainNotFound
 ├── Conflict (409)
 │   ├── MissingFiles              manifest references blobs the server lacks
 │   ├── NameTaken
 │   ├── NoRollbackTarget
-│   └── DeploymentNotReady
+│   ├── DeploymentNotReady
+│   ├── DomainTaken              another project holds the custom domain
+│   └── DomainNotRetryable       retry is only for FAILED or VALIDATION_TIMED_OUT
 ├── BlobRejected (400/413)        digest mismatch, too large
 ├── EdgeError (503)               the data plane could not be changed (the reconciler retries)
-└── BuildFailed / WorkerFailed    an app's build or worker failed (recorded on the deployment)
+├── BuildFailed / WorkerFailed    an app's build or worker failed (recorded on the deployment)
+└── IssuanceFailed                a certificate authority refused or failed (recorded on the domain)
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ class DeploymentNotFound(NotFound):
     code = "deployment_not_found"
 
 
+class DomainNotFound(NotFound):
+    code = "domain_not_found"
+
+
 class Conflict(AnchorError):
     code = "conflict"
     status = 409
@@ -92,6 +100,14 @@ class NoRollbackTarget(Conflict):
 
 class DeploymentNotReady(Conflict):
     code = "deployment_not_ready"
+
+
+class DomainTaken(Conflict):
+    code = "domain_taken"
+
+
+class DomainNotRetryable(Conflict):
+    code = "domain_not_retryable"
 
 
 class BlobRejected(AnchorError):
@@ -117,3 +133,10 @@ class BuildFailed(AnchorError):
 class WorkerFailed(AnchorError):
     code = "worker_failed"
     status = 503
+
+
+class IssuanceFailed(AnchorError):
+    """A certificate could not be issued (or revoked); the message is shown as the domain's statusReason."""
+
+    code = "issuance_failed"
+    status = 502

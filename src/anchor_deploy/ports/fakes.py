@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from anchor_deploy.model.apps import AppConfig
+from anchor_deploy.model.domains import Domain
 from anchor_deploy.model.entities import (
     AliasMove,
     Deployment,
@@ -33,6 +34,7 @@ from anchor_deploy.model.errors import (
     BlobTooLarge,
     Conflict,
     DeploymentNotFound,
+    DomainTaken,
     EdgeError,
     NameTaken,
     ProjectNotFound,
@@ -69,6 +71,7 @@ class FakeStore:
         self._seq = itertools.count(1)
         self._move_ids = itertools.count(1)
         self._env: dict[tuple[str, str], tuple[bytes, bool, float]] = {}
+        self._domains: dict[str, tuple[Domain, tuple[bytes, bytes] | None]] = {}
 
     # -- tokens ------------------------------------------------------------------------------------
     def add_token(self, token: Token, secret_hash: str) -> None:
@@ -133,6 +136,7 @@ class FakeStore:
             self._history = [m for m in self._history if m.project_id != project_id]
             self._tokens = {h: t for h, t in self._tokens.items() if t.project_id != project_id}
             self._env = {k: v for k, v in self._env.items() if k[0] != project_id}
+            self._domains = {k: v for k, v in self._domains.items() if v[0].project_id != project_id}
             return released
 
     # -- deployments -------------------------------------------------------------------------------
@@ -313,6 +317,71 @@ class FakeStore:
             return sorted(
                 (r for r in self._hosts.values() if r.project_id == project_id), key=lambda r: r.host
             )
+
+    # -- custom domains ----------------------------------------------------------------------------
+    def add_domain(self, domain: Domain) -> None:
+        with self._lock:
+            if domain.name in self._domains:
+                raise DomainTaken(f"{domain.name} is already added to a project; remove it there first")
+            if domain.project_id not in self._projects:
+                raise ProjectNotFound(f"project {domain.project_id} not found")
+            self._domains[domain.name] = (domain, None)
+
+    def domain(self, name: str) -> Domain | None:
+        with self._lock:
+            found = self._domains.get(name)
+            return None if found is None else found[0]
+
+    def project_domains(self, project_id: str) -> list[Domain]:
+        with self._lock:
+            return sorted((d for d, _ in self._domains.values() if d.project_id == project_id), key=_name)
+
+    def all_domains(self) -> list[Domain]:
+        with self._lock:
+            return sorted((d for d, _ in self._domains.values()), key=_name)
+
+    def domains_due(self, now: float, limit: int = 100) -> list[Domain]:
+        with self._lock:
+            due = [
+                d for d, _ in self._domains.values() if d.next_check_at is not None and d.next_check_at <= now
+            ]
+            return sorted(due, key=lambda d: d.next_check_at or 0.0)[:limit]
+
+    def next_domain_check(self) -> float | None:
+        with self._lock:
+            times = [d.next_check_at for d, _ in self._domains.values() if d.next_check_at is not None]
+            return min(times) if times else None
+
+    def save_domain(self, domain: Domain, certificate: tuple[bytes, bytes] | None = None) -> bool:
+        with self._lock:
+            found = self._domains.get(domain.name)
+            if found is None or found[0].deleting or found[0].project_id != domain.project_id:
+                return False
+            kept = certificate if certificate is not None else (found[1] if domain.certificate else None)
+            self._domains[domain.name] = (domain, kept)
+            return True
+
+    def mark_domain_deleting(self, name: str) -> Domain | None:
+        with self._lock:
+            found = self._domains.get(name)
+            if found is None:
+                return None
+            marked = dataclasses.replace(found[0], deleting=True, next_check_at=0.0)
+            self._domains[name] = (marked, found[1])
+            return marked
+
+    def domain_certificate(self, name: str) -> tuple[bytes, bytes] | None:
+        with self._lock:
+            found = self._domains.get(name)
+            return None if found is None else found[1]
+
+    def delete_domain(self, name: str) -> bool:
+        with self._lock:
+            return self._domains.pop(name, None) is not None
+
+
+def _name(domain: Domain) -> str:
+    return domain.name
 
 
 class FakeBlobStore:

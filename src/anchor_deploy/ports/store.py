@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from anchor_deploy.model.domains import Domain
 from anchor_deploy.model.entities import (
     AliasMove,
     Deployment,
@@ -125,6 +126,37 @@ class HostRepository(Protocol):
     def project_hosts(self, project_id: str) -> list[HostRoute]: ...
 
 
+class DomainRepository(Protocol):
+    def add_domain(self, domain: Domain) -> None:
+        """Claim the name for the domain's project; DomainTaken if any project holds it."""
+        ...
+
+    def domain(self, name: str) -> Domain | None: ...
+
+    def project_domains(self, project_id: str) -> list[Domain]: ...
+
+    def all_domains(self) -> list[Domain]: ...
+
+    def domains_due(self, now: float, limit: int = 100) -> list[Domain]:
+        """Domains whose next check is due (deleting ones included), the most overdue first."""
+        ...
+
+    def next_domain_check(self) -> float | None: ...
+
+    def save_domain(self, domain: Domain, certificate: tuple[bytes, bytes] | None = None) -> bool:
+        """Update a domain's state (and, if given, its certificate chain and sealed key) unless it was
+        deleted or marked for deletion meanwhile; False then."""
+        ...
+
+    def mark_domain_deleting(self, name: str) -> Domain | None: ...
+
+    def domain_certificate(self, name: str) -> tuple[bytes, bytes] | None:
+        """(chain PEM, sealed key) of the domain's current certificate."""
+        ...
+
+    def delete_domain(self, name: str) -> bool: ...
+
+
 class Store(
     TokenRepository,
     ProjectRepository,
@@ -133,6 +165,7 @@ class Store(
     HostRepository,
     BuildLogRepository,
     EnvRepository,
+    DomainRepository,
     Protocol,
 ):
     """All repositories of one database."""

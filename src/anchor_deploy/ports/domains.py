@@ -1,0 +1,115 @@
+"""Ports for custom domains: DNS lookups, the validation zone, certificate issuers, the served certificates,
+the edge's custom-domain hosts and the TLS probe that proves a name is served."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Certificate:
+    chain_pem: bytes  # leaf first, then intermediates (and for the internal CA its root)
+    key_pem: bytes
+    serial: str  # hex, lowercase
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+    issuer: str  # the issuer's distinguished name as shown to users
+
+
+class Issuer(Protocol):
+    """Gets certificates issued for names whose ``_acme-challenge`` CNAME points at ``validation_fqdn``."""
+
+    kind: str  # "internal" or "acme"
+
+    def issue(self, names: Sequence[str], validation_fqdn: str) -> Certificate:
+        """Blocking; IssuanceFailed with a readable reason when the authority refuses or times out."""
+        ...
+
+    def revoke(self, chain_pem: bytes) -> None:
+        """Revoke a certificate this issuer issued; IssuanceFailed if the authority refuses."""
+        ...
+
+
+class ValidationZone(Protocol):
+    """TXT records the platform publishes in its own validation zone (answered by its DNS server)."""
+
+    zone: str
+
+    def publish(self, fqdn: str, values: Sequence[str]) -> None:
+        """Replace the TXT set at ``fqdn`` (a name inside ``zone``)."""
+        ...
+
+    def withdraw(self, fqdn: str) -> None:
+        """Remove every TXT at ``fqdn``; idempotent."""
+        ...
+
+    def published(self) -> Mapping[str, tuple[str, ...]]: ...
+
+
+class DnsOutcome(enum.StrEnum):
+    OK = "ok"
+    NXDOMAIN = "nxdomain"  # the name does not exist
+    NODATA = "nodata"  # the name exists, without records of that type
+    ERROR = "error"  # timeout, refused, SERVFAIL: says nothing about the records
+
+
+@dataclass(frozen=True)
+class DnsAnswer:
+    outcome: DnsOutcome
+    values: tuple[str, ...] = ()  # lowercase names without the trailing dot, or addresses, or CAA text
+    detail: str = ""  # for ERROR: what went wrong, in words
+
+    def describe(self) -> str:
+        if self.outcome == DnsOutcome.OK:
+            return ", ".join(self.values)
+        if self.outcome == DnsOutcome.NXDOMAIN:
+            return "nothing (the name does not exist)"
+        if self.outcome == DnsOutcome.NODATA:
+            return "nothing (no record of that type)"
+        return f"no answer ({self.detail})"
+
+
+class DnsLookup(Protocol):
+    def query(self, name: str, rdtype: str) -> DnsAnswer:
+        """One lookup of ``rdtype`` (CNAME, A, AAAA, CAA) at ``name``, never raising."""
+        ...
+
+
+class ServedCertificates(Protocol):
+    """The certificates the edge hands out by SNI (a PEM bundle per name, keys kept 0600)."""
+
+    def put(self, name: str, certificate: Certificate) -> None:
+        """Install or replace atomically: a handshake sees the old or the new bundle, never a mix."""
+        ...
+
+    def remove(self, name: str) -> None: ...
+
+    def names(self) -> list[str]: ...
+
+    def serial(self, name: str) -> str | None:
+        """The serial of the installed certificate, or None."""
+        ...
+
+
+class DomainEdge(Protocol):
+    """Custom domains at the edge: ``name`` serves whatever ``production_host`` serves, following every
+    rollback without being touched itself."""
+
+    def attach(self, name: str, production_host: str) -> None: ...
+
+    def detach(self, name: str) -> None: ...
+
+    def attached(self) -> Mapping[str, str]:
+        """name -> production host, as the edge has it now."""
+        ...
+
+
+class TlsProbe(Protocol):
+    def served_serial(self, name: str) -> str:
+        """Handshake with the edge for ``name`` and return the serial of the leaf it presented; raise
+        OSError (with a readable message) if the handshake fails."""
+        ...

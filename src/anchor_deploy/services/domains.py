@@ -1,0 +1,514 @@
+"""Custom domains: claim a name, show its DNS records, poll DNS until the validation CNAME is seen, get a
+certificate issued, attach the name to the edge, renew at two thirds of the lifetime, remove cleanly.
+
+The domain row is the source of truth. Every step saves what it found (``statusReason`` is never empty
+while something is pending) and when to look again; the certificate files and the edge links are data
+planes that ``converge`` makes match the rows, so a crash at any point ends in the same state."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from anchor_deploy.model.domains import (
+    LABEL_ALPHABET,
+    CdnStatus,
+    CertificateStatus,
+    DnsRecord,
+    DnsStatus,
+    Domain,
+    DomainName,
+    IssuedInfo,
+    backoff,
+    dns_records,
+    parse_domain_name,
+)
+from anchor_deploy.model.entities import Project
+from anchor_deploy.model.errors import (
+    DomainNotFound,
+    DomainNotRetryable,
+    EdgeError,
+    IssuanceFailed,
+)
+from anchor_deploy.model.names import production_host
+from anchor_deploy.ports import Store
+from anchor_deploy.ports.domains import (
+    Certificate,
+    DnsAnswer,
+    DnsLookup,
+    DnsOutcome,
+    DomainEdge,
+    Issuer,
+    ServedCertificates,
+    TlsProbe,
+    ValidationZone,
+)
+from anchor_deploy.ports.runtime import SecretBox
+
+log = logging.getLogger(__name__)
+
+ISSUE_ATTEMPTS = 3  # consecutive issuance failures before FAILED (then only a retry restarts it)
+REFUSED = "the certificate authority refused:"
+RECHECK = 3600.0  # an active domain's DNS routing is looked at again every hour
+_SERVED = (CertificateStatus.ISSUED, CertificateStatus.EXPIRED)
+_RETRYABLE = (CertificateStatus.FAILED, CertificateStatus.VALIDATION_TIMED_OUT)
+
+
+@dataclass(frozen=True)
+class DomainSettings:
+    base_domain: str
+    validation_zone: str
+    edge_hostname: str
+    edge_addresses: tuple[str, ...]
+    validation_deadline: float = 72 * 3600.0
+    check_min: float = 5.0
+    check_max: float = 300.0
+    caa_identity: str = ""  # the CA's CAA domain ("letsencrypt.org"); empty: no CAA warning
+
+
+@dataclass(frozen=True)
+class DomainView:
+    """A domain with what the API shows beside it."""
+
+    domain: Domain
+    unicode_name: str
+    records: list[DnsRecord]
+
+
+@dataclass
+class DomainService:
+    store: Store
+    lookup: DnsLookup
+    issuer: Issuer
+    certificates: ServedCertificates
+    edge: DomainEdge
+    probe: TlsProbe
+    box: SecretBox
+    settings: DomainSettings
+    clock: Callable[[], float]
+    to_ascii: Callable[[str], str]
+    to_unicode: Callable[[str], str]
+    zone: ValidationZone | None = None
+    on_change: Callable[[], None] = lambda: None  # wakes the worker
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- API use cases -----------------------------------------------------------------------------
+    def parse(self, raw: object) -> DomainName:
+        return parse_domain_name(raw, self.settings.base_domain, self.to_ascii, self.to_unicode)
+
+    def view(self, domain: Domain) -> DomainView:
+        s = self.settings
+        unicode_name = self.parse(domain.name).unicode
+        records = dns_records(domain, s.validation_zone, s.edge_hostname, s.edge_addresses)
+        return DomainView(domain, unicode_name, records)
+
+    def add(self, project: Project, raw_name: object) -> DomainView:
+        name = self.parse(raw_name)
+        now = self.clock()
+        label = "".join(secrets.choice(LABEL_ALPHABET) for _ in range(20))
+        domain = Domain(
+            name=name.ascii,
+            project_id=project.id,
+            validation_label=label,
+            created_at=now,
+            validation_deadline=now + self.settings.validation_deadline,
+            next_check_at=now,
+        )
+        domain = replace(domain, status_reason=self._waiting_reason(domain, None))
+        self.store.add_domain(domain)
+        self.on_change()
+        return self.view(domain)
+
+    def list_domains(self, project: Project) -> list[DomainView]:
+        return [self.view(d) for d in self.store.project_domains(project.id) if not d.deleting]
+
+    def _own(self, project: Project, raw_name: object) -> Domain:
+        name = self.parse(raw_name).ascii
+        domain = self.store.domain(name)
+        if domain is None or domain.project_id != project.id or domain.deleting:
+            raise DomainNotFound(f"domain {name} is not added to project {project.name!r}")
+        return domain
+
+    def get(self, project: Project, raw_name: object, check: bool = True) -> DomainView:
+        """The domain; a pending one gets one check at once (as the seed's GET does)."""
+        domain = self._own(project, raw_name)
+        if check and domain.certificate_status == CertificateStatus.PENDING_VALIDATION:
+            self.step(domain.name, wait=False)
+            domain = self._own(project, raw_name)
+        return self.view(domain)
+
+    def retry(self, project: Project, raw_name: object) -> DomainView:
+        domain = self._own(project, raw_name)
+        if domain.certificate_status not in _RETRYABLE and domain.cdn_status != CdnStatus.FAILED:
+            raise DomainNotRetryable(
+                f"{domain.name} is {domain.certificate_status.value} (cdn {domain.cdn_status.value}); "
+                "retry is for FAILED or VALIDATION_TIMED_OUT certificates and failed edge attachments"
+            )
+        now = self.clock()
+        if domain.certificate_status in _RETRYABLE:
+            domain = replace(
+                domain,
+                certificate_status=CertificateStatus.PENDING_VALIDATION,
+                validation_deadline=now + self.settings.validation_deadline,
+                status_reason="retrying: " + self._waiting_reason(domain, None),
+            )
+        domain = replace(domain, failures=0, next_check_at=now)
+        self.store.save_domain(domain)
+        self.on_change()
+        self.step(domain.name, wait=False)
+        return self.view(self.store.domain(domain.name) or domain)
+
+    def remove(self, project: Project, raw_name: object) -> DomainView:
+        """Stop serving the name, delete its certificate (revoking an ACME one), withdraw its TXT, release
+        the name. Returns the domain as it was, for the records the user may now delete."""
+        domain = self._own(project, raw_name)
+        view = self.view(domain)
+        marked = self.store.mark_domain_deleting(domain.name)
+        if marked is not None:
+            with self._lock(domain.name):
+                self._finish_removal(marked)
+        return view
+
+    # -- the state machine -------------------------------------------------------------------------
+    def _lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def step(self, name: str, wait: bool = True) -> None:
+        """One check of one domain; skipped (wait=False) if another thread is checking it now."""
+        lock = self._lock(name)
+        if not lock.acquire(blocking=wait):
+            return
+        try:
+            domain = self.store.domain(name)
+            if domain is None:
+                return
+            if domain.deleting:
+                self._finish_removal(domain)
+            elif domain.certificate_status == CertificateStatus.PENDING_VALIDATION:
+                self._validate(domain)
+            elif domain.certificate_status in _SERVED:
+                self._maintain(domain)
+        finally:
+            lock.release()
+
+    def run_due(self, pool: ThreadPoolExecutor | None = None, limit: int = 200) -> int:
+        due = self.store.domains_due(self.clock(), limit)
+        if pool is None:
+            for domain in due:
+                self._safe_step(domain.name)
+        else:
+            list(pool.map(self._safe_step, [d.name for d in due]))
+        return len(due)
+
+    def _safe_step(self, name: str) -> None:
+        try:
+            self.step(name)
+        except Exception:
+            log.exception("checking domain %s failed; it is looked at again later", name)
+            domain = self.store.domain(name)
+            if domain is not None and not domain.deleting:
+                self.store.save_domain(replace(domain, next_check_at=self.clock() + self.settings.check_max))
+
+    def _later(self, failures: int) -> float:
+        return self.clock() + backoff(failures, self.settings.check_min, self.settings.check_max)
+
+    def _waiting_reason(self, domain: Domain, found: DnsAnswer | None) -> str:
+        target = domain.validation_target(self.settings.validation_zone)
+        if found is None:
+            return f"waiting for the validation record: add CNAME {domain.challenge_name} -> {target}"
+        if found.outcome == DnsOutcome.OK:
+            return (
+                f"CNAME {domain.challenge_name} points to {found.describe()} at the resolver; "
+                f"it must point to {target}"
+            )
+        return f"CNAME {domain.challenge_name} not found at the resolver; found {found.describe()}"
+
+    def _validate(self, domain: Domain) -> None:
+        now = self.clock()
+        if now >= domain.validation_deadline:
+            hours = self.settings.validation_deadline / 3600
+            reason = (
+                f"the validation record was not seen within {hours:g} h "
+                f"(last check: {domain.status_reason}); fix the record, then retry"
+            )
+            self._save(
+                domain,
+                certificate_status=CertificateStatus.VALIDATION_TIMED_OUT,
+                status_reason=reason,
+                next_check_at=None,
+            )
+            return
+        found = self.lookup.query(domain.challenge_name, "CNAME")
+        dns_status, routing_note = self._routing(domain)
+        target = domain.validation_target(self.settings.validation_zone)
+        checked = replace(domain, dns_status=dns_status, last_checked_at=now)
+        if found.outcome != DnsOutcome.OK or target not in found.values:
+            reason = self._waiting_reason(domain, found) + self._caa_note(domain)
+            self._save(
+                checked,
+                status_reason=reason,
+                failures=domain.failures + 1,
+                next_check_at=self._later(domain.failures),
+            )
+            return
+        try:
+            certificate = self.issuer.issue([domain.name], target)
+        except IssuanceFailed as exc:
+            # Consecutive refusals (not DNS misses) count toward FAILED.
+            failures = domain.failures + 1 if domain.status_reason.startswith(REFUSED) else 1
+            if failures >= ISSUE_ATTEMPTS:
+                self._save(
+                    checked,
+                    certificate_status=CertificateStatus.FAILED,
+                    status_reason=f"{REFUSED} {exc.message}; fix it, then retry",
+                    failures=failures,
+                    next_check_at=None,
+                )
+            else:
+                self._save(
+                    checked,
+                    status_reason=f"{REFUSED} {exc.message}; trying again",
+                    failures=failures,
+                    next_check_at=self._later(failures),
+                )
+            return
+        issued = self._store_certificate(checked, certificate, routing_note)
+        if issued is not None:
+            self._attach(issued)
+
+    def _store_certificate(self, domain: Domain, certificate: Certificate, note: str) -> Domain | None:
+        info = IssuedInfo(
+            certificate.serial,
+            certificate.issuer,
+            certificate.not_before.timestamp(),
+            certificate.not_after.timestamp(),
+        )
+        issued = replace(
+            domain,
+            certificate_status=CertificateStatus.ISSUED,
+            certificate=info,
+            status_reason=note,
+            failures=0,
+        )
+        sealed = (certificate.chain_pem, self.box.seal(certificate.key_pem))
+        if not self.store.save_domain(issued, sealed):
+            # Removed while the CA was working: this certificate must not outlive the domain.
+            self._revoke_quietly(certificate.chain_pem)
+            return None
+        return issued
+
+    def _attach(self, domain: Domain) -> None:
+        """Install the certificate and the edge link, then prove it with a real handshake."""
+        try:
+            self._install(domain)
+            served = self.probe.served_serial(self._probe_name(domain))
+        except (OSError, EdgeError) as exc:
+            self._cdn_failed(domain, str(exc))
+            return
+        assert domain.certificate is not None
+        if served != domain.certificate.serial:
+            self._cdn_failed(domain, f"the edge served certificate {served}, not {domain.certificate.serial}")
+            return
+        self._save(domain, cdn_status=CdnStatus.ACTIVE, failures=0, next_check_at=self._next_routine(domain))
+
+    def _cdn_failed(self, domain: Domain, why: str) -> None:
+        failures = domain.failures + 1
+        self._save(
+            domain,
+            cdn_status=CdnStatus.FAILED,
+            status_reason=f"the edge could not serve {domain.name} over HTTPS yet: {why}; retrying",
+            failures=failures,
+            next_check_at=self._later(failures),
+        )
+
+    def _install(self, domain: Domain) -> None:
+        assert domain.certificate is not None
+        if self.certificates.serial(domain.name) != domain.certificate.serial:
+            stored = self.store.domain_certificate(domain.name)
+            if stored is None:
+                raise OSError("the certificate is missing from the database")
+            chain, sealed_key = stored
+            info = domain.certificate
+            self.certificates.put(
+                domain.name,
+                Certificate(
+                    chain,
+                    self.box.open(sealed_key),
+                    info.serial,
+                    datetime.datetime.fromtimestamp(info.not_before, datetime.UTC),
+                    datetime.datetime.fromtimestamp(info.not_after, datetime.UTC),
+                    info.issuer,
+                ),
+            )
+        project = self.store.project_by_id(domain.project_id)
+        if project is None:
+            raise OSError("the project is gone")
+        self.edge.attach(domain.name, production_host(project.name, self.settings.base_domain))
+
+    def _probe_name(self, domain: Domain) -> str:
+        return "anchor-probe." + domain.base_name if domain.name.startswith("*.") else domain.name
+
+    def _next_routine(self, domain: Domain) -> float:
+        now = self.clock()
+        assert domain.certificate is not None
+        return min(domain.certificate.renew_after(), now + RECHECK)
+
+    def _maintain(self, domain: Domain) -> None:
+        """An issued domain: renew when due, keep it attached, watch the routing record and the expiry."""
+        assert domain.certificate is not None
+        now = self.clock()
+        dns_status, note = self._routing(domain)
+        domain = replace(domain, dns_status=dns_status, last_checked_at=now)
+        if now >= domain.certificate.renew_after():
+            self._renew(domain, note)
+            return
+        if domain.cdn_status != CdnStatus.ACTIVE:
+            self._attach(replace(domain, status_reason=note))
+            return
+        self._save(domain, status_reason=note, next_check_at=self._next_routine(domain))
+
+    def _renew(self, domain: Domain, note: str) -> None:
+        assert domain.certificate is not None
+        target = domain.validation_target(self.settings.validation_zone)
+        found = self.lookup.query(domain.challenge_name, "CNAME")
+        try:
+            if found.outcome != DnsOutcome.OK or target not in found.values:
+                raise IssuanceFailed(self._waiting_reason(domain, found))
+            certificate = self.issuer.issue([domain.name], target)
+        except IssuanceFailed as exc:
+            self._renewal_failed(domain, exc.message)
+            return
+        renewed = self._store_certificate(replace(domain, cdn_status=CdnStatus.PENDING), certificate, note)
+        if renewed is not None:
+            self._attach(renewed)
+
+    def _renewal_failed(self, domain: Domain, why: str) -> None:
+        assert domain.certificate is not None
+        failures = domain.failures + 1
+        expires = datetime.datetime.fromtimestamp(domain.certificate.not_after, datetime.UTC)
+        when = expires.strftime("%Y-%m-%d %H:%M:%S UTC")
+        if self.clock() >= domain.certificate.not_after:
+            status = CertificateStatus.EXPIRED
+            reason = f"the certificate EXPIRED at {when} and renewal keeps failing: {why}; retrying"
+        else:
+            status = domain.certificate_status
+            reason = f"renewal failed: {why}; the current certificate stays served until {when}; retrying"
+        self._save(
+            domain,
+            certificate_status=status,
+            status_reason=reason,
+            failures=failures,
+            next_check_at=min(self._later(failures), max(domain.certificate.not_after, self.clock() + 1)),
+        )
+
+    def _routing(self, domain: Domain) -> tuple[DnsStatus, str]:
+        """Is the routing record pointing at the edge? (It does not block issuance.)"""
+        name = "anchor-probe." + domain.base_name if domain.name.startswith("*.") else domain.name
+        apex = DomainName(domain.name, domain.name).is_apex
+        edge_host = self.settings.edge_hostname
+        if not apex:
+            found = self.lookup.query(name, "CNAME")
+            if found.outcome == DnsOutcome.OK:
+                if edge_host in found.values:
+                    return DnsStatus.OK, ""
+                return DnsStatus.MISCONFIGURED, (
+                    f"CNAME {domain.name} points to {found.describe()}; point it to {edge_host}"
+                )
+            if found.outcome == DnsOutcome.ERROR:
+                return DnsStatus.UNKNOWN, f"the routing record could not be checked: {found.detail}"
+        addresses: set[str] = set()
+        for rdtype in ("A", "AAAA"):
+            answer = self.lookup.query(name, rdtype)
+            if answer.outcome == DnsOutcome.ERROR:
+                return DnsStatus.UNKNOWN, f"the routing record could not be checked: {answer.detail}"
+            addresses.update(answer.values)
+        wanted = set(self.settings.edge_addresses)
+        if addresses and addresses <= wanted:
+            return DnsStatus.OK, ""
+        expected = f"CNAME {edge_host}" if not apex else "A/AAAA " + ", ".join(sorted(wanted))
+        shown = ", ".join(sorted(addresses)) or "nothing"
+        return DnsStatus.MISCONFIGURED, f"{domain.name} resolves to {shown}; add {expected} to reach the edge"
+
+    def _caa_note(self, domain: Domain) -> str:
+        """A warning when a CAA record at the name (or the closest parent with one) forbids our CA."""
+        identity = self.settings.caa_identity
+        if not identity:
+            return ""
+        labels = domain.base_name.split(".")
+        for i in range(len(labels) - 1):
+            at = ".".join(labels[i:])
+            answer = self.lookup.query(at, "CAA")
+            if answer.outcome != DnsOutcome.OK:
+                continue
+            tag = "issuewild" if domain.name.startswith("*.") else "issue"
+            allowed = [v.split(" ", 1)[1] for v in answer.values if v.startswith(tag + " ")]
+            if not allowed and tag == "issuewild":
+                allowed = [v.split(" ", 1)[1] for v in answer.values if v.startswith("issue ")]
+            if not allowed or any(a.split(";")[0].strip() == identity for a in allowed):
+                return ""
+            return (
+                f". Warning: the CAA record at {at} allows only {', '.join(allowed)}; "
+                f'add CAA 0 {tag} "{identity}" or the certificate cannot be issued'
+            )
+        return ""
+
+    def _save(self, domain: Domain, **changes: object) -> Domain:
+        updated = replace(domain, **changes)  # type: ignore[arg-type]
+        self.store.save_domain(updated)
+        return updated
+
+    # -- removal and convergence -------------------------------------------------------------------
+    def _finish_removal(self, domain: Domain) -> None:
+        self.edge.detach(domain.name)
+        self.certificates.remove(domain.name)
+        stored = self.store.domain_certificate(domain.name)
+        if stored is not None and domain.certificate_status in _SERVED:
+            self._revoke_quietly(stored[0])
+        if self.zone is not None:
+            self.zone.withdraw(domain.validation_target(self.settings.validation_zone))
+        self.store.delete_domain(domain.name)
+
+    def _revoke_quietly(self, chain_pem: bytes) -> None:
+        try:
+            self.issuer.revoke(chain_pem)
+        except IssuanceFailed as exc:
+            log.warning("could not revoke a removed domain's certificate: %s", exc.message)
+
+    def converge(self) -> dict[str, list[str]]:
+        """Make certificate files and edge links match the rows: finish removals, install what an issued
+        domain lacks, drop what no domain owns. Idempotent; run at start-up and by the worker."""
+        report: dict[str, list[str]] = {"removed": [], "installed": [], "dropped": []}
+        rows = {d.name: d for d in self.store.all_domains()}
+        for domain in rows.values():
+            if domain.deleting:
+                with self._lock(domain.name):
+                    self._finish_removal(domain)
+                report["removed"].append(domain.name)
+        live = {n: d for n, d in rows.items() if not d.deleting and d.certificate_status in _SERVED}
+        attached = self.edge.attached()
+        for name, domain in live.items():
+            project = self.store.project_by_id(domain.project_id)
+            host = production_host(project.name, self.settings.base_domain) if project else None
+            assert domain.certificate is not None
+            stale = self.certificates.serial(name) != domain.certificate.serial or attached.get(name) != host
+            if stale:
+                try:
+                    with self._lock(name):
+                        self._install(domain)
+                    report["installed"].append(name)
+                except (OSError, EdgeError, ValueError) as exc:
+                    log.warning("could not install %s at the edge: %s", name, exc)
+        for name in set(attached) - set(live):
+            self.edge.detach(name)
+            report["dropped"].append(name)
+        for name in set(self.certificates.names()) - set(live):
+            self.certificates.remove(name)
+            report["dropped"].append(name)
+        return report
