@@ -62,6 +62,7 @@ class Settings:
     acme_ca_bundle: str = ""  # extra trust for the ACME server's own HTTPS (a private CA such as pebble)
     validation_zone: str = ""  # zone served by the platform's DNS server; default acme-validation.<base>
     dns_addr: str = DEFAULT_DNS_ADDR  # the platform's authoritative DNS server (UDP and TCP)
+    caa_identity: str = "letsencrypt.org"  # the ACME CA's CAA name, for the CAA warning
     validation_deadline: float = 72 * 3600.0
     domain_check_min: float = 5.0
     domain_check_max: float = 300.0
@@ -98,6 +99,7 @@ class Settings:
             "acme_ca_bundle": "ANCHOR_ACME_CA_BUNDLE",
             "validation_zone": "ANCHOR_VALIDATION_ZONE",
             "dns_addr": "ANCHOR_DNS_ADDR",
+            "caa_identity": "ANCHOR_CAA_IDENTITY",
             "validation_deadline": "ANCHOR_VALIDATION_DEADLINE",
             "domain_check_min": "ANCHOR_DOMAIN_CHECK_MIN",
             "domain_check_max": "ANCHOR_DOMAIN_CHECK_MAX",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import shlex
@@ -11,20 +12,30 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import idna
+
+from anchor_deploy.adapters.acme_issuer import AcmeIssuer
 from anchor_deploy.adapters.activator import Activator
-from anchor_deploy.adapters.caddy_config import EdgePaths, WorkerSockets, edge_config
-from anchor_deploy.adapters.caddy_edge import SymlinkEdge
+from anchor_deploy.adapters.caddy_config import EdgePaths, HttpsEdge, WorkerSockets, edge_config
+from anchor_deploy.adapters.caddy_edge import SymlinkDomainEdge, SymlinkEdge
 from anchor_deploy.adapters.caddy_process import CaddyProcess, socket_dir
+from anchor_deploy.adapters.cert_files import CertificateEndpoint, CertificateFiles
+from anchor_deploy.adapters.dns_lookup import DnsPythonLookup
+from anchor_deploy.adapters.dns_server import ZoneServer
 from anchor_deploy.adapters.fernet_box import FernetBox
 from anchor_deploy.adapters.fs_blobs import FsBlobStore, FsDeploymentFiles
+from anchor_deploy.adapters.internal_ca import InternalCA, InternalIssuer
 from anchor_deploy.adapters.sqlite_store import SqliteStore
+from anchor_deploy.adapters.tls_probe import EdgeTlsProbe
 from anchor_deploy.adapters.venv_builder import VenvBuilder
 from anchor_deploy.adapters.worker_runtime import WorkerRuntime
 from anchor_deploy.model.entities import HostKind
+from anchor_deploy.ports.domains import Issuer
 from anchor_deploy.services.aliases import AliasService, Faults
 from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
 from anchor_deploy.services.auth import TokenService
 from anchor_deploy.services.deployments import BuildQueue, DeploymentService
+from anchor_deploy.services.domains import DomainService, DomainSettings, DomainWorker
 from anchor_deploy.services.edge_sync import EdgeSync
 from anchor_deploy.services.projects import ProjectService
 from anchor_deploy.services.reconcile import Reconciler
@@ -57,6 +68,11 @@ class Platform:
     runtime: WorkerRuntime
     activator: Activator
     retention: Retention
+    domains: DomainService
+    domain_worker: DomainWorker
+    certificate_endpoint: CertificateEndpoint
+    internal_ca: InternalCA
+    zone_server: ZoneServer | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> str | None:
@@ -67,9 +83,13 @@ class Platform:
         self.builds.start()
         self.reconciler.run_once(startup=True)
         self.activator.start()
+        if self.zone_server:
+            self.zone_server.start()
+        self.certificate_endpoint.start()
         if self.caddy:
             self.caddy.start()
         self.reconciler.start()
+        self.domain_worker.start()
         threading.Thread(target=self._warm_production, name="warm-up", daemon=True).start()
         threading.Thread(target=self._collect_garbage, name="gc", daemon=True).start()
         return secret
@@ -89,11 +109,15 @@ class Platform:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.domain_worker.stop()
         self.reconciler.stop()
         self.builds.stop()
         if self.caddy:
             self.caddy.stop()
         self.activator.stop()
+        self.certificate_endpoint.stop()
+        if self.zone_server:
+            self.zone_server.stop()
         self.runtime.shutdown()
 
 
@@ -110,7 +134,8 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     faults = Faults(settings.fault, _kill_self)
     aliases = AliasService(store, sync, settings.base_domain, faults)
     sockets = socket_dir(data / "run")
-    env = EnvService(store, FernetBox.from_key_file(data / "secrets.key"))
+    box = FernetBox.from_key_file(data / "secrets.key")
+    env = EnvService(store, box)
     envs = VenvBuilder(data / "envs", shlex.split(settings.pip_args))
     apps_ref: list[AppBuilds] = []
     runtime = WorkerRuntime(
@@ -138,7 +163,52 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     retention = Retention(store, files, edge, blobs, envs, runtime.stop, apps.requirements_of)
     deployments.on_ready = retention.prune
     workers = WorkerSockets(sockets, activator.socket_path)
-    caddy = _caddy(settings, data, edge, sockets, workers) if with_caddy else None
+    certificates = CertificateFiles(data / "certificates")
+    endpoint = CertificateEndpoint(certificates)
+    internal_ca = InternalCA(data / "ca")
+    zone_server = None
+    issuer: Issuer
+    if settings.issuer == "acme":
+        host, port = parse_addr(settings.dns_addr, "ANCHOR_DNS_ADDR")
+        zone_server = ZoneServer(settings.validation_zone_name, host, port)
+        issuer = AcmeIssuer(
+            settings.acme_directory,
+            data / "acme",
+            zone_server,
+            email=settings.acme_email or None,
+            ca_bundle=settings.acme_ca_bundle or None,
+        )
+    else:
+        issuer = InternalIssuer(internal_ca, datetime.timedelta(seconds=settings.certificate_lifetime))
+    domain_settings = DomainSettings(
+        base_domain=settings.base_domain,
+        validation_zone=settings.validation_zone_name,
+        edge_hostname=settings.edge_host,
+        edge_addresses=settings.edge_address_list,
+        validation_deadline=settings.validation_deadline,
+        check_min=settings.domain_check_min,
+        check_max=settings.domain_check_max,
+        caa_identity=settings.caa_identity if settings.issuer == "acme" else "",
+    )
+    domain_edge = SymlinkDomainEdge(data / "edge" / "c", edge.kind_root(HostKind.ALIAS))
+    domains = DomainService(
+        store,
+        DnsPythonLookup(settings.resolver_list),
+        issuer,
+        certificates,
+        domain_edge,
+        EdgeTlsProbe(parse_addr(settings.https_addr, "ANCHOR_HTTPS_ADDR")),
+        box,
+        domain_settings,
+        clock,
+        _idna_to_ascii,
+        _idna_to_unicode,
+        zone_server,
+    )
+    domain_worker = DomainWorker(domains)
+    domains.on_change = domain_worker.wake
+    https = HttpsEdge(settings.https_addr, settings.https_port, endpoint.url)
+    caddy = _caddy(settings, data, edge, sockets, workers, domain_edge, https) if with_caddy else None
     return Platform(
         settings,
         store,
@@ -157,11 +227,36 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         runtime,
         activator,
         retention,
+        domains,
+        domain_worker,
+        endpoint,
+        internal_ca,
+        zone_server,
     )
 
 
+def _idna_to_ascii(label: str) -> str:
+    try:
+        return idna.encode(label, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _idna_to_unicode(label: str) -> str:
+    try:
+        return str(idna.decode(label))
+    except idna.IDNAError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def _caddy(
-    settings: Settings, data: Path, edge: SymlinkEdge, sockets: Path, workers: WorkerSockets
+    settings: Settings,
+    data: Path,
+    edge: SymlinkEdge,
+    sockets: Path,
+    workers: WorkerSockets,
+    domain_edge: SymlinkDomainEdge,
+    https: HttpsEdge,
 ) -> CaddyProcess:
     run_dir = data / "run"
     run_dir.mkdir(exist_ok=True)
@@ -170,10 +265,14 @@ def _caddy(
         http_listen=settings.http_addr,
         admin_socket=socket,
         paths=EdgePaths(
-            edge.kind_root(HostKind.ALIAS), edge.kind_root(HostKind.DEPLOYMENT), data / "deployments"
+            edge.kind_root(HostKind.ALIAS),
+            edge.kind_root(HostKind.DEPLOYMENT),
+            data / "deployments",
+            domain_edge.root,
         ),
         storage_root=data / "caddy-storage",
         workers=workers,
+        https=https,
     )
     return CaddyProcess(
         settings.caddy_bin,

@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from anchor_deploy.model.apps import EnvVar
+from anchor_deploy.model.domains import DnsRecord
 from anchor_deploy.model.entities import AliasMove, Deployment, Project, Token
 from anchor_deploy.model.names import deployment_host, production_host
+from anchor_deploy.services.domains import DomainView
 from anchor_deploy.settings import Settings
 
 
@@ -83,4 +85,46 @@ def token_json(token: Token, project: Project | None) -> dict[str, Any]:
         "name": token.name,
         "project": project.name if project else None,
         "createdAt": iso(token.created_at),
+    }
+
+
+def record_json(record: DnsRecord) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "type": record.type,
+        "name": record.name,
+        "value": record.value,
+        "purpose": record.purpose,
+    }
+    if record.note:
+        found["note"] = record.note
+    return found
+
+
+def domain_json(view: DomainView, project: Project, settings: Settings) -> dict[str, Any]:
+    d = view.domain
+    cert = d.certificate
+    return {
+        "name": d.name,
+        "unicodeName": view.unicode_name,
+        "projectId": project.id,
+        "project": project.name,
+        "certificateStatus": d.certificate_status.value,
+        "cdnStatus": d.cdn_status.value,
+        "dnsStatus": d.dns_status.value,
+        "statusReason": d.status_reason,
+        "dnsRecords": [record_json(r) for r in view.records],
+        "certificate": None
+        if cert is None
+        else {
+            "issuer": cert.issuer,
+            "serial": cert.serial,
+            "notBefore": iso(cert.not_before),
+            "notAfter": iso(cert.not_after),
+            "renewsAt": iso(cert.renew_after()),
+        },
+        "url": settings.https_url(d.name.replace("*.", "www.", 1)),
+        "createdAt": iso(d.created_at),
+        "validationDeadline": iso(d.validation_deadline),
+        "lastCheckedAt": iso(d.last_checked_at),
+        "nextCheckAt": iso(d.next_check_at),
     }

@@ -362,11 +362,12 @@ class DomainService:
 
     def _maintain(self, domain: Domain) -> None:
         """An issued domain: renew when due, keep it attached, watch the routing record and the expiry."""
-        assert domain.certificate is not None
+        certificate = domain.certificate
+        assert certificate is not None
         now = self.clock()
         dns_status, note = self._routing(domain)
         domain = replace(domain, dns_status=dns_status, last_checked_at=now)
-        if now >= domain.certificate.renew_after():
+        if now >= certificate.renew_after():
             self._renew(domain, note)
             return
         if domain.cdn_status != CdnStatus.ACTIVE:
@@ -512,3 +513,50 @@ class DomainService:
             self.certificates.remove(name)
             report["dropped"].append(name)
         return report
+
+
+class DomainWorker:
+    """Runs due domain checks (a few at once: an ACME issuance waits on the CA), sleeping until the next
+    one is due or ``wake`` is called; converges the data planes at start and every ``converge_every``."""
+
+    def __init__(self, service: DomainService, threads: int = 4, converge_every: float = 600.0) -> None:
+        self._service = service
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="domain-check")
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._converge_every = converge_every
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="domains", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _loop(self) -> None:
+        clock = self._service.clock
+        converged = float("-inf")
+        while not self._stop.is_set():
+            try:
+                if clock() - converged >= self._converge_every:
+                    report = self._service.converge()
+                    converged = clock()
+                    if any(report.values()):
+                        log.info("domains converged: %s", {k: len(v) for k, v in report.items() if v})
+                while self._service.run_due(self._pool) and not self._stop.is_set():
+                    pass
+                upcoming = self._service.store.next_domain_check()
+            except Exception:
+                log.exception("the domain worker failed; retrying")
+                upcoming = None
+            delay = 30.0 if upcoming is None else min(30.0, max(0.0, upcoming - clock()))
+            self._wake.wait(delay)
+            self._wake.clear()
