@@ -7,11 +7,27 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from anchor_deploy.api.deps import BodyDep, PlatformDep, ProjectDep
+from anchor_deploy.api.deps import BodyDep, PlatformDep, ProjectDep, TokenDep
 from anchor_deploy.api.serialize import domain_json, record_json
 from anchor_deploy.model.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/projects/{project}/domains")
+lookup_router = APIRouter(prefix="/v1")
+
+
+@lookup_router.get("/domains/{name}")
+async def find_domain(p: PlatformDep, token: TokenDep, name: str, check: bool = True) -> dict[str, Any]:
+    """A domain by name alone, in any project the token may see (for `anchor domains inspect NAME`)."""
+    project = p.domains.project_of(name, lambda project_name: p.projects.get(project_name, token))
+    view = await run_in_threadpool(p.domains.get, project, name, check)
+    return domain_json(view, project, p.settings)
+
+
+@lookup_router.get("/ca")
+def certificate_authority(p: PlatformDep, token: TokenDep) -> dict[str, Any]:
+    """The local CA's root certificate (the `internal` issuer's), to trust in a browser or curl."""
+    root = p.internal_ca.root_path
+    return {"path": str(root), "pem": root.read_text(), "issuer": p.settings.issuer}
 
 
 @router.post("", status_code=201)

@@ -5,50 +5,16 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from anchor_deploy.cli.client import ApiClient, ClientError, load_config, save_config
+from anchor_deploy.cli.common import client, emit, err, fails_cleanly, json_option, out
 from anchor_deploy.cli.deploy import deploy as run_deploy
-from anchor_deploy.model.errors import AnchorError
+from anchor_deploy.cli.domains import ca, domains
 from anchor_deploy.settings import ClientSettings, Settings
-
-F = TypeVar("F", bound=Callable[..., Any])
-# Pipes get wide lines, so ids and URLs are never cut short in logs and scripts.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-
-
-def fails_cleanly(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ClientError, AnchorError) as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def client() -> ApiClient:
-    return ApiClient.from_settings(ClientSettings.from_env())
-
-
-def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-    else:
-        human()
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
 @click.group()
@@ -365,6 +331,9 @@ def tokens_create(name: str, project: str | None, as_json: bool) -> None:
     data = client().post("/v1/tokens", {"name": name, "project": project})
     emit(data, as_json, lambda: out.print(f"token {data['name']} (shown once): {data['token']}"))
 
+
+main.add_command(domains)
+main.add_command(ca)
 
 if __name__ == "__main__":
     main()

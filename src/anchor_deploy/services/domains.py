@@ -33,7 +33,9 @@ from anchor_deploy.model.errors import (
     DomainNotFound,
     DomainNotRetryable,
     EdgeError,
+    Forbidden,
     IssuanceFailed,
+    NotFound,
 )
 from anchor_deploy.model.names import production_host
 from anchor_deploy.ports import Store
@@ -134,6 +136,19 @@ class DomainService:
         if domain is None or domain.project_id != project.id or domain.deleting:
             raise DomainNotFound(f"domain {name} is not added to project {project.name!r}")
         return domain
+
+    def project_of(self, raw_name: object, visible: Callable[[str], Project]) -> Project:
+        """The project holding a domain, if ``visible`` lets the caller see it (else DomainNotFound, so a
+        token learns nothing of other projects' domains)."""
+        name = self.parse(raw_name).ascii
+        domain = self.store.domain(name)
+        project = self.store.project_by_id(domain.project_id) if domain and not domain.deleting else None
+        if project is not None:
+            try:
+                return visible(project.name)
+            except (Forbidden, NotFound):
+                pass
+        raise DomainNotFound(f"domain {name} is not added to any project you can see")
 
     def get(self, project: Project, raw_name: object, check: bool = True) -> DomainView:
         """The domain; a pending one gets one check at once (as the seed's GET does)."""
