@@ -231,6 +231,7 @@ class Anchor:
                 "ANCHOR_DATA_DIR": str(self.data_dir),
                 "ANCHOR_API_ADDR": f"{LOOPBACK}:{self.api_port}",
                 "ANCHOR_HTTP_ADDR": f"{LOOPBACK}:{self.http_port}",
+                "ANCHOR_HTTPS_ADDR": f"{LOOPBACK}:{free_port()}",
                 "ANCHOR_BASE_DOMAIN": BASE_DOMAIN,
                 "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p),
             }

@@ -34,6 +34,7 @@ class AnchorProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     api_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
+    https_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     token: str = ""
 
@@ -52,6 +53,7 @@ class AnchorProcess:
                 "ANCHOR_DATA_DIR": str(self.data_dir),
                 "ANCHOR_API_ADDR": f"{LOOPBACK}:{self.api_port}",
                 "ANCHOR_HTTP_ADDR": f"{LOOPBACK}:{self.http_port}",
+                "ANCHOR_HTTPS_ADDR": f"{LOOPBACK}:{self.https_port}",
                 **self.extra_env,
             }
         )
