@@ -61,6 +61,13 @@ def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -
     api_host, api_port = parse_addr(settings.api_addr, "ANCHOR_API_ADDR")
     say(f"anchor-deploy is up: API http://{settings.api_addr}  edge http://{settings.http_addr}")
     say(f"data dir: {settings.data_dir.resolve()}")
+    issuer = "local CA" if settings.issuer == "internal" else f"ACME {settings.acme_directory}"
+    say(
+        f"custom domains: https://{settings.https_addr} (certificates: {issuer}; "
+        f"trust {platform.internal_ca.root_path} for the local CA)"
+    )
+    if platform.zone_server is not None:
+        say(f"validation zone {settings.validation_zone_name} served by DNS at {settings.dns_addr} (UDP+TCP)")
     if secret:
         token_file = settings.data_dir.resolve() / "admin-token"
         write_secret_file(token_file, secret)
