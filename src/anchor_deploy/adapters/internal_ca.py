@@ -96,7 +96,10 @@ class InternalCA:
             raise ValueError("a certificate needs at least one name")
         key = ec.generate_private_key(ec.SECP256R1())
         now = self._now()
-        not_before, not_after = now - datetime.timedelta(minutes=5), now + lifetime
+        # Backdated for clock skew, but by little for a short-lived certificate (its renewal time is 2/3 of
+        # the whole validity window).
+        backdate = min(datetime.timedelta(minutes=5), lifetime / 20)
+        not_before, not_after = now - backdate, now + lifetime
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))

@@ -92,6 +92,11 @@ def parse_domain_name(
     ascii_name = ("*." if wildcard else "") + ".".join(ascii_labels)
     if len(ascii_name) > MAX_NAME:
         raise InvalidName(f"{shown!r} is longer than {MAX_NAME} characters")
+    if len(ascii_name.removeprefix("*.")) + len(VALIDATION_PREFIX) > MAX_NAME:
+        raise InvalidName(
+            f"{shown!r} is too long: its validation record {VALIDATION_PREFIX}<name> would be longer than "
+            f"{MAX_NAME} characters"
+        )
     if ascii_name.removeprefix("*.") == base_domain or ascii_name.endswith("." + base_domain):
         raise InvalidName(f"{shown!r} is under the platform's own domain {base_domain}; it is served already")
     unicode_labels = [_idna(to_unicode, label, shown) for label in ascii_labels]

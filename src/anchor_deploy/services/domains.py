@@ -97,6 +97,7 @@ class DomainService:
     to_unicode: Callable[[str], str]
     zone: ValidationZone | None = None
     on_change: Callable[[], None] = lambda: None  # wakes the worker
+    fault: Callable[[str], None] = lambda point: None  # test-only crash points
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -195,21 +196,25 @@ class DomainService:
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
 
-    def step(self, name: str, wait: bool = True) -> None:
-        """One check of one domain; skipped (wait=False) if another thread is checking it now."""
+    def step(self, name: str, wait: bool = True) -> bool:
+        """One check of one domain. With wait=False, a check that another thread is running now is not
+        repeated: this waits (a few seconds at most) for it to finish instead, and returns False."""
         lock = self._lock(name)
         if not lock.acquire(blocking=wait):
-            return
+            if lock.acquire(timeout=10):
+                lock.release()
+            return False
         try:
             domain = self.store.domain(name)
             if domain is None:
-                return
+                return True
             if domain.deleting:
                 self._finish_removal(domain)
             elif domain.certificate_status == CertificateStatus.PENDING_VALIDATION:
                 self._validate(domain)
             elif domain.certificate_status in _SERVED:
                 self._maintain(domain)
+            return True
         finally:
             lock.release()
 
@@ -295,6 +300,7 @@ class DomainService:
                 )
             return
         issued = self._store_certificate(checked, certificate, routing_note)
+        self.fault("domain:after_issue")
         if issued is not None:
             self._attach(issued)
 
@@ -483,6 +489,7 @@ class DomainService:
     # -- removal and convergence -------------------------------------------------------------------
     def _finish_removal(self, domain: Domain) -> None:
         self.edge.detach(domain.name)
+        self.fault("domain:after_detach")
         self.certificates.remove(domain.name)
         stored = self.store.domain_certificate(domain.name)
         if stored is not None and domain.certificate_status in _SERVED:

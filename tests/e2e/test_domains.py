@@ -1,0 +1,399 @@
+"""Custom domains end to end with the internal CA: knot plays the user's DNS provider (records added by RFC
+2136 updates), BIND is the recursive resolver the platform polls, the platform issues from its local CA and
+a real Caddy serves the name over HTTPS, checked with curl against the CA's root."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.dns_support import Resolver, UserDns
+from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project, upload_and_deploy
+
+pytestmark = pytest.mark.e2e
+
+ZONE = "example.test"
+VALIDATION_ZONE = "anchor-validation.test"
+EDGE_HOST = "edge.anchor.test"
+
+
+@pytest.fixture(scope="module")
+def user_dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserDns]:
+    with UserDns([ZONE, "other.test"], workdir=tmp_path_factory.mktemp("knot")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def resolver(user_dns: UserDns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Resolver]:
+    forwards = {ZONE: user_dns.address, "other.test": user_dns.address}
+    with Resolver(forwards, workdir=tmp_path_factory.mktemp("named")) as server:
+        yield server
+
+
+def platform_env(resolver: Resolver, **extra: str) -> dict[str, str]:
+    return {
+        "ANCHOR_DNS_RESOLVERS": resolver.address,
+        "ANCHOR_VALIDATION_ZONE": VALIDATION_ZONE,
+        "ANCHOR_EDGE_HOSTNAME": EDGE_HOST,
+        "ANCHOR_DOMAIN_CHECK_MIN": "0.2",
+        "ANCHOR_DOMAIN_CHECK_MAX": "1",
+        **extra,
+    }
+
+
+@pytest.fixture
+def anchor(tmp_path: Path, resolver: Resolver) -> Iterator[AnchorProcess]:
+    platform = AnchorProcess(tmp_path / "data", extra_env=platform_env(resolver)).start()
+    try:
+        yield platform
+    finally:
+        platform.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, resolver: Resolver) -> Iterator[AnchorProcess]:
+    """One platform for the tests that only read answers (names), to keep the suite short."""
+    data = tmp_path_factory.mktemp("shared") / "data"
+    platform = AnchorProcess(data, extra_env=platform_env(resolver)).start()
+    try:
+        yield platform
+    finally:
+        platform.stop()
+
+
+def curl(anchor: AnchorProcess, name: str, path: str = "/") -> subprocess.CompletedProcess[str]:
+    root = anchor.data_dir / "ca" / "root.pem"
+    return subprocess.run(
+        [
+            "curl", "-sS", "--max-time", "5", "--cacert", str(root),
+            "--resolve", f"{name}:{anchor.https_port}:{LOOPBACK}",
+            f"https://{name}:{anchor.https_port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )  # fmt: skip
+
+
+def wait_domain(
+    api: httpx.Client, project: str, name: str, until: Any, timeout: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    domain: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        domain = api.get(f"/v1/projects/{project}/domains/{name}").json()
+        if until(domain):
+            return domain
+        time.sleep(0.2)
+    raise AssertionError(f"{name} never reached the expected state; last: {domain}")
+
+
+def active(domain: dict[str, Any]) -> bool:
+    return domain.get("certificateStatus") == "ISSUED" and domain.get("cdnStatus") == "active"
+
+
+def add_records(user_dns: UserDns, domain: dict[str, Any]) -> None:
+    for record in domain["dnsRecords"]:
+        user_dns.add(record["name"], record["type"], record["value"] + ".")
+
+
+def test_domain_is_validated_issued_served_follows_rollback_and_is_released(
+    anchor: AnchorProcess, user_dns: UserDns
+) -> None:
+    name = f"shop.{ZONE}"
+    with anchor.api() as api:
+        ensure_project(api, "shop")
+        v1 = upload_and_deploy(api, "shop", {"index.html": b"shop v1"})
+        upload_and_deploy(api, "shop", {"index.html": b"shop v2"})
+        created = api.post("/v1/projects/shop/domains", json={"name": "Shop.Example.Test."})
+        assert created.status_code == 201, created.text
+        domain = created.json()
+        assert domain["name"] == name and domain["certificateStatus"] == "PENDING_VALIDATION"
+        validation, routing = domain["dnsRecords"]
+        assert validation["type"] == "CNAME" and validation["name"] == f"_acme-challenge.{name}"
+        assert validation["value"].endswith("." + VALIDATION_ZONE) and validation["purpose"] == "validation"
+        assert routing == {"type": "CNAME", "name": name, "value": EDGE_HOST, "purpose": "routing"}
+
+        # Nothing at the provider yet: the reason says what was looked for and what was found.
+        pending = api.get(f"/v1/projects/shop/domains/{name}").json()
+        assert pending["certificateStatus"] == "PENDING_VALIDATION"
+        assert f"CNAME _acme-challenge.{name} not found" in pending["statusReason"]
+        assert "found nothing" in pending["statusReason"]
+        assert pending["lastCheckedAt"] is not None
+
+        # A wrong target is named in the reason.
+        user_dns.add(f"_acme-challenge.{name}", "CNAME", f"wrong.{VALIDATION_ZONE}.")
+        wrong = wait_domain(api, "shop", name, lambda d: f"wrong.{VALIDATION_ZONE}" in d["statusReason"])
+        assert wrong["certificateStatus"] == "PENDING_VALIDATION"
+        assert validation["value"] in wrong["statusReason"]
+        user_dns.delete(f"_acme-challenge.{name}", "CNAME")
+
+        add_records(user_dns, domain)
+        live = wait_domain(api, "shop", name, active)
+        assert live["dnsStatus"] == "ok"
+        assert live["certificate"]["issuer"] == "CN=anchor-deploy local CA"
+
+        served = curl(anchor, name)
+        assert served.returncode == 0, served.stderr
+        assert served.stdout == "shop v2"
+        # Plain HTTP for the name redirects to HTTPS.
+        plain = anchor.edge(name, "/page?x=1")
+        assert plain.status_code == 308
+        assert plain.headers["location"] == f"https://{name}:{anchor.https_port}/page?x=1"
+
+        # A rollback moves the custom domain with production, at once.
+        assert api.post("/v1/projects/shop/rollback", json={"deploymentId": v1["id"]}).status_code == 200
+        assert curl(anchor, name).stdout == "shop v1"
+
+        # Another project cannot take the name while shop holds it.
+        ensure_project(api, "rival")
+        taken = api.post("/v1/projects/rival/domains", json={"name": name})
+        assert taken.status_code == 409 and taken.json()["error"]["code"] == "domain_taken"
+        assert api.get("/v1/projects/rival/domains").json()["domains"] == []
+
+        removed = api.delete(f"/v1/projects/shop/domains/{name}")
+        assert removed.status_code == 200
+        assert {r["name"] for r in removed.json()["dnsRecords"]} == {name, f"_acme-challenge.{name}"}
+        gone = curl(anchor, name)
+        assert gone.returncode != 0 and "alert internal error" in gone.stderr
+        assert anchor.edge(name).status_code == 404
+        assert not list((anchor.data_dir / "certificates").glob("*.pem"))
+        assert api.get(f"/v1/projects/shop/domains/{name}").status_code == 404
+        assert api.post("/v1/projects/rival/domains", json={"name": name}).status_code == 201
+    user_dns.delete(f"_acme-challenge.{name}")
+    user_dns.delete(name)
+
+
+def test_two_domains_on_one_project_each_serve_their_own_certificate(
+    anchor: AnchorProcess, user_dns: UserDns
+) -> None:
+    names = [f"a.{ZONE}", "www.other.test"]
+    with anchor.api() as api:
+        ensure_project(api, "pair")
+        upload_and_deploy(api, "pair", {"index.html": b"pair"})
+        for name in names:
+            add_records(user_dns, api.post("/v1/projects/pair/domains", json={"name": name}).json())
+        serials = set()
+        for name in names:
+            live = wait_domain(api, "pair", name, active)
+            serials.add(live["certificate"]["serial"])
+            assert curl(anchor, name).stdout == "pair"
+        assert len(serials) == 2
+        listed = api.get("/v1/projects/pair/domains").json()["domains"]
+        assert sorted(d["name"] for d in listed) == sorted(names)
+        for name in names:
+            api.delete(f"/v1/projects/pair/domains/{name}")
+            user_dns.delete(f"_acme-challenge.{name}")
+            user_dns.delete(name)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("127.0.0.1", 422),
+        ("::1", 422),
+        ("localhost", 422),
+        ("a..b.com", 422),
+        ("x" * 64 + ".com", 422),
+        (".".join(["a" * 60] * 4) + ".com", 422),  # 247: its _acme-challenge record would pass 253
+        (".".join(["a" * 63] * 4) + ".com", 422),  # 259
+        ("*.*.x.com", 422),
+        ("foo.*.com", 422),
+        ("_x.com", 422),
+        ("shop.localhost", 422),
+        ("localhost.", 422),
+        ("", 422),
+        (42, 422),
+    ],
+)
+def test_bad_names_are_refused_and_nothing_is_stored(
+    shared: AnchorProcess, raw: object, expected: int
+) -> None:
+    with shared.api() as api:
+        ensure_project(api, "names")
+        response = api.post("/v1/projects/names/domains", json={"name": raw})
+        assert response.status_code == expected, response.text
+        error = response.json()["error"]
+        assert error["code"] in ("invalid_name", "invalid_input") and error["message"]
+        assert api.get("/v1/projects/names/domains").json()["domains"] == []
+
+
+def test_mixed_case_trailing_dot_and_unicode_names_are_normalized(shared: AnchorProcess) -> None:
+    with shared.api() as api:
+        ensure_project(api, "norm")
+        upper = api.post("/v1/projects/norm/domains", json={"name": "WWW.Example.TEST."}).json()
+        assert upper["name"] == "www.example.test"
+        idn = api.post("/v1/projects/norm/domains", json={"name": "Bücher.example.test"}).json()
+        assert idn["name"] == "xn--bcher-kva.example.test" and idn["unicodeName"] == "bücher.example.test"
+        again = api.post("/v1/projects/norm/domains", json={"name": "xn--bcher-kva.example.test"})
+        assert again.status_code == 409
+        assert api.get("/v1/projects/norm/domains/B%C3%BCcher.example.test?check=false").status_code == 200
+
+
+def test_wrong_record_then_deadline_then_retry_after_fixing(
+    tmp_path: Path, resolver: Resolver, user_dns: UserDns
+) -> None:
+    env = platform_env(resolver, ANCHOR_VALIDATION_DEADLINE="3")
+    name = f"late.{ZONE}"
+    anchor = AnchorProcess(tmp_path / "data", extra_env=env).start()
+    try:
+        with anchor.api() as api:
+            ensure_project(api, "late")
+            upload_and_deploy(api, "late", {"index.html": b"late"})
+            domain = api.post("/v1/projects/late/domains", json={"name": name}).json()
+            early = api.post(f"/v1/projects/late/domains/{name}/retry")
+            assert early.status_code == 409 and early.json()["error"]["code"] == "domain_not_retryable"
+            timed_out = wait_domain(
+                api, "late", name, lambda d: d["certificateStatus"] != "PENDING_VALIDATION"
+            )
+            assert timed_out["certificateStatus"] == "VALIDATION_TIMED_OUT"
+            assert "not seen within" in timed_out["statusReason"] and "retry" in timed_out["statusReason"]
+            assert timed_out["nextCheckAt"] is None
+            add_records(user_dns, domain)
+            retried = api.post(f"/v1/projects/late/domains/{name}/retry")
+            assert retried.status_code == 200, retried.text
+            wait_domain(api, "late", name, active)
+            assert curl(anchor, name).stdout == "late"
+    finally:
+        anchor.stop()
+        user_dns.delete(f"_acme-challenge.{name}")
+        user_dns.delete(name)
+
+
+def test_renewal_swaps_the_certificate_without_a_failed_handshake(
+    tmp_path: Path, resolver: Resolver, user_dns: UserDns
+) -> None:
+    env = platform_env(resolver, ANCHOR_CERTIFICATE_LIFETIME="9")
+    name = f"renew.{ZONE}"
+    anchor = AnchorProcess(tmp_path / "data", extra_env=env).start()
+    failures: list[str] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def handshakes() -> None:
+        while not stop.is_set():
+            done = curl(anchor, name)
+            if done.returncode != 0 or done.stdout != "renew":
+                failures.append(done.stderr or done.stdout)
+            time.sleep(0.05)
+
+    try:
+        with anchor.api() as api:
+            ensure_project(api, "renew")
+            upload_and_deploy(api, "renew", {"index.html": b"renew"})
+            add_records(user_dns, api.post("/v1/projects/renew/domains", json={"name": name}).json())
+            first = wait_domain(api, "renew", name, active)["certificate"]["serial"]
+            seen.add(first)
+            thread = threading.Thread(target=handshakes)
+            thread.start()
+            try:
+                renewed = wait_domain(
+                    api,
+                    "renew",
+                    name,
+                    lambda d: active(d) and d["certificate"]["serial"] != first,
+                    timeout=30,
+                )
+            finally:
+                time.sleep(0.5)
+                stop.set()
+                thread.join()
+            second = renewed["certificate"]["serial"]
+            assert second != first
+            served = subprocess.run(
+                ["openssl", "s_client", "-connect", f"{LOOPBACK}:{anchor.https_port}", "-servername", name],
+                input="", capture_output=True, text=True, timeout=10,
+            )  # fmt: skip
+            assert "anchor-deploy local CA" in served.stdout
+        assert failures == []
+    finally:
+        stop.set()
+        anchor.stop()
+        user_dns.delete(f"_acme-challenge.{name}")
+        user_dns.delete(name)
+
+
+@pytest.mark.parametrize("fault", ["domain:after_issue", "domain:after_detach"])
+def test_a_crash_during_attach_or_delete_converges_on_restart(
+    tmp_path: Path, resolver: Resolver, user_dns: UserDns, fault: str
+) -> None:
+    name = f"crash-{fault.split(':')[1].replace('_', '-')}.{ZONE}"
+    data = tmp_path / "data"
+    env = platform_env(resolver)
+    attaching = fault == "domain:after_issue"
+    anchor = AnchorProcess(data, extra_env={**env, "ANCHOR_FAULT": fault} if attaching else env).start()
+    try:
+        with anchor.api() as api:
+            ensure_project(api, "crash")
+            upload_and_deploy(api, "crash", {"index.html": b"crash"})
+            domain = api.post("/v1/projects/crash/domains", json={"name": name}).json()
+            add_records(user_dns, domain)
+            if attaching:
+                assert anchor.proc is not None
+                anchor.proc.wait(timeout=30)  # killed itself right after the certificate was stored
+            else:
+                wait_domain(api, "crash", name, active)
+                anchor.stop()
+                anchor = AnchorProcess(
+                    data, extra_env={**env, "ANCHOR_FAULT": fault},
+                    api_port=anchor.api_port, http_port=anchor.http_port, https_port=anchor.https_port,
+                ).start()  # fmt: skip
+                with anchor.api() as crashing, pytest.raises(httpx.HTTPError):
+                    crashing.delete(f"/v1/projects/crash/domains/{name}")
+                assert anchor.proc is not None
+                anchor.proc.wait(timeout=30)
+        anchor = AnchorProcess(
+            data,
+            extra_env=env,
+            api_port=anchor.api_port,
+            http_port=anchor.http_port,
+            https_port=anchor.https_port,
+        ).start()
+        with anchor.api() as api:
+            if attaching:
+                wait_domain(api, "crash", name, active)
+                assert curl(anchor, name).stdout == "crash"
+                assert [p.name for p in (data / "certificates").glob("*.pem")] == [f"{name}.pem"]
+            else:
+                deadline = time.monotonic() + 20
+                while api.get(f"/v1/projects/crash/domains/{name}?check=false").status_code != 404:
+                    assert time.monotonic() < deadline, "the removal was never finished"
+                    time.sleep(0.2)
+                assert curl(anchor, name).returncode != 0
+                assert not list((data / "certificates").glob("*.pem"))
+                assert not list((data / "edge" / "c").iterdir())
+                assert api.post("/v1/projects/crash/domains", json={"name": name}).status_code == 201
+    finally:
+        anchor.stop()
+        user_dns.delete(f"_acme-challenge.{name}")
+        user_dns.delete(name)
+
+
+def test_two_hundred_domains_attach(anchor: AnchorProcess, user_dns: UserDns) -> None:
+    count = 200
+    names = [f"site{i}.{ZONE}" for i in range(count)]
+    with anchor.api() as api:
+        ensure_project(api, "many")
+        upload_and_deploy(api, "many", {"index.html": b"many"})
+        for name in names:
+            add_records(user_dns, api.post("/v1/projects/many/domains", json={"name": name}).json())
+        deadline = time.monotonic() + 120
+        while True:
+            listed = api.get("/v1/projects/many/domains").json()["domains"]
+            if sum(active(d) for d in listed) == count:
+                break
+            assert time.monotonic() < deadline, f"{sum(active(d) for d in listed)} of {count} active"
+            time.sleep(0.5)
+        for name in (names[0], names[count // 2], names[-1]):
+            assert curl(anchor, name).stdout == "many"
+        assert len(list((anchor.data_dir / "certificates").glob("*.pem"))) == count
+    for name in names:
+        user_dns.delete(f"_acme-challenge.{name}")
+        user_dns.delete(name)
