@@ -1,0 +1,110 @@
+"""Custom domains end to end with ANCHOR_ISSUER=acme against pebble: the user's zone on knot, the platform's
+own DNS server for the validation zone, BIND as the recursive resolver that both the platform and pebble ask
+(it returns the delegated CNAME and the TXT at its target together, which pebble needs)."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import httpx
+import pytest
+
+from tests.e2e.dns_support import Resolver, UserDns
+from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project, free_port, upload_and_deploy
+from tests.e2e.test_domains import active, add_records, wait_domain
+from tests.pebble_support import Pebble
+
+pytestmark = pytest.mark.e2e
+
+ZONE = "acme-example.test"
+VALIDATION_ZONE = "validation.anchor.test"
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[AnchorProcess, UserDns, Pebble]]:
+    dns_port = free_port()
+    with (
+        UserDns([ZONE], workdir=tmp_path / "knot") as user_dns,
+        Resolver(
+            {ZONE: user_dns.address, VALIDATION_ZONE: (LOOPBACK, dns_port)}, workdir=tmp_path / "named"
+        ) as resolver,
+    ):
+        (tmp_path / "pebble").mkdir()
+        pebble = Pebble(tmp_path / "pebble", resolver.address).start()
+        anchor = AnchorProcess(
+            tmp_path / "data",
+            extra_env={
+                "ANCHOR_ISSUER": "acme",
+                "ANCHOR_ACME_DIRECTORY": pebble.directory_url,
+                "ANCHOR_ACME_CA_BUNDLE": pebble.ca_bundle,
+                "ANCHOR_ACME_EMAIL": "ops@acme-example.test",
+                "ANCHOR_DNS_ADDR": f"{LOOPBACK}:{dns_port}",
+                "ANCHOR_DNS_RESOLVERS": resolver.address,
+                "ANCHOR_VALIDATION_ZONE": VALIDATION_ZONE,
+                "ANCHOR_EDGE_HOSTNAME": "edge.anchor.test",
+                "ANCHOR_DOMAIN_CHECK_MIN": "0.2",
+                "ANCHOR_DOMAIN_CHECK_MAX": "1",
+            },
+        )
+        try:
+            anchor.start()
+            yield anchor, user_dns, pebble
+        finally:
+            anchor.stop()
+            pebble.stop()
+
+
+def cert_status(pebble: Pebble, serial: str) -> str:
+    with httpx.Client(verify=ssl.create_default_context(cafile=pebble.ca_bundle), timeout=5) as client:
+        response = client.get(f"{pebble.management_url}/cert-status-by-serial/{serial}")
+        response.raise_for_status()
+        return str(json.loads(response.content)["Status"])
+
+
+def test_acme_domain_is_issued_by_pebble_served_verified_and_revoked_on_removal(
+    stack: tuple[AnchorProcess, UserDns, Pebble], tmp_path: Path
+) -> None:
+    anchor, user_dns, pebble = stack
+    name = f"shop.{ZONE}"
+    roots = tmp_path / "pebble-roots.pem"
+    with anchor.api() as api:
+        ensure_project(api, "shop")
+        upload_and_deploy(api, "shop", {"index.html": b"acme shop"})
+        domain = api.post("/v1/projects/shop/domains", json={"name": name}).json()
+        validation = domain["dnsRecords"][0]
+        assert validation["name"] == f"_acme-challenge.{name}"
+        assert validation["value"].endswith("." + VALIDATION_ZONE)
+        add_records(user_dns, domain)
+        live = wait_domain(api, "shop", name, active, timeout=60)
+        assert "Pebble" in live["certificate"]["issuer"]
+
+        # The served chain verifies against pebble's issuance root (fetched after issuance: it is made
+        # anew at every pebble start).
+        roots.write_bytes(pebble.issuance_roots())
+        served = subprocess.run(
+            [
+                "curl", "-sS", "--max-time", "5", "--cacert", str(roots),
+                "--resolve", f"{name}:{anchor.https_port}:{LOOPBACK}", f"https://{name}:{anchor.https_port}/",
+            ],
+            capture_output=True, text=True, timeout=15,
+        )  # fmt: skip
+        assert served.returncode == 0, served.stderr
+        assert served.stdout == "acme shop"
+
+        # The dns-01 TXT lived only during the issuance: the validation zone holds nothing now.
+        query = dns.message.make_query(validation["value"], "TXT")
+        answer = dns.query.udp(query, LOOPBACK, port=int(anchor.extra_env["ANCHOR_DNS_ADDR"].split(":")[1]))
+        assert answer.rcode() == dns.rcode.NXDOMAIN
+
+        serial = live["certificate"]["serial"]
+        assert cert_status(pebble, serial) == "Valid"
+        assert api.delete(f"/v1/projects/shop/domains/{name}").status_code == 200
+        assert cert_status(pebble, serial) == "Revoked"
+        assert (anchor.data_dir / "acme" / "account.key").stat().st_mode & 0o777 == 0o600
