@@ -397,3 +397,28 @@ def test_two_hundred_domains_attach(anchor: AnchorProcess, user_dns: UserDns) ->
     for name in names:
         user_dns.delete(f"_acme-challenge.{name}")
         user_dns.delete(name)
+
+
+def test_wildcard_domain_serves_every_name_one_level_below(anchor: AnchorProcess, user_dns: UserDns) -> None:
+    name = f"*.wild.{ZONE}"
+    with anchor.api() as api:
+        ensure_project(api, "wild")
+        upload_and_deploy(api, "wild", {"index.html": b"wild"})
+        domain = api.post("/v1/projects/wild/domains", json={"name": name}).json()
+        records = {(r["type"], r["name"]) for r in domain["dnsRecords"]}
+        assert records == {("CNAME", f"_acme-challenge.wild.{ZONE}"), ("CNAME", name)}
+        add_records(user_dns, domain)
+        live = wait_domain(api, "wild", "%2A.wild." + ZONE, active)
+        assert live["dnsStatus"] == "ok"
+        for host in (f"a.wild.{ZONE}", f"other-name.wild.{ZONE}"):
+            served = curl(anchor, host)
+            assert served.returncode == 0, served.stderr
+            assert served.stdout == "wild"
+        # One level only: neither the parent nor a name two levels below is covered.
+        assert curl(anchor, f"wild.{ZONE}").returncode != 0
+        assert curl(anchor, f"x.y.wild.{ZONE}").returncode != 0
+        assert anchor.edge(f"a.wild.{ZONE}").status_code == 308
+        api.delete("/v1/projects/wild/domains/%2A.wild." + ZONE)
+        assert curl(anchor, f"a.wild.{ZONE}").returncode != 0
+    user_dns.delete(f"_acme-challenge.wild.{ZONE}")
+    user_dns.delete(name)
