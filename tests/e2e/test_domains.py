@@ -422,3 +422,33 @@ def test_wildcard_domain_serves_every_name_one_level_below(anchor: AnchorProcess
         assert curl(anchor, f"a.wild.{ZONE}").returncode != 0
     user_dns.delete(f"_acme-challenge.wild.{ZONE}")
     user_dns.delete(name)
+
+
+def test_a_project_token_cannot_see_or_touch_another_projects_domains(shared: AnchorProcess) -> None:
+    with shared.api() as admin:
+        ensure_project(admin, "mine")
+        ensure_project(admin, "theirs")
+        assert (
+            admin.post("/v1/projects/theirs/domains", json={"name": "theirs.other.test"}).status_code == 201
+        )
+        token = admin.post("/v1/tokens", json={"name": "mine-ci", "project": "mine"}).json()["token"]
+    with shared.api(token) as mine:
+        assert mine.post("/v1/projects/theirs/domains", json={"name": "x.other.test"}).status_code == 403
+        assert mine.get("/v1/projects/theirs/domains").status_code == 403
+        assert mine.delete("/v1/projects/theirs/domains/theirs.other.test").status_code == 403
+        assert mine.post("/v1/projects/theirs/domains/theirs.other.test/retry").status_code == 403
+        # Looked up by name alone, another project's domain does not exist for this token.
+        found = mine.get("/v1/domains/theirs.other.test")
+        assert found.status_code == 404 and found.json()["error"]["code"] == "domain_not_found"
+        # Its own project works, and the other project's name is still taken (409, not stolen).
+        taken = mine.post("/v1/projects/mine/domains", json={"name": "theirs.other.test"})
+        assert taken.status_code == 409
+    with httpx.Client(base_url=shared.api_url, timeout=10) as anonymous:
+        assert anonymous.post("/v1/projects/mine/domains", json={"name": "a.other.test"}).status_code == 401
+        assert anonymous.get("/v1/ca").status_code == 401
+    with shared.api() as admin:
+        assert admin.get("/v1/projects/theirs/domains/theirs.other.test?check=false").status_code == 200
+        missing = admin.post("/v1/projects/mine/domains", json={})
+        assert missing.status_code == 422 and "name" in missing.json()["error"]["message"]
+        assert admin.get("/v1/projects/mine/domains/a..b.com").status_code == 422
+        assert admin.get("/v1/projects/mine/domains/nowhere.other.test").status_code == 404
