@@ -32,6 +32,7 @@ from josepy.errors import DeserializationError
 from josepy.jwa import ES256, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC, JWKRSA
 
+from anchor_deploy.adapters.internal_ca import write_private
 from anchor_deploy.model.errors import IssuanceFailed
 from anchor_deploy.ports.domains import Certificate, ValidationZone
 
@@ -44,14 +45,6 @@ MAX_REQUEST_SECONDS = 30.0
 REASON_UNSPECIFIED = 0
 # Problem types where the CA looked at our TXT values and did not find its own: the CNAME is the likely cause.
 _DNS_PROBLEMS = frozenset({"unauthorized", "dns", "incorrectResponse"})
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(tmp, path)
 
 
 class AcmeIssuer:
@@ -100,7 +93,7 @@ class AcmeIssuer:
             pem = key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
-            _write_private(self.account_key_path, pem)
+            write_private(self.account_key_path, pem)
         loaded = serialization.load_pem_private_key(self.account_key_path.read_bytes(), password=None)
         if isinstance(loaded, ec.EllipticCurvePrivateKey) and isinstance(loaded.curve, ec.SECP256R1):
             return JWKEC(key=loaded), ES256
@@ -160,7 +153,7 @@ class AcmeIssuer:
         except errors.ConflictError as exists:  # this key already has an account there
             account = acme.query_registration(self._resource(exists.location))
         stored = {"directory": self.directory_url, "uri": account.uri}
-        _write_private(self.account_path, json.dumps(stored, indent=2).encode())
+        write_private(self.account_path, json.dumps(stored, indent=2).encode())
         log.info("registered ACME account %s at %s", account.uri, self.directory_url)
         return account
 

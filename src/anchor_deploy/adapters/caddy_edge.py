@@ -21,6 +21,22 @@ from anchor_deploy.model.names import is_valid_hostname
 _KIND_DIR = {HostKind.ALIAS: "a", HostKind.DEPLOYMENT: "d"}
 
 
+def _swap_link(link: Path, target: str, failure: str) -> None:
+    """Point ``link`` at ``target`` by renaming a fresh symlink over it: atomic; a no-op if it already is."""
+    try:
+        if os.readlink(link) == target:
+            return
+    except OSError:
+        pass
+    tmp = link.parent / f".tmp-{secrets.token_hex(6)}"
+    try:
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise EdgeError(f"{failure}: {exc}") from exc
+
+
 class SymlinkEdge:
     def __init__(self, edge_root: Path, deployments_root: Path) -> None:
         self.root = edge_root
@@ -45,18 +61,7 @@ class SymlinkEdge:
                     self._link(host, other).unlink(missing_ok=True)
                 except OSError as exc:
                     raise EdgeError(f"could not switch {host}: {exc}") from exc
-        try:
-            if os.readlink(link) == target:
-                return
-        except OSError:
-            pass
-        tmp = link.parent / f".tmp-{secrets.token_hex(6)}"
-        try:
-            os.symlink(target, tmp)
-            os.replace(tmp, link)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise EdgeError(f"could not switch {host}: {exc}") from exc
+        _swap_link(link, target, f"could not switch {host}")
 
     def remove(self, host: str) -> None:
         for kind in HostKind:
@@ -103,18 +108,7 @@ class SymlinkDomainEdge:
         if not is_valid_hostname(production_host):
             raise EdgeError(f"refusing to route to invalid host {production_host[:80]!r}")
         target = os.path.relpath(self._alias_root / production_host, link.parent)
-        try:
-            if os.readlink(link) == target:
-                return
-        except OSError:
-            pass
-        tmp = link.parent / f".tmp-{secrets.token_hex(6)}"
-        try:
-            os.symlink(target, tmp)
-            os.replace(tmp, link)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise EdgeError(f"could not attach {name}: {exc}") from exc
+        _swap_link(link, target, f"could not attach {name}")
 
     def detach(self, name: str) -> None:
         try:

@@ -29,7 +29,8 @@ class IssuedCertificate:
     not_after: datetime.datetime
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret (a key, an account) readable by this user only, replacing the file atomically."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
@@ -87,8 +88,8 @@ class InternalCA:
         key_pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        _write_private(self.folder / "root.key", key_pem)
-        _write_private(self.root_path, cert.public_bytes(serialization.Encoding.PEM))
+        write_private(self.folder / "root.key", key_pem)
+        write_private(self.root_path, cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, names: Sequence[str], lifetime: datetime.timedelta) -> IssuedCertificate:
         """A leaf certificate for ``names`` (A-labels, wildcards allowed) with a fresh P-256 key."""

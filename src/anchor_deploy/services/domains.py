@@ -51,6 +51,7 @@ from anchor_deploy.ports.domains import (
     ValidationZone,
 )
 from anchor_deploy.ports.runtime import SecretBox
+from anchor_deploy.services.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
@@ -537,30 +538,20 @@ class DomainService:
         return report
 
 
-class DomainWorker:
+class DomainWorker(BackgroundLoop):
     """Runs due domain checks (a few at once: an ACME issuance waits on the CA), sleeping until the next
     one is due or ``wake`` is called; converges the data planes at start and every ``converge_every``."""
 
+    thread_name = "domains"
+
     def __init__(self, service: DomainService, threads: int = 4, converge_every: float = 600.0) -> None:
+        super().__init__()
         self._service = service
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="domain-check")
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._converge_every = converge_every
-        self._thread: threading.Thread | None = None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="domains", daemon=True)
-        self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=10)
+        super().stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:

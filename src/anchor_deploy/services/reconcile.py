@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from anchor_deploy.model.entities import Deployment, DeploymentStatus
 from anchor_deploy.ports import DeploymentFiles, Edge, Store
 from anchor_deploy.services.aliases import AliasService
+from anchor_deploy.services.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,12 @@ class ReconcileReport:
     swept: list[str] = field(default_factory=list)
 
 
-class Reconciler:
+class Reconciler(BackgroundLoop):
     """A full pass is O(hosts + deployments) (about 0.7 s at 10,000 projects), so it runs at start-up, when
     an apply failed (``request``), and otherwise only every ``interval`` seconds as a safety net: a pass
     shares the API's process, and a frequent one would show in rollback latencies."""
+
+    thread_name = "reconciler"
 
     def __init__(
         self,
@@ -46,9 +49,7 @@ class Reconciler:
         self._submit = submit_build
         self._present = present_deployments
         self._interval = interval
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._lock = threading.Lock()
 
     def run_once(self, startup: bool = False) -> ReconcileReport:
@@ -105,17 +106,7 @@ class Reconciler:
 
     # -- background loop ---------------------------------------------------------------------------
     def request(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=10)
+        self.wake()
 
     def _loop(self) -> None:
         delay = 0.2
