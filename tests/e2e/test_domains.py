@@ -4,6 +4,7 @@ a real Caddy serves the name over HTTPS, checked with curl against the CA's root
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -452,3 +453,34 @@ def test_a_project_token_cannot_see_or_touch_another_projects_domains(shared: An
         assert missing.status_code == 422 and "name" in missing.json()["error"]["message"]
         assert admin.get("/v1/projects/mine/domains/a..b.com").status_code == 422
         assert admin.get("/v1/projects/mine/domains/nowhere.other.test").status_code == 404
+
+
+def test_cli_adds_waits_inspects_and_removes_a_domain(anchor: AnchorProcess, user_dns: UserDns) -> None:
+    name = f"cli.{ZONE}"
+    with anchor.api() as api:
+        ensure_project(api, "cli")
+        upload_and_deploy(api, "cli", {"index.html": b"cli"})
+    added = anchor.cli("domains", "add", "cli", name)
+    assert f"_acme-challenge.{name}" in added.stdout and EDGE_HOST in added.stdout
+    domain = json.loads(anchor.cli("domains", "inspect", name, "--json").stdout)
+    assert domain["certificateStatus"] == "PENDING_VALIDATION"
+    add_records(user_dns, domain)
+    waited = anchor.cli("domains", "wait", name, "--timeout", "60")
+    assert f"{name} is live: https://{name}:{anchor.https_port}" in waited.stdout
+    inspected = anchor.cli("domains", "inspect", name).stdout
+    assert "certificate ISSUED, edge active, dns ok" in inspected and "serial" in inspected
+    listed = json.loads(anchor.cli("domains", "ls", "cli", "--json").stdout)
+    assert [d["name"] for d in listed["domains"]] == [name]
+    root = anchor.cli("ca", "path").stdout.strip()
+    assert Path(root) == (anchor.data_dir / "ca" / "root.pem").resolve()
+    assert curl(anchor, name).stdout == "cli"
+    removed = anchor.cli("domains", "rm", name, "--yes")
+    assert "you may now delete these DNS records" in removed.stdout
+    missing = anchor.cli("domains", "inspect", name, check=False)
+    assert (
+        missing.returncode == 1 and missing.stderr.startswith("error:") and "Traceback" not in missing.stderr
+    )
+    bad = anchor.cli("domains", "add", "cli", "a..b", check=False)
+    assert bad.returncode == 1 and "empty label" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    user_dns.delete(f"_acme-challenge.{name}")
+    user_dns.delete(name)
