@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from anchor_deploy.adapters.sqlite_store import SqliteStore
+from anchor_deploy.model.domains import CdnStatus, CertificateStatus, DnsStatus, Domain, IssuedInfo
 from anchor_deploy.model.entities import (
     Deployment,
     DeploymentStatus,
@@ -19,7 +21,13 @@ from anchor_deploy.model.entities import (
     Target,
     Token,
 )
-from anchor_deploy.model.errors import Conflict, DeploymentNotFound, NameTaken, ProjectNotFound
+from anchor_deploy.model.errors import (
+    Conflict,
+    DeploymentNotFound,
+    DomainTaken,
+    NameTaken,
+    ProjectNotFound,
+)
 from anchor_deploy.model.manifest import ManifestFile
 from anchor_deploy.ports import Store
 from anchor_deploy.ports.fakes import FakeStore
@@ -417,3 +425,163 @@ def test_add_token_refuses_a_reused_secret_and_an_unknown_project(store: Store) 
         store.add_token(Token("tok_3", "three", "prj_nope", 3.0), "other-hash")
     assert store.token_by_hash("other-hash") is None
     assert store.token_by_hash("same-hash") == Token("tok_1", "one", None, 1.0)
+
+
+# -- custom domains --------------------------------------------------------------------------------
+def new_domain(project: Project, name: str, next_check_at: float | None = 100.0, **changes: object) -> Domain:
+    label = "".join(c for c in name if c.isalnum())[:20].ljust(20, "0")
+    domain = Domain(
+        name=name,
+        project_id=project.id,
+        validation_label=label,
+        created_at=50.0,
+        validation_deadline=50.0 + 72 * 3600,
+        next_check_at=next_check_at,
+        status_reason="waiting for the validation record",
+    )
+    return dataclasses.replace(domain, **changes)  # type: ignore[arg-type]
+
+
+ISSUED_INFO = IssuedInfo("1f2e3d", "CN=anchor-deploy local CA", 1_700_000_000.25, 1_703_888_000.75)
+
+
+def test_domain_round_trip_and_listing_by_name(store: Store) -> None:
+    site, other = add_project(store, "site"), add_project(store, "other")
+    www = new_domain(site, "www.example.com")
+    wild = new_domain(site, "*.example.com", next_check_at=None)
+    apex = new_domain(other, "example.org", last_checked_at=75.5, failures=2, dns_status=DnsStatus.OK)
+    for domain in (www, wild, apex):
+        store.add_domain(domain)
+    assert store.domain("www.example.com") == www
+    assert store.domain("*.example.com") == wild
+    assert store.domain("example.org") == apex
+    assert store.domain("nope.example.com") is None
+    assert store.project_domains(site.id) == [wild, www]
+    assert store.project_domains(other.id) == [apex]
+    assert store.project_domains("prj_nope") == []
+    assert store.all_domains() == [wild, apex, www]
+    assert store.domain_certificate("www.example.com") is None
+
+
+def test_a_held_domain_name_is_domain_taken_for_any_project(store: Store) -> None:
+    site, other = add_project(store, "site"), add_project(store, "other")
+    held = new_domain(site, "www.example.com")
+    store.add_domain(held)
+    for project in (other, site):
+        with pytest.raises(DomainTaken):
+            store.add_domain(new_domain(project, "www.example.com", validation_label="x" * 20))
+    assert store.domain("www.example.com") == held
+    assert store.project_domains(other.id) == []
+
+
+def test_a_domain_of_an_unknown_project_is_refused(store: Store) -> None:
+    ghost = Project("prj_ghost", "ghost", 1.0)
+    with pytest.raises(ProjectNotFound):
+        store.add_domain(new_domain(ghost, "www.example.com"))
+    assert store.domain("www.example.com") is None and store.all_domains() == []
+
+
+def test_domains_due_are_the_most_overdue_first_and_limited(store: Store) -> None:
+    site = add_project(store, "site")
+    store.add_domain(new_domain(site, "c.example.com", next_check_at=30.0))
+    store.add_domain(new_domain(site, "a.example.com", next_check_at=20.0))
+    store.add_domain(new_domain(site, "b.example.com", next_check_at=10.0))
+    store.add_domain(new_domain(site, "later.example.com", next_check_at=500.0))
+    store.add_domain(new_domain(site, "idle.example.com", next_check_at=None))
+    assert [d.name for d in store.domains_due(30.0)] == ["b.example.com", "a.example.com", "c.example.com"]
+    assert [d.name for d in store.domains_due(29.0)] == ["b.example.com", "a.example.com"]
+    assert [d.name for d in store.domains_due(100.0, limit=2)] == ["b.example.com", "a.example.com"]
+    assert store.domains_due(5.0) == []
+    assert store.next_domain_check() == 10.0
+    marked = store.mark_domain_deleting("later.example.com")  # deleting: due at once
+    assert marked is not None and (marked.deleting, marked.next_check_at) == (True, 0.0)
+    assert [d.name for d in store.domains_due(5.0)] == ["later.example.com"]
+    assert store.next_domain_check() == 0.0
+
+
+def test_next_domain_check_is_none_without_scheduled_domains(store: Store) -> None:
+    assert store.next_domain_check() is None
+    site = add_project(store, "site")
+    store.add_domain(new_domain(site, "idle.example.com", next_check_at=None))
+    assert store.next_domain_check() is None
+    assert store.domains_due(1e12) == []
+
+
+def test_save_domain_updates_state_and_the_certificate(store: Store) -> None:
+    site = add_project(store, "site")
+    store.add_domain(new_domain(site, "www.example.com"))
+    issued = new_domain(
+        site,
+        "www.example.com",
+        certificate_status=CertificateStatus.ISSUED,
+        cdn_status=CdnStatus.ACTIVE,
+        dns_status=DnsStatus.MISCONFIGURED,
+        status_reason="CNAME www.example.com points to elsewhere.example.net",
+        certificate=ISSUED_INFO,
+        last_checked_at=123.5,
+        next_check_at=None,
+        failures=0,
+    )
+    chain, sealed = b"-----BEGIN CERTIFICATE-----\n\x00\xff chain\n", b"\x80sealed-key\x00"
+    assert store.save_domain(issued, (chain, sealed)) is True
+    assert store.domain("www.example.com") == issued
+    assert store.domain_certificate("www.example.com") == (chain, sealed)
+    later = dataclasses.replace(issued, failures=3, status_reason="renewal failed", next_check_at=900.0)
+    assert store.save_domain(later) is True  # no certificate given: the stored one stays
+    assert store.domain("www.example.com") == later
+    assert store.domain_certificate("www.example.com") == (chain, sealed)
+    assert store.save_domain(dataclasses.replace(later, certificate=None)) is True
+    assert store.domain_certificate("www.example.com") is None  # no certificate info: no bytes either
+
+
+def test_save_domain_of_a_missing_or_foreign_or_deleting_row_is_false(store: Store) -> None:
+    site, other = add_project(store, "site"), add_project(store, "other")
+    assert store.save_domain(new_domain(site, "nope.example.com")) is False
+    assert store.domain("nope.example.com") is None
+    added = new_domain(site, "www.example.com")
+    store.add_domain(added)
+    assert store.save_domain(dataclasses.replace(added, project_id=other.id, failures=9)) is False
+    assert store.domain("www.example.com") == added
+    marked = store.mark_domain_deleting("www.example.com")
+    assert marked == dataclasses.replace(added, deleting=True, next_check_at=0.0)
+    issued = dataclasses.replace(added, certificate_status=CertificateStatus.ISSUED, certificate=ISSUED_INFO)
+    assert store.save_domain(issued, (b"chain", b"key")) is False
+    assert store.domain("www.example.com") == marked
+    assert store.domain_certificate("www.example.com") is None
+    assert store.mark_domain_deleting("nope.example.com") is None
+
+
+def test_delete_domain_frees_the_name(store: Store) -> None:
+    site, other = add_project(store, "site"), add_project(store, "other")
+    store.add_domain(new_domain(site, "www.example.com"))
+    store.save_domain(new_domain(site, "www.example.com", certificate=ISSUED_INFO), (b"c", b"k"))
+    assert store.delete_domain("www.example.com") is True
+    assert store.delete_domain("www.example.com") is False
+    assert store.domain("www.example.com") is None and store.domain_certificate("www.example.com") is None
+    store.add_domain(new_domain(other, "www.example.com"))
+    assert (store.domain("www.example.com") or new_domain(site, "x.example")).project_id == other.id
+
+
+def test_delete_project_deletes_its_domains(store: Store) -> None:
+    site, keep = add_project(store, "site"), add_project(store, "keep")
+    store.add_domain(new_domain(site, "www.example.com"))
+    store.save_domain(new_domain(site, "www.example.com", certificate=ISSUED_INFO), (b"c", b"k"))
+    store.add_domain(new_domain(site, "*.example.com"))
+    kept = new_domain(keep, "keep.example.net")
+    store.add_domain(kept)
+    store.delete_project(site.id)
+    assert store.project_domains(site.id) == [] and store.all_domains() == [kept]
+    assert store.domain_certificate("www.example.com") is None
+    assert store.next_domain_check() == 100.0
+    store.add_domain(new_domain(keep, "www.example.com"))  # the name is free again
+
+
+def test_sqlite_store_keeps_domains_across_reopen(tmp_path: Path) -> None:
+    first = SqliteStore(tmp_path / "anchor.db")
+    site = add_project(first, "site")
+    domain = new_domain(site, "www.example.com", certificate=ISSUED_INFO, deleting=False)
+    first.add_domain(domain)
+    first.save_domain(domain, (b"chain", b"sealed"))
+    again = SqliteStore(tmp_path / "anchor.db")
+    assert again.domain("www.example.com") == domain
+    assert again.domain_certificate("www.example.com") == (b"chain", b"sealed")

@@ -43,7 +43,7 @@ class CertificateFiles:
         os.chmod(folder, 0o700)
 
     def _path(self, name: str) -> Path:
-        if not _SERVER_NAME.match(name.removeprefix("*.")):
+        if not _SERVER_NAME.fullmatch(name.removeprefix("*.")):
             raise ValueError(f"not a certificate name: {name[:80]!r}")
         return self.folder / _file_name(name)
 
@@ -72,7 +72,7 @@ class CertificateFiles:
     def bundle(self, server_name: str) -> bytes | None:
         """The bundle for a handshake: the exact name first, then the wildcard one level up."""
         server_name = server_name.lower().rstrip(".")
-        if not _SERVER_NAME.match(server_name):
+        if not _SERVER_NAME.fullmatch(server_name):
             return None
         candidates = [server_name]
         if "." in server_name:
@@ -155,5 +155,8 @@ class CertificateEndpoint:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:  # shutdown() waits for serve_forever: without it, it would block forever
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
         self._server.server_close()

@@ -34,6 +34,7 @@ from anchor_deploy.model.errors import (
     DomainNotRetryable,
     EdgeError,
     Forbidden,
+    InvalidInput,
     IssuanceFailed,
     NotFound,
 )
@@ -423,12 +424,11 @@ class DomainService:
         else:
             status = domain.certificate_status
             reason = f"renewal failed: {why}; the current certificate stays served until {when}; retrying"
+        later = self._later(failures)
+        if self.clock() < domain.certificate.not_after:
+            later = min(later, domain.certificate.not_after)  # look again when it expires, to say so
         self._save(
-            domain,
-            certificate_status=status,
-            status_reason=reason,
-            failures=failures,
-            next_check_at=min(self._later(failures), max(domain.certificate.not_after, self.clock() + 1)),
+            domain, certificate_status=status, status_reason=reason, failures=failures, next_check_at=later
         )
 
     def _routing(self, domain: Domain) -> tuple[DnsStatus, str]:
@@ -527,15 +527,23 @@ class DomainService:
                     with self._lock(name):
                         self._install(domain)
                     report["installed"].append(name)
-                except (OSError, EdgeError, ValueError) as exc:
+                except (OSError, EdgeError, ValueError, InvalidInput) as exc:
                     log.warning("could not install %s at the edge: %s", name, exc)
         for name in set(attached) - set(live):
-            self.edge.detach(name)
-            report["dropped"].append(name)
+            with self._lock(name):
+                if not self._is_live(name):  # looked at again: it may have been issued since the snapshot
+                    self.edge.detach(name)
+                    report["dropped"].append(name)
         for name in set(self.certificates.names()) - set(live):
-            self.certificates.remove(name)
-            report["dropped"].append(name)
+            with self._lock(name):
+                if not self._is_live(name):
+                    self.certificates.remove(name)
+                    report["dropped"].append(name)
         return report
+
+    def _is_live(self, name: str) -> bool:
+        domain = self.store.domain(name)
+        return domain is not None and not domain.deleting and domain.certificate_status in _SERVED
 
 
 class DomainWorker(BackgroundLoop):
@@ -558,12 +566,15 @@ class DomainWorker(BackgroundLoop):
         clock = self._service.clock
         converged = float("-inf")
         while not self._stop.is_set():
-            try:
-                if clock() - converged >= self._converge_every:
+            if clock() - converged >= self._converge_every:
+                try:
                     report = self._service.converge()
-                    converged = clock()
                     if any(report.values()):
                         log.info("domains converged: %s", {k: len(v) for k, v in report.items() if v})
+                except Exception:
+                    log.exception("converging the domains failed; due checks go on")
+                converged = clock()
+            try:
                 while self._service.run_due(self._pool) and not self._stop.is_set():
                     pass
                 upcoming = self._service.store.next_domain_check()
