@@ -381,7 +381,9 @@ class DomainService:
     def _next_routine(self, domain: Domain) -> float:
         now = self.clock()
         assert domain.certificate is not None
-        return min(domain.certificate.renew_after(), now + RECHECK)
+        # A routing record not seen yet (often added after validation) is looked for again soon.
+        recheck = RECHECK if domain.dns_status == DnsStatus.OK else self.settings.check_max
+        return min(domain.certificate.renew_after(), now + recheck)
 
     def _maintain(self, domain: Domain) -> None:
         """An issued domain: renew when due, keep it attached, watch the routing record and the expiry."""
