@@ -742,8 +742,16 @@ class Server:
     extra_pids: list[int] = field(default_factory=list)
 
 
-def start_plain_caddy(binary: str, folder: Path, route: dict[str, Any], name: str) -> Server:
-    """The pinned Caddy binary with a minimal config: one server, one route, admin API off."""
+def start_plain_caddy(
+    binary: str,
+    folder: Path,
+    route: dict[str, Any],
+    name: str,
+    extra_servers: dict[str, Any] | None = None,
+    extra_apps: dict[str, Any] | None = None,
+) -> Server:
+    """The pinned Caddy binary with a minimal config: one server, one route, admin API off. More servers
+    and apps (a TLS server and its certificates, say) can be added; the plain server is the one waited on."""
     folder.mkdir()
     port = free_port()
     config = {
@@ -757,9 +765,11 @@ def start_plain_caddy(binary: str, folder: Path, route: dict[str, Any], name: st
                         "listen": [f"{LOOPBACK}:{port}"],
                         "automatic_https": {"disable": True},
                         "routes": [route],
-                    }
+                    },
+                    **(extra_servers or {}),
                 }
-            }
+            },
+            **(extra_apps or {}),
         },
     }
     (folder / "caddy.json").write_text(json.dumps(config, indent=1))
@@ -897,7 +907,16 @@ def parse_wrk(text: str) -> dict[str, Any]:
     }
 
 
-def run_wrk(wrk: str, url: str, host: str, seconds: float, threads: int, connections: int) -> dict[str, Any]:
+def run_wrk(
+    wrk: str,
+    url: str,
+    host: str,
+    seconds: float,
+    threads: int,
+    connections: int,
+    script: Path | None = None,
+) -> dict[str, Any]:
+    """wrk against ``url`` with ``Host: host``; ``script`` is an optional Lua file (``-s``)."""
     cmd = [
         wrk,
         f"-t{threads}",
@@ -906,6 +925,7 @@ def run_wrk(wrk: str, url: str, host: str, seconds: float, threads: int, connect
         "--latency",
         "-H",
         f"Host: {host}",
+        *(["-s", str(script)] if script else []),
         url,
     ]
     proc = subprocess.Popen(
