@@ -60,15 +60,14 @@ from bench_core import (  # noqa: E402
     _command_output,
     _iso_seconds,
     _parent_death_signal,
-    _raise_interrupt,
     children_of,
-    console,
     free_port,
     leftover_children,
     loadavg,
     machine_facts,
     percentile,
     process_cpu_seconds,
+    run_and_report,
     run_wrk,
     say,
     start_plain_caddy,
@@ -76,7 +75,6 @@ from bench_core import (  # noqa: E402
     stop_server,
     summary_ms,
     tail,
-    write_results,
 )
 from loadgen import LoadConfig, LoadProcess  # noqa: E402
 
@@ -1222,15 +1220,9 @@ def stray_workers(work: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        results = run(args)
-    except KeyboardInterrupt:
-        console.print("interrupted; every process this benchmark started has been stopped")
+    results = run_and_report(args, run, render)
+    if results is None:
         return 130
-    write_results(results, args.out)
-    render(results)
-    say(f"wrote {args.out}")
     return 1 if args.strict and not all(t["met"] in (True, None) for t in results["targets"]) else 0
 
 

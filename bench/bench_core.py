@@ -1302,6 +1302,24 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def run_and_report(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    render: Callable[[dict[str, Any]], None],
+) -> dict[str, Any] | None:
+    """Run a benchmark (SIGTERM stops it as Ctrl-C does), write its JSON, print its table; None if stopped."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        results = run(args)
+    except KeyboardInterrupt:
+        console.print("interrupted; every process this benchmark started has been stopped")
+        return None
+    write_results(results, args.out)
+    render(results)
+    say(f"wrote {args.out}")
+    return results
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     parts = set(args.only or ("rollback", "deploy", "edge"))
     results: dict[str, Any] = {
@@ -1372,15 +1390,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        results = run(args)
-    except KeyboardInterrupt:
-        console.print("interrupted; every process this benchmark started has been stopped")
+    results = run_and_report(args, run, render)
+    if results is None:
         return 130
-    write_results(results, args.out)
-    render(results)
-    say(f"wrote {args.out}")
     return 1 if args.strict and not all(t["met"] for t in results["targets"]) else 0
 
 

@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import random
 import shutil
-import signal
 import socket
 import sqlite3
 import ssl
@@ -66,8 +65,6 @@ from bench_core import (  # noqa: E402
     Server,
     _command_output,
     _iso_seconds,
-    _raise_interrupt,
-    console,
     deploy_by_hand,
     free_port,
     leftover_children,
@@ -75,13 +72,13 @@ from bench_core import (  # noqa: E402
     machine_facts,
     page,
     process_cpu_seconds,
+    run_and_report,
     run_wrk,
     say,
     start_plain_caddy,
     stop_server,
     summary_ms,
     tail,
-    write_results,
 )
 
 RESULTS = REPO / "bench" / "results" / "domains.json"
@@ -1192,15 +1189,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        results = run(args)
-    except KeyboardInterrupt:
-        console.print("interrupted; every process this benchmark started has been stopped")
+    results = run_and_report(args, run, render)
+    if results is None:
         return 130
-    write_results(results, args.out)
-    render(results)
-    say(f"wrote {args.out}")
     return 0
 
 
