@@ -23,6 +23,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support import stop_process
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -119,14 +121,7 @@ class _Process:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
 
 
 class ChallTestServer(_Process):

@@ -45,6 +45,8 @@ import dns.rdatatype
 import dns.rrset
 import dns.update
 
+from tests.support import stop_process
+
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 10.0
 
@@ -256,13 +258,7 @@ class _Daemon:
 
     def _kill(self, keep_dir: bool) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc)
         if self._own_dir and not keep_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
