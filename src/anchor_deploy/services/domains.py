@@ -27,6 +27,7 @@ from anchor_deploy.model.domains import (
     backoff,
     dns_records,
     parse_domain_name,
+    to_unicode_name,
 )
 from anchor_deploy.model.entities import Project
 from anchor_deploy.model.errors import (
@@ -109,9 +110,8 @@ class DomainService:
 
     def view(self, domain: Domain) -> DomainView:
         s = self.settings
-        unicode_name = self.parse(domain.name).unicode
         records = dns_records(domain, s.validation_zone, s.edge_hostname, s.edge_addresses)
-        return DomainView(domain, unicode_name, records)
+        return DomainView(domain, to_unicode_name(domain.name, self.to_unicode), records)
 
     def add(self, project: Project, raw_name: object) -> DomainView:
         name = self.parse(raw_name)
@@ -500,6 +500,8 @@ class DomainService:
         if self.zone is not None:
             self.zone.withdraw(domain.validation_target(self.settings.validation_zone))
         self.store.delete_domain(domain.name)
+        with self._guard:  # a later domain of that name gets a lock of its own
+            self._locks.pop(domain.name, None)
 
     def _revoke_quietly(self, chain_pem: bytes) -> None:
         try:
