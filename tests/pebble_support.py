@@ -192,8 +192,11 @@ class Pebble(_Process):
 
     name = "pebble"
 
-    def __init__(self, workdir: Path, dns_server: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, dns_server: str, env: dict[str, str] | None = None, validity: int | None = None
+    ) -> None:
         super().__init__(workdir)
+        self.validity = validity  # seconds; pebble's default is 5 years
         self.dns_server = dns_server
         self.port = free_port()
         self.management_port = free_port()
@@ -224,6 +227,8 @@ class Pebble(_Process):
                 "externalAccountBindingRequired": False,
             }
         }
+        if self.validity is not None:
+            config["pebble"]["certificateValidityPeriod"] = self.validity
         config_path = self.workdir / "pebble-config.json"
         config_path.write_text(json.dumps(config, indent=2))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PEBBLE_")}

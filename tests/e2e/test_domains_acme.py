@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +30,8 @@ VALIDATION_ZONE = "validation.anchor.test"
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[AnchorProcess, UserDns, Pebble]]:
+def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[AnchorProcess, UserDns, Pebble]]:
+    validity = getattr(request, "param", None)
     dns_port = free_port()
     with (
         UserDns([ZONE], workdir=tmp_path / "knot") as user_dns,
@@ -37,7 +40,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[AnchorProcess, UserDns, Pebble]]:
         ) as resolver,
     ):
         (tmp_path / "pebble").mkdir()
-        pebble = Pebble(tmp_path / "pebble", resolver.address).start()
+        pebble = Pebble(tmp_path / "pebble", resolver.address, validity=validity).start()
         anchor = AnchorProcess(
             tmp_path / "data",
             extra_env={
@@ -61,6 +64,16 @@ def stack(tmp_path: Path) -> Iterator[tuple[AnchorProcess, UserDns, Pebble]]:
             pebble.stop()
 
 
+def curl(anchor: AnchorProcess, roots: Path, name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "curl", "-sS", "--max-time", "5", "--cacert", str(roots),
+            "--resolve", f"{name}:{anchor.https_port}:{LOOPBACK}", f"https://{name}:{anchor.https_port}/",
+        ],
+        capture_output=True, text=True, timeout=15,
+    )  # fmt: skip
+
+
 def cert_status(pebble: Pebble, serial: str) -> str:
     with httpx.Client(verify=ssl.create_default_context(cafile=pebble.ca_bundle), timeout=5) as client:
         response = client.get(f"{pebble.management_url}/cert-status-by-serial/{serial}")
@@ -76,6 +89,7 @@ def test_acme_domain_is_issued_by_pebble_served_verified_and_revoked_on_removal(
     roots = tmp_path / "pebble-roots.pem"
     with anchor.api() as api:
         ensure_project(api, "shop")
+        first = upload_and_deploy(api, "shop", {"index.html": b"acme shop v1"})
         upload_and_deploy(api, "shop", {"index.html": b"acme shop"})
         domain = api.post("/v1/projects/shop/domains", json={"name": name}).json()
         validation = domain["dnsRecords"][0]
@@ -88,15 +102,11 @@ def test_acme_domain_is_issued_by_pebble_served_verified_and_revoked_on_removal(
         # The served chain verifies against pebble's issuance root (fetched after issuance: it is made
         # anew at every pebble start).
         roots.write_bytes(pebble.issuance_roots())
-        served = subprocess.run(
-            [
-                "curl", "-sS", "--max-time", "5", "--cacert", str(roots),
-                "--resolve", f"{name}:{anchor.https_port}:{LOOPBACK}", f"https://{name}:{anchor.https_port}/",
-            ],
-            capture_output=True, text=True, timeout=15,
-        )  # fmt: skip
+        served = curl(anchor, roots, name)
         assert served.returncode == 0, served.stderr
         assert served.stdout == "acme shop"
+        assert api.post("/v1/projects/shop/rollback", json={"deploymentId": first["id"]}).status_code == 200
+        assert curl(anchor, roots, name).stdout == "acme shop v1"
 
         # The dns-01 TXT lived only during the issuance: the validation zone holds nothing now.
         query = dns.message.make_query(validation["value"], "TXT")
@@ -107,4 +117,42 @@ def test_acme_domain_is_issued_by_pebble_served_verified_and_revoked_on_removal(
         assert cert_status(pebble, serial) == "Valid"
         assert api.delete(f"/v1/projects/shop/domains/{name}").status_code == 200
         assert cert_status(pebble, serial) == "Revoked"
+        assert curl(anchor, roots, name).returncode != 0  # no certificate for the name any more
         assert (anchor.data_dir / "acme" / "account.key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("stack", [15], indirect=True)  # pebble issues 15-second certificates
+def test_acme_certificate_is_renewed_through_the_same_cname_without_a_failed_handshake(
+    stack: tuple[AnchorProcess, UserDns, Pebble], tmp_path: Path
+) -> None:
+    anchor, user_dns, pebble = stack
+    name = f"renew.{ZONE}"
+    roots = tmp_path / "pebble-roots.pem"
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def handshakes() -> None:
+        while not stop.is_set():
+            done = curl(anchor, roots, name)
+            if done.returncode != 0 or done.stdout != "renewing":
+                failures.append(done.stderr or done.stdout)
+            time.sleep(0.05)
+
+    with anchor.api() as api:
+        ensure_project(api, "renew")
+        upload_and_deploy(api, "renew", {"index.html": b"renewing"})
+        add_records(user_dns, api.post("/v1/projects/renew/domains", json={"name": name}).json())
+        first = wait_domain(api, "renew", name, active, timeout=60)["certificate"]
+        roots.write_bytes(pebble.issuance_roots())
+        thread = threading.Thread(target=handshakes)
+        thread.start()
+        try:
+            renewed = wait_domain(
+                api, "renew", name, lambda d: active(d) and d["certificate"]["serial"] != first["serial"], 60
+            )
+        finally:
+            time.sleep(0.5)
+            stop.set()
+            thread.join()
+        assert renewed["certificate"]["notAfter"] > first["notAfter"]
+    assert failures == []
