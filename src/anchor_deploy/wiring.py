@@ -30,6 +30,7 @@ from anchor_deploy.adapters.tls_probe import EdgeTlsProbe
 from anchor_deploy.adapters.venv_builder import VenvBuilder
 from anchor_deploy.adapters.worker_runtime import WorkerRuntime
 from anchor_deploy.model.entities import HostKind
+from anchor_deploy.model.errors import EdgeError
 from anchor_deploy.ports.domains import Issuer
 from anchor_deploy.services.aliases import AliasService, Faults
 from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
@@ -84,7 +85,13 @@ class Platform:
         self.reconciler.run_once(startup=True)
         self.activator.start()
         if self.zone_server:
-            self.zone_server.start()
+            try:
+                self.zone_server.start()
+            except OSError as exc:
+                raise EdgeError(
+                    f"the validation zone's DNS server cannot listen on {self.settings.dns_addr} "
+                    f"(ANCHOR_DNS_ADDR): {exc.strerror or exc}"
+                ) from exc
         self.certificate_endpoint.start()
         if self.caddy:
             self.caddy.start()

@@ -5,6 +5,7 @@ own DNS server for the validation zone, BIND as the recursive resolver that both
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import subprocess
 import threading
@@ -156,3 +157,22 @@ def test_acme_certificate_is_renewed_through_the_same_cname_without_a_failed_han
             thread.join()
         assert renewed["certificate"]["notAfter"] > first["notAfter"]
     assert failures == []
+
+
+def test_a_busy_dns_address_is_one_readable_line_at_start(tmp_path: Path) -> None:
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind((LOOPBACK, 0))
+    try:
+        port = busy.getsockname()[1]
+        anchor = AnchorProcess(
+            tmp_path / "data",
+            extra_env={"ANCHOR_ISSUER": "acme", "ANCHOR_DNS_ADDR": f"{LOOPBACK}:{port}"},
+        )
+        with pytest.raises(RuntimeError) as failed:
+            anchor.start()
+        assert anchor.proc is not None and anchor.proc.wait(timeout=30) == 1
+        log = str(failed.value)
+        assert f"error: the validation zone's DNS server cannot listen on {LOOPBACK}:{port}" in log
+        assert "Traceback" not in log
+    finally:
+        busy.close()
