@@ -215,6 +215,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     domain_worker = DomainWorker(domains)
     domains.on_change = domain_worker.wake
     domains.fault = faults.hit
+    projects.before_delete = domains.remove_all
     https = HttpsEdge(settings.https_addr, settings.https_port, endpoint.url)
     caddy = _caddy(settings, data, edge, sockets, workers, domain_edge, https) if with_caddy else None
     return Platform(

@@ -443,6 +443,11 @@ def test_a_project_token_cannot_see_or_touch_another_projects_domains(shared: An
         # Its own project works, and the other project's name is still taken (409, not stolen).
         taken = mine.post("/v1/projects/mine/domains", json={"name": "theirs.other.test"})
         assert taken.status_code == 409
+        # Deleting a project is for admins: refused, and its domains are untouched.
+        assert mine.post("/v1/projects/mine/domains", json={"name": "mine.other.test"}).status_code == 201
+        assert mine.delete("/v1/projects/mine").status_code == 403
+        kept = mine.get("/v1/projects/mine/domains").json()["domains"]
+        assert [d["name"] for d in kept] == ["mine.other.test"]
     with httpx.Client(base_url=shared.api_url, timeout=10) as anonymous:
         assert anonymous.post("/v1/projects/mine/domains", json={"name": "a.other.test"}).status_code == 401
         assert anonymous.get("/v1/ca").status_code == 401
@@ -452,6 +457,9 @@ def test_a_project_token_cannot_see_or_touch_another_projects_domains(shared: An
         assert missing.status_code == 422 and "name" in missing.json()["error"]["message"]
         assert admin.get("/v1/projects/mine/domains/a..b.com").status_code == 422
         assert admin.get("/v1/projects/mine/domains/nowhere.other.test").status_code == 404
+        # An admin's project delete removes its domains with it: the name is free again.
+        assert admin.delete("/v1/projects/mine").status_code == 200
+        assert admin.post("/v1/projects/theirs/domains", json={"name": "mine.other.test"}).status_code == 201
 
 
 def test_cli_adds_waits_inspects_and_removes_a_domain(anchor: AnchorProcess, user_dns: UserDns) -> None:

@@ -193,6 +193,12 @@ class DomainService:
                 self._finish_removal(marked)
         return view
 
+    def remove_all(self, project: Project) -> None:
+        """Every domain of a project that is being deleted (the rows would cascade, but unserved first)."""
+        for domain in self.store.project_domains(project.id):
+            if not domain.deleting:  # one being removed is finished by whoever removes it
+                self.remove(project, domain.name)
+
     # -- the state machine -------------------------------------------------------------------------
     def _lock(self, name: str) -> threading.Lock:
         with self._guard:

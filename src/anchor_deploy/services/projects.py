@@ -28,6 +28,8 @@ class ProjectService:
         self._base = base_domain
         self._clock = clock
         self._on_edge_failure = on_edge_failure
+        # Runs once the delete is authorized, before the rows go: custom domains are unserved and revoked.
+        self.before_delete: Callable[[Project], None] = lambda project: None
 
     def create(self, name: object, token: Token) -> Project:
         require_admin(token)
@@ -56,6 +58,7 @@ class ProjectService:
     def delete(self, name: str, token: Token) -> Project:
         project = self.get(name, token)
         require_admin(token)
+        self.before_delete(project)
         deployments = [d.id for d in self._store.list_deployments(project.id)]
         hosts = self._store.delete_project(project.id)
         try:
