@@ -264,6 +264,13 @@ class Pebble(_Process):
             response.raise_for_status()
             return response.content
 
+    def cert_status(self, serial: str) -> str:
+        """What pebble says of a certificate it issued: "Valid" or "Revoked"."""
+        with self._http() as client:
+            response = client.get(f"{self.management_url}/cert-status-by-serial/{serial}")
+            response.raise_for_status()
+            return str(json.loads(response.content)["Status"])
+
     def issuance_roots(self) -> bytes:
         """PEM of the root that signs the certificates Pebble issues (new at every start)."""
         return self._management_pem("/roots/0")

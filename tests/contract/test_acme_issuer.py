@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import datetime
-import json
-import ssl
 import stat
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
@@ -221,19 +218,12 @@ def test_wrong_txt_fails_with_the_domain_and_the_ca_reason(
 def test_revoke_and_revoke_again(pebble: Pebble, zone: ChallTestZone, tmp_path: Path) -> None:
     issuer = make_issuer(pebble, zone, tmp_path / "acme")
     cert = issue(issuer, zone, ["gone.example.com"])
-    assert cert_status(pebble, cert.serial) == "Valid"
+    assert pebble.cert_status(cert.serial) == "Valid"
     issuer.revoke(cert.chain_pem)
-    assert cert_status(pebble, cert.serial) == "Revoked"
+    assert pebble.cert_status(cert.serial) == "Revoked"
     issuer.revoke(cert.chain_pem)  # alreadyRevoked counts as done
     # A fresh instance (same account) agrees.
     make_issuer(pebble, zone, tmp_path / "acme").revoke(cert.chain_pem)
-
-
-def cert_status(pebble: Pebble, serial: str) -> str:
-    with httpx.Client(verify=ssl.create_default_context(cafile=pebble.ca_bundle), timeout=5) as client:
-        response = client.get(f"{pebble.management_url}/cert-status-by-serial/{serial}")
-        response.raise_for_status()
-        return str(json.loads(response.content)["Status"])
 
 
 def test_deadline_bounds_the_whole_issuance(pebble: Pebble, zone: ChallTestZone, tmp_path: Path) -> None:

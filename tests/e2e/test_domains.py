@@ -69,8 +69,11 @@ def shared(tmp_path_factory: pytest.TempPathFactory, resolver: Resolver) -> Iter
         platform.stop()
 
 
-def curl(anchor: AnchorProcess, name: str, path: str = "/") -> subprocess.CompletedProcess[str]:
-    root = anchor.data_dir / "ca" / "root.pem"
+def curl(
+    anchor: AnchorProcess, name: str, path: str = "/", root: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """HTTPS to the edge for ``name``, verified against ``root`` (default: the platform's local CA)."""
+    root = root or anchor.data_dir / "ca" / "root.pem"
     return subprocess.run(
         [
             "curl", "-sS", "--max-time", "5", "--cacert", str(root),
@@ -81,6 +84,32 @@ def curl(anchor: AnchorProcess, name: str, path: str = "/") -> subprocess.Comple
         text=True,
         timeout=15,
     )  # fmt: skip
+
+
+class Handshakes:
+    """New HTTPS connections to one name every 50 ms in a thread, recording every one that fails or does
+    not return ``body``: what a certificate swap must never cause."""
+
+    def __init__(self, anchor: AnchorProcess, name: str, body: str, root: Path | None = None) -> None:
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(anchor, name, body, root))
+
+    def _run(self, anchor: AnchorProcess, name: str, body: str, root: Path | None) -> None:
+        while not self._stop.is_set():
+            done = curl(anchor, name, root=root)
+            if done.returncode != 0 or done.stdout != body:
+                self.failures.append(done.stderr or done.stdout)
+            time.sleep(0.05)
+
+    def __enter__(self) -> Handshakes:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.5)  # a few more after the swap
+        self._stop.set()
+        self._thread.join()
 
 
 def wait_domain(
@@ -273,27 +302,13 @@ def test_renewal_swaps_the_certificate_without_a_failed_handshake(
     env = platform_env(resolver, ANCHOR_CERTIFICATE_LIFETIME="9")
     name = f"renew.{ZONE}"
     anchor = AnchorProcess(tmp_path / "data", extra_env=env).start()
-    failures: list[str] = []
-    seen: set[str] = set()
-    stop = threading.Event()
-
-    def handshakes() -> None:
-        while not stop.is_set():
-            done = curl(anchor, name)
-            if done.returncode != 0 or done.stdout != "renew":
-                failures.append(done.stderr or done.stdout)
-            time.sleep(0.05)
-
     try:
         with anchor.api() as api:
             ensure_project(api, "renew")
             upload_and_deploy(api, "renew", {"index.html": b"renew"})
             add_records(user_dns, api.post("/v1/projects/renew/domains", json={"name": name}).json())
             first = wait_domain(api, "renew", name, active)["certificate"]["serial"]
-            seen.add(first)
-            thread = threading.Thread(target=handshakes)
-            thread.start()
-            try:
+            with Handshakes(anchor, name, "renew") as handshakes:
                 renewed = wait_domain(
                     api,
                     "renew",
@@ -301,10 +316,6 @@ def test_renewal_swaps_the_certificate_without_a_failed_handshake(
                     lambda d: active(d) and d["certificate"]["serial"] != first,
                     timeout=30,
                 )
-            finally:
-                time.sleep(0.5)
-                stop.set()
-                thread.join()
             second = renewed["certificate"]["serial"]
             assert second != first
             served = subprocess.run(
@@ -312,9 +323,8 @@ def test_renewal_swaps_the_certificate_without_a_failed_handshake(
                 input="", capture_output=True, text=True, timeout=10,
             )  # fmt: skip
             assert "anchor-deploy local CA" in served.stdout
-        assert failures == []
+        assert handshakes.failures == []
     finally:
-        stop.set()
         anchor.stop()
         user_dns.delete(f"_acme-challenge.{name}")
         user_dns.delete(name)

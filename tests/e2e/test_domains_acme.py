@@ -4,24 +4,18 @@ own DNS server for the validation zone, BIND as the recursive resolver that both
 
 from __future__ import annotations
 
-import json
 import socket
-import ssl
-import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import dns.message
 import dns.query
 import dns.rcode
-import httpx
 import pytest
 
 from tests.e2e.dns_support import Resolver, UserDns
 from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project, free_port, upload_and_deploy
-from tests.e2e.test_domains import active, add_records, wait_domain
+from tests.e2e.test_domains import Handshakes, active, add_records, curl, wait_domain
 from tests.pebble_support import Pebble
 
 pytestmark = pytest.mark.e2e
@@ -65,23 +59,6 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Anch
             pebble.stop()
 
 
-def curl(anchor: AnchorProcess, roots: Path, name: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            "curl", "-sS", "--max-time", "5", "--cacert", str(roots),
-            "--resolve", f"{name}:{anchor.https_port}:{LOOPBACK}", f"https://{name}:{anchor.https_port}/",
-        ],
-        capture_output=True, text=True, timeout=15,
-    )  # fmt: skip
-
-
-def cert_status(pebble: Pebble, serial: str) -> str:
-    with httpx.Client(verify=ssl.create_default_context(cafile=pebble.ca_bundle), timeout=5) as client:
-        response = client.get(f"{pebble.management_url}/cert-status-by-serial/{serial}")
-        response.raise_for_status()
-        return str(json.loads(response.content)["Status"])
-
-
 def test_acme_domain_is_issued_by_pebble_served_verified_and_revoked_on_removal(
     stack: tuple[AnchorProcess, UserDns, Pebble], tmp_path: Path
 ) -> None:
@@ -103,11 +80,11 @@ def test_acme_domain_is_issued_by_pebble_served_verified_and_revoked_on_removal(
         # The served chain verifies against pebble's issuance root (fetched after issuance: it is made
         # anew at every pebble start).
         roots.write_bytes(pebble.issuance_roots())
-        served = curl(anchor, roots, name)
+        served = curl(anchor, name, root=roots)
         assert served.returncode == 0, served.stderr
         assert served.stdout == "acme shop"
         assert api.post("/v1/projects/shop/rollback", json={"deploymentId": first["id"]}).status_code == 200
-        assert curl(anchor, roots, name).stdout == "acme shop v1"
+        assert curl(anchor, name, root=roots).stdout == "acme shop v1"
 
         # The dns-01 TXT lived only during the issuance: the validation zone holds nothing now.
         query = dns.message.make_query(validation["value"], "TXT")
@@ -115,10 +92,10 @@ def test_acme_domain_is_issued_by_pebble_served_verified_and_revoked_on_removal(
         assert answer.rcode() == dns.rcode.NXDOMAIN
 
         serial = live["certificate"]["serial"]
-        assert cert_status(pebble, serial) == "Valid"
+        assert pebble.cert_status(serial) == "Valid"
         assert api.delete(f"/v1/projects/shop/domains/{name}").status_code == 200
-        assert cert_status(pebble, serial) == "Revoked"
-        assert curl(anchor, roots, name).returncode != 0  # no certificate for the name any more
+        assert pebble.cert_status(serial) == "Revoked"
+        assert curl(anchor, name, root=roots).returncode != 0  # no certificate for the name any more
         assert (anchor.data_dir / "acme" / "account.key").stat().st_mode & 0o777 == 0o600
 
 
@@ -129,15 +106,6 @@ def test_acme_certificate_is_renewed_through_the_same_cname_without_a_failed_han
     anchor, user_dns, pebble = stack
     name = f"renew.{ZONE}"
     roots = tmp_path / "pebble-roots.pem"
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def handshakes() -> None:
-        while not stop.is_set():
-            done = curl(anchor, roots, name)
-            if done.returncode != 0 or done.stdout != "renewing":
-                failures.append(done.stderr or done.stdout)
-            time.sleep(0.05)
 
     with anchor.api() as api:
         ensure_project(api, "renew")
@@ -145,18 +113,12 @@ def test_acme_certificate_is_renewed_through_the_same_cname_without_a_failed_han
         add_records(user_dns, api.post("/v1/projects/renew/domains", json={"name": name}).json())
         first = wait_domain(api, "renew", name, active, timeout=60)["certificate"]
         roots.write_bytes(pebble.issuance_roots())
-        thread = threading.Thread(target=handshakes)
-        thread.start()
-        try:
+        with Handshakes(anchor, name, "renewing", roots) as handshakes:
             renewed = wait_domain(
                 api, "renew", name, lambda d: active(d) and d["certificate"]["serial"] != first["serial"], 60
             )
-        finally:
-            time.sleep(0.5)
-            stop.set()
-            thread.join()
         assert renewed["certificate"]["notAfter"] > first["notAfter"]
-    assert failures == []
+    assert handshakes.failures == []
 
 
 def test_a_busy_dns_address_is_one_readable_line_at_start(tmp_path: Path) -> None:
