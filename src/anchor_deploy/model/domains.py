@@ -178,6 +178,10 @@ class Domain:
         return self.name.removeprefix("*.")
 
     @property
+    def is_apex(self) -> bool:
+        return DomainName(self.name, self.name).is_apex
+
+    @property
     def challenge_name(self) -> str:
         return VALIDATION_PREFIX + self.base_name
 
@@ -208,8 +212,7 @@ def dns_records(
         )
     ]
     routed = domain.name if domain.name.startswith("*.") else domain.base_name
-    apex = DomainName(domain.name, domain.name).is_apex
-    if apex:
+    if domain.is_apex:
         for address in edge_addresses:
             kind = "AAAA" if ":" in address else "A"
             records.append(

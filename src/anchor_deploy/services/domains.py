@@ -442,7 +442,7 @@ class DomainService:
     def _routing(self, domain: Domain) -> tuple[DnsStatus, str]:
         """Is the routing record pointing at the edge? (It does not block issuance.)"""
         name = "anchor-probe." + domain.base_name if domain.name.startswith("*.") else domain.name
-        apex = DomainName(domain.name, domain.name).is_apex
+        apex = domain.is_apex
         edge_host = self.settings.edge_hostname
         if not apex:
             found = self.lookup.query(name, "CNAME")
