@@ -18,6 +18,8 @@ DEFAULT_HTTP_ADDR = "127.0.0.1:8000"
 DEFAULT_HTTPS_ADDR = "127.0.0.1:8443"
 DEFAULT_DNS_ADDR = "127.0.0.1:8053"
 ISSUERS = ("internal", "acme")
+SANDBOX_MODES = ("bwrap", "off")
+APP_NETWORKS = ("none", "host")
 
 
 def parse_addr(value: str, setting: str) -> tuple[str, int]:
@@ -66,7 +68,16 @@ class Settings:
     validation_deadline: float = 72 * 3600.0
     domain_check_min: float = 5.0
     domain_check_max: float = 300.0
+    domain_quota: int = 100  # custom domains per project
     certificate_lifetime: float = 45 * 86400.0  # internal CA
+    # The sandbox for user code (app workers and builds): "bwrap", or "off" (user code runs as the platform)
+    app_sandbox: str = "bwrap"
+    app_memory: int = 512 * 1024 * 1024  # per app worker (cgroup memory, or RLIMIT_AS without cgroups)
+    app_max_processes: int = 256  # per worker or build: processes and threads (pids cgroup / RLIMIT_NPROC)
+    app_open_files: int = 1024  # per process (RLIMIT_NOFILE)
+    app_startup_cpu: float = 60.0  # CPU seconds a worker may use before its health check passes
+    app_network: str = "none"  # "none": own network namespace, loopback only; "host": the machine's network
+    sandbox_uid_base: int = 1_000_000_000  # when run as root: project n runs as uid base + n
     # Test-only fault injection, e.g. "rollback:after_commit" makes the process SIGKILL itself there.
     fault: str | None = None
 
@@ -84,6 +95,13 @@ class Settings:
             "build_workers": "ANCHOR_BUILD_WORKERS",
             "caddy_bin": "ANCHOR_CADDY_BIN",
             "fault": "ANCHOR_FAULT",
+            "app_sandbox": "ANCHOR_APP_SANDBOX",
+            "app_memory": "ANCHOR_APP_MEMORY",
+            "app_max_processes": "ANCHOR_APP_MAX_PROCESSES",
+            "app_open_files": "ANCHOR_APP_OPEN_FILES",
+            "app_startup_cpu": "ANCHOR_APP_STARTUP_CPU",
+            "app_network": "ANCHOR_APP_NETWORK",
+            "sandbox_uid_base": "ANCHOR_SANDBOX_UID_BASE",
             "build_timeout": "ANCHOR_BUILD_TIMEOUT",
             "build_memory": "ANCHOR_BUILD_MEMORY",
             "health_timeout": "ANCHOR_HEALTH_TIMEOUT",
@@ -103,6 +121,7 @@ class Settings:
             "validation_deadline": "ANCHOR_VALIDATION_DEADLINE",
             "domain_check_min": "ANCHOR_DOMAIN_CHECK_MIN",
             "domain_check_max": "ANCHOR_DOMAIN_CHECK_MAX",
+            "domain_quota": "ANCHOR_DOMAIN_QUOTA",
             "certificate_lifetime": "ANCHOR_CERTIFICATE_LIFETIME",
         }
         for attr, var in names.items():
@@ -125,7 +144,13 @@ class Settings:
             ("validation_deadline", float),
             ("domain_check_min", float),
             ("domain_check_max", float),
+            ("domain_quota", int),
             ("certificate_lifetime", float),
+            ("app_memory", int),
+            ("app_max_processes", int),
+            ("app_open_files", int),
+            ("app_startup_cpu", float),
+            ("sandbox_uid_base", int),
         ):
             if attr in values:
                 try:
@@ -149,7 +174,13 @@ class Settings:
             self.validation_deadline,
             self.domain_check_min,
             self.domain_check_max,
+            self.domain_quota,
             self.certificate_lifetime,
+            self.app_memory,
+            self.app_max_processes,
+            self.app_open_files,
+            self.app_startup_cpu,
+            self.sandbox_uid_base,
         )
         if min(numbers) <= 0:
             raise InvalidInput("sizes, counts and timeouts in the settings must be positive")
@@ -158,6 +189,10 @@ class Settings:
             raise InvalidInput(f"ANCHOR_BASE_DOMAIN must be a lowercase domain, got {base!r}")
         parse_addr(self.https_addr, "ANCHOR_HTTPS_ADDR")
         parse_addr(self.dns_addr, "ANCHOR_DNS_ADDR")
+        if self.app_sandbox not in SANDBOX_MODES:
+            raise InvalidInput(f"ANCHOR_APP_SANDBOX must be bwrap or off, got {self.app_sandbox!r}")
+        if self.app_network not in APP_NETWORKS:
+            raise InvalidInput(f"ANCHOR_APP_NETWORK must be none or host, got {self.app_network!r}")
         if self.issuer not in ISSUERS:
             raise InvalidInput(f"ANCHOR_ISSUER must be one of {', '.join(ISSUERS)}, got {self.issuer!r}")
         for address in self.edge_address_list:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
 import os
 import shlex
@@ -20,15 +21,18 @@ from anchor_deploy.adapters.caddy_config import EdgePaths, HttpsEdge, WorkerSock
 from anchor_deploy.adapters.caddy_edge import SymlinkDomainEdge, SymlinkEdge
 from anchor_deploy.adapters.caddy_process import CaddyProcess, socket_dir
 from anchor_deploy.adapters.cert_files import CertificateEndpoint, CertificateFiles
+from anchor_deploy.adapters.cgroups import CgroupLimits
 from anchor_deploy.adapters.dns_lookup import DnsPythonLookup
 from anchor_deploy.adapters.dns_server import ZoneServer
 from anchor_deploy.adapters.fernet_box import FernetBox
 from anchor_deploy.adapters.fs_blobs import FsBlobStore, FsDeploymentFiles
 from anchor_deploy.adapters.internal_ca import InternalCA, InternalIssuer
+from anchor_deploy.adapters.process_run import BuildSandbox
+from anchor_deploy.adapters.sandbox import JobLimits, Mount, Network, Sandbox, SandboxMode
 from anchor_deploy.adapters.sqlite_store import SqliteStore
 from anchor_deploy.adapters.tls_probe import EdgeTlsProbe
 from anchor_deploy.adapters.venv_builder import VenvBuilder
-from anchor_deploy.adapters.worker_runtime import WorkerRuntime
+from anchor_deploy.adapters.worker_runtime import WorkerPolicy, WorkerRuntime
 from anchor_deploy.model.entities import HostKind
 from anchor_deploy.model.errors import EdgeError
 from anchor_deploy.ports.domains import Issuer
@@ -74,12 +78,16 @@ class Platform:
     certificate_endpoint: CertificateEndpoint
     internal_ca: InternalCA
     zone_server: ZoneServer | None = None
+    sandbox: Sandbox | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> str | None:
         """Converge the edge on the database, start Caddy and the loops; return a new admin secret."""
         secret = self.tokens.ensure_admin(self.settings.admin_token)
         self.files.sweep_temporaries()
+        if self.sandbox is not None:
+            self.sandbox.probe()
+            self.sandbox.cgroups.sweep()
         self.runtime.start()
         self.builds.start()
         self.reconciler.run_once(startup=True)
@@ -143,10 +151,11 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     sockets = socket_dir(data / "run")
     box = FernetBox.from_key_file(data / "secrets.key")
     env = EnvService(store, box)
-    envs = VenvBuilder(data / "envs", shlex.split(settings.pip_args))
+    sandbox, policy, build_box = _sandbox(settings, data)
+    envs = VenvBuilder(data / "envs", build_box, shlex.split(settings.pip_args))
     apps_ref: list[AppBuilds] = []
     runtime = WorkerRuntime(
-        sockets, data / "logs" / "runtime", lambda d: apps_ref[0].spec(d), settings.idle_timeout
+        sockets, data / "logs" / "runtime", lambda d: apps_ref[0].spec(d), settings.idle_timeout, policy
     )
     build_settings = BuildSettings(settings.build_timeout, settings.build_memory, settings.health_timeout)
     apps = AppBuilds(store, blobs, files, envs, runtime, env, build_settings)
@@ -218,6 +227,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     projects.before_delete = domains.remove_all
     https = HttpsEdge(settings.https_addr, settings.https_port, endpoint.url)
     caddy = _caddy(settings, data, edge, sockets, workers, domain_edge, https) if with_caddy else None
+    projects.after_delete = lambda project, deployment_ids: runtime.stop_project(project.id, deployment_ids)
     return Platform(
         settings,
         store,
@@ -243,9 +253,29 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         zone_server,
     )
 
+        sandbox,
 
 def _idna_to_ascii(label: str) -> str:
     try:
+def _sandbox(settings: Settings, data: Path) -> tuple[Sandbox, WorkerPolicy, BuildSandbox]:
+    """The sandbox for user code, and how app workers and builds are confined in it."""
+    mode = SandboxMode(settings.app_sandbox)
+    tag = hashlib.sha256(str(data).encode()).hexdigest()[:12]
+    cgroups = CgroupLimits.detect(tag) if mode is SandboxMode.BWRAP else CgroupLimits.disabled("sandbox off")
+    sandbox = Sandbox(mode, cgroups)
+    limits = JobLimits(settings.app_memory, settings.app_max_processes, settings.app_open_files)
+    policy = WorkerPolicy(
+        sandbox, limits, Network(settings.app_network), settings.app_startup_cpu, settings.sandbox_uid_base
+    )
+    # Local paths in ANCHOR_PIP_ARGS (a wheelhouse for --find-links) are the operator's: builds see them.
+    paths = {Path(a.removeprefix("file://")) for a in shlex.split(settings.pip_args)}
+    extra = tuple(Mount(p) for p in sorted(paths) if p.is_absolute() and p.exists())
+    box = BuildSandbox(
+        sandbox, settings.app_max_processes, settings.app_open_files, settings.sandbox_uid_base, extra
+    )
+    return sandbox, policy, box
+
+
         return idna.encode(label, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
         raise ValueError(str(exc)) from exc

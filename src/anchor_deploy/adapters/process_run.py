@@ -1,26 +1,33 @@
-"""Running build steps as subprocesses: argument lists, own process group, deadline, memory limit."""
+"""Running build steps in the sandbox: argument lists, own process group and PID namespace, deadline,
+memory and process limits."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import resource
+import secrets
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from anchor_deploy.model.errors import BuildFailed
+from anchor_deploy.adapters.sandbox import JobLimits, Mount, Network, Sandbox, SandboxJob
+from anchor_deploy.model.errors import BuildFailed, SandboxUnavailable
 from anchor_deploy.ports.runtime import BuildLimits
 
 
-def _limit_memory(limit: int) -> Callable[[], None]:
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+@dataclass(frozen=True)
+class BuildSandbox:
+    """Where build steps run: the sandbox, what every step may open, and how many processes it may have."""
 
-    return apply
+    sandbox: Sandbox
+    max_processes: int = 256
+    open_files: int = 1024
+    uid_base: int = 1_000_000_000
+    extra_mounts: tuple[Mount, ...] = field(default_factory=tuple)
 
 
 def run_step(
@@ -31,22 +38,36 @@ def run_step(
     limits: BuildLimits,
     log: Callable[[str], None],
     what: str,
+    box: BuildSandbox,
+    mounts: tuple[Mount, ...] = (),
 ) -> None:
     """Run one build step, streaming its output lines to ``log``. Raises BuildFailed on a non-zero exit or
     when the build's deadline passes (the whole process group is killed)."""
     remaining = limits.deadline - time.monotonic()
     if remaining <= 0:
         raise BuildFailed(f"build timed out before {what}")
-    proc = subprocess.Popen(
-        list(argv),
+    job = SandboxJob(
+        name=f"build-{secrets.token_hex(6)}",
+        argv=list(argv),
         cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_limit_memory(limits.memory_bytes),
+        env=env,
+        limits=JobLimits(limits.memory_bytes, box.max_processes, box.open_files),
+        uid=None if limits.tenant is None else box.uid_base + limits.tenant,
+        mounts=(*box.extra_mounts, *mounts),
+        network=Network.HOST,  # pip needs the package index
+        tmp_bytes=2 * 1024**3,
     )
+    try:
+        proc = box.sandbox.popen(job)
+    except SandboxUnavailable as exc:
+        raise BuildFailed(f"{exc}; set ANCHOR_APP_SANDBOX=off to build apps unsandboxed") from exc
+    try:
+        _wait(proc, remaining, log, what)
+    finally:
+        box.sandbox.release(job.name)
+
+
+def _wait(proc: subprocess.Popen[bytes], remaining: float, log: Callable[[str], None], what: str) -> None:
     assert proc.stdout is not None
     tail: list[str] = []
 

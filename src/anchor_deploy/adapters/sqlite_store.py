@@ -310,6 +310,10 @@ class SqliteStore:
         row = self._one("SELECT * FROM projects WHERE id = ?", project_id)
         return None if row is None else _project(row)
 
+    def project_number(self, project_id: str) -> int | None:
+        row = self._one("SELECT rowid FROM projects WHERE id = ?", project_id)
+        return None if row is None else int(row[0])
+
     def list_projects(self) -> list[Project]:
         return [_project(r) for r in self._db().execute("SELECT * FROM projects ORDER BY name")]
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from anchor_deploy.adapters.process_run import run_step
+from anchor_deploy.adapters.process_run import BuildSandbox, run_step
+from anchor_deploy.adapters.sandbox import Mount
 from anchor_deploy.model.errors import BuildFailed
 from anchor_deploy.ports.runtime import BuildLimits
 
@@ -23,36 +26,51 @@ def runtime_requirements() -> list[str]:
     return [f"uvicorn=={version('uvicorn')}"]
 
 
+@dataclass(frozen=True)
+class _Python:
+    executable: str  # the base interpreter (not a virtual environment's), which builds run directly
+    version: str
+    prefix: Path  # its installation, mounted read-only into the sandbox
+
+
 class VenvBuilder:
     def __init__(
-        self, root: Path, pip_args: Sequence[str] = (), default_python: str = sys.executable
+        self,
+        root: Path,
+        box: BuildSandbox,
+        pip_args: Sequence[str] = (),
+        default_python: str = sys.executable,
     ) -> None:
         self.root = root
+        self._box = box
         self._pip_args = list(pip_args)
         self._default_python = default_python
         self._locks: dict[str, threading.Lock] = {}
-        self._versions: dict[str, str] = {}
+        self._versions: dict[str, _Python] = {}
         self._guard = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
 
-    def _python(self, wanted: str | None) -> tuple[str, str]:
+    def _python(self, wanted: str | None) -> _Python:
+        """The operator's interpreter (run outside the sandbox: it is the platform's, not user code)."""
         exe = self._default_python if wanted is None else shutil.which(f"python{wanted}")
         if exe is None:
             raise BuildFailed(f"Python {wanted} is not installed on this machine")
         if exe in self._versions:
-            return exe, self._versions[exe]
+            return self._versions[exe]
+        script = (
+            "import os, sys; print('%d.%d.%d' % sys.version_info[:3]); "
+            "print(os.path.realpath(getattr(sys, '_base_executable', '') or sys.executable)); "
+            "print(sys.base_prefix)"
+        )
         try:
-            found = subprocess.run(
-                [exe, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=True,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError) as exc:
+            lines = subprocess.run(
+                [exe, "-c", script], capture_output=True, text=True, timeout=30, check=True
+            ).stdout.split("\n")
+            found = _Python(lines[1].strip(), lines[0].strip(), Path(lines[2].strip()))
+        except (OSError, subprocess.SubprocessError, IndexError) as exc:
             raise BuildFailed(f"cannot run Python {wanted or ''}: {exc}") from exc
         self._versions[exe] = found
-        return exe, found
+        return found
 
     def key(self, requirements: bytes, python_version: str) -> str:
         material = "\0".join([python_version, *runtime_requirements(), *self._pip_args]).encode()
@@ -65,7 +83,8 @@ class VenvBuilder:
     def ensure(
         self, requirements: bytes, python: str | None, limits: BuildLimits, log: Callable[[str], None]
     ) -> Path:
-        exe, python_version = self._python(python)
+        found = self._python(python)
+        python_version = found.version
         key = self.key(requirements, python_version)
         env_dir = self.root / key
         with self._lock(key):
@@ -78,7 +97,7 @@ class VenvBuilder:
             shutil.rmtree(env_dir, ignore_errors=True)  # a half-made one from a crash or a failed build
             log(f"creating environment {key} with Python {python_version}")
             try:
-                self._create(exe, env_dir, requirements, limits, log)
+                self._create(found, env_dir, requirements, limits, log)
             except BaseException:
                 shutil.rmtree(env_dir, ignore_errors=True)
                 raise
@@ -86,21 +105,35 @@ class VenvBuilder:
             return env_dir
 
     def _create(
-        self, exe: str, env_dir: Path, requirements: bytes, limits: BuildLimits, log: Callable[[str], None]
+        self,
+        python: _Python,
+        env_dir: Path,
+        requirements: bytes,
+        limits: BuildLimits,
+        log: Callable[[str], None],
     ) -> None:
         base_env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(self.root),
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
             "PIP_NO_INPUT": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
+        # The build sees the interpreter, its own environment (writable) and nothing else of the platform.
+        uid = None if limits.tenant is None else self._box.uid_base + limits.tenant
+        self._box.sandbox.prepare_owned(env_dir, uid)
+        os.chmod(env_dir, 0o755)  # noqa: S103 (the project's workers (another uid when envs are shared) read it)
+        mounts = (Mount(python.prefix), Mount(env_dir, writable=True))
         run_step(
-            [exe, "-m", "venv", str(env_dir)],
-            cwd=self.root,
+            [python.executable, "-m", "venv", str(env_dir)],
+            cwd=env_dir,
             env=base_env,
             limits=limits,
             log=log,
             what="creating the virtual environment",
+            box=self._box,
+            mounts=mounts,
         )
         req_file = env_dir / "anchor-requirements.txt"
         req_file.write_bytes(requirements)
@@ -119,11 +152,19 @@ class VenvBuilder:
             str(req_file),
         ]
         log("$ pip install " + " ".join([*runtime_requirements(), "-r", "requirements.txt"]))
-        run_step(pip, cwd=env_dir, env=base_env, limits=limits, log=log, what="pip install")
+        run_step(
+            pip,
+            cwd=env_dir,
+            env=base_env,
+            limits=limits,
+            log=log,
+            what="pip install",
+            box=self._box,
+            mounts=mounts,
+        )
 
     def locate(self, requirements: bytes, python: str | None) -> Path | None:
-        _exe, python_version = self._python(python)
-        env_dir = self.root / self.key(requirements, python_version)
+        env_dir = self.root / self.key(requirements, self._python(python).version)
         return env_dir if (env_dir / COMPLETE).exists() else None
 
     def collect(self, keep: set[Path]) -> int:

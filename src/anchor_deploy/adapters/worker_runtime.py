@@ -1,9 +1,13 @@
-"""The AppRuntime port on local processes: one uvicorn worker per app version, on its own unix socket.
+"""The AppRuntime port on local processes: one sandboxed uvicorn worker per app version, on its own socket.
 
 Caddy dials ``<sock_dir>/worker/<deployment id>.sock`` (a dial string unique to each version, so switching
 production never reuses a keep-alive connection to the old version) once ``<that>.up`` exists; until then it
 asks the activator, which calls ``ensure``. A crashed worker keeps its ``.up`` marker while it is restarted
 with backoff, so Caddy's dial retries wait for it instead of failing.
+
+Each worker runs in the sandbox (``adapters/sandbox.py``) and can write only to its own folder
+``worker/<deployment id>.d/`` (its socket and activity marker); ``<id>.sock`` is a link into that folder, so
+no worker can touch another's socket or the platform's markers.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import collections
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from anchor_deploy.adapters.caddy_process import _die_with_parent
+from anchor_deploy.adapters.sandbox import JobLimits, Mount, Network, Sandbox, SandboxJob, tree_cpu_seconds
 from anchor_deploy.model.errors import WorkerFailed
 from anchor_deploy.ports.runtime import SpecLoader, WorkerSpec
 
@@ -36,6 +41,20 @@ def redact(line: str, secrets: tuple[str, ...]) -> str:
         if value:
             line = line.replace(value, "[secret]")
     return line
+
+
+@dataclass(frozen=True)
+class WorkerPolicy:
+    """How every worker is confined: the sandbox, its limits, its network, its start-up CPU budget."""
+
+    sandbox: Sandbox
+    limits: JobLimits
+    network: Network = Network.NONE
+    startup_cpu: float = 60.0
+    uid_base: int = 1_000_000_000
+
+    def uid(self, tenant: int | None) -> int | None:
+        return None if tenant is None else self.uid_base + tenant
 
 
 @dataclass
@@ -57,9 +76,11 @@ class WorkerRuntime:
         logs_dir: Path,
         spec_loader: SpecLoader,
         idle_timeout: float,
+        policy: WorkerPolicy,
         restart_timeout: float = 30.0,
     ) -> None:
         self.sock_dir = sock_dir
+        self.policy = policy
         self._workers_dir = sock_dir / "worker"
         self._logs = logs_dir
         self._load = spec_loader
@@ -77,8 +98,11 @@ class WorkerRuntime:
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-spawner")
         self._workers_dir.mkdir(parents=True, exist_ok=True)
         logs_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self._workers_dir.iterdir():  # markers of a previous process's workers
-            stale.unlink(missing_ok=True)
+        for stale in self._workers_dir.iterdir():  # markers and folders of a previous process's workers
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
     # -- paths -------------------------------------------------------------------------------------
     def socket(self, deployment_id: str) -> Path:
@@ -87,8 +111,12 @@ class WorkerRuntime:
     def _up(self, deployment_id: str) -> Path:
         return self._workers_dir / f"{deployment_id}.sock.up"
 
+    def _own_dir(self, deployment_id: str) -> Path:
+        """The only folder the worker may write to: its socket and activity marker live here."""
+        return self._workers_dir / f"{deployment_id}.d"
+
     def _activity(self, deployment_id: str) -> Path:
-        return self._workers_dir / f"{deployment_id}.active"
+        return self._own_dir(deployment_id) / "active"
 
     def log_path(self, deployment_id: str) -> Path:
         return self._logs / f"{deployment_id}.log"
@@ -115,8 +143,16 @@ class WorkerRuntime:
             if worker:
                 worker.stopping = True
                 self._terminate(worker.proc)
+            self.policy.sandbox.release(_job_name(deployment_id))
             self.socket(deployment_id).unlink(missing_ok=True)
-            self._activity(deployment_id).unlink(missing_ok=True)
+            shutil.rmtree(self._own_dir(deployment_id), ignore_errors=True)
+
+    def stop_project(self, project_id: str, deployment_ids: list[str]) -> None:
+        with self._lock:
+            self._warm.pop(project_id, None)
+        for deployment_id in deployment_ids:
+            if deployment_id in self._workers:
+                self.stop(deployment_id)
 
     def keep_warm(self, project_id: str, deployment_ids: set[str]) -> None:
         with self._lock:
@@ -134,39 +170,14 @@ class WorkerRuntime:
     # -- processes ---------------------------------------------------------------------------------
     def _spawn(self, spec: WorkerSpec) -> _Worker:
         deployment_id = spec.deployment_id
-        python = spec.env_dir / "bin" / "python"
-        environ = {
-            "PATH": f"{spec.env_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(spec.app_dir),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            **spec.environ,
-            "VIRTUAL_ENV": str(spec.env_dir),
-        }
-        argv = [
-            str(python),
-            str(BOOT),
-            "--entry",
-            spec.app.entry,
-            "--uds",
-            str(self.socket(deployment_id)),
-            "--activity",
-            str(self._activity(deployment_id)),
-            "--app-dir",
-            str(spec.app_dir),
-        ]
-        proc = self._spawner.submit(
-            subprocess.Popen,
-            argv,
-            cwd=spec.app_dir,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        ).result()
+        job = self._job(spec)
+        own = self._own_dir(deployment_id)
+        shutil.rmtree(own, ignore_errors=True)
+        self.policy.sandbox.prepare_owned(own, job.uid)
+        link = self.socket(deployment_id)
+        link.unlink(missing_ok=True)
+        link.symlink_to(f"{own.name}/app.sock")
+        proc = self._spawner.submit(self.policy.sandbox.popen, job).result()
         worker = _Worker(spec=spec, proc=proc, started=time.time())
         with self._lock:
             previous = self._workers.get(deployment_id)
@@ -175,6 +186,48 @@ class WorkerRuntime:
             self._workers[deployment_id] = worker
         threading.Thread(target=self._pump, args=(worker,), daemon=True).start()
         return worker
+
+    def _job(self, spec: WorkerSpec) -> SandboxJob:
+        own = self._own_dir(spec.deployment_id)
+        environ = {
+            "PATH": f"{spec.env_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **spec.environ,
+            "VIRTUAL_ENV": str(spec.env_dir),
+        }
+        argv = [
+            str(spec.env_dir / "bin" / "python"),
+            str(BOOT),
+            "--entry",
+            spec.app.entry,
+            "--uds",
+            str(own / "app.sock"),
+            "--activity",
+            str(own / "active"),
+            "--app-dir",
+            str(spec.app_dir),
+        ]
+        mounts = (
+            Mount(spec.app_dir),
+            Mount(spec.env_dir),
+            *python_home_mounts(spec.env_dir),
+            Mount(BOOT),
+            Mount(own, writable=True),
+        )
+        return SandboxJob(
+            name=_job_name(spec.deployment_id),
+            argv=argv,
+            cwd=spec.app_dir,
+            env=environ,
+            limits=self.policy.limits,
+            uid=self.policy.uid(spec.tenant),
+            mounts=mounts,
+            network=self.policy.network,
+        )
 
     def _pump(self, worker: _Worker) -> None:
         assert worker.proc.stdout is not None
@@ -191,12 +244,21 @@ class WorkerRuntime:
         failing_since: float | None = None
         status: int | None = None
         transport = httpx.HTTPTransport(uds=str(self.socket(spec.deployment_id)))
+        next_cpu_check = 0.0
         with httpx.Client(transport=transport, timeout=5) as client:
             while time.monotonic() < deadline:
                 if worker.proc.poll() is not None:
                     self._fail(
                         worker, f"the app exited with code {worker.proc.returncode} before it was healthy"
                     )
+                if time.monotonic() >= next_cpu_check:
+                    next_cpu_check = time.monotonic() + 0.25
+                    if tree_cpu_seconds(worker.proc.pid) > self.policy.startup_cpu:
+                        self._fail(
+                            worker,
+                            f"the app used more than {self.policy.startup_cpu:g} CPU seconds before its "
+                            "health check passed (ANCHOR_APP_STARTUP_CPU)",
+                        )
                 try:
                     status = client.get(f"http://app{spec.app.health_path}").status_code
                 except httpx.HTTPError:
@@ -217,6 +279,7 @@ class WorkerRuntime:
     def _fail(self, worker: _Worker, cause: str) -> None:
         worker.stopping = True
         self._terminate(worker.proc)
+        self.policy.sandbox.release(_job_name(worker.spec.deployment_id))
         time.sleep(0.05)  # let the pump read the last lines
         with self._lock:
             if self._workers.get(worker.spec.deployment_id) is worker:
@@ -314,3 +377,24 @@ class WorkerRuntime:
                 self.ensure(spec, self._restart_timeout)
         except Exception:
             log.exception("could not warm %s", deployment_id)
+
+
+def _job_name(deployment_id: str) -> str:
+    return f"worker-{deployment_id}"
+
+
+def python_home_mounts(env_dir: Path) -> tuple[Mount, ...]:
+    """The base Python installation a virtual environment runs on (its ``home`` in pyvenv.cfg), read-only,
+    when it lies outside the system directories every sandbox sees."""
+    try:
+        config = (env_dir / "pyvenv.cfg").read_text()
+    except OSError:
+        return ()
+    for line in config.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home" and value.strip():
+            prefix = Path(value.strip()).resolve().parent
+            if prefix.parts[1:2] in (("usr",), ("bin",)) or prefix == Path("/"):
+                return ()
+            return (Mount(prefix),)
+    return ()

@@ -135,6 +135,13 @@ class WorkerFailed(AnchorError):
     status = 503
 
 
+class SandboxUnavailable(WorkerFailed):
+    """User code cannot run: the sandbox is missing or cannot start here (and was not switched off)."""
+
+    code = "sandbox_unavailable"
+    status = 503
+
+
 class IssuanceFailed(AnchorError):
     """A certificate could not be issued (or revoked); the message is shown as the domain's statusReason."""
 

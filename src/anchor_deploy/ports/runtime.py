@@ -22,6 +22,7 @@ class SecretBox(Protocol):
 class BuildLimits:
     deadline: float  # time.monotonic() value after which the build is stopped
     memory_bytes: int
+    tenant: int | None = None  # the project's number: the sandbox runs its build as that project's uid
 
 
 class EnvironmentBuilder(Protocol):
@@ -51,6 +52,7 @@ class WorkerSpec:
     app: AppConfig
     environ: dict[str, str] = field(default_factory=dict)
     redact: tuple[str, ...] = ()
+    tenant: int | None = None  # the project's number: the sandbox runs the worker as that project's uid
 
 
 class AppRuntime(Protocol):
@@ -60,6 +62,10 @@ class AppRuntime(Protocol):
         ...
 
     def stop(self, deployment_id: str) -> None: ...
+
+    def stop_project(self, project_id: str, deployment_ids: list[str]) -> None:
+        """The project is gone: stop its workers now and keep none of them warm."""
+        ...
 
     def keep_warm(self, project_id: str, deployment_ids: set[str]) -> None:
         """A project's versions that stay running (restarted if they die); the others stop when idle."""

@@ -36,6 +36,11 @@ class ProjectRepository(Protocol):
 
     def project_by_id(self, project_id: str) -> Project | None: ...
 
+    def project_number(self, project_id: str) -> int | None:
+        """A small positive integer unique among live projects, stable for the project's life (the local
+        sandbox derives a project's uid from it)."""
+        ...
+
     def list_projects(self) -> list[Project]: ...
 
     def delete_project(self, project_id: str) -> list[str]:

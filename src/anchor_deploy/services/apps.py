@@ -140,7 +140,11 @@ class AppBuilds:
         """Environment (reused when the dependencies are the same), then start and health-check the app.
         Raises BuildFailed or WorkerFailed with the cause."""
         assert deployment.app is not None
-        limits = BuildLimits(self._monotonic() + self._settings.timeout, self._settings.memory_bytes)
+        limits = BuildLimits(
+            self._monotonic() + self._settings.timeout,
+            self._settings.memory_bytes,
+            self._store.project_number(deployment.project_id),
+        )
         self._envs.ensure(self.requirements(deployment.id), deployment.app.python, limits, log)
         spec = self.spec(deployment.id, allow_building=True)
         if spec is None:
@@ -170,4 +174,5 @@ class AppBuilds:
             deployment.app,
             environ=dict(frozen.values),
             redact=tuple(frozen.secret_values),
+            tenant=self._store.project_number(deployment.project_id),
         )

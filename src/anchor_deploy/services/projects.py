@@ -30,6 +30,8 @@ class ProjectService:
         self._on_edge_failure = on_edge_failure
         # Runs once the delete is authorized, before the rows go: custom domains are unserved and revoked.
         self.before_delete: Callable[[Project], None] = lambda project: None
+        # Runs once the rows are gone, with the project's deployment ids: its app workers are stopped.
+        self.after_delete: Callable[[Project, list[str]], None] = lambda project, deployments: None
 
     def create(self, name: object, token: Token) -> Project:
         require_admin(token)
@@ -62,6 +64,7 @@ class ProjectService:
         deployments = [d.id for d in self._store.list_deployments(project.id)]
         hosts = self._store.delete_project(project.id)
         try:
+        self.after_delete(project, deployments)
             for host in hosts:
                 self._edge.remove(host)
             for deployment_id in deployments:
