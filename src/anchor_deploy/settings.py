@@ -70,6 +70,10 @@ class Settings:
     domain_check_max: float = 300.0
     domain_quota: int = 100  # custom domains per project
     certificate_lifetime: float = 45 * 86400.0  # internal CA
+    # Log caps per deployment: the runtime log (<id>.log and <id>.log.1 together) and the build log (rows)
+    log_max_bytes: int = 10 * 1024 * 1024
+    build_log_max_bytes: int = 5 * 1024 * 1024
+    build_log_max_lines: int = 20_000
     # The sandbox for user code (app workers and builds): "bwrap", or "off" (user code runs as the platform)
     app_sandbox: str = "bwrap"
     app_memory: int = 512 * 1024 * 1024  # per app worker (cgroup memory, or RLIMIT_AS without cgroups)
@@ -123,6 +127,9 @@ class Settings:
             "domain_check_max": "ANCHOR_DOMAIN_CHECK_MAX",
             "domain_quota": "ANCHOR_DOMAIN_QUOTA",
             "certificate_lifetime": "ANCHOR_CERTIFICATE_LIFETIME",
+            "log_max_bytes": "ANCHOR_LOG_MAX_BYTES",
+            "build_log_max_bytes": "ANCHOR_BUILD_LOG_MAX_BYTES",
+            "build_log_max_lines": "ANCHOR_BUILD_LOG_MAX_LINES",
         }
         for attr, var in names.items():
             if env.get(var):
@@ -146,6 +153,9 @@ class Settings:
             ("domain_check_max", float),
             ("domain_quota", int),
             ("certificate_lifetime", float),
+            ("log_max_bytes", int),
+            ("build_log_max_bytes", int),
+            ("build_log_max_lines", int),
             ("app_memory", int),
             ("app_max_processes", int),
             ("app_open_files", int),
@@ -184,6 +194,11 @@ class Settings:
         )
         if min(numbers) <= 0:
             raise InvalidInput("sizes, counts and timeouts in the settings must be positive")
+        if min(self.log_max_bytes, self.build_log_max_bytes) < 65536 or self.build_log_max_lines < 100:
+            raise InvalidInput(
+                "ANCHOR_LOG_MAX_BYTES and ANCHOR_BUILD_LOG_MAX_BYTES must be at least 65536, "
+                "ANCHOR_BUILD_LOG_MAX_LINES at least 100"
+            )
         base = self.base_domain
         if not base or base != base.lower() or base.startswith(".") or base.endswith("."):
             raise InvalidInput(f"ANCHOR_BASE_DOMAIN must be a lowercase domain, got {base!r}")

@@ -35,6 +35,7 @@ from anchor_deploy.adapters.venv_builder import VenvBuilder
 from anchor_deploy.adapters.worker_runtime import WorkerPolicy, WorkerRuntime
 from anchor_deploy.model.entities import HostKind
 from anchor_deploy.model.errors import EdgeError
+from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.ports.domains import Issuer
 from anchor_deploy.services.aliases import AliasService, Faults
 from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
@@ -142,6 +143,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     os.chmod(data, 0o700)
     clock = time.time
     store = SqliteStore(data / "anchor.db", clock=clock)
+    store.build_log_cap = BuildLogCap(settings.build_log_max_lines, settings.build_log_max_bytes)
     blobs = FsBlobStore(data / "blobs")
     files = FsDeploymentFiles(data / "deployments", blobs)
     edge = SymlinkEdge(data / "edge", data / "deployments")
@@ -157,6 +159,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     runtime = WorkerRuntime(
         sockets, data / "logs" / "runtime", lambda d: apps_ref[0].spec(d), settings.idle_timeout, policy
     )
+    runtime.log_max_bytes = settings.log_max_bytes
     build_settings = BuildSettings(settings.build_timeout, settings.build_memory, settings.health_timeout)
     apps = AppBuilds(store, blobs, files, envs, runtime, env, build_settings)
     apps_ref.append(apps)

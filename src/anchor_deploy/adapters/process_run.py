@@ -72,12 +72,15 @@ def _wait(proc: subprocess.Popen[bytes], remaining: float, log: Callable[[str], 
     tail: list[str] = []
 
     def pump() -> None:
+        # In bounded chunks, lines cut at LINE_MAX: a step printing without newlines costs no memory.
+        from anchor_deploy.adapters.runtime_log import line_text, read_lines
+
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            tail.append(line)
+        for batch in read_lines(proc.stdout):
+            for line in map(line_text, batch):
+                tail.append(line)
+                log(line)
             del tail[:-20]
-            log(line)
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()

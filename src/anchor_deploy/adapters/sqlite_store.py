@@ -33,6 +33,7 @@ from anchor_deploy.model.errors import (
     NameTaken,
     ProjectNotFound,
 )
+from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.model.manifest import ManifestFile
 
 SCHEMA = """
@@ -374,6 +375,8 @@ class SqliteStore:
         return hosts
 
     # -- build logs --------------------------------------------------------------------------------
+    build_log_cap = BuildLogCap()  # wiring sets the configured one
+
     def append_log(self, deployment_id: str, lines: Sequence[str]) -> None:
         if not lines:
             return
@@ -386,6 +389,41 @@ class SqliteStore:
                 "INSERT INTO build_logs VALUES (?, ?, ?, ?)",
                 [(deployment_id, row[0] + i, at, line) for i, line in enumerate(lines, start=1)],
             )
+            self._cap_log(db, deployment_id, row[0] + len(lines), sum(len(s.encode()) for s in lines), at)
+
+    def _cap_log(self, db: sqlite3.Connection, deployment_id: str, last: int, added: int, at: float) -> None:
+        """Trim the log when it is over its cap (model/logs.py). The line count comes from two index lookups
+        on every append; the size is summed once this thread has appended a sixteenth of the byte cap to the
+        log since its last look (a hint kept per thread, not in the database)."""
+        cap = self.build_log_cap
+        unchecked: dict[str, int] | None = getattr(self._local, "log_unchecked", None)
+        if unchecked is None or len(unchecked) > 64:
+            unchecked = self._local.log_unchecked = {}
+        pending = unchecked.get(deployment_id, 0) + added
+        first = db.execute(
+            "SELECT MIN(seq) FROM build_logs WHERE deployment_id = ? AND seq > ?",
+            (deployment_id, cap.head_lines),
+        ).fetchone()[0]
+        count = min(last, cap.head_lines) + (0 if first is None else last - first + 1)
+        if count <= cap.max_lines and pending < cap.max_bytes // 16:
+            unchecked[deployment_id] = pending
+            return
+        unchecked.pop(deployment_id, None)
+        sizes = db.execute(
+            "SELECT seq, LENGTH(CAST(line AS BLOB)) FROM build_logs WHERE deployment_id = ? ORDER BY seq",
+            (deployment_id,),
+        )
+        cut = cap.cut([(r[0], r[1]) for r in sizes])
+        if cut is None:
+            return
+        db.execute(
+            "DELETE FROM build_logs WHERE deployment_id = ? AND seq > ? AND seq < ?",
+            (deployment_id, cap.head_lines, cut),
+        )
+        db.execute(
+            "INSERT INTO build_logs VALUES (?, ?, ?, ?)",
+            (deployment_id, cut - 1, at, cap.marker(cut - 1 - cap.head_lines)),
+        )
 
     def read_log(self, deployment_id: str, after: int = 0) -> list[tuple[int, float, str]]:
         rows = self._db().execute(

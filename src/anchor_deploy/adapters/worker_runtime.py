@@ -160,12 +160,14 @@ class WorkerRuntime:
         for deployment_id in deployment_ids:
             threading.Thread(target=self._warm_up, args=(deployment_id,), daemon=True).start()
 
+    # The cap of each deployment's runtime log, <id>.log and <id>.log.1 together (ANCHOR_LOG_MAX_BYTES; wiring
+    # sets it).
+    log_max_bytes: int = 10 * 1024 * 1024
+
     def runtime_log(self, deployment_id: str, limit: int = 200) -> list[str]:
-        try:
-            with open(self.log_path(deployment_id), encoding="utf-8", errors="replace") as source:
-                return [line.rstrip("\n") for line in collections.deque(source, maxlen=limit)]
-        except FileNotFoundError:
-            return []
+        from anchor_deploy.adapters.runtime_log import tail_log
+
+        return tail_log(self.log_path(deployment_id), limit)  # reads backwards: O(limit), not O(file)
 
     # -- processes ---------------------------------------------------------------------------------
     def _spawn(self, spec: WorkerSpec) -> _Worker:
@@ -230,13 +232,16 @@ class WorkerRuntime:
         )
 
     def _pump(self, worker: _Worker) -> None:
+        """Worker output to its capped runtime log in bounded chunks: memory stays flat whatever it prints."""
+        from anchor_deploy.adapters.runtime_log import CappedLog, line_text, read_lines
+
         assert worker.proc.stdout is not None
-        with open(self.log_path(worker.spec.deployment_id), "a", encoding="utf-8") as out:
-            for raw in worker.proc.stdout:
-                line = redact(raw.decode("utf-8", "replace").rstrip(), worker.spec.redact)
-                worker.tail.append(line)
-                out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
-                out.flush()
+        secrets = worker.spec.redact
+        with CappedLog(self.log_path(worker.spec.deployment_id), self.log_max_bytes) as out:
+            for batch in read_lines(worker.proc.stdout):
+                lines = [line_text(line, secrets) for line in batch]
+                worker.tail.extend(line[:1000] for line in lines[-40:])  # for a failure message
+                out.write(lines)  # one write per chunk read
 
     def _wait_healthy(self, worker: _Worker, timeout: float) -> None:
         spec = worker.spec

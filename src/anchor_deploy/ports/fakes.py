@@ -39,6 +39,7 @@ from anchor_deploy.model.errors import (
     NameTaken,
     ProjectNotFound,
 )
+from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.model.manifest import ManifestFile, is_sha256
 from anchor_deploy.model.names import is_valid_hostname
 
@@ -178,6 +179,8 @@ class FakeStore:
                 del self._hosts[host]
             return released
 
+    build_log_cap = BuildLogCap()  # like SqliteStore's: the first lines, a marker row, the newest lines
+
     def append_log(self, deployment_id: str, lines: Sequence[str]) -> None:
         with self._lock:
             stored = self._deployments.get(deployment_id)
@@ -186,6 +189,12 @@ class FakeStore:
             at = self._clock()
             start = stored.log[-1][0] if stored.log else 0
             stored.log.extend((start + i, at, line) for i, line in enumerate(lines, start=1))
+            cap = self.build_log_cap
+            cut = cap.cut([(seq, len(line.encode())) for seq, _at, line in stored.log])
+            if cut is not None:
+                head = [row for row in stored.log if row[0] <= cap.head_lines]
+                marker = (cut - 1, at, cap.marker(cut - 1 - cap.head_lines))
+                stored.log = [*head, marker, *(row for row in stored.log if row[0] >= cut)]
 
     def read_log(self, deployment_id: str, after: int = 0) -> list[tuple[int, float, str]]:
         with self._lock:
