@@ -81,6 +81,7 @@ class Settings:
     app_open_files: int = 1024  # per process (RLIMIT_NOFILE)
     app_startup_cpu: float = 60.0  # CPU seconds a worker may use before its health check passes
     app_network: str = "none"  # "none": own network namespace, loopback only; "host": the machine's network
+    app_tmp_bytes: int = 256 * 1024 * 1024  # each worker's private /tmp (tmpfs, counted in its memory)
     sandbox_uid_base: int = 1_000_000_000  # when run as root: project n runs as uid base + n
     # Test-only fault injection, e.g. "rollback:after_commit" makes the process SIGKILL itself there.
     fault: str | None = None
@@ -107,6 +108,7 @@ class Settings:
             "app_network": "ANCHOR_APP_NETWORK",
             "sandbox_uid_base": "ANCHOR_SANDBOX_UID_BASE",
             "build_timeout": "ANCHOR_BUILD_TIMEOUT",
+            "app_tmp_bytes": "ANCHOR_APP_TMP_BYTES",
             "build_memory": "ANCHOR_BUILD_MEMORY",
             "health_timeout": "ANCHOR_HEALTH_TIMEOUT",
             "idle_timeout": "ANCHOR_IDLE_TIMEOUT",
@@ -165,6 +167,7 @@ class Settings:
             if attr in values:
                 try:
                     values[attr] = kind(values[attr])
+            ("app_tmp_bytes", int),
                 except ValueError as exc:
                     raise InvalidInput(f"{attr} must be a number, got {values[attr]!r}") from exc
         settings = replace(cls(), **values)
@@ -197,6 +200,7 @@ class Settings:
         if min(self.log_max_bytes, self.build_log_max_bytes) < 65536 or self.build_log_max_lines < 100:
             raise InvalidInput(
                 "ANCHOR_LOG_MAX_BYTES and ANCHOR_BUILD_LOG_MAX_BYTES must be at least 65536, "
+            self.app_tmp_bytes,
                 "ANCHOR_BUILD_LOG_MAX_LINES at least 100"
             )
         base = self.base_domain

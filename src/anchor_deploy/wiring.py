@@ -110,6 +110,18 @@ class Platform:
         threading.Thread(target=self._collect_garbage, name="gc", daemon=True).start()
         return secret
 
+    def sandbox_line(self) -> str:
+        """One line for the operator: how user code is confined, or why apps will not run."""
+        sandbox = self.sandbox
+        if sandbox is None or sandbox.mode is SandboxMode.OFF:
+            return "WARNING: ANCHOR_APP_SANDBOX=off: app builds and workers run with the platform's rights"
+        if sandbox.problem:
+            return (
+                f"apps will not run: the app sandbox is unavailable ({sandbox.problem}); static sites are "
+                "served as usual; set ANCHOR_APP_SANDBOX=off to run apps unsandboxed"
+            )
+        return f"apps run sandboxed: {sandbox.describe()}"
+
     def _collect_garbage(self, every: float = 600.0) -> None:
         while not self._stopping.wait(every):
             try:
@@ -268,7 +280,12 @@ def _sandbox(settings: Settings, data: Path) -> tuple[Sandbox, WorkerPolicy, Bui
     sandbox = Sandbox(mode, cgroups)
     limits = JobLimits(settings.app_memory, settings.app_max_processes, settings.app_open_files)
     policy = WorkerPolicy(
-        sandbox, limits, Network(settings.app_network), settings.app_startup_cpu, settings.sandbox_uid_base
+        sandbox,
+        limits,
+        Network(settings.app_network),
+        settings.app_startup_cpu,
+        settings.sandbox_uid_base,
+        settings.app_tmp_bytes,
     )
     # Local paths in ANCHOR_PIP_ARGS (a wheelhouse for --find-links) are the operator's: builds see them.
     paths = {Path(a.removeprefix("file://")) for a in shlex.split(settings.pip_args)}

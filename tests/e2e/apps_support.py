@@ -57,10 +57,14 @@ def flask_source(version: str, prelude: str = "", routes: str = "") -> str:
 import hashlib
 import os
 import sys
+import uuid
 
 from flask import Flask, jsonify
 
 VERSION = {version!r}
+# Which worker process answered: its pid inside its sandbox's PID namespace is no name for it (every
+# sandbox counts from 1), so each process carries a random instance id.
+INSTANCE = f"{{os.getpid()}}-{{uuid.uuid4().hex[:12]}}"
 {prelude}
 app = Flask(__name__, static_folder=None)
 
@@ -73,7 +77,7 @@ def _token_digest():
 @app.get("/")
 def index():
     return jsonify(version=VERSION, greeting=os.environ.get("GREETING"), framework="flask",
-                   token_sha256=_token_digest(), pid=os.getpid())
+                   token_sha256=_token_digest(), pid=INSTANCE)
 {routes}
 
 @app.get("/<path:anything>")
@@ -85,17 +89,19 @@ def anything(anything):
 def fastapi_source(version: str) -> str:
     return f"""\
 import os
+import uuid
 
 from fastapi import FastAPI
 
 VERSION = {version!r}
+INSTANCE = f"{{os.getpid()}}-{{uuid.uuid4().hex[:12]}}"
 app = FastAPI()
 
 
 @app.get("/")
 def index():
     return {{"version": VERSION, "greeting": os.environ.get("GREETING"), "framework": "fastapi",
-            "pid": os.getpid()}}
+            "pid": INSTANCE}}
 
 
 @app.get("/{{anything:path}}")
@@ -209,7 +215,8 @@ def worker_sockets(anchor: AnchorProcess) -> Path:
 
 
 def worker_pids(deployment_id: str) -> list[int]:
-    """Live processes whose command line has `--uds` and names the deployment (its worker), from /proc."""
+    """Host pids of the live app processes whose command line has `--uds` and names the deployment (its
+    worker), from /proc; the sandbox's own processes (bwrap), whose command lines hold the same, are not."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -217,6 +224,8 @@ def worker_pids(deployment_id: str) -> list[int]:
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
+            continue
+        if argv[0].endswith(b"bwrap"):
             continue
         if b"--uds" in argv and any(deployment_id.encode() in arg for arg in argv):
             found.append(int(entry.name))

@@ -83,7 +83,8 @@ class AnchorProcess:
             time.sleep(0.05)
         else:
             raise RuntimeError(f"anchor up did not become healthy:\n{self.log_tail()}")
-        self.token = (self.data_dir / "admin-token").read_text().strip()
+        given = self.extra_env.get("ANCHOR_ADMIN_TOKEN")
+        self.token = given or (self.data_dir / "admin-token").read_text().strip()
         return self
 
     def log_tail(self) -> str:

@@ -84,15 +84,17 @@ def _try_json(anchor: AnchorProcess, host: str) -> dict | None:
 
 def _stays_up(anchor: AnchorProcess, deployment_id: str, host: str, seconds: float = 1.5) -> None:
     """One worker process answers throughout: it is not killed and restarted behind our back."""
-    pids = {get_json(anchor, host)["pid"]}
+    instances = {get_json(anchor, host)["pid"]}
+    pids = set(worker_pids(deployment_id))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        pids.add(get_json(anchor, host)["pid"])
+        instances.add(get_json(anchor, host)["pid"])
         pids.update(worker_pids(deployment_id))
         time.sleep(0.1)
     exits = up_log(anchor).count(f"worker {deployment_id} exited")
-    assert len(pids) == 1 and exits == 0, (
-        f"{deployment_id}'s worker did not stay up: pids {sorted(pids)}, {exits} exits in the log"
+    assert len(instances) == 1 and len(pids) == 1 and exits == 0, (
+        f"{deployment_id}'s worker did not stay up: instances {sorted(instances)}, host pids {sorted(pids)}, "
+        f"{exits} exits in the log"
     )
 
 
@@ -120,7 +122,7 @@ def test_idle_preview_worker_stops_and_the_first_request_starts_it_again(
     assert first < 15
     assert (_workers(anchor) / f"{d['id']}.sock").exists()
     assert (_workers(anchor) / f"{d['id']}.sock.up").exists()
-    assert worker_pids(d["id"]) == [answer["pid"]]
+    assert len(worker_pids(d["id"])) == 1
     warm, again = _timed_get(anchor, host, "/other")
     _measure("the next request, worker running", warm)
     assert again == {"version": "v1", "path": "/other", "servedBy": "app"}
@@ -133,7 +135,7 @@ def test_idle_preview_worker_stops_and_the_first_request_starts_it_again(
     _measure("cold start: 5 concurrent first requests, all answered", time.monotonic() - started)
     assert {a["version"] for a in answers} == {"v1"}
     assert len({a["pid"] for a in answers}) == 1
-    assert worker_pids(d["id"]) == [answers[0]["pid"]]
+    assert len(worker_pids(d["id"])) == 1
 
 
 def test_rollback_to_a_stopped_version_serves_it_and_its_worker_stays_up(

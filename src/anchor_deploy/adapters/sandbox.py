@@ -101,7 +101,7 @@ class SandboxJob:
     uid: int | None = None  # the unprivileged uid to run as (when the platform is root)
     mounts: tuple[Mount, ...] = ()
     network: Network = Network.NONE
-    tmp_bytes: int = 256 * 1024 * 1024
+    tmp_bytes: int = 256 * 1024 * 1024  # its private /tmp (a tmpfs, counted in its memory)
 
 
 @dataclass

@@ -52,6 +52,7 @@ class WorkerPolicy:
     network: Network = Network.NONE
     startup_cpu: float = 60.0
     uid_base: int = 1_000_000_000
+    tmp_bytes: int = 256 * 1024 * 1024
 
     def uid(self, tenant: int | None) -> int | None:
         return None if tenant is None else self.uid_base + tenant
@@ -229,6 +230,7 @@ class WorkerRuntime:
             uid=self.policy.uid(spec.tenant),
             mounts=mounts,
             network=self.policy.network,
+            tmp_bytes=self.policy.tmp_bytes,
         )
 
     def _pump(self, worker: _Worker) -> None:

@@ -23,7 +23,14 @@ _CHUNK = 256 * 1024
 @router.get("/health")
 def health(p: PlatformDep) -> dict[str, Any]:
     edge = p.caddy.healthy() if p.caddy else None
-    return {"ok": True, "version": __version__, "edge": edge}
+    sandbox = p.sandbox.describe() if p.sandbox else None
+    usable = p.sandbox is None or p.sandbox.problem is None
+    return {
+        "ok": True,
+        "version": __version__,
+        "edge": edge,
+        "sandbox": {"description": sandbox, "ok": usable},
+    }
 
 
 @router.post("/tokens", status_code=201)

@@ -47,15 +47,34 @@ def deployment_json(deployment: Deployment, project: Project, settings: Settings
         "error": deployment.error,
         "meta": deployment.meta,
         "kind": "app" if deployment.app else "static",
-        "app": _app_json(deployment),
+        "app": _app_json(deployment, settings),
     }
 
 
-def _app_json(deployment: Deployment) -> dict[str, Any] | None:
+def _app_json(deployment: Deployment, settings: Settings) -> dict[str, Any] | None:
     app = deployment.app
     if app is None:
         return None
-    return {"entry": app.entry, "python": app.python, "healthPath": app.health_path, "static": app.static_dir}
+    return {
+        "entry": app.entry,
+        "python": app.python,
+        "healthPath": app.health_path,
+        "static": app.static_dir,
+        "limits": limits_json(settings),
+    }
+
+
+def limits_json(settings: Settings) -> dict[str, Any]:
+    """How the platform confines this app's worker (the settings in force)."""
+    return {
+        "sandbox": settings.app_sandbox,
+        "memoryBytes": settings.app_memory,
+        "maxProcesses": settings.app_max_processes,
+        "openFiles": settings.app_open_files,
+        "startupCpuSeconds": settings.app_startup_cpu,
+        "network": settings.app_network,
+        "tmpBytes": settings.app_tmp_bytes,
+    }
 
 
 def env_json(var: EnvVar) -> dict[str, Any]:
