@@ -35,6 +35,7 @@ from tests.e2e.apps_support import (
     write_tree,
 )
 from tests.e2e.harness import AnchorProcess, ensure_project, sha, upload_and_deploy, wait_final
+from tests.unit.test_requirements import REFUSED
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +180,43 @@ def test_requirement_path_outside_the_upload_is_refused_before_pip(platform: Anc
     assert created == 422 or status == "ERROR", log
     assert "root:x:" not in log
     assert "$ pip install" not in log, f"pip was asked to read a directory of the server:\n{log}"
+
+
+@pytest.mark.parametrize(("line", "reason"), list(REFUSED.values()), ids=list(REFUSED))
+def test_every_refused_requirement_line_is_refused_by_the_platform(
+    platform: AnchorProcess, line: str, reason: str
+) -> None:
+    """The unit table's refused lines, each deployed as line 3 of an app's requirements.txt through the API:
+    refused with the line number and the reason before pip runs, nothing installed, and neither the line's
+    paths nor the server's own paths in the answer or the build log."""
+    envs = platform.data_dir / "envs"
+    envs_before = sorted(p.name for p in envs.iterdir()) if envs.is_dir() else []
+    requirements = f"flask\n# pinned below\n{line}\n"
+    files = as_bytes(app_files("v1", requirements=requirements))
+    with platform.api() as api:
+        ensure_project(api, "reqs-table")
+        for digest, data in {sha(b): b for b in files.values()}.items():
+            api.put(f"/v1/blobs/{digest}", content=data)
+        manifest = [{"path": p, "sha256": sha(b), "size": len(b), "mode": 0o644} for p, b in files.items()]
+        response = api.post(
+            "/v1/projects/reqs-table/deployments", json={"files": manifest, "target": "preview"}
+        )
+        if response.status_code == 422:
+            message, log = response.json()["error"]["message"], ""
+        else:
+            assert response.status_code == 201, response.text
+            deployment = wait_final(api, response.json()["id"], timeout=120)
+            assert deployment["status"] == "ERROR", deployment
+            message, log = deployment["error"], "\n".join(build_log(api, deployment["id"]))
+            assert f"build failed: {message}" in log, log
+    assert message.startswith("requirements line 3: ") and reason in message, message
+    assert "/" not in message
+    assert "$ pip install" not in log, f"refused before pip runs:\n{log}"
+    for leak in [str(platform.data_dir), *(part for part in line.split() if "/" in part)]:
+        assert leak not in message and leak not in log, (leak, message, log)
+    assert (sorted(p.name for p in envs.iterdir()) if envs.is_dir() else []) == envs_before, (
+        "nothing installed"
+    )
 
 
 # -- 9. build logs: CLI follow and SSE --------------------------------------------------------------------

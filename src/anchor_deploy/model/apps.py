@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
+import ipaddress
 import re
+import tomllib
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from anchor_deploy.model.errors import InvalidInput
 
@@ -124,42 +130,161 @@ class FrozenEnv:
         return [self.values[k] for k in self.secret_keys if self.values.get(k)]
 
 
-_FORBIDDEN_REQUIREMENT_STARTS = ("-", "/", ".", "~", "\\")
-# A project name, then extras, a version specifier, a marker, a direct reference or nothing. Not a path:
-# pip reads "bin/../../srv/x" (no leading '.' or '/') as a directory of the server to install.
-_REQUIREMENT_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(?:[\[(<>=!~;@]|$)")
-_DIRECT_REFERENCE_SCHEMES = ("https://", "http://", "git+https://")
+# -- requirements ------------------------------------------------------------------------------------------
+# pip reads requirements.txt with these rules (its req_file module), and so must the check, or a line
+# means one thing here and another to pip: a comment is '#' at the start or after whitespace, a line
+# ending with a backslash is joined to the next, ${VAR} is expanded, options follow the first token that
+# starts with '-' (tokens split on ' '), and the first two lines may declare the file's encoding.
+_PIP_COMMENT = re.compile(r"(^|\s+)#.*$")
+_PIP_ENCODING = re.compile(r"coding[:=]\s*([-\w.]+)", re.ASCII)
+_OPTION_NAME = re.compile(r"^(--[A-Za-z][A-Za-z0-9-]{0,40}|-[A-Za-z])")
+_HASH_OPTION = re.compile(r"--hash=(sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96}|sha512:[0-9a-f]{128})")
+# pip installs a requirement whose text (before ';', extras aside) ends like an archive from the local disk.
+_ARCHIVE_SUFFIXES = (
+    ".whl",
+    ".zip",
+    ".tar",
+    ".tar.gz",
+    ".tgz",
+    ".tar.bz2",
+    ".tbz",
+    ".tar.xz",
+    ".txz",
+    ".tlz",
+    ".tar.lz",
+    ".tar.lzma",
+)
+_TRAILING_EXTRAS = re.compile(r"\[[^\]]*\]\s*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# A host whose last label is a number is an IPv4 address to the resolver (inet_aton reads "1.0x7f" too).
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+_PRIVATE_SUFFIXES = ("localhost", "localdomain", "local", "internal", "home.arpa")
 
 
 def validate_requirements(text: str) -> str:
-    """Requirement specifiers only: no pip options, no local paths or file: URLs, which would let a build
-    read (and print) files of the server outside its own upload."""
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        _name, at, url = line.partition("@")
-        if (
-            line.startswith(_FORBIDDEN_REQUIREMENT_STARTS)
-            or "file:" in line.lower()
-            or not _REQUIREMENT_NAME.match(line)
-            or (at and not url.strip().lower().startswith(_DIRECT_REFERENCE_SCHEMES))
-        ):
+    """Requirement specifiers only, checked line by line as pip will read them; returns ``text``.
+
+    Refused, with InvalidInput naming the line number and a reason (never the line's text, which could tell
+    a caller which paths exist on the server): pip options (``-r``, ``-e``, ``--index-url``, ...), local
+    paths and file names, ``file:`` and every URL scheme but ``https``, URLs to an IP address, localhost or
+    a private-use name, URLs with credentials or ``..``, line continuations, ``${VAR}`` and any encoding
+    declaration but utf-8. The one option allowed after a requirement is ``--hash=<sha256|sha384|sha512>:
+    <hex digest>``. Allowed direct references (``pkg @ https://files.example.com/pkg.whl``) are fetched by
+    pip over the network; this check cannot know what a public name resolves to.
+    """
+    body = text.removeprefix("\ufeff")  # pip drops a UTF-8 byte order mark
+    for number, first in enumerate(body.split("\n")[:2], start=1):
+        declared = _PIP_ENCODING.search(first) if first.startswith("#") else None
+        if declared and not _is_utf8(declared.group(1)):
             raise InvalidInput(
-                f"requirements line {number} ({line[:60]!r}): only package requirements are allowed here, "
-                "no pip options, local paths or file: URLs"
+                f"requirements line {number}: encoding declarations other than utf-8 are not allowed"
             )
+    for number, raw in enumerate(body.splitlines(), start=1):
+        problem = _requirement_problem(raw)
+        if problem:
+            raise InvalidInput(f"requirements line {number}: {problem}")
     return text
 
 
-def requirements_from_pyproject(text: str) -> str:
-    import tomllib
+def _is_utf8(encoding: str) -> bool:
+    try:
+        return codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
 
+
+def _requirement_problem(raw: str) -> str | None:
+    """Why pip must not see this line (a reason without the line's text), or None if it may."""
+    if raw.endswith("\\") and not _PIP_COMMENT.match(raw):
+        return "line continuations (a trailing backslash) are not allowed"
+    line = _PIP_COMMENT.sub("", raw).strip()
+    if not line:
+        return None
+    if "${" in line:
+        return "environment variables (${...}) are not allowed"
+    if line.startswith("-"):
+        option = _OPTION_NAME.match(line)
+        return "pip options are not allowed" + (f" ({option.group(1)})" if option else "")
+    if "\\" in line:
+        return "backslashes are not allowed"
+    tokens = line.split(" ")
+    cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
+    spec, options = " ".join(tokens[:cut]).strip(), [t for t in tokens[cut:] if t]
+    if any(not _HASH_OPTION.fullmatch(option) for option in options):
+        return (
+            "the only option allowed after a requirement is --hash=ALGORITHM:DIGEST "
+            "(sha256, sha384 or sha512, lowercase hex)"
+        )
+    try:
+        requirement = Requirement(spec)
+    except InvalidRequirement:
+        return "not a valid requirement (expected a PEP 508 specifier such as 'flask>=3')"
+    if requirement.url is None:
+        head = spec.split(";", 1)[0].strip()
+        bare = _TRAILING_EXTRAS.sub("", head).strip().lower()
+        if "/" in head or head.startswith(".") or bare.endswith(_ARCHIVE_SUFFIXES):
+            return "local paths and file names are not allowed, only package requirements"
+        return None
+    return _direct_reference_problem(requirement.name, requirement.url)
+
+
+def _direct_reference_problem(name: str, url: str) -> str | None:
+    named = f"the URL of {name[:80]!r}"
+    try:
+        parts = urlsplit(url)
+        _port = parts.port  # a port that is not a number raises ValueError
+    except ValueError:
+        return f"{named} is not a valid URL"
+    if parts.scheme != "https" or not parts.netloc:
+        return f"{named} must be an https URL (no file:, http:, VCS or other schemes)"
+    if "@" in parts.netloc:
+        return f"{named} must not contain credentials"
+    if ".." in url:
+        # pip normalizes the text of a requirement as a local path before it reads it as a URL: '..'
+        # would walk it to a file of the server.
+        return f"{named} must not contain '..'"
+    host = (parts.hostname or "").rstrip(".")
+    labels = host.split(".")
+    if (
+        len(labels) < 2
+        or not all(_DNS_LABEL.fullmatch(label) for label in labels)
+        or _NUMERIC_LABEL.fullmatch(labels[-1])
+        or _is_ip_address(host)
+    ):
+        return f"{named} must name its host by a DNS name, not an IP address"
+    if any(host == s or host.endswith("." + s) for s in _PRIVATE_SUFFIXES):
+        return f"{named} must name a public host, not localhost or a private-use name"
+    return None
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def requirements_from_pyproject(text: str, check: bool = True) -> str:
+    """The [project] dependencies of a pyproject.toml as requirements.txt text, each one checked as a
+    requirements line (the errors name the dependency's position, never its text) unless ``check`` is
+    False."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"pyproject.toml: {exc}") from exc
-    deps = data.get("project", {}).get("dependencies", [])
+    project = data.get("project", {})
+    deps = project.get("dependencies", []) if isinstance(project, dict) else None
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
         raise InvalidInput("pyproject.toml: [project] dependencies must be a list of strings")
-    return "\n".join(deps) + ("\n" if deps else "")
+    joined = "\n".join(deps) + ("\n" if deps else "")
+    if not check:
+        return joined
+    for number, dep in enumerate(deps, start=1):
+        lines = dep.splitlines()
+        if len(lines) != 1 or not _PIP_COMMENT.sub("", lines[0]).strip():
+            raise InvalidInput(f"pyproject.toml dependency {number}: not a valid requirement")
+        problem = _requirement_problem(lines[0])
+        if problem:
+            raise InvalidInput(f"pyproject.toml dependency {number}: {problem}")
+    return validate_requirements(joined)

@@ -118,23 +118,27 @@ class AppBuilds:
         self._settings = settings
         self._monotonic = monotonic
 
-    def requirements(self, deployment_id: str) -> bytes:
+    def requirements(self, deployment_id: str, check: bool = True) -> bytes:
+        """The deployment's requirements.txt text (or its pyproject.toml dependencies as one). ``check``
+        refuses what pip must not read (InvalidInput) and is for builds; without it the text only names the
+        environment an earlier build made (nothing is installed), so an app built before a stricter check
+        keeps running and its environment is not collected."""
         by_path = {f.path: f for f in self._store.manifest(deployment_id)}
         if "requirements.txt" in by_path:
             text = self._blobs.read(by_path["requirements.txt"].sha256).decode("utf-8", "replace")
         elif "pyproject.toml" in by_path:
             text = requirements_from_pyproject(
-                self._blobs.read(by_path["pyproject.toml"].sha256).decode("utf-8", "replace")
+                self._blobs.read(by_path["pyproject.toml"].sha256).decode("utf-8", "replace"), check
             )
         else:
             text = ""
-        return validate_requirements(text).encode()
+        return (validate_requirements(text) if check else text).encode()
 
     def requirements_of(self, deployment_id: str) -> tuple[bytes, str | None] | None:
         deployment = self._store.deployment(deployment_id)
         if deployment is None or deployment.app is None:
             return None
-        return self.requirements(deployment_id), deployment.app.python
+        return self.requirements(deployment_id, check=False), deployment.app.python
 
     def build(self, deployment: Deployment, log: Callable[[str], None]) -> None:
         """Environment (reused when the dependencies are the same), then start and health-check the app.
@@ -163,7 +167,7 @@ class AppBuilds:
         )
         if deployment is None or deployment.app is None or deployment.status not in ok:
             return None
-        env_dir = self._envs.locate(self.requirements(deployment_id), deployment.app.python)
+        env_dir = self._envs.locate(self.requirements(deployment_id, check=False), deployment.app.python)
         if env_dir is None:
             return None
         frozen = self._env.unseal(self._store.sealed_env(deployment_id))
