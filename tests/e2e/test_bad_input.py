@@ -598,18 +598,27 @@ def test_limited_token_cannot_touch_another_project(world: World) -> None:
     assert [p["name"] for p in listed] == ["alpha"]
 
     beta = world.beta["id"]
+    # Another project's resources do not exist for it: 404, as for a missing project or deployment (the
+    # whole comparison is in test_enumeration.py).
+    hidden = [
+        ("GET", "/v1/projects/beta", None, "project_not_found"),
+        ("GET", "/v1/projects/beta/deployments", None, "project_not_found"),
+        ("GET", f"/v1/deployments/{beta}", None, "deployment_not_found"),
+        (
+            "POST",
+            "/v1/projects/beta/deployments",
+            {"files": [entry()], "target": "production"},
+            "project_not_found",
+        ),
+        ("POST", "/v1/projects/beta/rollback", {}, "project_not_found"),
+        ("POST", "/v1/projects/beta/rollback", {"deploymentId": beta}, "project_not_found"),
+        ("POST", "/v1/projects/beta/promote", {"deploymentId": beta}, "project_not_found"),
+        ("POST", "/v1/projects/beta/unpin", None, "project_not_found"),
+        ("GET", "/v1/projects/beta/alias-history", None, "project_not_found"),
+        ("DELETE", "/v1/projects/beta", None, "project_not_found"),
+    ]
+    # Nor may it create projects or tokens (not even tokens for its own project), or delete its project.
     forbidden = [
-        ("GET", "/v1/projects/beta", None),
-        ("GET", "/v1/projects/beta/deployments", None),
-        ("GET", f"/v1/deployments/{beta}", None),
-        ("POST", "/v1/projects/beta/deployments", {"files": [entry()], "target": "production"}),
-        ("POST", "/v1/projects/beta/rollback", {}),
-        ("POST", "/v1/projects/beta/rollback", {"deploymentId": beta}),
-        ("POST", "/v1/projects/beta/promote", {"deploymentId": beta}),
-        ("POST", "/v1/projects/beta/unpin", None),
-        ("GET", "/v1/projects/beta/alias-history", None),
-        ("DELETE", "/v1/projects/beta", None),
-        # Nor may it create projects or tokens (not even tokens for its own project), or delete its project.
         ("POST", "/v1/projects", {"name": "sneaky"}),
         ("POST", "/v1/tokens", {"name": "escalate"}),
         ("POST", "/v1/tokens", {"name": "escalate", "project": "alpha"}),
@@ -617,6 +626,10 @@ def test_limited_token_cannot_touch_another_project(world: World) -> None:
         ("DELETE", "/v1/projects/alpha", None),
     ]
     with unchanged(anchor):
+        for method, path, body, code in hidden:
+            response = call(anchor, method, path, auth=token, json=body)
+            assert response.status_code == 404, (method, path, response.status_code, response.text)
+            assert_error(response, 404, code)
         for method, path, body in forbidden:
             response = call(anchor, method, path, auth=token, json=body)
             assert response.status_code == 403, (method, path, response.status_code, response.text)

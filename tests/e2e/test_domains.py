@@ -443,10 +443,11 @@ def test_a_project_token_cannot_see_or_touch_another_projects_domains(shared: An
         )
         token = admin.post("/v1/tokens", json={"name": "mine-ci", "project": "mine"}).json()["token"]
     with shared.api(token) as mine:
-        assert mine.post("/v1/projects/theirs/domains", json={"name": "x.other.test"}).status_code == 403
-        assert mine.get("/v1/projects/theirs/domains").status_code == 403
-        assert mine.delete("/v1/projects/theirs/domains/theirs.other.test").status_code == 403
-        assert mine.post("/v1/projects/theirs/domains/theirs.other.test/retry").status_code == 403
+        # Another project does not exist for this token: 404, as for a project nobody has.
+        assert mine.post("/v1/projects/theirs/domains", json={"name": "x.other.test"}).status_code == 404
+        assert mine.get("/v1/projects/theirs/domains").status_code == 404
+        assert mine.delete("/v1/projects/theirs/domains/theirs.other.test").status_code == 404
+        assert mine.post("/v1/projects/theirs/domains/theirs.other.test/retry").status_code == 404
         # Looked up by name alone, another project's domain does not exist for this token.
         found = mine.get("/v1/domains/theirs.other.test")
         assert found.status_code == 404 and found.json()["error"]["code"] == "domain_not_found"

@@ -8,7 +8,7 @@ import pytest
 from anchor_deploy.model.entities import Token
 from anchor_deploy.model.errors import Forbidden, InvalidInput, NameTaken, ProjectNotFound, Unauthorized
 from anchor_deploy.model.names import production_host
-from anchor_deploy.services.auth import TOKEN_PREFIX, authorize, hash_secret, require_admin
+from anchor_deploy.services.auth import TOKEN_PREFIX, authorize, can_access, hash_secret, require_admin
 from tests.support import sha
 from tests.unit.conftest import ADMIN, BASE, App
 
@@ -87,17 +87,31 @@ def test_ensure_admin_with_an_explicit_secret_is_idempotent(app: App) -> None:
     assert app.tokens.ensure_admin(None) is None  # an admin exists: no second one
 
 
-def test_project_limited_token_is_forbidden_on_another_project(app: App) -> None:
+def test_another_project_is_not_found_for_a_project_token(app: App) -> None:
+    """To a token limited to one project, the other projects do not exist: the same error, code and message
+    as for a name no project has, so it cannot enumerate them (admin-only calls stay Forbidden)."""
     site, other = app.project("site"), app.project("other")
     token, secret = app.tokens.create("site-ci", project=site)
     assert app.tokens.authenticate(f"Bearer {secret}") == token and not token.is_admin
+    assert can_access(token, site) and can_access(ADMIN, other) and not can_access(token, other)
     authorize(token, site)
     authorize(ADMIN, other)
-    with pytest.raises(Forbidden):
-        authorize(token, other)
     assert app.projects.get("site", token) == site
-    with pytest.raises(Forbidden):
-        app.projects.get("other", token)
+    answers = []
+    for name in ("other", "absent"):
+        with pytest.raises(ProjectNotFound) as caught:
+            app.projects.get(name, token)
+        answers.append((type(caught.value), caught.value.status, caught.value.to_dict()))
+    assert answers[0][:2] == answers[1][:2] == (ProjectNotFound, 404)
+    assert answers[0][2] == {"code": "project_not_found", "message": "project 'other' not found"}
+    assert answers[1][2] == {"code": "project_not_found", "message": "project 'absent' not found"}
+    with pytest.raises(ProjectNotFound) as denied:
+        authorize(token, other)
+    assert denied.value.to_dict() == answers[0][2]
+    # Deleting another project: not found as well (before the admin check), and the project stays.
+    with pytest.raises(ProjectNotFound):
+        app.projects.delete("other", token)
+    assert app.store.project_by_name("other") == other
     with pytest.raises(Forbidden):
         require_admin(token)
     require_admin(ADMIN)

@@ -10,7 +10,6 @@ from anchor_deploy.model.entities import DeploymentStatus, HostKind, MoveReason,
 from anchor_deploy.model.errors import (
     AnchorError,
     DeploymentNotFound,
-    Forbidden,
     InvalidInput,
     InvalidManifest,
     MissingFiles,
@@ -122,15 +121,33 @@ def test_invalid_input_stores_nothing(app: App, body: dict[str, Any], error: typ
 
 # -- get / list ------------------------------------------------------------------------------------
 def test_get_checks_the_id_and_the_token(app: App) -> None:
-    site, other = app.project(), app.project("other")
+    site = app.project()
     dpl = app.create(site)
     assert app.deployments.get(dpl.id, ADMIN) == (site, dpl)
     assert app.deployments.get(dpl.id, Token("t", "site-ci", site.id, 0.0))[1] == dpl
-    with pytest.raises(Forbidden):
-        app.deployments.get(dpl.id, Token("t", "other-ci", other.id, 0.0))
     for bad in ("dpl_doesnotexist", "nope", "dpl_" + "a" * 100):
         with pytest.raises(DeploymentNotFound):
             app.deployments.get(bad, ADMIN)
+
+
+def test_another_projects_deployment_is_not_found_for_a_project_token(app: App) -> None:
+    """Not Forbidden: the same DeploymentNotFound as for an id nobody has, so ids cannot be probed."""
+    site, other = app.project(), app.project("other")
+    dpl = app.create(site)
+    limited = Token("t", "other-ci", other.id, 0.0)
+    missing = "dpl_" + ("a" if dpl.id[4] != "a" else "b") + dpl.id[5:]
+    assert is_deployment_id(missing) and app.store.deployment(missing) is None
+    answers = {}
+    for asked in (dpl.id, missing):
+        with pytest.raises(DeploymentNotFound) as caught:
+            app.deployments.get(asked, limited)
+        answers[asked] = (caught.value.status, caught.value.to_dict())
+    assert answers[dpl.id][0] == answers[missing][0] == 404
+    assert answers[dpl.id][1] == {
+        "code": "deployment_not_found",
+        "message": f"deployment {dpl.id!r} not found",
+    }
+    assert answers[missing][1]["message"].replace(missing, dpl.id) == answers[dpl.id][1]["message"]
 
 
 def test_list_is_newest_first(app: App) -> None:

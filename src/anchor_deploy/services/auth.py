@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable
 
 from anchor_deploy.model.entities import Project, Token
-from anchor_deploy.model.errors import Forbidden, InvalidInput, Unauthorized
+from anchor_deploy.model.errors import Forbidden, InvalidInput, ProjectNotFound, Unauthorized
 from anchor_deploy.ports import Store
 
 TOKEN_PREFIX = "anc_"  # noqa: S105 - a prefix, not a secret
@@ -60,10 +60,16 @@ class TokenService:
         return token
 
 
+def can_access(token: Token, project: Project) -> bool:
+    """A project-limited token may touch its own project only; the others do not exist for it."""
+    return token.project_id is None or hmac.compare_digest(token.project_id, project.id)
+
+
 def authorize(token: Token, project: Project) -> None:
-    """A project-limited token may touch its own project only."""
-    if token.project_id is not None and not hmac.compare_digest(token.project_id, project.id):
-        raise Forbidden(f"this token is limited to another project and cannot access {project.name!r}")
+    """ProjectNotFound, exactly as for a missing project, if the token may not touch ``project``: a
+    project-limited token must not learn which other projects exist (no 403 for them)."""
+    if not can_access(token, project):
+        raise ProjectNotFound(f"project {project.name[:80]!r} not found")
 
 
 def require_admin(token: Token) -> None:

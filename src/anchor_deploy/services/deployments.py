@@ -32,7 +32,7 @@ from anchor_deploy.model.names import deployment_host, is_deployment_id, new_dep
 from anchor_deploy.ports import BlobStore, DeploymentFiles, Store
 from anchor_deploy.services.aliases import AliasService
 from anchor_deploy.services.apps import AppBuilds, EnvService, detect_app
-from anchor_deploy.services.auth import authorize
+from anchor_deploy.services.auth import can_access
 from anchor_deploy.services.edge_sync import EdgeSync
 
 log = logging.getLogger(__name__)
@@ -138,11 +138,12 @@ class DeploymentService:
         return deployment_host(project.name, deployment.id, self._base)
 
     def get(self, deployment_id: str, token: Token) -> tuple[Project, Deployment]:
+        """The deployment and its project; DeploymentNotFound if it is missing or belongs to a project the
+        token may not touch (the same answer: a project token learns nothing of other projects' ids)."""
         deployment = self._store.deployment(deployment_id) if is_deployment_id(deployment_id) else None
         project = self._store.project_by_id(deployment.project_id) if deployment else None
-        if deployment is None or project is None:
+        if deployment is None or project is None or not can_access(token, project):
             raise DeploymentNotFound(f"deployment {deployment_id[:40]!r} not found")
-        authorize(token, project)
         return project, deployment
 
     def list(self, project: Project) -> list[Deployment]:

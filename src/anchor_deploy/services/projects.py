@@ -9,7 +9,7 @@ from anchor_deploy.model.entities import HostKind, HostRoute, Project, Token
 from anchor_deploy.model.errors import ProjectNotFound
 from anchor_deploy.model.names import production_host, validate_project_name
 from anchor_deploy.ports import DeploymentFiles, Edge, Store
-from anchor_deploy.services.auth import authorize, require_admin
+from anchor_deploy.services.auth import can_access, require_admin
 
 
 class ProjectService:
@@ -42,10 +42,11 @@ class ProjectService:
         return project
 
     def get(self, name: str, token: Token) -> Project:
+        """The project; ProjectNotFound if it is missing or the token is limited to another project (the
+        same answer, so a project token cannot tell other projects' names from unused ones)."""
         project = self._store.project_by_name(name)
-        if project is None:
+        if project is None or not can_access(token, project):
             raise ProjectNotFound(f"project {name[:80]!r} not found")
-        authorize(token, project)
         return project
 
     def reload(self, project: Project) -> Project:
@@ -63,8 +64,8 @@ class ProjectService:
         self.before_delete(project)
         deployments = [d.id for d in self._store.list_deployments(project.id)]
         hosts = self._store.delete_project(project.id)
-        try:
         self.after_delete(project, deployments)
+        try:
             for host in hosts:
                 self._edge.remove(host)
             for deployment_id in deployments:
