@@ -23,7 +23,7 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 """
-BACKEND = '''
+BACKEND = """
 import os
 
 TARGETS = {targets!r}
@@ -51,7 +51,7 @@ def get_requires_for_build_wheel(config_settings=None):
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     raise SystemExit("never reached")
-'''
+"""
 
 
 def _sdist(folder: Path, targets: list[tuple[str, str]]) -> None:

@@ -15,7 +15,6 @@ import secrets
 import signal
 import socket
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ import httpx
 import pytest
 
 import anchor_deploy
-
 from tests.e2e.apps_support import app_platform, host_of, processes_mentioning, wait_until, worker_pids
 from tests.e2e.harness import AnchorProcess, ensure_project, free_port, upload_and_deploy
 
@@ -135,7 +133,9 @@ def test_an_app_deployed_with_a_project_token_cannot_escape(anchor: AnchorProces
     assert answer["write"]["/tmp/escape-probe.txt"]["ok"], answer["write"]
     assert answer["read"]["/tmp/escape-probe.txt"]["ok"], answer["read"]
     assert answer["spawn"]["ok"], answer["spawn"]
-    wait_until(lambda: len(processes_mentioning(marker)) >= 2, 10, "the setsid child and the grandchild running")
+    wait_until(
+        lambda: len(processes_mentioning(marker)) >= 2, 10, "the setsid child and the grandchild running"
+    )
 
     # Who it runs as, and with which environment.
     if os.geteuid() == 0:

@@ -79,7 +79,8 @@ def _attack(plan):
         "connect": {p: _try(lambda p=p: _connect(p)) for p in plan.get("connect", [])},
         "bind": {str(p): _try(lambda p=p: _bind(p)) for p in plan.get("bind", [])},
         "environ_of": {
-            str(pid): _try(lambda pid=pid: _read(f"/proc/{pid}/environ")) for pid in plan.get("environ_pids", [])
+            str(pid): _try(lambda pid=pid: _read(f"/proc/{pid}/environ"))
+            for pid in plan.get("environ_pids", [])
         },
         "spawn": _try(lambda: _spawn(marker)),
     }
@@ -98,5 +99,7 @@ async def app(scope, receive, send):
         payload = json.dumps(_attack(json.loads(body or b"{}"))).encode()
     else:
         payload = json.dumps({"ok": True, "pid": os.getpid()}).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
     await send({"type": "http.response.body", "body": payload})
