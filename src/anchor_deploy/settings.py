@@ -79,9 +79,9 @@ class Settings:
     app_memory: int = 512 * 1024 * 1024  # per app worker (cgroup memory, or RLIMIT_AS without cgroups)
     app_max_processes: int = 256  # per worker or build: processes and threads (pids cgroup / RLIMIT_NPROC)
     app_open_files: int = 1024  # per process (RLIMIT_NOFILE)
+    app_tmp_bytes: int = 256 * 1024 * 1024  # each worker's private /tmp (tmpfs, counted in its memory)
     app_startup_cpu: float = 60.0  # CPU seconds a worker may use before its health check passes
     app_network: str = "none"  # "none": own network namespace, loopback only; "host": the machine's network
-    app_tmp_bytes: int = 256 * 1024 * 1024  # each worker's private /tmp (tmpfs, counted in its memory)
     sandbox_uid_base: int = 1_000_000_000  # when run as root: project n runs as uid base + n
     # Test-only fault injection, e.g. "rollback:after_commit" makes the process SIGKILL itself there.
     fault: str | None = None
@@ -104,11 +104,11 @@ class Settings:
             "app_memory": "ANCHOR_APP_MEMORY",
             "app_max_processes": "ANCHOR_APP_MAX_PROCESSES",
             "app_open_files": "ANCHOR_APP_OPEN_FILES",
+            "app_tmp_bytes": "ANCHOR_APP_TMP_BYTES",
             "app_startup_cpu": "ANCHOR_APP_STARTUP_CPU",
             "app_network": "ANCHOR_APP_NETWORK",
             "sandbox_uid_base": "ANCHOR_SANDBOX_UID_BASE",
             "build_timeout": "ANCHOR_BUILD_TIMEOUT",
-            "app_tmp_bytes": "ANCHOR_APP_TMP_BYTES",
             "build_memory": "ANCHOR_BUILD_MEMORY",
             "health_timeout": "ANCHOR_HEALTH_TIMEOUT",
             "idle_timeout": "ANCHOR_IDLE_TIMEOUT",
@@ -161,13 +161,13 @@ class Settings:
             ("app_memory", int),
             ("app_max_processes", int),
             ("app_open_files", int),
+            ("app_tmp_bytes", int),
             ("app_startup_cpu", float),
             ("sandbox_uid_base", int),
         ):
             if attr in values:
                 try:
                     values[attr] = kind(values[attr])
-            ("app_tmp_bytes", int),
                 except ValueError as exc:
                     raise InvalidInput(f"{attr} must be a number, got {values[attr]!r}") from exc
         settings = replace(cls(), **values)
@@ -192,6 +192,7 @@ class Settings:
             self.app_memory,
             self.app_max_processes,
             self.app_open_files,
+            self.app_tmp_bytes,
             self.app_startup_cpu,
             self.sandbox_uid_base,
         )
@@ -200,7 +201,6 @@ class Settings:
         if min(self.log_max_bytes, self.build_log_max_bytes) < 65536 or self.build_log_max_lines < 100:
             raise InvalidInput(
                 "ANCHOR_LOG_MAX_BYTES and ANCHOR_BUILD_LOG_MAX_BYTES must be at least 65536, "
-            self.app_tmp_bytes,
                 "ANCHOR_BUILD_LOG_MAX_LINES at least 100"
             )
         base = self.base_domain

@@ -240,9 +240,9 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     domains.on_change = domain_worker.wake
     domains.fault = faults.hit
     projects.before_delete = domains.remove_all
+    projects.after_delete = lambda project, deployment_ids: runtime.stop_project(project.id, deployment_ids)
     https = HttpsEdge(settings.https_addr, settings.https_port, endpoint.url)
     caddy = _caddy(settings, data, edge, sockets, workers, domain_edge, https) if with_caddy else None
-    projects.after_delete = lambda project, deployment_ids: runtime.stop_project(project.id, deployment_ids)
     return Platform(
         settings,
         store,
@@ -266,12 +266,10 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         endpoint,
         internal_ca,
         zone_server,
+        sandbox,
     )
 
-        sandbox,
 
-def _idna_to_ascii(label: str) -> str:
-    try:
 def _sandbox(settings: Settings, data: Path) -> tuple[Sandbox, WorkerPolicy, BuildSandbox]:
     """The sandbox for user code, and how app workers and builds are confined in it."""
     mode = SandboxMode(settings.app_sandbox)
@@ -296,6 +294,8 @@ def _sandbox(settings: Settings, data: Path) -> tuple[Sandbox, WorkerPolicy, Bui
     return sandbox, policy, box
 
 
+def _idna_to_ascii(label: str) -> str:
+    try:
         return idna.encode(label, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
         raise ValueError(str(exc)) from exc

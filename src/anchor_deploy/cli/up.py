@@ -66,8 +66,8 @@ def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -
         f"custom domains: https://{settings.https_addr} (certificates: {issuer}; "
         f"trust {platform.internal_ca.root_path} for the local CA)"
     )
-    if platform.zone_server is not None:
     say(platform.sandbox_line())
+    if platform.zone_server is not None:
         say(f"validation zone {settings.validation_zone_name} served by DNS at {settings.dns_addr} (UDP+TCP)")
     if secret:
         token_file = settings.data_dir.resolve() / "admin-token"

@@ -119,7 +119,6 @@ class FakeStore:
         with self._lock:
             return self._projects.get(project_id)
 
-    def list_projects(self) -> list[Project]:
     def project_number(self, project_id: str) -> int | None:
         with self._lock:
             if project_id not in self._projects:
@@ -127,6 +126,7 @@ class FakeStore:
             numbers = self.__dict__.setdefault("_project_numbers", {})
             return int(numbers.setdefault(project_id, len(numbers) + 1))
 
+    def list_projects(self) -> list[Project]:
         with self._lock:
             return sorted(self._projects.values(), key=lambda p: p.name)
 
