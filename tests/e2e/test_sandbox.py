@@ -198,3 +198,51 @@ def test_kill_9_of_the_platform_leaves_no_process_of_any_app(tmp_path: Path) -> 
         assert again.status_code == 200 and again.json()["ok"]
     finally:
         anchor.stop()
+
+
+def _broken_bwrap(folder: Path) -> str:
+    """A PATH whose bwrap fails as it does on a machine without user namespaces."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fake = folder / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    return f"{folder}:{os.environ['PATH']}"
+
+
+def test_without_a_working_sandbox_apps_are_refused_in_one_line_and_sites_still_serve(tmp_path: Path) -> None:
+    anchor = app_platform(tmp_path / "data")
+    anchor.extra_env["PATH"] = _broken_bwrap(tmp_path / "bin")
+    anchor.start()
+    try:
+        said = anchor.log_tail()
+        lines = [line for line in said.splitlines() if line.startswith(("apps ", "WARNING"))]
+        assert len(lines) == 1 and "apps will not run" in lines[0] and "ANCHOR_APP_SANDBOX=off" in lines[0], (
+            said
+        )
+        assert "Traceback" not in said
+        with anchor.api() as api:
+            health = api.get("/v1/health").json()
+            assert health["sandbox"]["ok"] is False
+            ensure_project(api, "site")
+            site = upload_and_deploy(api, "site", {"index.html": b"<h1>still here</h1>"})
+            ensure_project(api, "refused")
+            app = upload_and_deploy(api, "refused", _escape_files())
+        assert site["status"] == "READY"
+        assert app["status"] == "ERROR" and "ANCHOR_APP_SANDBOX=off" in app["error"], app
+    finally:
+        anchor.stop()
+
+
+def test_with_the_sandbox_switched_off_apps_run_and_the_operator_is_warned(tmp_path: Path) -> None:
+    anchor = app_platform(tmp_path / "data", ANCHOR_APP_SANDBOX="off")
+    anchor.extra_env["PATH"] = _broken_bwrap(tmp_path / "bin")
+    anchor.start()
+    try:
+        assert "WARNING: ANCHOR_APP_SANDBOX=off" in anchor.log_tail()
+        with anchor.api() as api:
+            ensure_project(api, "unboxed")
+            app = upload_and_deploy(api, "unboxed", _escape_files())
+        assert app["status"] == "READY", app
+        assert app["app"]["limits"]["sandbox"] == "off"
+    finally:
+        anchor.stop()

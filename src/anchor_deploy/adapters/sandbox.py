@@ -134,10 +134,13 @@ class Sandbox:
         return self.problem
 
     def _probe(self) -> str | None:
-        if shutil.which(self.bwrap) is None:
+        # Absolute paths from here on: a job's own PATH must not decide which sandbox runs it.
+        bwrap, setpriv = shutil.which(self.bwrap), shutil.which(self.setpriv)
+        if bwrap is None:
             return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
-        if self.as_root and shutil.which(self.setpriv) is None:
+        if self.as_root and setpriv is None:
             return "setpriv (util-linux) is not installed"
+        self.bwrap, self.setpriv = bwrap, setpriv or self.setpriv
         job = SandboxJob(
             name="anchor-probe",
             argv=["/bin/sh", "-c", "exit 0"],
