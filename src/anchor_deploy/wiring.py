@@ -169,9 +169,13 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     envs = VenvBuilder(data / "envs", build_box, shlex.split(settings.pip_args))
     apps_ref: list[AppBuilds] = []
     runtime = WorkerRuntime(
-        sockets, data / "logs" / "runtime", lambda d: apps_ref[0].spec(d), settings.idle_timeout, policy
+        sockets,
+        data / "logs" / "runtime",
+        lambda d: apps_ref[0].spec(d),
+        settings.idle_timeout,
+        policy,
+        log_max_bytes=settings.log_max_bytes,
     )
-    runtime.log_max_bytes = settings.log_max_bytes
     build_settings = BuildSettings(settings.build_timeout, settings.build_memory, settings.health_timeout)
     apps = AppBuilds(store, blobs, files, envs, runtime, env, build_settings)
     apps_ref.append(apps)
@@ -191,7 +195,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     reconciler = Reconciler(store, files, edge, aliases, builds.submit, files.present)
     sync.on_failure = reconciler.request
     projects = ProjectService(store, edge, files, settings.base_domain, clock, reconciler.request)
-    retention = Retention(store, files, edge, blobs, envs, runtime.stop, apps.requirements_of)
+    retention = Retention(store, files, edge, blobs, envs, runtime.discard, apps.requirements_of)
     deployments.on_ready = retention.prune
     workers = WorkerSockets(sockets, activator.socket_path)
     certificates = CertificateFiles(data / "certificates")
@@ -220,6 +224,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         check_min=settings.domain_check_min,
         check_max=settings.domain_check_max,
         caa_identity=settings.caa_identity if settings.issuer == "acme" else "",
+        quota=settings.domain_quota,
     )
     domain_edge = SymlinkDomainEdge(data / "edge" / "c", edge.kind_root(HostKind.ALIAS))
     domains = DomainService(
@@ -238,6 +243,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     )
     domain_worker = DomainWorker(domains)
     domains.on_change = domain_worker.wake
+    domains.checks = domain_worker
     domains.fault = faults.hit
     projects.before_delete = domains.remove_all
     projects.after_delete = lambda project, deployment_ids: runtime.stop_project(project.id, deployment_ids)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from anchor_deploy.adapters.runtime_log import CappedLog, line_text, read_lines, tail_log
 from anchor_deploy.adapters.sandbox import JobLimits, Mount, Network, Sandbox, SandboxJob, tree_cpu_seconds
 from anchor_deploy.model.errors import WorkerFailed
 from anchor_deploy.ports.runtime import SpecLoader, WorkerSpec
@@ -34,13 +35,6 @@ from anchor_deploy.ports.runtime import SpecLoader, WorkerSpec
 log = logging.getLogger(__name__)
 BOOT = Path(__file__).resolve().parent.parent / "runtime" / "boot.py"
 _UNHEALTHY_GRACE = 1.0
-
-
-def redact(line: str, secrets: tuple[str, ...]) -> str:
-    for value in secrets:
-        if value:
-            line = line.replace(value, "[secret]")
-    return line
 
 
 @dataclass(frozen=True)
@@ -79,7 +73,10 @@ class WorkerRuntime:
         idle_timeout: float,
         policy: WorkerPolicy,
         restart_timeout: float = 30.0,
+        log_max_bytes: int = 10 * 1024 * 1024,
     ) -> None:
+        # The cap of each deployment's runtime log, <id>.log and <id>.log.1 together (ANCHOR_LOG_MAX_BYTES).
+        self.log_max_bytes = log_max_bytes
         self.sock_dir = sock_dir
         self.policy = policy
         self._workers_dir = sock_dir / "worker"
@@ -148,12 +145,18 @@ class WorkerRuntime:
             self.socket(deployment_id).unlink(missing_ok=True)
             shutil.rmtree(self._own_dir(deployment_id), ignore_errors=True)
 
+    def discard(self, deployment_id: str) -> None:
+        """The deployment is deleted: stop its worker and remove its runtime log."""
+        self.stop(deployment_id)
+        log = self.log_path(deployment_id)
+        for path in (log, log.with_name(log.name + ".1")):
+            path.unlink(missing_ok=True)
+
     def stop_project(self, project_id: str, deployment_ids: list[str]) -> None:
         with self._lock:
             self._warm.pop(project_id, None)
         for deployment_id in deployment_ids:
-            if deployment_id in self._workers:
-                self.stop(deployment_id)
+            self.discard(deployment_id)
 
     def keep_warm(self, project_id: str, deployment_ids: set[str]) -> None:
         with self._lock:
@@ -161,13 +164,7 @@ class WorkerRuntime:
         for deployment_id in deployment_ids:
             threading.Thread(target=self._warm_up, args=(deployment_id,), daemon=True).start()
 
-    # The cap of each deployment's runtime log, <id>.log and <id>.log.1 together (ANCHOR_LOG_MAX_BYTES; wiring
-    # sets it).
-    log_max_bytes: int = 10 * 1024 * 1024
-
     def runtime_log(self, deployment_id: str, limit: int = 200) -> list[str]:
-        from anchor_deploy.adapters.runtime_log import tail_log
-
         return tail_log(self.log_path(deployment_id), limit)  # reads backwards: O(limit), not O(file)
 
     # -- processes ---------------------------------------------------------------------------------
@@ -235,7 +232,6 @@ class WorkerRuntime:
 
     def _pump(self, worker: _Worker) -> None:
         """Worker output to its capped runtime log in bounded chunks: memory stays flat whatever it prints."""
-        from anchor_deploy.adapters.runtime_log import CappedLog, line_text, read_lines
 
         assert worker.proc.stdout is not None
         secrets = worker.spec.redact
