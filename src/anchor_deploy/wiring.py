@@ -147,6 +147,8 @@ class Platform:
         if self.zone_server:
             self.zone_server.stop()
         self.runtime.shutdown()
+        if self.sandbox is not None:
+            self.sandbox.cgroups.close()
 
 
 def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:

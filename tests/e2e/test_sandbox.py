@@ -246,3 +246,26 @@ def test_with_the_sandbox_switched_off_apps_run_and_the_operator_is_warned(tmp_p
         assert app["app"]["limits"]["sandbox"] == "off"
     finally:
         anchor.stop()
+
+
+def test_inspect_and_ls_show_the_limits_an_app_runs_with(anchor: AnchorProcess) -> None:
+    with anchor.api() as api:
+        ensure_project(api, "limits")
+        deployment = upload_and_deploy(api, "limits", _escape_files())
+    expected = {
+        "sandbox": "bwrap",
+        "memoryBytes": 512 * 1024 * 1024,
+        "maxProcesses": 256,
+        "openFiles": 1024,
+        "startupCpuSeconds": 60.0,
+        "network": "none",
+        "tmpBytes": 256 * 1024 * 1024,
+    }
+    inspected = json.loads(anchor.cli("inspect", deployment["id"], "--json").stdout)
+    assert inspected["app"]["limits"] == expected
+    listed = json.loads(anchor.cli("ls", "limits", "--json").stdout)
+    assert [d["app"]["limits"] for d in listed["deployments"]] == [expected]
+    human = anchor.cli("inspect", deployment["id"]).stdout
+    assert "memory 512 MiB" in human and "256 processes" in human and "network none" in human, human
+    missing = anchor.cli("inspect", "dpl_doesnotexist", check=False)
+    assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr

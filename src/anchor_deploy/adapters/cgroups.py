@@ -83,7 +83,8 @@ class CgroupLimits:
 
     @staticmethod
     def _v1(root: Path, name: str, own: str | None, tag: str, limit: str) -> _Controller | None:
-        if own is None or not (root / name / limit).exists():
+        # The root group has no limit files of its own; its children do.
+        if own is None or not (root / name / "cgroup.procs").exists():
             return None
         base = root / name / own.lstrip("/") / f"anchor-{tag}"
         try:
@@ -164,6 +165,13 @@ class CgroupLimits:
         for name in names:
             self.remove(name)
         return len(names)
+
+    def close(self) -> None:
+        """At shutdown: delete every group of this platform, its own folder included."""
+        self.sweep()
+        for controller in self._controllers:
+            with contextlib.suppress(OSError):
+                controller.base.rmdir()
 
     def memory_peak(self, name: str) -> int | None:
         for controller in self._controllers:

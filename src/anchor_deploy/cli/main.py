@@ -175,6 +175,40 @@ def list_deployments(project: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("deployment_id")
+@json_option
+@fails_cleanly
+def inspect(deployment_id: str, as_json: bool) -> None:
+    """Show one deployment: status, URL, files, and for an app how it runs and with which limits."""
+    data = client().get(f"/v1/deployments/{deployment_id}")
+
+    def human() -> None:
+        table = Table(show_header=False, box=None)
+        for label, key in (("id", "id"), ("project", "project"), ("status", "status"), ("target", "target")):
+            table.add_row(label, str(data[key]))
+        table.add_row("production", "yes" if data["isProduction"] else "no")
+        table.add_row("url", data["url"])
+        table.add_row("created", f"{data['createdAt']} by {data['createdBy']}")
+        table.add_row("files", f"{data['fileCount']} ({data['totalSize']} bytes)")
+        if data.get("error"):
+            table.add_row("error", data["error"])
+        app = data.get("app")
+        if app:
+            table.add_row("app", f"{app['entry']} (health {app['healthPath']})")
+            limits = app["limits"]
+            table.add_row(
+                "limits",
+                f"sandbox {limits['sandbox']}, memory {limits['memoryBytes'] // 2**20} MiB, "
+                f"{limits['maxProcesses']} processes, {limits['openFiles']} open files, "
+                f"/tmp {limits['tmpBytes'] // 2**20} MiB, network {limits['network']}, "
+                f"{limits['startupCpuSeconds']:g} CPU s to start",
+            )
+        out.print(table)
+
+    emit(data, as_json, human)
+
+
+@main.command()
 @click.argument("project")
 @click.option("--to", "to", help="Deployment id to roll back to (default: the previous production one).")
 @json_option
