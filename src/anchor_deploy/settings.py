@@ -45,6 +45,8 @@ class Settings:
     base_domain: str = "localhost"
     admin_token: str | None = None
     max_blob_size: int = 100 * 1024 * 1024
+    max_json_body: int = 32 * 1024 * 1024  # any request body but a blob upload's
+    api_read_timeout: float = 60.0  # the API's bound on reading a request's headers; on a body's stalls
     build_workers: int = 2
     caddy_bin: str = field(default_factory=_default_caddy)
     build_timeout: float = 600.0
@@ -97,6 +99,8 @@ class Settings:
             "base_domain": "ANCHOR_BASE_DOMAIN",
             "admin_token": "ANCHOR_ADMIN_TOKEN",
             "max_blob_size": "ANCHOR_MAX_BLOB_SIZE",
+            "max_json_body": "ANCHOR_MAX_JSON_BODY",
+            "api_read_timeout": "ANCHOR_API_READ_TIMEOUT",
             "build_workers": "ANCHOR_BUILD_WORKERS",
             "caddy_bin": "ANCHOR_CADDY_BIN",
             "fault": "ANCHOR_FAULT",
@@ -145,6 +149,8 @@ class Settings:
             values["data_dir"] = Path(values["data_dir"])
         for attr, kind in (
             ("max_blob_size", int),
+            ("max_json_body", int),
+            ("api_read_timeout", float),
             ("build_workers", int),
             ("build_memory", int),
             ("build_timeout", float),
@@ -179,6 +185,8 @@ class Settings:
         parse_addr(self.http_addr, "ANCHOR_HTTP_ADDR")
         numbers = (
             self.max_blob_size,
+            self.max_json_body,
+            self.api_read_timeout,
             self.build_workers,
             self.build_memory,
             self.build_timeout,

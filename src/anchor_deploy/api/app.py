@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from anchor_deploy import __version__
 from anchor_deploy.api.errors import install_error_handlers
+from anchor_deploy.api.limits import BodyLimit
 from anchor_deploy.api.routes import router
 from anchor_deploy.api.routes_apps import router as apps_router
 from anchor_deploy.api.routes_domains import lookup_router as domain_lookup_router
@@ -17,6 +18,8 @@ def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(title="anchor-deploy", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.platform = platform
     install_error_handlers(app)
+    limits = platform.settings
+    app.add_middleware(BodyLimit, json_limit=limits.max_json_body, blob_limit=limits.max_blob_size)
     app.include_router(router)
     app.include_router(apps_router)
     app.include_router(domains_router)

@@ -8,10 +8,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 
 from anchor_deploy.model.entities import Project, Token
-from anchor_deploy.model.errors import InvalidInput
+from anchor_deploy.model.errors import BodyTooLarge, InvalidInput
+from anchor_deploy.model.limits import check_json_shape
 from anchor_deploy.wiring import Platform
-
-MAX_JSON_BODY = 64 * 1024 * 1024
 
 
 def platform(request: Request) -> Platform:
@@ -36,20 +35,30 @@ def project(project: str, p: PlatformDep, token: TokenDep) -> Project:
 ProjectDep = Annotated[Project, Depends(project)]
 
 
+def _not_json(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 async def json_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_JSON_BODY:
-        raise InvalidInput("request body is too large")
+    """The body as a JSON object: at most ANCHOR_MAX_JSON_BODY bytes (the BodyLimit middleware stops a
+    longer one as it streams; this is the same check for an app without it), its shape measured before it
+    is parsed (model/limits.py: depth, number of values), without NaN or Infinity, which Python's json
+    reads but no JSON answer can carry."""
+    limit = platform(request).settings.max_json_body
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
     if not raw.strip():
         return {}
+    check_json_shape(raw)
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json)
         # Lone surrogates ("\ud800") are valid JSON but can be neither stored nor sent back as UTF-8.
         json.dumps(body, ensure_ascii=False).encode("utf-8")
     except (ValueError, UnicodeError) as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise InvalidInput("request body is nested too deeply") from exc
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
     return body

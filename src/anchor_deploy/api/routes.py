@@ -18,6 +18,7 @@ from anchor_deploy.services.auth import require_admin
 
 router = APIRouter(prefix="/v1")
 _CHUNK = 256 * 1024
+_SPOOL_IN_MEMORY = 1024 * 1024
 
 
 @router.get("/health")
@@ -128,7 +129,8 @@ async def put_blob(p: PlatformDep, _token: TokenDep, digest: str, request: Reque
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BlobTooLarge(f"blob is larger than the {limit}-byte limit")
-    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+    # The BodyLimit middleware already stops the stream past the limit; /tmp may be memory (tmpfs).
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY, dir=str(p.settings.data_dir)) as spool:
         size = 0
         async for chunk in request.stream():
             size += len(chunk)

@@ -8,6 +8,7 @@ from typing import Any
 from anchor_deploy.model.apps import EnvVar
 from anchor_deploy.model.domains import DnsRecord
 from anchor_deploy.model.entities import AliasMove, Deployment, Project, Token
+from anchor_deploy.model.limits import displayable_meta
 from anchor_deploy.model.names import deployment_host, production_host
 from anchor_deploy.services.domains import DomainView
 from anchor_deploy.settings import Settings
@@ -31,7 +32,8 @@ def project_json(project: Project, settings: Settings) -> dict[str, Any]:
 
 
 def deployment_json(deployment: Deployment, project: Project, settings: Settings) -> dict[str, Any]:
-    return {
+    meta = displayable_meta(deployment.meta)
+    found = {
         "id": deployment.id,
         "projectId": project.id,
         "project": project.name,
@@ -45,10 +47,14 @@ def deployment_json(deployment: Deployment, project: Project, settings: Settings
         "fileCount": deployment.file_count,
         "totalSize": deployment.total_size,
         "error": deployment.error,
-        "meta": deployment.meta,
+        "meta": meta,
         "kind": "app" if deployment.app else "static",
         "app": _app_json(deployment, settings),
     }
+    if meta is None:
+        # Stored by an older version (nested hundreds of levels deep, NaN, a lone surrogate): withheld.
+        found["metaOmitted"] = True
+    return found
 
 
 def _app_json(deployment: Deployment, settings: Settings) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from types import FrameType
 import uvicorn
 
 from anchor_deploy.api.app import create_app
+from anchor_deploy.api.http_protocol import timed_protocol
 from anchor_deploy.settings import Settings, parse_addr
 from anchor_deploy.wiring import Platform, build_platform
 
@@ -81,6 +82,8 @@ def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,
+            # httptools (uvicorn's choice when installed) plus a header/body read timeout, a header cap.
+            http=timed_protocol(settings.api_read_timeout),
         )
     )
     server.run()

@@ -18,6 +18,8 @@ AnchorError
 │   ├── DomainTaken              another project holds the custom domain
 │   └── DomainNotRetryable       retry is only for FAILED or VALIDATION_TIMED_OUT
 ├── BlobRejected (400/413)        digest mismatch, too large
+├── BodyTooLarge (413)            a request body over its route's limit (ANCHOR_MAX_JSON_BODY)
+├── BadRequest (400)              a request HTTP cannot take (a Content-Length that is no number)
 ├── EdgeError (503)               the data plane could not be changed (the reconciler retries)
 ├── BuildFailed / WorkerFailed    an app's build or worker failed (recorded on the deployment)
 └── IssuanceFailed                a certificate authority refused or failed (recorded on the domain)
@@ -118,6 +120,16 @@ class BlobRejected(AnchorError):
 class BlobTooLarge(BlobRejected):
     code = "blob_too_large"
     status = 413
+
+
+class BodyTooLarge(AnchorError):
+    code = "body_too_large"
+    status = 413
+
+
+class BadRequest(AnchorError):
+    code = "bad_request"
+    status = 400
 
 
 class EdgeError(AnchorError):

@@ -27,6 +27,7 @@ from anchor_deploy.model.errors import (
     MissingFiles,
     NameTaken,
 )
+from anchor_deploy.model.limits import parse_meta
 from anchor_deploy.model.manifest import ManifestFile, parse_manifest
 from anchor_deploy.model.names import deployment_host, is_deployment_id, new_deployment_id
 from anchor_deploy.ports import BlobStore, DeploymentFiles, Store
@@ -36,7 +37,6 @@ from anchor_deploy.services.auth import can_access
 from anchor_deploy.services.edge_sync import EdgeSync
 
 log = logging.getLogger(__name__)
-_MAX_META_BYTES = 16 * 1024
 
 
 class DeploymentService:
@@ -72,9 +72,7 @@ class DeploymentService:
         target = body.get("target", "preview")
         if target not in (Target.PRODUCTION.value, Target.PREVIEW.value):
             raise InvalidInput("target must be 'production' or 'preview'")
-        meta = {} if body.get("meta") is None else body["meta"]
-        if not isinstance(meta, dict) or len(repr(meta)) > _MAX_META_BYTES:
-            raise InvalidInput(f"meta must be an object of at most {_MAX_META_BYTES} bytes")
+        meta = parse_meta(body.get("meta"))
         app = self._app_config(body, files)
         missing = self._blobs.missing(f.sha256 for f in files)
         if missing:
