@@ -23,7 +23,14 @@ import httpx
 import pytest
 
 import anchor_deploy
-from tests.e2e.apps_support import app_platform, host_of, processes_mentioning, wait_until, worker_pids
+from tests.e2e.apps_support import (
+    app_platform,
+    build_log,
+    host_of,
+    processes_mentioning,
+    wait_until,
+    worker_pids,
+)
 from tests.e2e.harness import AnchorProcess, ensure_project, free_port, upload_and_deploy
 
 ESCAPE_APP = Path(__file__).parent / "apps" / "escape"
@@ -269,3 +276,50 @@ def test_inspect_and_ls_show_the_limits_an_app_runs_with(anchor: AnchorProcess) 
     assert "memory 512 MiB" in human and "256 processes" in human and "network none" in human, human
     missing = anchor.cli("inspect", "dpl_doesnotexist", check=False)
     assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+
+
+_HOGS = {
+    # Writes 400 MiB (bytes * n fills every page, unlike a zeroed bytearray).
+    "memory": "big = b'x' * (400 * 1024 * 1024)\n",
+    # 100 threads against a limit of 32 processes and threads.
+    "processes": "import threading, time\n"
+    "for _ in range(100):\n"
+    "    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n",
+    # Spins at import: the health check never passes, the CPU guard stops it.
+    "cpu": "while True:\n    pass\n",
+}
+
+
+@pytest.mark.timeout(240)
+def test_limits_stop_apps_that_take_too_much_and_leave_others_running(tmp_path: Path) -> None:
+    anchor = app_platform(
+        tmp_path / "data",
+        ANCHOR_APP_MEMORY=str(128 * 1024 * 1024),
+        ANCHOR_APP_MAX_PROCESSES="32",
+        ANCHOR_APP_STARTUP_CPU="2",
+        ANCHOR_HEALTH_TIMEOUT="30",
+    ).start()
+    try:
+        with anchor.api() as api:
+            ensure_project(api, "modest")
+            modest = upload_and_deploy(api, "modest", _escape_files())
+            outcomes = {}
+            for kind, prelude in _HOGS.items():
+                ensure_project(api, f"hog-{kind}")
+                files = _escape_files()
+                files["app.py"] = prelude.encode() + files["app.py"]
+                outcomes[kind] = upload_and_deploy(api, f"hog-{kind}", files)
+            logs = {kind: "\n".join(build_log(api, d["id"])) for kind, d in outcomes.items()}
+        assert modest["status"] == "READY", modest  # the limits leave room for a normal app
+        for kind, deployment in outcomes.items():
+            assert deployment["status"] == "ERROR", (kind, deployment)
+        assert "ANCHOR_APP_STARTUP_CPU" in outcomes["cpu"]["error"], outcomes["cpu"]["error"]
+        assert "thread" in logs["processes"].lower(), logs["processes"]
+        memory = outcomes["memory"]["error"] + logs["memory"]
+        assert "ANCHOR_APP_MEMORY" in memory or "MemoryError" in memory, memory
+        for deployment in outcomes.values():
+            assert worker_pids(deployment["id"]) == []
+        answer = httpx.get(f"{anchor.edge_url}/", headers={"Host": host_of(modest["url"])}, timeout=30)
+        assert answer.status_code == 200
+    finally:
+        anchor.stop()

@@ -173,6 +173,18 @@ class CgroupLimits:
             with contextlib.suppress(OSError):
                 controller.base.rmdir()
 
+    def oom_killed(self, name: str) -> bool:
+        """Whether the kernel killed a process of the job's group for going past its memory limit."""
+        for controller in self._controllers:
+            if controller.memory_file:
+                for file in ("memory.events", "memory.oom_control"):
+                    with contextlib.suppress(OSError, ValueError):
+                        for line in (controller.base / name / file).read_text().splitlines():
+                            key, _, value = line.partition(" ")
+                            if key == "oom_kill" and int(value) > 0:
+                                return True
+        return False
+
     def memory_peak(self, name: str) -> int | None:
         for controller in self._controllers:
             if controller.memory_file:

@@ -62,6 +62,7 @@ class _Worker:
     stopping: bool = False
     restarts: int = 0
     backoff: float = 0.1
+    pump: threading.Thread | None = None
 
 
 class WorkerRuntime:
@@ -184,7 +185,8 @@ class WorkerRuntime:
             if previous is not None:
                 worker.restarts, worker.backoff = previous.restarts, previous.backoff
             self._workers[deployment_id] = worker
-        threading.Thread(target=self._pump, args=(worker,), daemon=True).start()
+        worker.pump = threading.Thread(target=self._pump, args=(worker,), daemon=True)
+        worker.pump.start()
         return worker
 
     def _job(self, spec: WorkerSpec) -> SandboxJob:
@@ -251,9 +253,11 @@ class WorkerRuntime:
         with httpx.Client(transport=transport, timeout=5) as client:
             while time.monotonic() < deadline:
                 if worker.proc.poll() is not None:
-                    self._fail(
-                        worker, f"the app exited with code {worker.proc.returncode} before it was healthy"
-                    )
+                    cause = f"the app exited with code {worker.proc.returncode} before it was healthy"
+                    if self.policy.sandbox.cgroups.oom_killed(_job_name(spec.deployment_id)):
+                        limit = self.policy.limits.memory_bytes // 2**20
+                        cause += f": it went past its memory limit of {limit} MiB (ANCHOR_APP_MEMORY)"
+                    self._fail(worker, cause)
                 if time.monotonic() >= next_cpu_check:
                     next_cpu_check = time.monotonic() + 0.25
                     if tree_cpu_seconds(worker.proc.pid) > self.policy.startup_cpu:
@@ -283,7 +287,8 @@ class WorkerRuntime:
         worker.stopping = True
         self._terminate(worker.proc)
         self.policy.sandbox.release(_job_name(worker.spec.deployment_id))
-        time.sleep(0.05)  # let the pump read the last lines
+        if worker.pump is not None:
+            worker.pump.join(timeout=2)  # its last lines: the pipe ends once the sandbox is gone
         with self._lock:
             if self._workers.get(worker.spec.deployment_id) is worker:
                 del self._workers[worker.spec.deployment_id]
