@@ -60,7 +60,6 @@ from bench_core import (  # noqa: E402
     _command_output,
     _iso_seconds,
     _parent_death_signal,
-    children_of,
     free_port,
     leftover_children,
     loadavg,
@@ -243,9 +242,14 @@ def _cmdline(pid: int) -> str:
 
 
 def worker_pid(anchor: Anchor, deployment_id: str) -> int | None:
-    assert anchor.proc is not None
-    sock = str(worker_socket(anchor, deployment_id))
-    return next((pid for pid in children_of(anchor.proc.pid) if sock in _cmdline(pid)), None)
+    """The app's own process (inside its sandbox: not the bwrap processes whose command lines name it too)."""
+    sock = str(worker_socket(anchor, deployment_id).with_name(f"{deployment_id}.d")) + "/app.sock"
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            line = _cmdline(int(entry.name))
+            if sock in line and "--uds" in line and not line.split(" ", 1)[0].endswith("bwrap"):
+                return int(entry.name)
+    return None
 
 
 def caddy_pid(anchor: Anchor) -> int | None:
