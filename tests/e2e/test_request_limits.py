@@ -474,6 +474,23 @@ def test_a_slow_but_moving_body_is_not_dropped(anchor: AnchorProcess) -> None:
     assert response.status == 201, response
 
 
+def test_a_connection_answered_before_its_body_came_does_not_stay_open(anchor: AnchorProcess) -> None:
+    """401 before the body is read; the body's bytes then cancel uvicorn's keep-alive timer, which the
+    protocol arms again once the body is complete: the idle connection closes after 5 s, not never."""
+    with connect(anchor) as sock:
+        sock.sendall(head(anchor, "POST", "/v1/projects", "Content-Length: 1000", auth=False))
+        reader = Reader(sock)
+        deadline = time.monotonic() + 5
+        while not reader.responses and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sock.sendall(b" " * 1000)
+        started = time.monotonic()
+        assert_closed_quickly(reader, timeout=10)
+    assert reader.ended_at is not None and reader.ended_at - started < 5 + 1.5
+    [response] = reader.responses
+    assert_error(response, 401, "unauthorized")
+
+
 def test_the_platform_still_serves(anchor: AnchorProcess) -> None:
     with anchor.api() as api:
         deployment = upload_and_deploy(api, "site", {"index.html": b"<h1>still here</h1>"})
