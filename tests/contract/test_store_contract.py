@@ -30,6 +30,7 @@ from anchor_deploy.model.errors import (
 )
 from anchor_deploy.model.manifest import ManifestFile
 from anchor_deploy.ports import Store
+from anchor_deploy.ports.domains import DomainStore
 from anchor_deploy.ports.fakes import FakeStore
 from tests.support import TickingClock, sha
 
@@ -497,6 +498,88 @@ def test_domains_due_are_the_most_overdue_first_and_limited(store: Store) -> Non
     assert marked is not None and (marked.deleting, marked.next_check_at) == (True, 0.0)
     assert [d.name for d in store.domains_due(5.0)] == ["later.example.com"]
     assert store.next_domain_check() == 0.0
+
+
+def label(n: int) -> str:
+    return f"label{n:015d}"
+
+
+def test_domains_due_fairly_take_turns_between_projects_never_checked_first(store: DomainStore) -> None:
+    big, small, third = add_project(store, "big"), add_project(store, "small"), add_project(store, "third")
+    for i in range(6):  # big's backlog: the most overdue rows of all
+        name = f"b{i}.big.example"
+        store.add_domain(new_domain(big, name, 10.0 + i, last_checked_at=5.0, validation_label=label(i)))
+    store.add_domain(new_domain(big, "fresh.big.example", 40.0, validation_label=label(10)))
+    store.add_domain(
+        new_domain(small, "s0.small.example", 30.0, last_checked_at=5.0, validation_label=label(11))
+    )
+    store.add_domain(new_domain(small, "s1.small.example", 35.0, validation_label=label(12)))
+    store.add_domain(new_domain(third, "later.third.example", 500.0, validation_label=label(13)))
+    store.add_domain(new_domain(third, "idle.third.example", None, validation_label=label(14)))
+
+    def due(now: float, per_project: int, limit: int = 100) -> list[str]:
+        return [d.name for d in store.domains_due_fairly(now, per_project, limit)]
+
+    # Every project's first (never-checked ones first, then the most overdue) before any project's second.
+    round_robin = ["s1.small.example", "fresh.big.example", "b0.big.example", "s0.small.example"]
+    assert due(100.0, 3) == [*round_robin, "b1.big.example"]
+    assert due(100.0, 3, limit=3) == round_robin[:3]
+    assert due(100.0, 1) == round_robin[:2]
+    assert due(20.0, 2) == ["b0.big.example", "b1.big.example"]  # only big is due yet
+    assert due(5.0, 5) == []
+    marked = store.mark_domain_deleting("later.third.example")  # a removal to finish is due at once
+    assert marked is not None
+    assert due(100.0, 1) == ["later.third.example", *round_robin[:2]]
+
+
+def test_domains_due_fairly_one_projects_backlog_leaves_room_for_another(store: DomainStore) -> None:
+    flood, quiet = add_project(store, "flood"), add_project(store, "quiet")
+    for i in range(300):
+        store.add_domain(new_domain(flood, f"d{i}.flood.example", float(i), validation_label=label(i)))
+    store.add_domain(new_domain(quiet, "www.quiet.example", 1000.0, validation_label=label(999)))
+    assert [d.name for d in store.domains_due(1000.0, limit=10)][-1] == "d9.flood.example"  # oldest first
+    fair = store.domains_due_fairly(1000.0, 4, 10)
+    assert [d.name for d in fair[:2]] == ["d0.flood.example", "www.quiet.example"]
+    assert sum(d.project_id == flood.id for d in fair) == 4
+
+
+def test_add_domain_within_a_quota_counts_the_projects_live_domains(store: DomainStore) -> None:
+    site, other = add_project(store, "site"), add_project(store, "other")
+    for i in range(3):
+        assert store.add_domain_within(new_domain(site, f"d{i}.example.com", validation_label=label(i)), 3)
+    over = new_domain(site, "d3.example.com", validation_label=label(3))
+    assert store.add_domain_within(over, 3) is False
+    assert store.domain("d3.example.com") is None and len(store.project_domains(site.id)) == 3
+    assert store.add_domain_within(new_domain(other, "o.example.com", validation_label=label(4)), 3) is True
+    with pytest.raises(DomainTaken):  # a held name is DomainTaken, at the quota or not
+        store.add_domain_within(new_domain(site, "d0.example.com", validation_label=label(5)), 3)
+    with pytest.raises(ProjectNotFound):
+        store.add_domain_within(new_domain(Project("prj_ghost", "ghost", 1.0), "g.example.com"), 3)
+    store.mark_domain_deleting("d0.example.com")  # one being removed no longer counts
+    assert store.add_domain_within(over, 3) is True
+    assert store.domain("d3.example.com") == over
+
+
+def test_add_domain_within_a_quota_holds_under_concurrent_adds(store: DomainStore) -> None:
+    site = add_project(store, "site")
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def add(worker: int) -> None:
+        barrier.wait(timeout=10)
+        for i in range(5):
+            n = worker * 5 + i
+            results.append(
+                store.add_domain_within(new_domain(site, f"d{n}.example.com", validation_label=label(n)), 10)
+            )
+
+    threads = [threading.Thread(target=add, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results.count(True) == 10 and results.count(False) == 30
+    assert len(store.project_domains(site.id)) == 10
 
 
 def test_next_domain_check_is_none_without_scheduled_domains(store: Store) -> None:

@@ -563,11 +563,21 @@ class SqliteStore:
 
     # -- custom domains ----------------------------------------------------------------------------
     def add_domain(self, domain: Domain) -> None:
+        self._insert_domain(domain, None)
+
+    def add_domain_within(self, domain: Domain, quota: int) -> bool:
+        return self._insert_domain(domain, quota)
+
+    def _insert_domain(self, domain: Domain, quota: int | None) -> bool:
         with self._write() as db:
             if db.execute("SELECT 1 FROM domains WHERE name = ?", (domain.name,)).fetchone():
                 raise DomainTaken(f"{domain.name} is already added to a project; remove it there first")
             if not db.execute("SELECT 1 FROM projects WHERE id = ?", (domain.project_id,)).fetchone():
                 raise ProjectNotFound(f"project {domain.project_id} not found")
+            if quota is not None:
+                sql = "SELECT COUNT(*) FROM domains WHERE project_id = ? AND deleting = 0"
+                if db.execute(sql, (domain.project_id,)).fetchone()[0] >= quota:
+                    return False
             db.execute(
                 f"INSERT INTO domains ({_DOMAIN_COLUMNS}) VALUES ({', '.join('?' * 17)})",
                 (
@@ -578,6 +588,7 @@ class SqliteStore:
                     *self._domain_state(domain),
                 ),
             )
+        return True
 
     @staticmethod
     def _domain_state(d: Domain) -> tuple[Any, ...]:
@@ -617,6 +628,18 @@ class SqliteStore:
             "ORDER BY next_check_at LIMIT ?"
         )
         return [_domain(r) for r in self._db().execute(sql, (now, limit))]
+
+    def domains_due_fairly(self, now: float, per_project: int, limit: int) -> list[Domain]:
+        # Each project's due domains numbered in its own order (never checked first, then the most overdue);
+        # then the first of every project, the second of every project, and so on.
+        urgency = "last_checked_at IS NOT NULL, next_check_at, name"
+        turn = f"ROW_NUMBER() OVER (PARTITION BY project_id ORDER BY {urgency}) AS turn"
+        sql = (
+            f"SELECT {_DOMAIN_COLUMNS} FROM (SELECT {_DOMAIN_COLUMNS}, {turn} FROM domains "
+            "WHERE next_check_at IS NOT NULL AND next_check_at <= ?) "
+            f"WHERE turn <= ? ORDER BY turn, {urgency} LIMIT ?"
+        )
+        return [_domain(r) for r in self._db().execute(sql, (now, per_project, limit))]
 
     def next_domain_check(self) -> float | None:
         row = self._one("SELECT MIN(next_check_at) FROM domains WHERE next_check_at IS NOT NULL")

@@ -1,5 +1,6 @@
-"""Ports for custom domains: DNS lookups, the validation zone, certificate issuers, the served certificates,
-the edge's custom-domain hosts and the TLS probe that proves a name is served."""
+"""Ports for custom domains: the store's quota-checked claim and fair queue of checks, DNS lookups, the
+validation zone, certificate issuers, the served certificates, the edge's custom-domain hosts and the TLS
+probe that proves a name is served."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from anchor_deploy.model.domains import Domain
+from anchor_deploy.ports.store import Store
 
 
 @dataclass(frozen=True)
@@ -113,3 +117,24 @@ class TlsProbe(Protocol):
         """Handshake with the edge for ``name`` and return the serial of the leaf it presented; raise
         OSError (with a readable message) if the handshake fails."""
         ...
+
+
+class DomainQueue(Protocol):
+    """What the domain service needs of the store beyond the Store port's rows: a claim that respects the
+    per-project quota and a pick of due checks that one project's backlog cannot fill."""
+
+    def add_domain_within(self, domain: Domain, quota: int) -> bool:
+        """``add_domain``, unless the domain's project already holds ``quota`` domains (not counting ones
+        being removed): then False and nothing is stored. The count and the insert are one transaction, so
+        concurrent adds cannot pass the quota together. DomainTaken and ProjectNotFound as ``add_domain``."""
+        ...
+
+    def domains_due_fairly(self, now: float, per_project: int, limit: int) -> list[Domain]:
+        """Due domains (deleting ones included), at most ``per_project`` of each project and ``limit`` in all,
+        round-robin: every project's first comes before any project's second. Within a project (and within a
+        round) never-checked domains come first, then the most overdue."""
+        ...
+
+
+class DomainStore(Store, DomainQueue, Protocol):
+    """The store as the domain service uses it."""

@@ -45,6 +45,7 @@ from anchor_deploy.model.names import is_valid_hostname
 
 if TYPE_CHECKING:
     from anchor_deploy.ports import BlobStore, DeploymentFiles, Edge, Store
+    from anchor_deploy.ports.domains import DomainStore
 
 __all__ = ["FakeBlobStore", "FakeDeploymentFiles", "FakeEdge", "FakeStore"]
 
@@ -336,12 +337,23 @@ class FakeStore:
 
     # -- custom domains ----------------------------------------------------------------------------
     def add_domain(self, domain: Domain) -> None:
+        self._insert_domain(domain, None)
+
+    def add_domain_within(self, domain: Domain, quota: int) -> bool:
+        return self._insert_domain(domain, quota)
+
+    def _insert_domain(self, domain: Domain, quota: int | None) -> bool:
         with self._lock:
             if domain.name in self._domains:
                 raise DomainTaken(f"{domain.name} is already added to a project; remove it there first")
             if domain.project_id not in self._projects:
                 raise ProjectNotFound(f"project {domain.project_id} not found")
+            if quota is not None:
+                held = [d for d, _ in self._domains.values() if d.project_id == domain.project_id]
+                if sum(not d.deleting for d in held) >= quota:
+                    return False
             self._domains[domain.name] = (domain, None)
+            return True
 
     def domain(self, name: str) -> Domain | None:
         with self._lock:
@@ -362,6 +374,20 @@ class FakeStore:
                 d for d, _ in self._domains.values() if d.next_check_at is not None and d.next_check_at <= now
             ]
             return sorted(due, key=lambda d: d.next_check_at or 0.0)[:limit]
+
+    def domains_due_fairly(self, now: float, per_project: int, limit: int) -> list[Domain]:
+        with self._lock:
+            by_project: dict[str, list[Domain]] = {}
+            for d, _ in self._domains.values():
+                if d.next_check_at is not None and d.next_check_at <= now:
+                    by_project.setdefault(d.project_id, []).append(d)
+            numbered = [
+                (turn, d)
+                for due in by_project.values()
+                for turn, d in enumerate(sorted(due, key=_urgency)[:per_project], start=1)
+            ]
+            numbered.sort(key=lambda item: (item[0], *_urgency(item[1])))
+            return [d for _, d in numbered[:limit]]
 
     def next_domain_check(self) -> float | None:
         with self._lock:
@@ -398,6 +424,11 @@ class FakeStore:
 
 def _name(domain: Domain) -> str:
     return domain.name
+
+
+def _urgency(domain: Domain) -> tuple[bool, float, str]:
+    """Never checked first, then the most overdue (as SqliteStore.domains_due_fairly orders them)."""
+    return domain.last_checked_at is not None, domain.next_check_at or 0.0, domain.name
 
 
 class FakeBlobStore:
@@ -545,3 +576,6 @@ if TYPE_CHECKING:
         store: FakeStore, blobs: FakeBlobStore, files: FakeDeploymentFiles, edge: FakeEdge
     ) -> tuple[Store, BlobStore, DeploymentFiles, Edge]:
         return store, blobs, files, edge  # mypy checks each fake against its Protocol here
+
+    def _fake_store_serves_domains(store: FakeStore) -> DomainStore:
+        return store
