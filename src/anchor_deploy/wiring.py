@@ -226,6 +226,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         check_min=settings.domain_check_min,
         check_max=settings.domain_check_max,
         caa_identity=settings.caa_identity if settings.issuer == "acme" else "",
+        quota=settings.domain_quota,
     )
     domain_edge = SymlinkDomainEdge(data / "edge" / "c", edge.kind_root(HostKind.ALIAS))
     domains = DomainService(
@@ -244,6 +245,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     )
     domain_worker = DomainWorker(domains)
     domains.on_change = domain_worker.wake
+    domains.checks = domain_worker
     domains.fault = faults.hit
     projects.before_delete = domains.remove_all
     projects.after_delete = lambda project, deployment_ids: runtime.stop_project(project.id, deployment_ids)

@@ -45,6 +45,7 @@ def platform_env(resolver: Resolver, **extra: str) -> dict[str, str]:
         "ANCHOR_EDGE_HOSTNAME": EDGE_HOST,
         "ANCHOR_DOMAIN_CHECK_MIN": "0.2",
         "ANCHOR_DOMAIN_CHECK_MAX": "1",
+        "ANCHOR_DOMAIN_QUOTA": "200",  # test_two_hundred_domains_attach holds 200 in one project
         **extra,
     }
 

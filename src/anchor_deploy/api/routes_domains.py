@@ -1,25 +1,54 @@
-"""Custom domains: add (shows the DNS records), list, inspect (runs one check at once), retry, remove."""
+"""Custom domains: add (shows the DNS records), list (with the project's quota), inspect (asks for a check at
+once), retry, remove.
+
+A check runs on the domain worker's threads; GET and retry wait for it at most ``check_wait`` seconds on
+the event loop, holding no thread, then answer the last recorded state (``checking``: one still runs)."""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Future
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from anchor_deploy.api.deps import BodyDep, PlatformDep, ProjectDep, TokenDep
-from anchor_deploy.api.serialize import domain_json, record_json
+from anchor_deploy.api.serialize import domain_json, quota_json, record_json
+from anchor_deploy.model.entities import Project
 from anchor_deploy.model.errors import InvalidInput
+from anchor_deploy.services.domains import DomainView
+from anchor_deploy.wiring import Platform
 
 router = APIRouter(prefix="/v1/projects/{project}/domains")
 lookup_router = APIRouter(prefix="/v1")
 
 
+async def _settle(started: Future[None], bound: float) -> bool:
+    """Wait at most ``bound`` seconds for a check, without holding a thread; True if it finished."""
+    if not started.done():
+        await asyncio.wait([asyncio.wrap_future(started)], timeout=bound)
+    return started.done()
+
+
+async def _checked(p: Platform, project: Project, name: str, check: bool) -> DomainView:
+    if not check:
+        return await run_in_threadpool(p.domains.get, project, name, False)
+    before, started = await run_in_threadpool(p.domains.start_check, project, name)
+    if started is not None and await _settle(started, p.domains.settings.check_wait):
+        return await run_in_threadpool(p.domains.get, project, name, False)
+    return before  # not pending, or still checking: the state recorded before the check
+
+
 @lookup_router.get("/domains/{name}")
 async def find_domain(p: PlatformDep, token: TokenDep, name: str, check: bool = True) -> dict[str, Any]:
     """A domain by name alone, in any project the token may see (for `anchor domains inspect NAME`)."""
-    project = p.domains.project_of(name, lambda project_name: p.projects.get(project_name, token))
-    view = await run_in_threadpool(p.domains.get, project, name, check)
+
+    def visible(project_name: str) -> Project:
+        return p.projects.get(project_name, token)
+
+    project = await run_in_threadpool(p.domains.project_of, name, visible)
+    view = await _checked(p, project, name, check)
     return domain_json(view, project, p.settings)
 
 
@@ -39,18 +68,24 @@ def add_domain(p: PlatformDep, project: ProjectDep, body: BodyDep) -> dict[str, 
 
 @router.get("")
 def list_domains(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
-    return {"domains": [domain_json(v, project, p.settings) for v in p.domains.list_domains(project)]}
+    views = p.domains.list_domains(project)
+    return {
+        "domains": [domain_json(v, project, p.settings) for v in views],
+        "quota": quota_json(p.domains.quota(project)),
+    }
 
 
 @router.get("/{name}")
 async def get_domain(p: PlatformDep, project: ProjectDep, name: str, check: bool = True) -> dict[str, Any]:
-    view = await run_in_threadpool(p.domains.get, project, name, check)
+    view = await _checked(p, project, name, check)
     return domain_json(view, project, p.settings)
 
 
 @router.post("/{name}/retry")
 async def retry_domain(p: PlatformDep, project: ProjectDep, name: str) -> dict[str, Any]:
-    view = await run_in_threadpool(p.domains.retry, project, name)
+    started = await run_in_threadpool(p.domains.start_retry, project, name)
+    await _settle(started, p.domains.settings.check_wait)
+    view = await run_in_threadpool(p.domains.get, project, name, False)
     return domain_json(view, project, p.settings)
 
 

@@ -10,7 +10,7 @@ from anchor_deploy.model.domains import DnsRecord
 from anchor_deploy.model.entities import AliasMove, Deployment, Project, Token
 from anchor_deploy.model.limits import displayable_meta
 from anchor_deploy.model.names import deployment_host, production_host
-from anchor_deploy.services.domains import DomainView
+from anchor_deploy.services.domains import DomainQuota, DomainView
 from anchor_deploy.settings import Settings
 
 
@@ -137,6 +137,7 @@ def domain_json(view: DomainView, project: Project, settings: Settings) -> dict[
         "cdnStatus": d.cdn_status.value,
         "dnsStatus": d.dns_status.value,
         "statusReason": d.status_reason,
+        "checking": view.checking,
         "dnsRecords": [record_json(r) for r in view.records],
         "certificate": None
         if cert is None
@@ -153,3 +154,7 @@ def domain_json(view: DomainView, project: Project, settings: Settings) -> dict[
         "lastCheckedAt": iso(d.last_checked_at),
         "nextCheckAt": iso(d.next_check_at),
     }
+
+
+def quota_json(quota: DomainQuota) -> dict[str, Any]:
+    return {"limit": quota.limit, "used": quota.used}

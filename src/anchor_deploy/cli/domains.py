@@ -38,6 +38,8 @@ def inspect_lines(domain: dict[str, Any]) -> list[str]:
     lines = [f"{shown}  [{domain['project']}]", status_line(domain)]
     if domain["statusReason"]:
         lines.append(f"reason: {domain['statusReason']}")
+    if domain.get("checking"):
+        lines.append("a check is running: this is the state before it; inspect again for its result")
     cert = domain.get("certificate")
     if cert:
         lines.append(
@@ -119,6 +121,9 @@ def domains_ls(project: str, as_json: bool) -> None:
                 d["statusReason"],
             )
         out.print(table)
+        quota = data.get("quota")  # an older server has none
+        if quota:
+            out.print(f"{quota['used']} of {quota['limit']} domains (the per-project quota)", highlight=False)
 
     emit(data, as_json, human)
 
@@ -129,7 +134,8 @@ def domains_ls(project: str, as_json: bool) -> None:
 @json_option
 @fails_cleanly
 def domains_inspect(name: str, project: str | None, as_json: bool) -> None:
-    """Statuses, the reason, the DNS records and the certificate of NAME (checks DNS at once)."""
+    """Statuses, the reason, the DNS records and the certificate of NAME (checks DNS at once, waiting a
+    second at most for the answer)."""
     data = find(client(), name, project)
 
     def human() -> None:

@@ -3,19 +3,28 @@ certificate issued, attach the name to the edge, renew at two thirds of the life
 
 The domain row is the source of truth. Every step saves what it found (``statusReason`` is never empty
 while something is pending) and when to look again; the certificate files and the edge links are data
-planes that ``converge`` makes match the rows, so a crash at any point ends in the same state."""
+planes that ``converge`` makes match the rows, so a crash at any point ends in the same state.
+
+Checks run on the DomainWorker's few threads, shared fairly between projects (a per-project share of the
+threads, round-robin between projects); an API call that wants a check now (GET, retry) asks the worker
+for it and waits a short bound for the result, so no API thread waits on DNS."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import itertools
 import logging
 import secrets
 import threading
+from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from anchor_deploy.model.domains import (
+    DEFAULT_QUOTA,
     LABEL_ALPHABET,
     CdnStatus,
     CertificateStatus,
@@ -23,6 +32,7 @@ from anchor_deploy.model.domains import (
     DnsStatus,
     Domain,
     DomainName,
+    DomainQuotaExceeded,
     IssuedInfo,
     backoff,
     dns_records,
@@ -40,13 +50,13 @@ from anchor_deploy.model.errors import (
     NotFound,
 )
 from anchor_deploy.model.names import production_host
-from anchor_deploy.ports import Store
 from anchor_deploy.ports.domains import (
     Certificate,
     DnsAnswer,
     DnsLookup,
     DnsOutcome,
     DomainEdge,
+    DomainStore,
     Issuer,
     ServedCertificates,
     TlsProbe,
@@ -74,6 +84,8 @@ class DomainSettings:
     check_min: float = 5.0
     check_max: float = 300.0
     caa_identity: str = ""  # the CA's CAA domain ("letsencrypt.org"); empty: no CAA warning
+    quota: int = DEFAULT_QUOTA  # custom domains per project (ANCHOR_DOMAIN_QUOTA)
+    check_wait: float = 1.0  # how long GET and retry wait for the check they start before answering
 
 
 @dataclass(frozen=True)
@@ -83,11 +95,31 @@ class DomainView:
     domain: Domain
     unicode_name: str
     records: list[DnsRecord]
+    checking: bool = False  # a check is queued or running: the state shown is the last one recorded
+
+
+@dataclass(frozen=True)
+class DomainQuota:
+    limit: int
+    used: int
+
+
+class CheckRunner(Protocol):
+    """Runs domain checks in the background (the DomainWorker)."""
+
+    def request(self, name: str, project_id: str) -> Future[None]:
+        """Check ``name`` as soon as its project's share of the threads allows; a check of it that is queued
+        or running already is joined, not repeated. The future is done when that check has finished."""
+        ...
+
+    def busy(self, name: str) -> bool:
+        """A check of ``name`` is queued or running."""
+        ...
 
 
 @dataclass
 class DomainService:
-    store: Store
+    store: DomainStore
     lookup: DnsLookup
     issuer: Issuer
     certificates: ServedCertificates
@@ -101,6 +133,7 @@ class DomainService:
     zone: ValidationZone | None = None
     on_change: Callable[[], None] = lambda: None  # wakes the worker
     fault: Callable[[str], None] = lambda point: None  # test-only crash points
+    checks: CheckRunner | None = None  # None: checks asked for by GET and retry run in the caller's thread
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -111,7 +144,8 @@ class DomainService:
     def view(self, domain: Domain) -> DomainView:
         s = self.settings
         records = dns_records(domain, s.validation_zone, s.edge_hostname, s.edge_addresses)
-        return DomainView(domain, to_unicode_name(domain.name, self.to_unicode), records)
+        checking = self.checks is not None and self.checks.busy(domain.name)
+        return DomainView(domain, to_unicode_name(domain.name, self.to_unicode), records, checking)
 
     def add(self, project: Project, raw_name: object) -> DomainView:
         name = self.parse(raw_name)
@@ -126,12 +160,22 @@ class DomainService:
             next_check_at=now,
         )
         domain = replace(domain, status_reason=self._waiting_reason(domain, None))
-        self.store.add_domain(domain)
+        quota = self.settings.quota
+        if not self.store.add_domain_within(domain, quota):
+            raise DomainQuotaExceeded(
+                f"project {project.name!r} already has {quota} custom domains, its quota "
+                f"(ANCHOR_DOMAIN_QUOTA={quota}); remove one first, or ask the operator to raise "
+                "ANCHOR_DOMAIN_QUOTA"
+            )
         self.on_change()
         return self.view(domain)
 
     def list_domains(self, project: Project) -> list[DomainView]:
         return [self.view(d) for d in self.store.project_domains(project.id) if not d.deleting]
+
+    def quota(self, project: Project) -> DomainQuota:
+        used = sum(not d.deleting for d in self.store.project_domains(project.id))
+        return DomainQuota(self.settings.quota, used)
 
     def _own(self, project: Project, raw_name: object) -> Domain:
         name = self.parse(raw_name).ascii
@@ -154,14 +198,45 @@ class DomainService:
         raise DomainNotFound(f"domain {name} is not added to any project you can see")
 
     def get(self, project: Project, raw_name: object, check: bool = True) -> DomainView:
-        """The domain; a pending one gets one check at once (as the seed's GET does)."""
+        """The domain; a pending one gets a check at once (``start_check``), waited for at most
+        ``check_wait`` seconds: after that the last recorded state is shown, with ``checking``."""
+        if not check:
+            return self.view(self._own(project, raw_name))
+        before, started = self.start_check(project, raw_name)
+        if started is not None and wait([started], timeout=self.settings.check_wait).done:
+            return self.view(self._own(project, raw_name))
+        return before
+
+    def start_check(self, project: Project, raw_name: object) -> tuple[DomainView, Future[None] | None]:
+        """Ask for a check of a pending domain now (joining one that is queued or running). Returns the
+        domain as recorded before it (``checking`` while the check has not finished) and the check's
+        future, or None for a domain that is not pending. The API waits on the future without a thread."""
         domain = self._own(project, raw_name)
-        if check and domain.certificate_status == CertificateStatus.PENDING_VALIDATION:
-            self.step(domain.name, wait=False)
-            domain = self._own(project, raw_name)
-        return self.view(domain)
+        if domain.certificate_status != CertificateStatus.PENDING_VALIDATION:
+            return self.view(domain), None
+        started = self._check_soon(domain)
+        return self.view(domain), started
+
+    def _check_soon(self, domain: Domain) -> Future[None]:
+        if self.checks is not None:
+            return self.checks.request(domain.name, domain.project_id)
+        done: Future[None] = Future()
+        self.step(domain.name, wait=False)  # no worker (unit tests, tools): in the caller's thread
+        done.set_result(None)
+        return done
 
     def retry(self, project: Project, raw_name: object) -> DomainView:
+        """``start_retry``, then the domain after waiting at most ``check_wait`` for its check."""
+        wait([self.start_retry(project, raw_name)], timeout=self.settings.check_wait)
+        name = self.parse(raw_name).ascii
+        domain = self.store.domain(name)
+        if domain is None:
+            raise DomainNotFound(f"domain {name} is not added to project {project.name!r}")
+        return self.view(domain)
+
+    def start_retry(self, project: Project, raw_name: object) -> Future[None]:
+        """Restart a FAILED or VALIDATION_TIMED_OUT certificate or a failed edge attachment, and ask for a
+        check at once."""
         domain = self._own(project, raw_name)
         if domain.certificate_status not in _RETRYABLE and domain.cdn_status != CdnStatus.FAILED:
             raise DomainNotRetryable(
@@ -179,8 +254,7 @@ class DomainService:
         domain = replace(domain, failures=0, next_check_at=now)
         self.store.save_domain(domain)
         self.on_change()
-        self.step(domain.name, wait=False)
-        return self.view(self.store.domain(domain.name) or domain)
+        return self._check_soon(domain)
 
     def remove(self, project: Project, raw_name: object) -> DomainView:
         """Stop serving the name, delete its certificate (revoking an ACME one), withdraw its TXT, release
@@ -226,16 +300,16 @@ class DomainService:
         finally:
             lock.release()
 
-    def run_due(self, pool: ThreadPoolExecutor | None = None, limit: int = 200) -> int:
-        due = self.store.domains_due(self.clock(), limit)
-        if pool is None:
-            for domain in due:
-                self._safe_step(domain.name)
-        else:
-            list(pool.map(self._safe_step, [d.name for d in due]))
+    def run_due(self, limit: int = 200, per_project: int | None = None) -> int:
+        """One pass over the due domains in this thread, taken fairly: round-robin between projects (at
+        most ``per_project`` of each), never-checked ones first. The DomainWorker schedules on its own."""
+        due = self.store.domains_due_fairly(self.clock(), per_project or limit, limit)
+        for domain in due:
+            self.check_one(domain.name)
         return len(due)
 
-    def _safe_step(self, name: str) -> None:
+    def check_one(self, name: str) -> None:
+        """One step of one domain; an unexpected error is logged and the domain looked at again later."""
         try:
             self.step(name)
         except Exception:
@@ -556,21 +630,76 @@ class DomainService:
         return domain is not None and not domain.deleting and domain.certificate_status in _SERVED
 
 
+@dataclass(eq=False)
+class _Check:
+    project_id: str
+    done: Future[None] = field(default_factory=Future)
+
+    def finish(self) -> None:
+        with contextlib.suppress(InvalidStateError):  # released at stop already
+            self.done.set_result(None)
+
+
 class DomainWorker(BackgroundLoop):
-    """Runs due domain checks (a few at once: an ACME issuance waits on the CA), sleeping until the next
-    one is due or ``wake`` is called; converges the data planes at start and every ``converge_every``."""
+    """Runs domain checks on ``threads`` threads (a DNS timeout or an ACME order takes seconds), fairly:
+
+    - a project has at most ``per_project`` checks running at once, so one project's backlog (or its
+      resolver timing out) leaves the other threads to the other projects;
+    - a free thread goes to the project that was given one longest ago (round-robin), and within a project
+      to a check someone asked for (GET, retry), then to never-checked domains, then to the most overdue.
+
+    Sleeps until woken (a domain added, a check asked for, a check finished) or the next check is due;
+    converges the data planes at start and every ``converge_every``."""
 
     thread_name = "domains"
 
-    def __init__(self, service: DomainService, threads: int = 4, converge_every: float = 600.0) -> None:
+    def __init__(
+        self,
+        service: DomainService,
+        threads: int = 8,
+        converge_every: float = 600.0,
+        per_project: int = 2,
+    ) -> None:
         super().__init__()
         self._service = service
+        self._threads = threads
+        self._per_project = max(1, min(per_project, threads))
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="domain-check")
         self._converge_every = converge_every
+        # Bookkeeping of the threads (the domain rows stay the truth): asked for, running, turn last given.
+        self._mutex = threading.Lock()
+        self._queued: dict[str, _Check] = {}
+        self._running: dict[str, _Check] = {}
+        self._served: dict[str, int] = {}
+        self._turns = itertools.count(1)
 
+    # -- CheckRunner -------------------------------------------------------------------------------
+    def request(self, name: str, project_id: str) -> Future[None]:
+        with self._mutex:
+            check = self._running.get(name) or self._queued.get(name)
+            if check is None:
+                check = self._queued[name] = _Check(project_id)
+        self.wake()
+        return check.done
+
+    def busy(self, name: str) -> bool:
+        with self._mutex:
+            return name in self._running or name in self._queued
+
+    def running(self) -> dict[str, int]:
+        """Checks running now, by project id."""
+        with self._mutex:
+            return dict(Counter(c.project_id for c in self._running.values()))
+
+    # -- the loop ----------------------------------------------------------------------------------
     def stop(self) -> None:
         super().stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._mutex:
+            left = [*self._queued.values(), *self._running.values()]
+            self._queued.clear()
+        for check in left:  # nobody waits on a check that will not run
+            check.finish()
 
     def _loop(self) -> None:
         clock = self._service.clock
@@ -584,13 +713,69 @@ class DomainWorker(BackgroundLoop):
                 except Exception:
                     log.exception("converging the domains failed; due checks go on")
                 converged = clock()
+            delay = 30.0
             try:
-                while self._service.run_due(self._pool) and not self._stop.is_set():
-                    pass
+                scheduled_at = self._schedule()
                 upcoming = self._service.store.next_domain_check()
+                if upcoming is not None and upcoming <= scheduled_at:
+                    # Due, but running or waiting for a thread or its project's share: a finished check
+                    # wakes the loop; the short poll also catches a domain that falls due meanwhile.
+                    delay = min(1.0, self._service.settings.check_min)
+                elif upcoming is not None:
+                    delay = min(30.0, max(0.0, upcoming - clock()))
             except Exception:
                 log.exception("the domain worker failed; retrying")
-                upcoming = None
-            delay = 30.0 if upcoming is None else min(30.0, max(0.0, upcoming - clock()))
             self._wake.wait(delay)
             self._wake.clear()
+
+    def _schedule(self) -> float:
+        """Give the free threads to checks, fairly (see the class docstring); return the time used."""
+        service = self._service
+        now = service.clock()
+        started: list[tuple[str, _Check]] = []
+        with self._mutex:  # held over the read, so a check finishing meanwhile is not started again
+            free = self._threads - len(self._running)
+            if free <= 0:
+                return now
+            # Enough rows of each project for its share, and of enough projects for every thread.
+            limit = max(100, 4 * self._threads)
+            due = service.store.domains_due_fairly(now, 2 * self._per_project, limit)
+            waiting: dict[str, list[str]] = {}
+            for name, asked in self._queued.items():
+                waiting.setdefault(asked.project_id, []).append(name)
+            for domain in due:
+                if domain.name not in self._running and domain.name not in self._queued:
+                    waiting.setdefault(domain.project_id, []).append(domain.name)
+            running = Counter(c.project_id for c in self._running.values())
+            order = sorted(waiting, key=lambda project_id: self._served.get(project_id, 0))
+            while free:
+                given = 0
+                for project_id in order:
+                    names = waiting[project_id]
+                    if free and names and running[project_id] < self._per_project:
+                        name = names.pop(0)
+                        check = self._queued.pop(name, None) or _Check(project_id)
+                        self._running[name] = check
+                        started.append((name, check))
+                        running[project_id] += 1
+                        self._served[project_id] = next(self._turns)
+                        free -= 1
+                        given += 1
+                if not given:
+                    break
+            if len(self._served) > 10_000:  # forget projects with nothing to do
+                keep = set(waiting) | set(running)
+                self._served = {p: turn for p, turn in self._served.items() if p in keep}
+        for name, check in started:
+            self._pool.submit(self._run, name, check)
+        return now
+
+    def _run(self, name: str, check: _Check) -> None:
+        try:
+            self._service.check_one(name)
+        finally:
+            with self._mutex:
+                if self._running.get(name) is check:
+                    del self._running[name]
+            check.finish()
+            self.wake()
