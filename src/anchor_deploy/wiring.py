@@ -41,7 +41,8 @@ from anchor_deploy.services.aliases import AliasService, Faults
 from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
 from anchor_deploy.services.auth import TokenService
 from anchor_deploy.services.deployments import BuildQueue, DeploymentService
-from anchor_deploy.services.domains import DomainService, DomainSettings, DomainWorker
+from anchor_deploy.services.domain_worker import DomainWorker
+from anchor_deploy.services.domains import DomainService, DomainSettings
 from anchor_deploy.services.edge_sync import EdgeSync
 from anchor_deploy.services.projects import ProjectService
 from anchor_deploy.services.reconcile import Reconciler

@@ -13,7 +13,8 @@ import pytest
 
 from anchor_deploy.model.domains import CdnStatus, CertificateStatus, DomainQuotaExceeded
 from anchor_deploy.ports.domains import DnsAnswer
-from anchor_deploy.services.domains import DomainQuota, DomainWorker
+from anchor_deploy.services.domain_worker import DomainWorker
+from anchor_deploy.services.domains import DomainQuota
 from tests.unit.domain_fakes import FakeDnsLookup
 from tests.unit.test_domain_service import WWW, Harness, make_harness
 

@@ -31,7 +31,8 @@ from anchor_deploy.model.errors import (
 from anchor_deploy.model.names import production_host
 from anchor_deploy.ports.domains import Certificate
 from anchor_deploy.ports.fakes import FakeStore
-from anchor_deploy.services.domains import DomainService, DomainSettings, DomainWorker
+from anchor_deploy.services.domain_worker import DomainWorker
+from anchor_deploy.services.domains import DomainService, DomainSettings
 from tests.unit.domain_fakes import (
     Clock,
     FakeDnsLookup,
