@@ -11,7 +11,8 @@ from typing import TypeVar
 
 import pytest
 
-from anchor_deploy.model.domains import CdnStatus, CertificateStatus, DomainQuotaExceeded
+from anchor_deploy.model.domains import CdnStatus, CertificateStatus
+from anchor_deploy.model.errors import DomainQuotaExceeded
 from anchor_deploy.ports.domains import DnsAnswer
 from anchor_deploy.services.domain_worker import DomainWorker
 from anchor_deploy.services.domains import DomainQuota

@@ -12,19 +12,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from anchor_deploy.model.errors import InvalidInput, InvalidName
+from anchor_deploy.model.errors import InvalidName
 
 DEFAULT_QUOTA = 100  # custom domains per project (CloudFront allows 100 alternate names per distribution)
 MAX_NAME = 253
 MAX_LABEL = 63
 _LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _ALL_NUMERIC = re.compile(r"^[0-9]+$")
-
-
-class DomainQuotaExceeded(InvalidInput):
-    """The project holds as many custom domains as its quota allows (422); nothing was stored."""
-
-    code = "quota_exceeded"
 
 
 class CertificateStatus(enum.StrEnum):

@@ -56,6 +56,12 @@ class InvalidManifest(InvalidInput):
     code = "invalid_manifest"
 
 
+class DomainQuotaExceeded(InvalidInput):
+    """The project holds as many custom domains as its quota allows (422); nothing was stored."""
+
+    code = "quota_exceeded"
+
+
 class Unauthorized(AnchorError):
     code = "unauthorized"
     status = 401

@@ -29,7 +29,6 @@ from anchor_deploy.model.domains import (
     DnsStatus,
     Domain,
     DomainName,
-    DomainQuotaExceeded,
     IssuedInfo,
     backoff,
     dns_records,
@@ -40,6 +39,7 @@ from anchor_deploy.model.entities import Project
 from anchor_deploy.model.errors import (
     DomainNotFound,
     DomainNotRetryable,
+    DomainQuotaExceeded,
     EdgeError,
     Forbidden,
     InvalidInput,
