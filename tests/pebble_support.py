@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -23,24 +22,10 @@ from pathlib import Path
 
 import httpx
 
+from tests.ports import free_port
 from tests.support import stop_process
 
 LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A loopback port free for both TCP and UDP right now (DNS servers listen on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((LOOPBACK, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free loopback port for both TCP and UDP")
 
 
 def _binary(name: str) -> str:

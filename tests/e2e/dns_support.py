@@ -23,7 +23,6 @@ the error carries the tail of its log and its temp dir is kept.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -45,6 +44,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.update
 
+from tests.ports import free_port
 from tests.support import stop_process
 
 LOOPBACK = "127.0.0.1"
@@ -52,26 +52,6 @@ START_TIMEOUT = 10.0
 
 Record = tuple[str, str, str]
 """(owner name, type, value): ``("www.example.test", "A", "127.0.0.1")``; see :func:`rdata`."""
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1, never the same one twice in this process."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((LOOPBACK, 0))
-            port = int(tcp.getsockname()[1])
-            if port in _handed_out:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError("no port free for both TCP and UDP on 127.0.0.1")
 
 
 def split_address(address: str | tuple[str, int]) -> tuple[str, int]:

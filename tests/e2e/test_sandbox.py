@@ -95,6 +95,15 @@ def _victim(anchor: AnchorProcess) -> dict[str, Any]:
     return deployment
 
 
+def _start_children(anchor: AnchorProcess, deployment: dict[str, Any]) -> str:
+    """Have the app start a setsid child and a double-forked grandchild; return the marker they carry."""
+    marker = "escape-marker-" + secrets.token_hex(6)
+    answer = _attack(anchor, host_of(deployment["url"]), {"marker": marker})
+    assert answer["spawn"]["ok"], answer["spawn"]
+    wait_until(lambda: len(processes_mentioning(marker)) >= 2, 10, "the children running")
+    return marker
+
+
 def _wait_gone(marker: str, what: str, timeout: float = 15) -> None:
     wait_until(lambda: not processes_mentioning(marker), timeout, what)
 
@@ -176,10 +185,7 @@ def test_an_app_deployed_with_a_project_token_cannot_escape(anchor: AnchorProces
 def test_deleting_the_project_stops_its_workers_and_their_children(anchor: AnchorProcess) -> None:
     token = _project_token(anchor, "doomed")
     deployment = _deploy(anchor, "doomed", token)
-    marker = "escape-marker-" + secrets.token_hex(6)
-    answer = _attack(anchor, host_of(deployment["url"]), {"marker": marker})
-    assert answer["spawn"]["ok"]
-    wait_until(lambda: len(processes_mentioning(marker)) >= 2, 10, "the children running")
+    marker = _start_children(anchor, deployment)
     assert worker_pids(deployment["id"])
     with anchor.api() as api:
         assert api.delete("/v1/projects/doomed").status_code in (200, 204)
@@ -192,10 +198,7 @@ def test_kill_9_of_the_platform_leaves_no_process_of_any_app(tmp_path: Path) -> 
     try:
         token = _project_token(anchor, "survivor")
         deployment = _deploy(anchor, "survivor", token)
-        marker = "escape-marker-" + secrets.token_hex(6)
-        answer = _attack(anchor, host_of(deployment["url"]), {"marker": marker})
-        assert answer["spawn"]["ok"]
-        wait_until(lambda: len(processes_mentioning(marker)) >= 2, 10, "the children running")
+        marker = _start_children(anchor, deployment)
         anchor.signal(signal.SIGKILL)
         _wait_gone(marker, "the app's processes dying with the platform", timeout=10)
         wait_until(lambda: not worker_pids(deployment["id"]), 10, "the worker dying with the platform")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -123,18 +124,12 @@ class VenvBuilder:
         # The build sees the interpreter, its own environment (writable) and nothing else of the platform.
         uid = None if limits.tenant is None else self._box.uid_base + limits.tenant
         self._box.sandbox.prepare_owned(env_dir, uid)
-        os.chmod(env_dir, 0o755)  # noqa: S103 (the project's workers (another uid when envs are shared) read it)
+        os.chmod(env_dir, 0o755)  # noqa: S103 (workers of other uids read a shared environment)
         mounts = (Mount(python.prefix), Mount(env_dir, writable=True))
-        run_step(
-            [python.executable, "-m", "venv", str(env_dir)],
-            cwd=env_dir,
-            env=base_env,
-            limits=limits,
-            log=log,
-            what="creating the virtual environment",
-            box=self._box,
-            mounts=mounts,
+        step = functools.partial(
+            run_step, cwd=env_dir, env=base_env, limits=limits, log=log, box=self._box, mounts=mounts
         )
+        step([python.executable, "-m", "venv", str(env_dir)], what="creating the virtual environment")
         req_file = env_dir / "anchor-requirements.txt"
         req_file.write_bytes(requirements)
         pip = [
@@ -152,16 +147,7 @@ class VenvBuilder:
             str(req_file),
         ]
         log("$ pip install " + " ".join([*runtime_requirements(), "-r", "requirements.txt"]))
-        run_step(
-            pip,
-            cwd=env_dir,
-            env=base_env,
-            limits=limits,
-            log=log,
-            what="pip install",
-            box=self._box,
-            mounts=mounts,
-        )
+        step(pip, what="pip install")
 
     def locate(self, requirements: bytes, python: str | None) -> Path | None:
         env_dir = self.root / self.key(requirements, self._python(python).version)
