@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import threading
+from collections.abc import Callable, Iterable
 
 
 class TickingClock:
@@ -16,6 +18,26 @@ class TickingClock:
     def __call__(self) -> float:
         self.last += self._step
         return self.last
+
+
+def run_concurrently(
+    work: Callable[[str], None], items: Iterable[str], timeout: float = 60
+) -> list[BaseException]:
+    """Run ``work(item)`` for every item, each on its own thread at once; return what they raised."""
+    errors: list[BaseException] = []
+
+    def guarded(item: str) -> None:
+        try:
+            work(item)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return errors
 
 
 def sha(data: bytes) -> str:

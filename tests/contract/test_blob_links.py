@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from anchor_deploy.adapters.fs_blobs import EPOCH_MTIME, FsBlobStore, FsDeployme
 from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.errors import BlobRejected
 from anchor_deploy.model.manifest import ETAG_SUFFIX, ManifestFile
-from tests.support import sha
+from tests.support import run_concurrently, sha
 
 ICON = b"\x89PNG the same icon in every folder\n"
 OTHER = b"something else\n"
@@ -164,20 +163,8 @@ def test_a_public_file_keeps_the_blob_mode_and_the_app_copy_its_own(tmp_path: Pa
 def test_concurrent_builds_share_the_spares_they_make(tmp_path: Path) -> None:
     blobs, files = rig(tmp_path, limit=5)
     digest = sha(ICON)
-    errors: list[BaseException] = []
     ids = [f"dpl_{i:012d}" for i in range(8)]
-
-    def build(deployment_id: str) -> None:
-        try:
-            files.materialize(deployment_id, same(ICON, 40))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=build, args=(i,)) for i in ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = run_concurrently(lambda deployment_id: files.materialize(deployment_id, same(ICON, 40)), ids)
     assert errors == []
     paths = [p for i in ids for p in served(files, i)]
     assert len(paths) == 320

@@ -8,6 +8,7 @@ import pytest
 
 from anchor_deploy.model.entities import DeploymentStatus, MoveReason, Project, Target, Token
 from anchor_deploy.model.errors import DeploymentNotFound, DeploymentNotReady, NoRollbackTarget
+from tests.support import run_concurrently
 from tests.unit.conftest import ADMIN, App
 
 ALICE = Token("tok_alice", "alice", None, 0.0)
@@ -181,20 +182,12 @@ def test_concurrent_moves_are_serialized_and_all_recorded(app: App) -> None:
     project = app.project()
     ids = [app.deploy(project, f"v{i}".encode(), Target.PREVIEW).id for i in range(12)]
     barrier = threading.Barrier(len(ids))
-    errors: list[BaseException] = []
 
     def promote(deployment_id: str) -> None:
         barrier.wait()
-        try:
-            app.aliases.promote(project, deployment_id, ALICE)
-        except BaseException as exc:
-            errors.append(exc)
+        app.aliases.promote(project, deployment_id, ALICE)
 
-    threads = [threading.Thread(target=promote, args=(i,)) for i in ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    errors = run_concurrently(promote, ids, timeout=30)
     assert errors == []
     rows = app.aliases.history(project)
     assert sorted(m.to_deployment_id for m in rows) == sorted(ids)
