@@ -65,6 +65,15 @@ class AnchorProcess:
             stdin=subprocess.DEVNULL,
         )
         log.close()
+        try:
+            self._wait_healthy(timeout)
+        except BaseException:
+            self.stop()  # a start that fails leaves no platform behind (no fixture would stop it)
+            raise
+        return self
+
+    def _wait_healthy(self, timeout: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -80,7 +89,6 @@ class AnchorProcess:
             raise RuntimeError(f"anchor up did not become healthy:\n{self.log_tail()}")
         given = self.extra_env.get("ANCHOR_ADMIN_TOKEN")
         self.token = given or (self.data_dir / "admin-token").read_text().strip()
-        return self
 
     def log_tail(self) -> str:
         path = self.data_dir.parent / f"{self.data_dir.name}-up.log"
