@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import subprocess
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 class TickingClock:
@@ -54,3 +61,27 @@ def stop_process(proc: subprocess.Popen[bytes] | None, grace: float = 5.0) -> No
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=grace)
+
+
+def write_old_style_root(folder: Path) -> None:
+    """A root as the first releases made it: no Subject Key Identifier (strict verifiers refuse it)."""
+    folder.mkdir(mode=0o700, parents=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "anchor-deploy local CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    (folder / "root.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, pkcs8, serialization.NoEncryption())
+    )
+    (folder / "root.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))

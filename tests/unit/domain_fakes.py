@@ -99,6 +99,8 @@ class FakeIssuer:
         self.calls: list[tuple[tuple[str, ...], str]] = []
         self.issued: list[Certificate] = []
         self.revoked: list[bytes] = []
+        self.outdated_issuers: set[str] = set()
+        self.issuer_name = "CN=Fake CA"
         self._serial = 0x1000
 
     def issue(self, names: Sequence[str], validation_fqdn: str) -> Certificate:
@@ -119,7 +121,7 @@ class FakeIssuer:
             serial=serial,
             not_before=now,
             not_after=now + datetime.timedelta(seconds=self.lifetime),
-            issuer="CN=Fake CA",
+            issuer=self.issuer_name,
         )
         self.issued.append(certificate)
         return certificate
@@ -128,6 +130,9 @@ class FakeIssuer:
         if self.refuse_revoke is not None:
             raise IssuanceFailed(self.refuse_revoke)
         self.revoked.append(chain_pem)
+
+    def outdated(self, issuer: str) -> bool:
+        return issuer in self.outdated_issuers
 
 
 class FakeServedCertificates:

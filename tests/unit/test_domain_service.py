@@ -563,6 +563,28 @@ def test_renewal_at_two_thirds_installs_the_new_certificate_without_a_gap(h: Har
     assert h.issuer.calls[-1] == ((WWW,), first.validation_target(ZONE))
 
 
+def test_a_certificate_of_a_replaced_root_is_reissued_at_once_not_at_its_renewal_time(h: Harness) -> None:
+    first = h.issued()
+    assert first.certificate is not None and first.next_check_at is not None
+    h.clock.to(first.certificate.not_before + 60)  # far from its renewal time
+    h.service.run_due()
+    assert len(h.issuer.issued) == 1
+    h.issuer.outdated_issuers.add(first.certificate.issuer)  # the local CA got a new root
+    h.issuer.issuer_name = "CN=Fake CA 2"
+    h.service.converge()  # at start-up: due now
+    due = h.domain(WWW).next_check_at
+    assert due is not None and due <= h.clock.now
+    h.service.run_due()
+    renewed = h.domain(WWW)
+    assert len(h.issuer.issued) == 2
+    assert renewed.certificate is not None and renewed.certificate.serial == h.issuer.issued[1].serial
+    assert h.certs.serial(WWW) == renewed.certificate.serial
+    assert (renewed.certificate_status, renewed.cdn_status) == (ISSUED, CdnStatus.ACTIVE)
+    assert renewed.certificate.issuer == "CN=Fake CA 2"
+    h.run_at_next_check(WWW)
+    assert len(h.issuer.issued) == 2  # the new certificate is current: no more re-issues
+
+
 def test_refused_renewal_keeps_the_old_certificate_then_expires_then_recovers(h: Harness) -> None:
     first = h.issued()
     assert first.certificate is not None

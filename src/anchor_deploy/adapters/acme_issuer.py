@@ -261,6 +261,9 @@ class AcmeIssuer:
 
     # -- revoke -------------------------------------------------------------------------------------
 
+    def outdated(self, issuer: str) -> bool:
+        return False  # an ACME CA's certificates are renewed on their own schedule
+
     def revoke(self, chain_pem: bytes) -> None:
         try:
             leaf = x509.load_pem_x509_certificates(chain_pem)[0]

@@ -38,18 +38,64 @@ def write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+# What a TLS server certificate's key may do (RFC 5280 4.2.1.3; strict verifiers want it present).
+_LEAF_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _is_complete_root(root: x509.Certificate) -> bool:
+    """Whether a root carries what RFC 5280 strict verification (OpenSSL's -x509_strict, Python 3.13's
+    default VERIFY_X509_STRICT) needs to build a chain from it: a Subject Key Identifier."""
+    try:
+        root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
 class InternalCA:
     def __init__(self, folder: Path, now: Callable[[], datetime.datetime] | None = None) -> None:
         self.folder = folder
         self._now = now or (lambda: datetime.datetime.now(datetime.UTC))
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o700)
+        # Set when this start replaced a root that strict verifiers refuse: the path of the old one.
+        self.replaced_root: Path | None = None
         if not self.root_path.exists():
             self._create_root()
-        key = serialization.load_pem_private_key((folder / "root.key").read_bytes(), password=None)
+        self._load()
+        if not _is_complete_root(self._root):
+            self.replaced_root = self._retire_root()
+            self._create_root()
+            self._load()
+
+    def _load(self) -> None:
+        key = serialization.load_pem_private_key((self.folder / "root.key").read_bytes(), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         self._root_key = key
         self._root = x509.load_pem_x509_certificate(self.root_path.read_bytes())
+
+    @property
+    def issuer_name(self) -> str:
+        """The root's subject, as certificates it issued name their issuer."""
+        return self._root.subject.rfc4514_string()
+
+    def _retire_root(self) -> Path:
+        """Keep an old root beside the new one (clients may still trust it) instead of deleting it."""
+        stamp = self._now().strftime("%Y%m%dT%H%M%S")
+        old = self.folder / f"root-replaced-{stamp}.pem"
+        os.replace(self.root_path, old)
+        os.replace(self.folder / "root.key", self.folder / f"root-replaced-{stamp}.key")
+        return old
 
     @property
     def root_path(self) -> Path:
@@ -58,8 +104,18 @@ class InternalCA:
 
     def _create_root(self) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "anchor-deploy local CA")])
         now = self._now()
+        # A name of its own per root (with its creation time), so a replaced root and its successor, and
+        # the certificates each issued, are never mistaken for one another.
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "anchor-deploy"),
+                x509.NameAttribute(
+                    NameOID.COMMON_NAME, f"anchor-deploy local CA {now.strftime('%Y-%m-%d %H:%M:%S')}"
+                ),
+            ]
+        )
+        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -69,6 +125,10 @@ class InternalCA:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + ROOT_LIFETIME)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(ski, critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+            )
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
@@ -111,7 +171,15 @@ class InternalCA:
             .not_valid_after(not_after)
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_LEAF_KEY_USAGE, critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                    self._root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+                ),
+                critical=False,
+            )
             .sign(self._root_key, hashes.SHA256())
         )
         pem = serialization.Encoding.PEM
@@ -129,13 +197,21 @@ class InternalIssuer:
     def __init__(self, ca: InternalCA, lifetime: datetime.timedelta) -> None:
         self._ca = ca
         self._lifetime = lifetime
-        self._issuer = ca._root.subject.rfc4514_string()
 
     def issue(self, names: Sequence[str], validation_fqdn: str) -> Certificate:
         issued = self._ca.issue(names, self._lifetime)
         return Certificate(
-            issued.chain_pem, issued.key_pem, issued.serial, issued.not_before, issued.not_after, self._issuer
+            issued.chain_pem,
+            issued.key_pem,
+            issued.serial,
+            issued.not_before,
+            issued.not_after,
+            self._ca.issuer_name,
         )
 
     def revoke(self, chain_pem: bytes) -> None:
         return None
+
+    def outdated(self, issuer: str) -> bool:
+        """A certificate of an earlier root (replaced since) is re-issued by the current one."""
+        return issuer != self._ca.issuer_name

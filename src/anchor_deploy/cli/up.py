@@ -68,6 +68,12 @@ def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -
         f"trust {platform.internal_ca.root_path} for the local CA)"
     )
     say(platform.sandbox_line())
+    ca = platform.internal_ca
+    if ca.replaced_root is not None:
+        say(
+            f"the local CA got a new root that strict TLS clients accept: trust {ca.root_path} instead of "
+            f"the old one (kept as {ca.replaced_root.name}); its certificates are being re-issued"
+        )
     if platform.zone_server is not None:
         say(f"validation zone {settings.validation_zone_name} served by DNS at {settings.dns_addr} (UDP+TCP)")
     if secret:

@@ -37,6 +37,11 @@ class Issuer(Protocol):
         """Revoke a certificate this issuer issued; IssuanceFailed if the authority refuses."""
         ...
 
+    def outdated(self, issuer: str) -> bool:
+        """Whether a certificate issued by ``issuer`` (its issuer name) must be re-issued now, before its
+        renewal time: e.g. the local CA's root was replaced."""
+        ...
+
 
 class ValidationZone(Protocol):
     """TXT records the platform publishes in its own validation zone (answered by its DNS server)."""

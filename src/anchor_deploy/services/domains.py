@@ -468,7 +468,7 @@ class DomainService:
         now = self.clock()
         dns_status, note = self._routing(domain)
         domain = replace(domain, dns_status=dns_status, last_checked_at=now)
-        if now >= certificate.renew_after():
+        if now >= certificate.renew_after() or self.issuer.outdated(certificate.issuer):
             self._renew(domain, note)
             return
         if domain.cdn_status != CdnStatus.ACTIVE:
@@ -598,6 +598,9 @@ class DomainService:
         live = {n: d for n, d in rows.items() if not d.deleting and d.certificate_status in _SERVED}
         attached = self.edge.attached()
         for name, domain in live.items():
+            assert domain.certificate is not None
+            if self.issuer.outdated(domain.certificate.issuer):
+                self._reissue_soon(name)
             project = self.store.project_by_id(domain.project_id)
             host = production_host(project.name, self.settings.base_domain) if project else None
             assert domain.certificate is not None
@@ -620,6 +623,13 @@ class DomainService:
                     self.certificates.remove(name)
                     report["dropped"].append(name)
         return report
+
+    def _reissue_soon(self, name: str) -> None:
+        """A certificate its issuer wants replaced (a new local CA root): due now, so the check renews it."""
+        with self._lock(name):
+            fresh = self.store.domain(name)
+            if fresh is not None and not fresh.deleting and (fresh.next_check_at or 0) > self.clock():
+                self._save(fresh, next_check_at=self.clock())
 
     def _is_live(self, name: str) -> bool:
         domain = self.store.domain(name)
