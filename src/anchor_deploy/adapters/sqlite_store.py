@@ -7,11 +7,12 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from anchor_deploy.adapters.sqlite_migrations import migrate
 from anchor_deploy.model.apps import parse_app_config
 from anchor_deploy.model.domains import CdnStatus, CertificateStatus, DnsStatus, Domain, IssuedInfo
 from anchor_deploy.model.entities import (
@@ -35,98 +36,6 @@ from anchor_deploy.model.errors import (
 )
 from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.model.manifest import ManifestFile
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tokens (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    secret_hash TEXT NOT NULL UNIQUE,
-    project_id TEXT REFERENCES projects(id) ON DELETE CASCADE,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS projects (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    created_at REAL NOT NULL,
-    production_deployment_id TEXT,
-    pinned INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS deployments (
-    id TEXT PRIMARY KEY,
-    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-    status TEXT NOT NULL,
-    target TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    ready_at REAL,
-    error TEXT,
-    meta TEXT NOT NULL DEFAULT '{}',
-    file_count INTEGER NOT NULL,
-    total_size INTEGER NOT NULL,
-    created_by TEXT NOT NULL DEFAULT '',
-    go_live_pending INTEGER NOT NULL DEFAULT 0,
-    app TEXT,
-    sealed_env BLOB NOT NULL DEFAULT x'',
-    manifest BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deployments_by_project ON deployments(project_id, created_at);
-CREATE INDEX IF NOT EXISTS deployments_by_status ON deployments(status);
-CREATE TABLE IF NOT EXISTS alias_history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-    alias TEXT NOT NULL DEFAULT 'production',
-    from_deployment_id TEXT,
-    to_deployment_id TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    token_name TEXT NOT NULL,
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alias_history_by_project ON alias_history(project_id, id);
-CREATE TABLE IF NOT EXISTS hosts (
-    host TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-    deployment_id TEXT
-);
-CREATE INDEX IF NOT EXISTS hosts_by_project ON hosts(project_id);
-CREATE TABLE IF NOT EXISTS build_logs (
-    deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    at REAL NOT NULL,
-    line TEXT NOT NULL,
-    PRIMARY KEY (deployment_id, seq)
-);
-CREATE TABLE IF NOT EXISTS env_vars (
-    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-    key TEXT NOT NULL,
-    sealed_value BLOB NOT NULL,
-    secret INTEGER NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (project_id, key)
-);
-CREATE TABLE IF NOT EXISTS domains (
-    name TEXT PRIMARY KEY,
-    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-    validation_label TEXT NOT NULL UNIQUE,
-    created_at REAL NOT NULL,
-    certificate_status TEXT NOT NULL,
-    cdn_status TEXT NOT NULL,
-    dns_status TEXT NOT NULL,
-    status_reason TEXT NOT NULL,
-    cert_serial TEXT,
-    cert_issuer TEXT,
-    cert_not_before REAL,
-    cert_not_after REAL,
-    cert_chain BLOB,
-    cert_key BLOB,
-    validation_deadline REAL NOT NULL,
-    last_checked_at REAL,
-    next_check_at REAL,
-    failures INTEGER NOT NULL DEFAULT 0,
-    deleting INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS domains_by_project ON domains(project_id);
-CREATE INDEX IF NOT EXISTS domains_by_next_check ON domains(next_check_at);
-"""
 
 _DOMAIN_COLUMNS = (
     "name, project_id, validation_label, created_at, certificate_status, cdn_status, dns_status, "
@@ -220,11 +129,15 @@ def _host_target(row: sqlite3.Row | tuple[Any, ...]) -> tuple[HostRoute, str | N
 
 
 class SqliteStore:
-    def __init__(self, path: Path, clock: Any = time.time) -> None:
+    def __init__(
+        self, path: Path, clock: Any = time.time, fault: Callable[[str], None] = lambda _point: None
+    ) -> None:
+        """Open (or create) the database and apply its pending schema migrations (sqlite_migrations.py);
+        SchemaTooNew if it is newer than this code. ``fault`` is the test-only crash-point hook."""
         self._path = path
         self._clock = clock
         self._local = threading.local()
-        self._db().executescript(SCHEMA)
+        migrate(self._db(), fault=fault, where=f"the database {path}")
 
     # -- connections -------------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:

@@ -21,6 +21,7 @@ AnchorError
 ├── BodyTooLarge (413)            a request body over its route's limit (ANCHOR_MAX_JSON_BODY)
 ├── BadRequest (400)              a request HTTP cannot take (a Content-Length that is no number)
 ├── EdgeError (503)               the data plane could not be changed (the reconciler retries)
+├── SchemaTooNew (503)            the database was migrated by a newer anchor-deploy (refused at start)
 ├── BuildFailed / WorkerFailed    an app's build or worker failed (recorded on the deployment)
 └── IssuanceFailed                a certificate authority refused or failed (recorded on the domain)
 """
@@ -140,6 +141,13 @@ class BadRequest(AnchorError):
 
 class EdgeError(AnchorError):
     code = "edge_unavailable"
+    status = 503
+
+
+class SchemaTooNew(AnchorError):
+    """The data dir's database is at a schema version this code does not know: `anchor up` refuses it."""
+
+    code = "schema_too_new"
     status = 503
 
 

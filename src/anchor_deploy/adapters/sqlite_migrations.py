@@ -1,0 +1,200 @@
+"""Versioned schema migrations for the SQLite store.
+
+The schema's version is the database's ``PRAGMA user_version``. At start-up every migration newer than it is
+applied in order, each in one ``BEGIN IMMEDIATE`` transaction together with its version bump, so a crash (or
+``kill -9``) in the middle of one leaves the database at the previous version and the next start applies
+that migration again from its beginning. The version is read again inside the write lock, so two processes
+starting at once never both apply the same migration: the second waits, then finds it done.
+
+Version 1 is the schema of the first release, which had no version (``user_version`` 0) and created its
+tables with ``CREATE … IF NOT EXISTS`` at every start. Migration 1 is made only of such statements, so a
+database from before versioning goes to version 1 by creating nothing but what a crash might have left
+missing; nothing in it is dropped or rewritten.
+
+Rules for a new migration: append it with the next number, never edit a released one, keep every statement
+transactional (SQLite's CREATE, ALTER TABLE … ADD COLUMN, UPDATE, INSERT; no VACUUM, no PRAGMA that
+changes the journal), and give it a test that upgrades a database made by the version before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from anchor_deploy.model.errors import SchemaTooNew
+
+log = logging.getLogger(__name__)
+
+
+def split_statements(script: str) -> tuple[str, ...]:
+    """A script's statements, one by one (``executescript`` would commit on its own)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:80]!r}")
+    return tuple(statements)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    what: str
+    statements: tuple[str, ...]
+
+
+_RELEASE_1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE,
+    project_id TEXT REFERENCES projects(id) ON DELETE CASCADE,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS projects (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    production_deployment_id TEXT,
+    pinned INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS deployments (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    status TEXT NOT NULL,
+    target TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    ready_at REAL,
+    error TEXT,
+    meta TEXT NOT NULL DEFAULT '{}',
+    file_count INTEGER NOT NULL,
+    total_size INTEGER NOT NULL,
+    created_by TEXT NOT NULL DEFAULT '',
+    go_live_pending INTEGER NOT NULL DEFAULT 0,
+    app TEXT,
+    sealed_env BLOB NOT NULL DEFAULT x'',
+    manifest BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deployments_by_project ON deployments(project_id, created_at);
+CREATE INDEX IF NOT EXISTS deployments_by_status ON deployments(status);
+CREATE TABLE IF NOT EXISTS alias_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    alias TEXT NOT NULL DEFAULT 'production',
+    from_deployment_id TEXT,
+    to_deployment_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    token_name TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alias_history_by_project ON alias_history(project_id, id);
+CREATE TABLE IF NOT EXISTS hosts (
+    host TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    deployment_id TEXT
+);
+CREATE INDEX IF NOT EXISTS hosts_by_project ON hosts(project_id);
+CREATE TABLE IF NOT EXISTS build_logs (
+    deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    at REAL NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (deployment_id, seq)
+);
+CREATE TABLE IF NOT EXISTS env_vars (
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    sealed_value BLOB NOT NULL,
+    secret INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (project_id, key)
+);
+CREATE TABLE IF NOT EXISTS domains (
+    name TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    validation_label TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    certificate_status TEXT NOT NULL,
+    cdn_status TEXT NOT NULL,
+    dns_status TEXT NOT NULL,
+    status_reason TEXT NOT NULL,
+    cert_serial TEXT,
+    cert_issuer TEXT,
+    cert_not_before REAL,
+    cert_not_after REAL,
+    cert_chain BLOB,
+    cert_key BLOB,
+    validation_deadline REAL NOT NULL,
+    last_checked_at REAL,
+    next_check_at REAL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    deleting INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS domains_by_project ON domains(project_id);
+CREATE INDEX IF NOT EXISTS domains_by_next_check ON domains(next_check_at);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "the schema of the first release", split_statements(_RELEASE_1_SCHEMA)),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _has_tables(db: sqlite3.Connection) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").fetchone() is not None
+
+
+def migrate(
+    db: sqlite3.Connection,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    fault: Callable[[str], None] = lambda _point: None,
+    upto: int | None = None,
+    where: str = "the data dir's database",
+) -> list[int]:
+    """Bring the database up to the last migration (or to ``upto``); return the versions applied.
+
+    ``db`` must be in autocommit mode (``isolation_level=None``): each migration runs in its own explicit
+    transaction. ``fault(point)`` is called after each statement (test-only crash points named
+    ``migration:<version>:<statement number>``). SchemaTooNew if the database is newer than ``migrations``.
+    """
+    latest = migrations[-1].version
+    goal = latest if upto is None else upto
+    by_version = {m.version: m for m in migrations}
+    applied: list[int] = []
+    while True:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = schema_version(db)
+            if current > latest:
+                raise SchemaTooNew(
+                    f"{where} is at schema version {current}, newer than this anchor-deploy "
+                    f"(schema version {latest}): upgrade anchor-deploy or restore a backup"
+                )
+            if current >= goal:
+                db.execute("COMMIT")
+                return applied
+            migration = by_version[current + 1]
+            if current == 0 and _has_tables(db):
+                log.info("%s is from before schema versioning: taken as version 1", where)
+            for number, statement in enumerate(migration.statements, start=1):
+                db.execute(statement)
+                fault(f"migration:{migration.version}:{number}")
+            db.execute(f"PRAGMA user_version = {migration.version:d}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        applied.append(migration.version)
+        log.info("database schema migrated to version %d: %s", migration.version, migration.what)

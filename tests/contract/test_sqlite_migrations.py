@@ -1,0 +1,228 @@
+"""Schema migrations on real SQLite files: fresh databases, databases from before versioning, databases newer
+than the code, a migration that fails or is killed half-way, and several processes starting at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from anchor_deploy.adapters.sqlite_migrations import (
+    _RELEASE_1_SCHEMA,
+    LATEST,
+    MIGRATIONS,
+    Migration,
+    migrate,
+    schema_version,
+    split_statements,
+)
+from anchor_deploy.adapters.sqlite_store import SqliteStore
+from anchor_deploy.model.errors import SchemaTooNew
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None, timeout=30)
+
+
+def tables(db: sqlite3.Connection) -> dict[str, str]:
+    rows = db.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+    return {name: sql for name, sql in rows}
+
+
+def release_1_database(path: Path) -> None:
+    """A database as the first release left it: its schema run by executescript, user_version 0, data."""
+    db = sqlite3.connect(path)
+    db.executescript(_RELEASE_1_SCHEMA)
+    db.execute("INSERT INTO projects VALUES ('prj_1', 'site', 1.0, NULL, 1)")
+    db.execute("INSERT INTO tokens VALUES ('tok_1', 'admin', 'hash-1', NULL, 2.0)")
+    db.execute("INSERT INTO tokens VALUES ('tok_2', 'ci', 'hash-2', 'prj_1', 3.0)")
+    db.commit()
+    db.close()
+
+
+def test_a_fresh_database_gets_every_migration(tmp_path: Path) -> None:
+    SqliteStore(tmp_path / "anchor.db")
+    db = connect(tmp_path / "anchor.db")
+    assert schema_version(db) == LATEST == MIGRATIONS[-1].version
+    assert {"tokens", "projects", "deployments", "alias_history", "hosts", "domains"} <= set(tables(db))
+    SqliteStore(tmp_path / "anchor.db")  # opening again applies nothing and fails nothing
+    assert schema_version(db) == LATEST
+
+
+def test_migrations_are_numbered_one_by_one_and_version_1_only_creates_what_is_missing() -> None:
+    assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1))
+    first = MIGRATIONS[0].statements
+    assert first and all(
+        s.startswith(("CREATE TABLE IF NOT EXISTS", "CREATE INDEX IF NOT EXISTS")) for s in first
+    )
+
+
+def test_a_database_from_before_versioning_is_taken_as_version_1_with_its_rows(tmp_path: Path) -> None:
+    release_1_database(tmp_path / "anchor.db")
+    db = connect(tmp_path / "anchor.db")
+    before = tables(db)
+    assert schema_version(db) == 0
+    store = SqliteStore(tmp_path / "anchor.db")
+    assert schema_version(db) == LATEST
+    project = store.project_by_name("site")
+    assert project is not None and project.pinned
+    assert [r[0] for r in db.execute("SELECT id FROM tokens ORDER BY id")] == ["tok_1", "tok_2"]
+    assert set(before) <= set(tables(db))
+
+
+def test_migration_1_on_a_release_database_changes_no_table(tmp_path: Path) -> None:
+    release_1_database(tmp_path / "old.db")
+    old = connect(tmp_path / "old.db")
+    before = tables(old)
+    assert migrate(old, upto=1) == [1]
+    assert tables(old) == before and schema_version(old) == 1
+    fresh = connect(tmp_path / "fresh.db")
+    migrate(fresh, upto=1)
+    assert tables(fresh) == before
+
+
+def test_a_database_newer_than_the_code_is_refused_untouched(tmp_path: Path) -> None:
+    SqliteStore(tmp_path / "anchor.db")
+    db = connect(tmp_path / "anchor.db")
+    db.execute(f"PRAGMA user_version = {LATEST + 3}")
+    before = tables(db)
+    with pytest.raises(SchemaTooNew) as refused:
+        SqliteStore(tmp_path / "anchor.db")
+    assert str(refused.value) == (
+        f"the database {tmp_path / 'anchor.db'} is at schema version {LATEST + 3}, newer than this "
+        f"anchor-deploy (schema version {LATEST}): upgrade anchor-deploy or restore a backup"
+    )
+    assert schema_version(db) == LATEST + 3 and tables(db) == before and not db.in_transaction
+
+
+# -- a migration that fails or stops half-way ---------------------------------------------------------
+TWO = (
+    Migration(1, "a table", ("CREATE TABLE t (x INTEGER)", "INSERT INTO t VALUES (1)")),
+    Migration(
+        2,
+        "a column and a row",
+        (
+            "ALTER TABLE t ADD COLUMN y TEXT NOT NULL DEFAULT 'new'",
+            "INSERT INTO t (x) VALUES (2)",
+            "UPDATE t SET y = 'done'",
+        ),
+    ),
+)
+
+
+def test_a_failing_migration_leaves_the_previous_version_whole(tmp_path: Path) -> None:
+    db = connect(tmp_path / "anchor.db")
+    broken = (TWO[0], Migration(2, "broken", (*TWO[1].statements[:2], "INSERT INTO missing VALUES (1)")))
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(db, broken)
+    assert schema_version(db) == 1 and not db.in_transaction
+    assert [c[1] for c in db.execute("PRAGMA table_info(t)")] == ["x"]  # the ALTER was rolled back
+    assert db.execute("SELECT x FROM t").fetchall() == [(1,)]
+    assert migrate(db, TWO) == [2]
+    assert db.execute("SELECT x, y FROM t ORDER BY x").fetchall() == [(1, "done"), (2, "done")]
+
+
+def test_a_crash_point_stops_before_the_commit_and_the_retry_applies_once(tmp_path: Path) -> None:
+    db = connect(tmp_path / "anchor.db")
+    migrate(db, TWO, upto=1)
+    points: list[str] = []
+
+    def crash(point: str) -> None:
+        points.append(point)
+        if point == "migration:2:2":
+            raise KeyboardInterrupt  # any BaseException: the transaction is rolled back
+
+    with pytest.raises(KeyboardInterrupt):
+        migrate(db, TWO, fault=crash)
+    assert points == ["migration:2:1", "migration:2:2"]
+    assert schema_version(db) == 1 and db.execute("SELECT COUNT(*) FROM t").fetchone() == (1,)
+    assert migrate(db, TWO) == [2]
+    assert db.execute("SELECT x, y FROM t ORDER BY x").fetchall() == [(1, "done"), (2, "done")]
+
+
+KILLED_MIGRATOR = """
+import os, signal, sqlite3, sys
+from anchor_deploy.adapters.sqlite_migrations import Migration, migrate
+TWO = {two!r}
+migrations = tuple(Migration(v, w, s) for v, w, s in TWO)
+def kill(point):
+    if point == sys.argv[2]:
+        os.kill(os.getpid(), signal.SIGKILL)
+migrate(sqlite3.connect(sys.argv[1], isolation_level=None), migrations, fault=kill)
+"""
+
+
+def test_a_process_killed_inside_a_migration_leaves_it_undone(tmp_path: Path) -> None:
+    """SIGKILL after the ALTER and the INSERT of migration 2, before its commit: the database stays at 1
+    (no column, no row); the next start applies migration 2 once."""
+    path = tmp_path / "anchor.db"
+    migrate(connect(path), TWO, upto=1)
+    script = KILLED_MIGRATOR.format(two=[(m.version, m.what, m.statements) for m in TWO])
+    killed = subprocess.run(
+        [sys.executable, "-c", script, str(path), "migration:2:2"], env=_env(), timeout=60, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL
+    db = connect(path)
+    assert schema_version(db) == 1
+    assert db.execute("SELECT * FROM t").fetchall() == [(1,)]
+    assert migrate(db, TWO) == [2]
+    assert db.execute("SELECT x, y FROM t ORDER BY x").fetchall() == [(1, "done"), (2, "done")]
+
+
+# -- several processes starting at once ----------------------------------------------------------------
+RACER = """
+import sqlite3, sys, time
+from anchor_deploy.adapters.sqlite_migrations import Migration, migrate
+slow = ("INSERT INTO work WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) "
+        "SELECT x FROM c")
+migrations = (
+    Migration(1, "tables", ("CREATE TABLE runs (pid INTEGER)", "CREATE TABLE work (x INTEGER)")),
+    Migration(2, "slow work", ("INSERT INTO runs VALUES (-1)", slow, "INSERT INTO runs VALUES (-2)")),
+)
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
+db.execute("PRAGMA journal_mode=WAL")
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+print(migrate(db, migrations))
+"""
+
+
+def test_processes_starting_at_once_migrate_once(tmp_path: Path) -> None:
+    path = tmp_path / "anchor.db"
+    start_at = str(time.time() + 1.5)
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(path), start_at], env=_env(), stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    outputs = [r.communicate(timeout=120)[0].strip() for r in racers]
+    assert [r.returncode for r in racers] == [0, 0, 0, 0]
+    applied = [v for out in outputs for v in json.loads(out)]
+    assert sorted(applied) == [1, 2]  # each version applied by exactly one process
+    db = connect(path)
+    assert db.execute("SELECT pid FROM runs ORDER BY pid").fetchall() == [(-2,), (-1,)]
+    assert db.execute("SELECT COUNT(*) FROM work").fetchone() == (200000,)
+    assert schema_version(db) == 2
+
+
+def test_split_statements_keeps_each_statement_whole() -> None:
+    script = "CREATE TABLE a (x TEXT DEFAULT ';');\nINSERT INTO a VALUES ('1;\n2');\n"
+    assert split_statements(script) == (
+        "CREATE TABLE a (x TEXT DEFAULT ';');",
+        "INSERT INTO a VALUES ('1;\n2');",
+    )
+    with pytest.raises(ValueError, match="incomplete"):
+        split_statements("CREATE TABLE b (x")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO / "src")}
