@@ -78,6 +78,7 @@ class Settings:
     build_log_max_lines: int = 20_000
     # The sandbox for user code (app workers and builds): "bwrap", or "off" (user code runs as the platform)
     app_sandbox: str = "bwrap"
+    db_busy_timeout: float = 5.0  # a write waits this long for another writer's lock, then 503 + Retry-After
     app_memory: int = 512 * 1024 * 1024  # per app worker (cgroup memory, or RLIMIT_AS without cgroups)
     app_max_processes: int = 256  # per worker or build: processes and threads (pids cgroup / RLIMIT_NPROC)
     app_open_files: int = 1024  # per process (RLIMIT_NOFILE)
@@ -105,6 +106,7 @@ class Settings:
             "caddy_bin": "ANCHOR_CADDY_BIN",
             "fault": "ANCHOR_FAULT",
             "app_sandbox": "ANCHOR_APP_SANDBOX",
+            "db_busy_timeout": "ANCHOR_DB_BUSY_TIMEOUT",
             "app_memory": "ANCHOR_APP_MEMORY",
             "app_max_processes": "ANCHOR_APP_MAX_PROCESSES",
             "app_open_files": "ANCHOR_APP_OPEN_FILES",
@@ -165,6 +167,7 @@ class Settings:
             ("build_log_max_bytes", int),
             ("build_log_max_lines", int),
             ("app_memory", int),
+            ("db_busy_timeout", float),
             ("app_max_processes", int),
             ("app_open_files", int),
             ("app_tmp_bytes", int),
@@ -198,6 +201,7 @@ class Settings:
             self.domain_quota,
             self.certificate_lifetime,
             self.app_memory,
+            self.db_busy_timeout,
             self.app_max_processes,
             self.app_open_files,
             self.app_tmp_bytes,

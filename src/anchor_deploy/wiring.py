@@ -158,7 +158,9 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     os.chmod(data, 0o700)
     clock = time.time
     faults = Faults(settings.fault, _kill_self)
-    store = SqliteStore(data / "anchor.db", clock=clock, fault=faults.hit)
+    store = SqliteStore(
+        data / "anchor.db", clock=clock, fault=faults.hit, busy_timeout=settings.db_busy_timeout
+    )
     store.build_log_cap = BuildLogCap(settings.build_log_max_lines, settings.build_log_max_bytes)
     blobs = FsBlobStore(data / "blobs")
     files = FsDeploymentFiles(data / "deployments", blobs)

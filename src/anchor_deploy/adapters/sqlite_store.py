@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from anchor_deploy.adapters.sqlite_busy import BusyAwareConnection
 from anchor_deploy.adapters.sqlite_migrations import migrate
 from anchor_deploy.model.apps import parse_app_config
 from anchor_deploy.model.domains import CdnStatus, CertificateStatus, DnsStatus, Domain, IssuedInfo
@@ -130,12 +131,17 @@ def _host_target(row: sqlite3.Row | tuple[Any, ...]) -> tuple[HostRoute, str | N
 
 class SqliteStore:
     def __init__(
-        self, path: Path, clock: Any = time.time, fault: Callable[[str], None] = lambda _point: None
+        self,
+        path: Path,
+        clock: Any = time.time,
+        fault: Callable[[str], None] = lambda _point: None,
+        busy_timeout: float = 5.0,
     ) -> None:
         """Open (or create) the database and apply its pending schema migrations (sqlite_migrations.py);
         SchemaTooNew if it is newer than this code. ``fault`` is the test-only crash-point hook."""
         self._path = path
         self._clock = clock
+        self._busy_timeout = busy_timeout  # how long a write waits for another writer's lock: then StoreBusy
         self._local = threading.local()
         migrate(self._db(), fault=fault, where=f"the database {path}")
 
@@ -143,12 +149,18 @@ class SqliteStore:
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self._path, isolation_level=None, timeout=30, check_same_thread=False)
+            db = sqlite3.connect(
+                self._path,
+                isolation_level=None,
+                timeout=self._busy_timeout,
+                check_same_thread=False,
+                factory=BusyAwareConnection,
+            )
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=30000")
+            db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
             self._local.db = db
         return db
 
@@ -159,7 +171,8 @@ class SqliteStore:
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from anchor_deploy import __version__
-from anchor_deploy.api.errors import install_error_handlers
+from anchor_deploy.api.errors import UnexpectedErrors, install_error_handlers
 from anchor_deploy.api.limits import BodyLimit
 from anchor_deploy.api.routes import router
 from anchor_deploy.api.routes_apps import router as apps_router
@@ -19,6 +19,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.platform = platform
     install_error_handlers(app)
     limits = platform.settings
+    app.add_middleware(UnexpectedErrors)  # innermost: around the routes and their exception handlers
     app.add_middleware(BodyLimit, json_limit=limits.max_json_body, blob_limit=limits.max_blob_size)
     app.include_router(router)
     app.include_router(apps_router)

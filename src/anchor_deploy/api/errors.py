@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -9,10 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anchor_deploy.model.errors import AnchorError
 
 log = logging.getLogger(__name__)
+_INTERNAL = json.dumps(
+    {"error": {"code": "internal", "message": "internal error; the server log has the details"}}
+).encode()
 _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
@@ -23,7 +28,8 @@ def error_response(status: int, code: str, message: str, **extra: object) -> JSO
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AnchorError)
     async def anchor_error(_request: Request, exc: AnchorError) -> JSONResponse:
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -48,3 +54,34 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
         return error_response(500, "internal", "internal error; the server log has the details")
+
+
+class UnexpectedErrors:
+    """A bug answers a JSON 500 and the connection stays usable. (Left to Starlette's ServerErrorMiddleware,
+    the exception is raised again after its 500, and uvicorn then drops the connection without a word: the
+    client's next request on it is reset.) Installed inside the other middleware, around the routes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise  # half an answer went out: only closing the connection can end it
+            log.exception("unexpected error", exc_info=exc)
+            length = str(len(_INTERNAL)).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": _INTERNAL})

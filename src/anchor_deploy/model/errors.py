@@ -22,6 +22,9 @@ AnchorError
 ├── BadRequest (400)              a request HTTP cannot take (a Content-Length that is no number)
 ├── EdgeError (503)               the data plane could not be changed (the reconciler retries)
 ├── SchemaTooNew (503)            the database was migrated by a newer anchor-deploy (refused at start)
+├── BackupFailed (503)            a backup could not be taken (the database or a blob is unreadable)
+├── BackupInvalid (422)           an archive that is not a whole anchor backup, or a restore refused
+├── StoreBusy (503)               the database's write lock is held elsewhere (with Retry-After)
 ├── BuildFailed / WorkerFailed    an app's build or worker failed (recorded on the deployment)
 └── IssuanceFailed                a certificate authority refused or failed (recorded on the domain)
 """
@@ -34,6 +37,7 @@ from typing import Any, ClassVar
 class AnchorError(Exception):
     code: ClassVar[str] = "error"
     status: ClassVar[int] = 400
+    retry_after: ClassVar[int | None] = None  # seconds, sent as Retry-After (a 503 that will pass)
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -129,6 +133,18 @@ class BlobTooLarge(BlobRejected):
     status = 413
 
 
+class BlobUnavailable(BlobRejected):
+    """A blob a deployment needs is not stored, or its bytes on disk no longer hash to its name. ``digest``
+    (in ``extra``) names it: the reconciler retries the deployment once that blob is uploaded again."""
+
+    code = "blob_unavailable"
+    status = 503
+
+
+class FsckRunning(Conflict):
+    code = "fsck_running"
+
+
 class BodyTooLarge(AnchorError):
     code = "body_too_large"
     status = 413
@@ -151,6 +167,18 @@ class SchemaTooNew(AnchorError):
     status = 503
 
 
+class BackupFailed(AnchorError):
+    code = "backup_failed"
+    status = 503
+
+
+class BackupInvalid(AnchorError):
+    """An archive that is not a whole backup of this format, or a restore that would overwrite data."""
+
+    code = "backup_invalid"
+    status = 422
+
+
 class BuildFailed(AnchorError):
     code = "build_failed"
     status = 422
@@ -159,6 +187,14 @@ class BuildFailed(AnchorError):
 class WorkerFailed(AnchorError):
     code = "worker_failed"
     status = 503
+
+
+class StoreBusy(AnchorError):
+    """The database's write lock is held elsewhere past the busy timeout; nothing changed, try again."""
+
+    code = "busy"
+    status = 503
+    retry_after = 1
 
 
 class SandboxUnavailable(WorkerFailed):
