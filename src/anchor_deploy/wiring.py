@@ -12,11 +12,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 import idna
 
+from anchor_deploy import __version__
 from anchor_deploy.adapters.acme_issuer import AcmeIssuer
 from anchor_deploy.adapters.activator import Activator
+from anchor_deploy.adapters.backup_export import BackupExporter
+from anchor_deploy.adapters.backup_restore import restore_archive, verify_archive
 from anchor_deploy.adapters.caddy_config import EdgePaths, HttpsEdge, WorkerSockets, edge_config
 from anchor_deploy.adapters.caddy_edge import SymlinkDomainEdge, SymlinkEdge
 from anchor_deploy.adapters.caddy_process import CaddyProcess, socket_dir
@@ -79,6 +83,7 @@ class Platform:
     domain_worker: DomainWorker
     certificate_endpoint: CertificateEndpoint
     internal_ca: InternalCA
+    backups: BackupExporter
     zone_server: ZoneServer | None = None
     sandbox: Sandbox | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -87,6 +92,7 @@ class Platform:
         """Converge the edge on the database, start Caddy and the loops; return a new admin secret."""
         secret = self.tokens.ensure_admin(self.settings.admin_token)
         self.files.sweep_temporaries()
+        self.backups.sweep()
         if self.sandbox is not None:
             self.sandbox.probe()
             self.sandbox.cgroups.sweep()
@@ -133,8 +139,18 @@ class Platform:
                 log.exception("garbage collection failed")
 
     def _warm_production(self) -> None:
+        warm: set[str] = set()
         for project in self.store.list_projects():
-            self.runtime.keep_warm(project.id, self.aliases.warm_set(project))
+            kept = self.aliases.warm_set(project)
+            warm |= kept
+            self.runtime.keep_warm(project.id, kept)
+        # Environments READY apps lack (after a restore, say) are rebuilt, production's first; collection
+        # waits, as it would not see an environment that is being made as in use.
+        with self.retention.collection_paused():
+            restored = set(self.apps.restore_environments(first=warm))
+        for project in self.store.list_projects() if restored else []:
+            if self.aliases.warm_set(project) & restored:
+                self.runtime.keep_warm(project.id, self.aliases.warm_set(project))
 
     def stop(self) -> None:
         self._stopping.set()
@@ -201,6 +217,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     sync.on_failure = reconciler.request
     projects = ProjectService(store, edge, files, settings.base_domain, clock, reconciler.request)
     retention = Retention(store, files, edge, blobs, envs, runtime.discard, apps.requirements_of)
+    backups = BackupExporter(data, blobs, retention.collection_paused, __version__, clock)
     deployments.on_ready = retention.prune
     workers = WorkerSockets(sockets, activator.socket_path)
     certificates = CertificateFiles(data / "certificates")
@@ -276,9 +293,20 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         domain_worker,
         endpoint,
         internal_ca,
+        backups,
         zone_server,
         sandbox,
     )
+
+
+def restore_backup(archive: IO[bytes], data_dir: Path) -> dict[str, Any]:
+    """`anchor restore`: a backup into an empty data dir (the platform is not running on it)."""
+    return restore_archive(archive, data_dir)
+
+
+def verify_backup(archive: IO[bytes]) -> dict[str, Any]:
+    """`anchor backup` checks what it received before keeping it."""
+    return verify_archive(archive)
 
 
 def _sandbox(settings: Settings, data: Path) -> tuple[Sandbox, WorkerPolicy, BuildSandbox]:

@@ -65,6 +65,14 @@ def _decode_manifest(blob: bytes) -> list[ManifestFile]:
     return [ManifestFile(p, s, n, m) for p, s, n, m in json.loads(zlib.decompress(blob))]
 
 
+def referenced_blobs(db: sqlite3.Connection) -> set[str]:
+    """Every blob digest named by the manifests of the deployments in ``db`` (a backup's snapshot)."""
+    found: set[str] = set()
+    for (manifest,) in db.execute("SELECT manifest FROM deployments"):
+        found.update(f.sha256 for f in _decode_manifest(manifest))
+    return found
+
+
 def _project(row: sqlite3.Row) -> Project:
     return Project(
         row["id"], row["name"], row["created_at"], row["production_deployment_id"], bool(row["pinned"])

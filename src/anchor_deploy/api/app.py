@@ -8,6 +8,7 @@ from anchor_deploy import __version__
 from anchor_deploy.api.errors import UnexpectedErrors, install_error_handlers
 from anchor_deploy.api.limits import BodyLimit
 from anchor_deploy.api.routes import router
+from anchor_deploy.api.routes_admin import router as admin_router
 from anchor_deploy.api.routes_apps import router as apps_router
 from anchor_deploy.api.routes_domains import lookup_router as domain_lookup_router
 from anchor_deploy.api.routes_domains import router as domains_router
@@ -25,4 +26,5 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(apps_router)
     app.include_router(domains_router)
     app.include_router(domain_lookup_router)
+    app.include_router(admin_router)
     return app

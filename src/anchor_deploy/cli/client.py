@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -85,3 +85,30 @@ class ApiClient:
 
     def put_blob(self, digest: str, data: bytes) -> None:
         self.request("PUT", f"/v1/blobs/{digest}", content=data)
+
+    def download(self, path: str, out: IO[bytes], read_timeout: float = 600.0) -> int:
+        """GET ``path`` into ``out`` as it arrives (a long wait for the first byte is allowed); the bytes
+        written. An error answer, or a body that ends early, is a ClientError."""
+        timeout = httpx.Timeout(60, read=read_timeout)
+        try:
+            with self._http.stream("GET", path, timeout=timeout) as response:
+                if response.status_code != 200:
+                    response.read()
+                    self._refuse(response)
+                written = 0
+                for chunk in response.iter_raw():
+                    out.write(chunk)
+                    written += len(chunk)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"the download from {self.base_url} broke off: {exc}") from exc
+        return written
+
+    @staticmethod
+    def _refuse(response: httpx.Response) -> None:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        message = error.get("message") or f"HTTP {response.status_code}"
+        raise ClientError(message, response.status_code, error.get("code", ""), error)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from anchor_deploy.cli.backup import backup, restore
 from anchor_deploy.cli.client import ApiClient, ClientError, load_config, save_config
 from anchor_deploy.cli.common import client, emit, err, fails_cleanly, json_option, out
 from anchor_deploy.cli.deploy import deploy as run_deploy
@@ -368,6 +369,8 @@ def tokens_create(name: str, project: str | None, as_json: bool) -> None:
 
 main.add_command(domains)
 main.add_command(ca)
+main.add_command(backup)
+main.add_command(restore)
 
 if __name__ == "__main__":
     main()

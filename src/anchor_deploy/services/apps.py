@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from anchor_deploy.model.apps import (
@@ -18,7 +18,7 @@ from anchor_deploy.model.apps import (
     validate_requirements,
 )
 from anchor_deploy.model.entities import Deployment, DeploymentStatus, Project
-from anchor_deploy.model.errors import InvalidInput, NotFound
+from anchor_deploy.model.errors import AnchorError, InvalidInput, NotFound
 from anchor_deploy.model.manifest import ManifestFile
 from anchor_deploy.ports import BlobStore, DeploymentFiles, Store
 from anchor_deploy.ports.runtime import (
@@ -157,6 +157,43 @@ class AppBuilds:
         timeout = min(self._settings.health_timeout, max(1.0, limits.deadline - self._monotonic()))
         self._runtime.ensure(spec, timeout)
         log("the app answered its health check")
+
+    def restore_environments(self, first: Collection[str] = ()) -> list[str]:
+        """Rebuild the environments that READY app deployments lack (a restored backup carries none; an
+        operator may have removed envs/), those in ``first`` before the others, each dependency set once.
+        Returns the deployments that can run again. One whose environment cannot be rebuilt keeps its
+        status, and the cause goes to its build log, as the rebuild's own lines do."""
+        apps = [d for d in self._store.deployments_with_status([DeploymentStatus.READY]) if d.app]
+        apps.sort(key=lambda d: d.id not in first)
+        missing = [d for d in apps if not self._has_environment(d)]
+        restored = []
+        for deployment in missing:
+            assert deployment.app is not None
+
+            def log(line: str, deployment_id: str = deployment.id) -> None:
+                self._store.append_log(deployment_id, [line])
+
+            log("the app's environment is missing (as after a restore): rebuilding it")
+            limits = BuildLimits(
+                self._monotonic() + self._settings.timeout,
+                self._settings.memory_bytes,
+                self._store.project_number(deployment.project_id),
+            )
+            try:
+                self._envs.ensure(self.requirements(deployment.id), deployment.app.python, limits, log)
+            except AnchorError as exc:
+                log(f"the environment could not be rebuilt: {exc}")
+                continue
+            restored.append(deployment.id)
+        return restored
+
+    def _has_environment(self, deployment: Deployment) -> bool:
+        assert deployment.app is not None
+        try:
+            requirements = self.requirements(deployment.id, check=False)
+            return self._envs.locate(requirements, deployment.app.python) is not None
+        except AnchorError:
+            return False  # e.g. its Python is gone: the rebuild says so in the build log
 
     def spec(self, deployment_id: str, allow_building: bool = False) -> WorkerSpec | None:
         deployment = self._store.deployment(deployment_id)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class Retention:
         self._requirements_of = requirements_of
         self.policy = policy
         self._lock = threading.Lock()
+        self._pauses = 0  # backups (and environment rebuilds) running: collection waits for them
 
     def plan(self, project: Project) -> list[str]:
         """Deployment ids the policy would delete (never one that serves, is building, or is kept)."""
@@ -74,9 +76,25 @@ class Retention:
                 log.info("pruned %d deployments of %s", len(pruned), project.name)
             return pruned
 
-    def collect(self, now: float) -> tuple[int, int]:
-        """Remove blobs and environments that no remaining deployment uses. Returns (blobs, envs)."""
+    @contextmanager
+    def collection_paused(self) -> Iterator[None]:
+        """No blob or environment is collected until the block ends. Entering waits for a collection that
+        runs to finish, so a backup's snapshot taken inside the block keeps every blob it references."""
         with self._lock:
+            self._pauses += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pauses -= 1
+
+    def collect(self, now: float) -> tuple[int, int]:
+        """Remove blobs and environments that no remaining deployment uses. Returns (blobs, envs); nothing
+        while collection is paused (the next run collects it)."""
+        with self._lock:
+            if self._pauses:
+                log.info("garbage collection skipped: a backup or an environment rebuild is running")
+                return 0, 0
             busy = self._store.deployments_with_status([DeploymentStatus.QUEUED, DeploymentStatus.BUILDING])
             used_blobs: set[str] = set()
             used_envs: set[Path] = set()
