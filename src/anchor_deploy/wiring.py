@@ -43,7 +43,7 @@ from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.ports.domains import Issuer
 from anchor_deploy.services.aliases import AliasService, Faults
 from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
-from anchor_deploy.services.auth import TokenService
+from anchor_deploy.services.auth import AdminSetup, TokenService
 from anchor_deploy.services.deployments import BuildQueue, DeploymentService
 from anchor_deploy.services.domain_worker import DomainWorker
 from anchor_deploy.services.domains import DomainService, DomainSettings
@@ -88,9 +88,10 @@ class Platform:
     sandbox: Sandbox | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
-    def start(self) -> str | None:
-        """Converge the edge on the database, start Caddy and the loops; return a new admin secret."""
-        secret = self.tokens.ensure_admin(self.settings.admin_token)
+    def start(self) -> AdminSetup:
+        """Converge the edge on the database, start Caddy and the loops; return what became of the admin
+        token (a new secret to show once, env admin tokens revoked)."""
+        admin = self.tokens.ensure_admin(self.settings.admin_token)
         self.files.sweep_temporaries()
         self.backups.sweep()
         if self.sandbox is not None:
@@ -115,7 +116,7 @@ class Platform:
         self.domain_worker.start()
         threading.Thread(target=self._warm_production, name="warm-up", daemon=True).start()
         threading.Thread(target=self._collect_garbage, name="gc", daemon=True).start()
-        return secret
+        return admin
 
     def sandbox_line(self) -> str:
         """One line for the operator: how user code is confined, or why apps will not run."""

@@ -24,6 +24,7 @@ from anchor_deploy.adapters.sqlite_migrations import (
     split_statements,
 )
 from anchor_deploy.adapters.sqlite_store import SqliteStore
+from anchor_deploy.model.entities import Token, TokenSource
 from anchor_deploy.model.errors import SchemaTooNew
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,6 +46,7 @@ def release_1_database(path: Path) -> None:
     db.execute("INSERT INTO projects VALUES ('prj_1', 'site', 1.0, NULL, 1)")
     db.execute("INSERT INTO tokens VALUES ('tok_1', 'admin', 'hash-1', NULL, 2.0)")
     db.execute("INSERT INTO tokens VALUES ('tok_2', 'ci', 'hash-2', 'prj_1', 3.0)")
+    db.execute("INSERT INTO tokens VALUES ('tok_3', 'ops', 'hash-3', NULL, 4.0)")
     db.commit()
     db.close()
 
@@ -75,8 +77,21 @@ def test_a_database_from_before_versioning_is_taken_as_version_1_with_its_rows(t
     assert schema_version(db) == LATEST
     project = store.project_by_name("site")
     assert project is not None and project.pinned
-    assert [r[0] for r in db.execute("SELECT id FROM tokens ORDER BY id")] == ["tok_1", "tok_2"]
+    assert [r[0] for r in db.execute("SELECT id FROM tokens ORDER BY id")] == ["tok_1", "tok_2", "tok_3"]
     assert set(before) <= set(tables(db))
+
+
+def test_version_2_gives_tokens_a_source_and_a_last_use(tmp_path: Path) -> None:
+    """The release's start-up admin token (named "admin") is taken as generated; the others as made by the
+    API; none has been used yet."""
+    release_1_database(tmp_path / "anchor.db")
+    store = SqliteStore(tmp_path / "anchor.db")
+    assert store.list_tokens() == [
+        Token("tok_1", "admin", None, 2.0, TokenSource.GENERATED),
+        Token("tok_2", "ci", "prj_1", 3.0, TokenSource.API),
+        Token("tok_3", "ops", None, 4.0, TokenSource.API),
+    ]
+    assert store.token_by_hash("hash-2") == Token("tok_2", "ci", "prj_1", 3.0, TokenSource.API)
 
 
 def test_migration_1_on_a_release_database_changes_no_table(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from anchor_deploy.model.entities import (
     Project,
     Target,
     Token,
+    TokenSource,
 )
 from anchor_deploy.model.errors import (
     Conflict,
@@ -106,6 +107,52 @@ def test_tokens_are_found_by_hash_only(store: Store) -> None:
     store.add_token(Token("tok_2", "admin", None, 6.0), "hash-2")
     assert store.has_admin_token()
     assert store.token_by_hash("hash-2") == Token("tok_2", "admin", None, 6.0)
+
+
+def test_tokens_keep_their_source_and_last_use_and_are_listed_oldest_first(store: Store) -> None:
+    project = add_project(store, "site")
+    env = Token("tok_b", "admin", None, 2.0, TokenSource.ENV)
+    generated = Token("tok_a", "admin", None, 2.0, TokenSource.GENERATED, 9.5)
+    ci = Token("tok_c", "ci", project.id, 1.0)
+    for token, secret_hash in ((env, "h-env"), (generated, "h-gen"), (ci, "h-ci")):
+        store.add_token(token, secret_hash)
+    assert store.list_tokens() == [ci, generated, env]  # by creation, then id
+    assert store.token_by_id("tok_b") == env and store.token_by_hash("h-gen") == generated
+    assert store.token_by_id("tok_nope") is None and store.token_by_id("h-env") is None
+    assert ci.source is TokenSource.API and ci.last_used_at is None
+    assert store.set_token_source("tok_a", TokenSource.ENV)
+    assert store.token_by_id("tok_a") == dataclasses.replace(generated, source=TokenSource.ENV)
+    assert not store.set_token_source("tok_nope", TokenSource.ENV)
+
+
+def test_delete_token_revokes_it_at_once_and_only_it(store: Store) -> None:
+    project = add_project(store, "site")
+    store.add_token(Token("tok_1", "admin", None, 1.0), "hash-1")
+    store.add_token(Token("tok_2", "ci", project.id, 2.0), "hash-2")
+    assert store.delete_token("tok_2")
+    assert store.token_by_hash("hash-2") is None and store.token_by_id("tok_2") is None
+    assert not store.delete_token("tok_2")
+    assert [t.id for t in store.list_tokens()] == ["tok_1"]
+    store.add_token(Token("tok_3", "ci-again", project.id, 3.0), "hash-2")  # the secret is free again
+    assert store.token_by_hash("hash-2") == Token("tok_3", "ci-again", project.id, 3.0)
+
+
+def test_touch_token_writes_at_most_once_per_interval(store: Store) -> None:
+    store.add_token(Token("tok_1", "admin", None, 1.0), "hash-1")
+    assert store.touch_token("tok_1", 100.0, 60.0)
+    assert not store.touch_token("tok_1", 130.0, 60.0)  # 30 s later: nothing written
+    assert store.token_by_id("tok_1") == Token("tok_1", "admin", None, 1.0, last_used_at=100.0)
+    assert store.touch_token("tok_1", 160.0, 60.0)  # a full interval later
+    assert store.token_by_hash("hash-1") == Token("tok_1", "admin", None, 1.0, last_used_at=160.0)
+    assert not store.touch_token("tok_nope", 500.0, 60.0)
+
+
+def test_tokens_of_a_deleted_project_go_with_it(store: Store) -> None:
+    site = add_project(store, "site")
+    store.add_token(Token("tok_site", "site-ci", site.id, 1.0), "site-hash")
+    store.add_token(Token("tok_admin", "admin", None, 2.0, TokenSource.GENERATED), "admin-hash")
+    store.delete_project(site.id)
+    assert [t.id for t in store.list_tokens()] == ["tok_admin"] and store.token_by_id("tok_site") is None
 
 
 # -- projects --------------------------------------------------------------------------------------

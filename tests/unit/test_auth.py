@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from anchor_deploy.model.entities import Token
+from anchor_deploy.model.entities import Token, TokenSource
 from anchor_deploy.model.errors import Forbidden, InvalidInput, NameTaken, ProjectNotFound, Unauthorized
 from anchor_deploy.model.names import production_host
-from anchor_deploy.services.auth import TOKEN_PREFIX, authorize, can_access, hash_secret, require_admin
+from anchor_deploy.services.auth import (
+    TOKEN_PREFIX,
+    AdminSetup,
+    authorize,
+    can_access,
+    hash_secret,
+    require_admin,
+)
 from tests.support import sha
 from tests.unit.conftest import ADMIN, BASE, App
 
@@ -38,9 +45,9 @@ def test_token_names_are_checked(app: App, name: str) -> None:
 
 def test_authenticate_accepts_a_bearer_header(app: App) -> None:
     token, secret = app.tokens.create("ci")
-    assert app.tokens.authenticate(f"Bearer {secret}") == token
-    assert app.tokens.authenticate(f"bearer {secret}") == token
-    assert app.tokens.authenticate(f"BEARER  {secret} ") == token
+    assert app.tokens.authenticate(f"Bearer {secret}") == token  # never used before: last_used_at None
+    assert app.tokens.authenticate(f"bearer {secret}").id == token.id
+    assert app.tokens.authenticate(f"BEARER  {secret} ").id == token.id
 
 
 @pytest.mark.parametrize(
@@ -71,20 +78,21 @@ def test_authenticate_refuses_the_hash_itself(app: App) -> None:
 
 
 def test_ensure_admin_makes_one_admin_token_once(app: App) -> None:
-    secret = app.tokens.ensure_admin(None)
+    secret = app.tokens.ensure_admin(None).secret
     assert secret is not None
-    assert app.tokens.authenticate(f"Bearer {secret}").is_admin
-    assert app.tokens.ensure_admin(None) is None
+    token = app.tokens.authenticate(f"Bearer {secret}")
+    assert token.is_admin and token.source is TokenSource.GENERATED
+    assert app.tokens.ensure_admin(None) == AdminSetup()
     assert len(app.store.secret_hashes()) == 1
 
 
 def test_ensure_admin_with_an_explicit_secret_is_idempotent(app: App) -> None:
-    assert app.tokens.ensure_admin("anc_explicit-secret") is None
-    assert app.tokens.ensure_admin("anc_explicit-secret") is None
+    assert app.tokens.ensure_admin("anc_explicit-secret") == AdminSetup()
+    assert app.tokens.ensure_admin("anc_explicit-secret") == AdminSetup()
     assert app.store.secret_hashes() == [hash_secret("anc_explicit-secret")]
     token = app.tokens.authenticate("Bearer anc_explicit-secret")
-    assert token.is_admin and token.name == "admin"
-    assert app.tokens.ensure_admin(None) is None  # an admin exists: no second one
+    assert token.is_admin and token.name == "admin" and token.source is TokenSource.ENV
+    assert app.tokens.ensure_admin(None) == AdminSetup()  # an admin exists: no second one
 
 
 def test_another_project_is_not_found_for_a_project_token(app: App) -> None:

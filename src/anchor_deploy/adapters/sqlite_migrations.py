@@ -141,8 +141,19 @@ CREATE INDEX IF NOT EXISTS domains_by_project ON domains(project_id);
 CREATE INDEX IF NOT EXISTS domains_by_next_check ON domains(next_check_at);
 """
 
+# Tokens remember where they came from (env / generated / api: an ANCHOR_ADMIN_TOKEN that changes replaces
+# the env one) and when they were last used. Admin tokens of the first release named "admin" were made at
+# start-up, from ANCHOR_ADMIN_TOKEN or generated; which of the two is not recorded, so they become
+# "generated" (kept), and the next start with ANCHOR_ADMIN_TOKEN marks the one it names "env".
+_VERSION_2 = """
+ALTER TABLE tokens ADD COLUMN source TEXT NOT NULL DEFAULT 'api';
+ALTER TABLE tokens ADD COLUMN last_used_at REAL;
+UPDATE tokens SET source = 'generated' WHERE project_id IS NULL AND name = 'admin';
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of the first release", split_statements(_RELEASE_1_SCHEMA)),
+    Migration(2, "tokens: source and last use", split_statements(_VERSION_2)),
 )
 LATEST = MIGRATIONS[-1].version
 

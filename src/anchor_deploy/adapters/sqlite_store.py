@@ -26,6 +26,7 @@ from anchor_deploy.model.entities import (
     Project,
     Target,
     Token,
+    TokenSource,
     can_transition,
 )
 from anchor_deploy.model.errors import (
@@ -38,6 +39,7 @@ from anchor_deploy.model.errors import (
 from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.model.manifest import ManifestFile
 
+_TOKEN_COLUMNS = "id, name, project_id, created_at, source, last_used_at"  # noqa: S105 - column names
 _DOMAIN_COLUMNS = (
     "name, project_id, validation_label, created_at, certificate_status, cdn_status, dns_status, "
     "status_reason, cert_serial, cert_issuer, cert_not_before, cert_not_after, validation_deadline, "
@@ -94,6 +96,17 @@ def _deployment(row: sqlite3.Row) -> Deployment:
         created_by=row["created_by"],
         go_live_pending=bool(row["go_live_pending"]),
         app=parse_app_config(json.loads(row["app"])) if row["app"] else None,
+    )
+
+
+def _token(row: sqlite3.Row) -> Token:
+    return Token(
+        row["id"],
+        row["name"],
+        row["project_id"],
+        row["created_at"],
+        TokenSource(row["source"]),
+        row["last_used_at"],
     )
 
 
@@ -199,16 +212,50 @@ class SqliteStore:
             ):
                 raise ProjectNotFound(f"project {token.project_id} not found")
             db.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?)",
-                (token.id, token.name, secret_hash, token.project_id, token.created_at),
+                f"INSERT INTO tokens ({_TOKEN_COLUMNS}, secret_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    token.id,
+                    token.name,
+                    token.project_id,
+                    token.created_at,
+                    token.source.value,
+                    token.last_used_at,
+                    secret_hash,
+                ),
             )
 
     def token_by_hash(self, secret_hash: str) -> Token | None:
-        row = self._one("SELECT * FROM tokens WHERE secret_hash = ?", secret_hash)
-        return None if row is None else Token(row["id"], row["name"], row["project_id"], row["created_at"])
+        row = self._one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE secret_hash = ?", secret_hash)
+        return None if row is None else _token(row)
+
+    def token_by_id(self, token_id: str) -> Token | None:
+        row = self._one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", token_id)
+        return None if row is None else _token(row)
+
+    def list_tokens(self) -> list[Token]:
+        sql = f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
+        return [_token(r) for r in self._db().execute(sql)]
 
     def has_admin_token(self) -> bool:
         return self._one("SELECT 1 FROM tokens WHERE project_id IS NULL LIMIT 1") is not None
+
+    def delete_token(self, token_id: str) -> bool:
+        with self._write() as db:
+            return db.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount == 1
+
+    def set_token_source(self, token_id: str, source: TokenSource) -> bool:
+        with self._write() as db:
+            cursor = db.execute("UPDATE tokens SET source = ? WHERE id = ?", (source.value, token_id))
+            return cursor.rowcount == 1
+
+    def touch_token(self, token_id: str, at: float, interval: float) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE tokens SET last_used_at = ? WHERE id = ? AND "
+                "(last_used_at IS NULL OR last_used_at <= ?)",
+                (at, token_id, at - interval),
+            )
+            return cursor.rowcount == 1
 
     # -- projects ----------------------------------------------------------------------------------
     def add_project(self, project: Project, hosts: Sequence[HostRoute]) -> None:

@@ -45,6 +45,20 @@ def create_token(p: PlatformDep, token: TokenDep, body: BodyDep) -> dict[str, An
     return {**token_json(created, project), "token": secret}
 
 
+@router.get("/tokens")
+def list_tokens(p: PlatformDep, token: TokenDep) -> dict[str, Any]:
+    """Admin: every token; a project token: its project's tokens. Never a secret or a hash."""
+    projects = {x.id: x for x in p.projects.list(token)}
+    return {"tokens": [token_json(t, projects.get(t.project_id or "")) for t in p.tokens.list(token)]}
+
+
+@router.delete("/tokens/{token_id}")
+def revoke_token(p: PlatformDep, token: TokenDep, token_id: str) -> dict[str, Any]:
+    revoked = p.tokens.revoke(token, token_id)
+    projects = {x.id: x for x in p.projects.list(token)}
+    return {**token_json(revoked, projects.get(revoked.project_id or "")), "revoked": True}
+
+
 @router.post("/projects", status_code=201)
 def create_project(p: PlatformDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
     return project_json(p.projects.create(body.get("name"), token), p.settings)

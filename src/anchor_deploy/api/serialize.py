@@ -110,6 +110,8 @@ def token_json(token: Token, project: Project | None) -> dict[str, Any]:
         "name": token.name,
         "project": project.name if project else None,
         "createdAt": iso(token.created_at),
+        "source": token.source.value,
+        "lastUsedAt": iso(token.last_used_at),
     }
 
 

@@ -15,6 +15,7 @@ from anchor_deploy.cli.client import ApiClient, ClientError, load_config, save_c
 from anchor_deploy.cli.common import client, emit, err, fails_cleanly, json_option, out
 from anchor_deploy.cli.deploy import deploy as run_deploy
 from anchor_deploy.cli.domains import ca, domains
+from anchor_deploy.cli.tokens import tokens
 from anchor_deploy.settings import ClientSettings, Settings
 
 
@@ -351,24 +352,9 @@ def env_rm(project: str, key: str) -> None:
     out.print(f"removed {key} from {project}")
 
 
-@main.group()
-def tokens() -> None:
-    """API tokens."""
-
-
-@tokens.command("create")
-@click.argument("name")
-@click.option("--project", help="Limit the token to one project.")
-@json_option
-@fails_cleanly
-def tokens_create(name: str, project: str | None, as_json: bool) -> None:
-    """Create a token (shown once)."""
-    data = client().post("/v1/tokens", {"name": name, "project": project})
-    emit(data, as_json, lambda: out.print(f"token {data['name']} (shown once): {data['token']}"))
-
-
 main.add_command(domains)
 main.add_command(ca)
+main.add_command(tokens)
 main.add_command(backup)
 main.add_command(restore)
 

@@ -58,7 +58,7 @@ def run_platform(settings: Settings, say: Callable[[str], None] = print) -> None
 
 
 def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -> None:
-    secret = platform.start()
+    admin = platform.start()
     api_host, api_port = parse_addr(settings.api_addr, "ANCHOR_API_ADDR")
     say(f"anchor-deploy is up: API http://{settings.api_addr}  edge http://{settings.http_addr}")
     say(f"data dir: {settings.data_dir.resolve()}")
@@ -76,10 +76,12 @@ def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -
         )
     if platform.zone_server is not None:
         say(f"validation zone {settings.validation_zone_name} served by DNS at {settings.dns_addr} (UDP+TCP)")
-    if secret:
+    for token in admin.revoked:
+        say(f"ANCHOR_ADMIN_TOKEN changed: the previous env admin token ({token.id}) is revoked")
+    if admin.secret:
         token_file = settings.data_dir.resolve() / "admin-token"
-        write_secret_file(token_file, secret)
-        say(f"admin token (shown once, also saved to {token_file} with mode 0600):\n  {secret}")
+        write_secret_file(token_file, admin.secret)
+        say(f"admin token (shown once, also saved to {token_file} with mode 0600):\n  {admin.secret}")
     server = _Server(
         uvicorn.Config(
             create_app(platform),

@@ -96,12 +96,22 @@ class AliasMove:
     at: float
 
 
+class TokenSource(enum.StrEnum):
+    """Where a token came from: only an ``env`` admin token is replaced when ANCHOR_ADMIN_TOKEN changes."""
+
+    ENV = "env"  # the admin token given as ANCHOR_ADMIN_TOKEN
+    GENERATED = "generated"  # the admin token made at first start (no ANCHOR_ADMIN_TOKEN)
+    API = "api"  # made with POST /v1/tokens
+
+
 @dataclass(frozen=True, slots=True)
 class Token:
     id: str
     name: str
     project_id: str | None
     created_at: float
+    source: TokenSource = TokenSource.API
+    last_used_at: float | None = None  # recorded at most once a minute (services/auth.py)
 
     @property
     def is_admin(self) -> bool:

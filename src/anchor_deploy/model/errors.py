@@ -9,7 +9,8 @@ AnchorError
 ├── NotFound (404)
 │   ├── ProjectNotFound
 │   ├── DeploymentNotFound
-│   └── DomainNotFound
+│   ├── DomainNotFound
+│   └── TokenNotFound
 ├── Conflict (409)
 │   ├── MissingFiles              manifest references blobs the server lacks
 │   ├── NameTaken
@@ -92,6 +93,10 @@ class DeploymentNotFound(NotFound):
 
 class DomainNotFound(NotFound):
     code = "domain_not_found"
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
 
 
 class Conflict(AnchorError):

@@ -27,6 +27,7 @@ from anchor_deploy.model.entities import (
     Project,
     Target,
     Token,
+    TokenSource,
     can_transition,
 )
 from anchor_deploy.model.errors import (
@@ -91,6 +92,38 @@ class FakeStore:
     def has_admin_token(self) -> bool:
         with self._lock:
             return any(t.project_id is None for t in self._tokens.values())
+
+    def token_by_id(self, token_id: str) -> Token | None:
+        with self._lock:
+            return next((t for t in self._tokens.values() if t.id == token_id), None)
+
+    def list_tokens(self) -> list[Token]:
+        with self._lock:
+            return sorted(self._tokens.values(), key=lambda t: (t.created_at, t.id))
+
+    def delete_token(self, token_id: str) -> bool:
+        with self._lock:
+            found = [h for h, t in self._tokens.items() if t.id == token_id]
+            for secret_hash in found:
+                del self._tokens[secret_hash]
+            return bool(found)
+
+    def _update_token(self, token_id: str, when: Callable[[Token], bool], **changes: object) -> bool:
+        with self._lock:
+            for secret_hash, token in self._tokens.items():
+                if token.id == token_id and when(token):
+                    self._tokens[secret_hash] = dataclasses.replace(token, **changes)  # type: ignore[arg-type]
+                    return True
+            return False
+
+    def set_token_source(self, token_id: str, source: TokenSource) -> bool:
+        return self._update_token(token_id, lambda _t: True, source=source)
+
+    def touch_token(self, token_id: str, at: float, interval: float) -> bool:
+        def stale(token: Token) -> bool:
+            return token.last_used_at is None or token.last_used_at <= at - interval
+
+        return self._update_token(token_id, stale, last_used_at=at)
 
     def secret_hashes(self) -> list[str]:
         """Test helper: every stored secret hash (what a database dump would show)."""

@@ -15,16 +15,36 @@ from anchor_deploy.model.entities import (
     MoveReason,
     Project,
     Token,
+    TokenSource,
 )
 from anchor_deploy.model.manifest import ManifestFile
 
 
 class TokenRepository(Protocol):
-    def add_token(self, token: Token, secret_hash: str) -> None: ...
+    def add_token(self, token: Token, secret_hash: str) -> None:
+        """Conflict if the secret is taken; ProjectNotFound for a project that does not exist."""
+        ...
 
     def token_by_hash(self, secret_hash: str) -> Token | None: ...
 
+    def token_by_id(self, token_id: str) -> Token | None: ...
+
+    def list_tokens(self) -> list[Token]:
+        """Every token, oldest first (ties by id)."""
+        ...
+
     def has_admin_token(self) -> bool: ...
+
+    def delete_token(self, token_id: str) -> bool:
+        """Revoke: the token is gone at once (its secret no longer authenticates); False if it was not."""
+        ...
+
+    def set_token_source(self, token_id: str, source: TokenSource) -> bool: ...
+
+    def touch_token(self, token_id: str, at: float, interval: float) -> bool:
+        """Record a use at ``at`` unless one was recorded less than ``interval`` seconds before (a write at
+        most once per interval, whatever the number of requests); True if it wrote."""
+        ...
 
 
 class ProjectRepository(Protocol):
