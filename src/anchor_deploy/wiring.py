@@ -32,9 +32,11 @@ from anchor_deploy.adapters.fernet_box import FernetBox
 from anchor_deploy.adapters.fs_blobs import FsBlobStore, FsDeploymentFiles
 from anchor_deploy.adapters.internal_ca import InternalCA, InternalIssuer
 from anchor_deploy.adapters.process_run import BuildSandbox
+from anchor_deploy.adapters.public_suffix_list import BundledPublicSuffixes
 from anchor_deploy.adapters.sandbox import JobLimits, Mount, Network, Sandbox, SandboxMode
 from anchor_deploy.adapters.sqlite_store import SqliteStore
 from anchor_deploy.adapters.tls_probe import EdgeTlsProbe
+from anchor_deploy.adapters.unicode_scripts import UcdScripts
 from anchor_deploy.adapters.venv_builder import VenvBuilder
 from anchor_deploy.adapters.worker_runtime import WorkerPolicy, WorkerRuntime
 from anchor_deploy.model.entities import HostKind
@@ -262,6 +264,8 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         clock,
         _idna_to_ascii,
         _idna_to_unicode,
+        BundledPublicSuffixes(),
+        UcdScripts(),
         zone_server,
     )
     domain_worker = DomainWorker(domains)

@@ -30,7 +30,7 @@ from anchor_deploy.model.errors import (
 )
 from anchor_deploy.model.names import production_host
 from anchor_deploy.ports.domains import Certificate
-from anchor_deploy.ports.fakes import FakeStore
+from anchor_deploy.ports.fakes import FakePublicSuffixes, FakeStore, FakeUnicodeScripts
 from anchor_deploy.services.domain_worker import DomainWorker
 from anchor_deploy.services.domains import DomainService, DomainSettings
 from tests.unit.domain_fakes import (
@@ -159,6 +159,8 @@ def make_harness(**settings: Any) -> Harness:
         clock,
         to_ascii,
         to_unicode,
+        FakePublicSuffixes(),
+        FakeUnicodeScripts(),
         zone,
     )
     h = Harness(clock, store, lookup, issuer, certs, edge, probe, zone, box, service, site, other)
@@ -209,6 +211,35 @@ def test_add_apex_asks_for_address_records_with_an_alias_note(h: Harness) -> Non
     assert all("ALIAS" in r.note for r in view.records[1:])
 
 
+def test_apex_is_the_registrable_domain_by_the_public_suffix_list(h: Harness) -> None:
+    """example.co.uk is an apex (co.uk is a public suffix), so it gets address records; a name below it a
+    CNAME; the dnsStatus check asks for what those records say."""
+    apex = h.service.add(h.site, "example.co.uk")
+    assert [r[:3] for r in records(apex.records)[1:]] == [
+        ("A", "example.co.uk", "192.0.2.10"),
+        ("AAAA", "example.co.uk", "2001:db8::10"),
+    ]
+    sub = h.service.add(h.site, "www.example.co.uk")
+    assert [r[:3] for r in records(sub.records)[1:]] == [("CNAME", "www.example.co.uk", EDGE)]
+    wildcard = h.service.add(h.site, "*.example.co.uk")
+    assert [r[:3] for r in records(wildcard.records)[1:]] == [("CNAME", "*.example.co.uk", EDGE)]
+    h.lookup.set("example.co.uk", "A", "198.51.100.7")
+    h.run()
+    assert h.domain("example.co.uk").dns_status == DnsStatus.MISCONFIGURED
+    routing_queries = {q[:2] for q in h.lookup.queries if not q[0].startswith("_acme-challenge.")}
+    assert ("example.co.uk", "A") in routing_queries and ("example.co.uk", "CNAME") not in routing_queries
+    assert ("www.example.co.uk", "CNAME") in routing_queries
+
+
+def test_a_stored_name_the_rules_now_refuse_can_still_be_seen_and_removed(h: Harness) -> None:
+    """A domain added before the public-suffix and mixed-script rules is looked up by its name as ever."""
+    for name in ("*.co.uk", "xn--pypal-4ve.com"):
+        h.store.add_domain_within(Domain(name, h.site.id, name[-6:].ljust(20, "v"), h.clock.now), 100)
+        assert h.service.get(h.site, name, check=False).domain.name == name
+        h.service.remove(h.site, name)
+        assert h.store.domain(name) is None
+
+
 def test_each_domain_gets_its_own_validation_label(h: Harness) -> None:
     labels = {h.add(f"n{i}.example.com").validation_label for i in range(5)}
     assert len(labels) == 5
@@ -242,6 +273,10 @@ def test_a_name_held_by_another_project_is_domain_taken_and_stores_nothing(h: Ha
         "www.example.com/x",
         "site.anchor.test",  # under the platform's own base domain
         "anchor.test",
+        "co.uk",  # a public suffix
+        "*.co.uk",  # a wildcard directly under one
+        "github.io",  # ... of the list's private section too
+        "p\u0430ypal.com",  # Latin and Cyrillic in one label
         "x" * 64 + ".com",
     ],
 )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import idna
 import pytest
 
+from anchor_deploy.adapters.public_suffix_list import BundledPublicSuffixes
+from anchor_deploy.adapters.unicode_scripts import UcdScripts
+from anchor_deploy.model.domain_policy import check_new_domain_name, is_apex
 from anchor_deploy.model.domains import DomainName, parse_domain_name
 from anchor_deploy.model.errors import InvalidName
 
@@ -25,8 +28,14 @@ def to_unicode(label: str) -> str:
         raise ValueError(str(exc)) from exc
 
 
+SUFFIXES = BundledPublicSuffixes()
+
+
 def parse(raw: object) -> DomainName:
-    return parse_domain_name(raw, BASE, to_ascii, to_unicode)
+    """A name as ``anchor domains add`` takes it: spelling, then the rules for adding one."""
+    name = parse_domain_name(raw, to_ascii, to_unicode)
+    check_new_domain_name(name, BASE, SUFFIXES.public_suffix, UcdScripts().scripts)
+    return name
 
 
 @pytest.mark.parametrize(
@@ -87,5 +96,6 @@ def test_bad_names_are_refused_with_a_reason(raw: object, why: str) -> None:
 
 
 def test_apex_and_wildcard() -> None:
-    assert parse("example.com").is_apex and not parse("www.example.com").is_apex
-    assert parse("*.example.com").is_wildcard and not parse("*.example.com").is_apex
+    apex = [is_apex(parse(n).ascii, SUFFIXES.public_suffix) for n in ("example.com", "www.example.com")]
+    assert apex == [True, False]
+    assert parse("*.example.com").is_wildcard and not is_apex("*.example.com", SUFFIXES.public_suffix)

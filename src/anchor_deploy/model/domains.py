@@ -54,16 +54,12 @@ class DomainName:
     def is_wildcard(self) -> bool:
         return self.ascii.startswith("*.")
 
-    @property
-    def is_apex(self) -> bool:
-        """Two labels (example.com): needs A/AAAA or ALIAS records, as a CNAME is not allowed there."""
-        return self.ascii.count(".") == 1 and not self.is_wildcard
-
 
 def parse_domain_name(
-    raw: object, base_domain: str, to_ascii: Callable[[str], str], to_unicode: Callable[[str], str]
+    raw: object, to_ascii: Callable[[str], str], to_unicode: Callable[[str], str]
 ) -> DomainName:
-    """Normalize (case, trailing dot, IDNA) and validate a custom domain name; InvalidName says why."""
+    """Normalize (case, trailing dot, IDNA) and check the spelling of a custom domain name; InvalidName says
+    why. What may be added (public suffixes, mixed scripts, the platform's own domain) is in domain_policy."""
     if not isinstance(raw, str):
         raise InvalidName("domain name must be a string")
     name = raw.strip().lower()
@@ -98,8 +94,6 @@ def parse_domain_name(
             f"{shown!r} is too long: its validation record {VALIDATION_PREFIX}<name> would be longer than "
             f"{MAX_NAME} characters"
         )
-    if ascii_name.removeprefix("*.") == base_domain or ascii_name.endswith("." + base_domain):
-        raise InvalidName(f"{shown!r} is under the platform's own domain {base_domain}; it is served already")
     unicode_labels = [_idna(to_unicode, label, shown) for label in ascii_labels]
     return DomainName(ascii_name, ("*." if wildcard else "") + ".".join(unicode_labels))
 
@@ -179,10 +173,6 @@ class Domain:
         return self.name.removeprefix("*.")
 
     @property
-    def is_apex(self) -> bool:
-        return DomainName(self.name, self.name).is_apex
-
-    @property
     def challenge_name(self) -> str:
         return VALIDATION_PREFIX + self.base_name
 
@@ -199,10 +189,11 @@ def to_unicode_name(name: str, to_unicode: Callable[[str], str]) -> str:
 
 
 def dns_records(
-    domain: Domain, zone: str, edge_hostname: str, edge_addresses: tuple[str, ...]
+    domain: Domain, zone: str, edge_hostname: str, edge_addresses: tuple[str, ...], apex: bool
 ) -> list[DnsRecord]:
     """The records the user adds at their DNS provider: one validation CNAME for the life of the domain
-    (renewals use it too), and the routing record(s) that send visitors to the edge."""
+    (renewals use it too), and the routing record(s) that send visitors to the edge: A/AAAA at an ``apex``
+    (domain_policy.is_apex), where a CNAME is not allowed, else a CNAME."""
     records = [
         DnsRecord(
             "CNAME",
@@ -213,7 +204,7 @@ def dns_records(
         )
     ]
     routed = domain.name if domain.name.startswith("*.") else domain.base_name
-    if domain.is_apex:
+    if apex:
         for address in edge_addresses:
             kind = "AAAA" if ":" in address else "A"
             records.append(

@@ -47,6 +47,7 @@ from anchor_deploy.model.names import is_valid_hostname
 if TYPE_CHECKING:
     from anchor_deploy.ports import BlobStore, DeploymentFiles, Edge, Store
     from anchor_deploy.ports.domains import DomainStore
+    from anchor_deploy.ports.names import PublicSuffixes, UnicodeScripts
 
 __all__ = ["FakeBlobStore", "FakeDeploymentFiles", "FakeEdge", "FakeStore"]
 
@@ -603,7 +604,51 @@ class FakeEdge:
             return dict(self._routes)
 
 
+class FakePublicSuffixes:
+    """A few rules of the Public Suffix List (no wildcard or exception rules); any other top-level label is a
+    suffix by itself, as the list's default rule says."""
+
+    RULES = frozenset({"com", "net", "org", "uk", "co.uk", "io", "github.io", "jp", "co.jp", "xn--p1ai"})
+
+    def public_suffix(self, name: str) -> str:
+        labels = name.split(".")
+        for i in range(len(labels)):
+            if ".".join(labels[i:]) in self.RULES:
+                return ".".join(labels[i:])
+        return labels[-1]
+
+
+class FakeUnicodeScripts:
+    """Script_Extensions for the ranges tests use: ASCII, Latin-1 and Latin Extended-A/B letters, Greek,
+    Cyrillic, Hiragana, Katakana (and the prolonged sound mark of both), Bopomofo, CJK ideographs, Hangul."""
+
+    RANGES = (
+        (0x2D, 0x2D, ("Common",)),
+        (0x30, 0x39, ("Common",)),
+        (0x61, 0x7A, ("Latin",)),
+        (0xDF, 0x24F, ("Latin",)),
+        (0x370, 0x3FF, ("Greek",)),
+        (0x400, 0x4FF, ("Cyrillic",)),
+        (0x3041, 0x3096, ("Hiragana",)),
+        (0x30A1, 0x30FA, ("Katakana",)),
+        (0x30FC, 0x30FC, ("Hiragana", "Katakana")),
+        (0x3105, 0x312F, ("Bopomofo",)),
+        (0x4E00, 0x9FFF, ("Han",)),
+        (0xAC00, 0xD7A3, ("Hangul",)),
+    )
+
+    def scripts(self, char: str) -> frozenset[str]:
+        point = ord(char)
+        found = (frozenset(names) for low, high, names in self.RANGES if low <= point <= high)
+        return next(found, frozenset({"Unknown"}))
+
+
 if TYPE_CHECKING:
+
+    def _fake_name_data(
+        suffixes: FakePublicSuffixes, scripts: FakeUnicodeScripts
+    ) -> tuple[PublicSuffixes, UnicodeScripts]:
+        return suffixes, scripts  # mypy checks the fakes against ports.names here
 
     def _fakes_satisfy_their_ports(
         store: FakeStore, blobs: FakeBlobStore, files: FakeDeploymentFiles, edge: FakeEdge

@@ -20,6 +20,7 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from anchor_deploy.model.domain_policy import caa_names, check_new_domain_name, is_apex
 from anchor_deploy.model.domains import (
     DEFAULT_QUOTA,
     LABEL_ALPHABET,
@@ -59,6 +60,7 @@ from anchor_deploy.ports.domains import (
     TlsProbe,
     ValidationZone,
 )
+from anchor_deploy.ports.names import PublicSuffixes, UnicodeScripts
 from anchor_deploy.ports.runtime import SecretBox
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,8 @@ class DomainService:
     clock: Callable[[], float]
     to_ascii: Callable[[str], str]
     to_unicode: Callable[[str], str]
+    suffixes: PublicSuffixes
+    scripts: UnicodeScripts
     zone: ValidationZone | None = None
     on_change: Callable[[], None] = lambda: None  # wakes the worker
     fault: Callable[[str], None] = lambda point: None  # test-only crash points
@@ -135,16 +139,24 @@ class DomainService:
 
     # -- API use cases -----------------------------------------------------------------------------
     def parse(self, raw: object) -> DomainName:
-        return parse_domain_name(raw, self.settings.base_domain, self.to_ascii, self.to_unicode)
+        """A name as typed, normalized; the rules for adding one are checked by ``add`` alone, so a domain
+        stored under older rules can still be looked at and removed."""
+        return parse_domain_name(raw, self.to_ascii, self.to_unicode)
+
+    def is_apex(self, name: str) -> bool:
+        return is_apex(name, self.suffixes.public_suffix)
 
     def view(self, domain: Domain) -> DomainView:
         s = self.settings
-        records = dns_records(domain, s.validation_zone, s.edge_hostname, s.edge_addresses)
+        apex = self.is_apex(domain.name)
+        records = dns_records(domain, s.validation_zone, s.edge_hostname, s.edge_addresses, apex)
         checking = self.checks is not None and self.checks.busy(domain.name)
         return DomainView(domain, to_unicode_name(domain.name, self.to_unicode), records, checking)
 
     def add(self, project: Project, raw_name: object) -> DomainView:
         name = self.parse(raw_name)
+        suffix_of, scripts_of = self.suffixes.public_suffix, self.scripts.scripts
+        check_new_domain_name(name, self.settings.base_domain, suffix_of, scripts_of)
         now = self.clock()
         label = "".join(secrets.choice(LABEL_ALPHABET) for _ in range(20))
         domain = Domain(
@@ -512,7 +524,7 @@ class DomainService:
     def _routing(self, domain: Domain) -> tuple[DnsStatus, str]:
         """Is the routing record pointing at the edge? (It does not block issuance.)"""
         name = "anchor-probe." + domain.base_name if domain.name.startswith("*.") else domain.name
-        apex = domain.is_apex
+        apex = self.is_apex(domain.name)
         edge_host = self.settings.edge_hostname
         if not apex:
             found = self.lookup.query(name, "CNAME")
@@ -542,9 +554,7 @@ class DomainService:
         identity = self.settings.caa_identity
         if not identity:
             return ""
-        labels = domain.base_name.split(".")
-        for i in range(len(labels) - 1):
-            at = ".".join(labels[i:])
+        for at in caa_names(domain.name, self.suffixes.public_suffix):
             answer = self.lookup.query(at, "CAA")
             if answer.outcome != DnsOutcome.OK:
                 continue
