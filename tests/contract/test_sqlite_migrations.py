@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -117,6 +118,23 @@ def test_a_database_newer_than_the_code_is_refused_untouched(tmp_path: Path) -> 
         f"anchor-deploy (schema version {LATEST}): upgrade anchor-deploy or restore a backup"
     )
     assert schema_version(db) == LATEST + 3 and tables(db) == before and not db.in_transaction
+
+
+def test_a_start_waits_for_another_writer_longer_than_the_busy_timeout(tmp_path: Path) -> None:
+    """Another process holding the write lock (its own migration) for longer than the store's busy
+    timeout: the start waits for it instead of failing; afterwards the short busy timeout is back."""
+    path = tmp_path / "anchor.db"
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("PRAGMA journal_mode=WAL")
+    blocker.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(1.0, lambda: blocker.execute("COMMIT"))
+    release.start()
+    started = time.monotonic()
+    store = SqliteStore(path, busy_timeout=0.1)
+    assert time.monotonic() - started >= 0.9
+    release.join()
+    assert schema_version(connect(path)) == LATEST
+    assert store._db().execute("PRAGMA busy_timeout").fetchone()[0] == 100
 
 
 # -- a migration that fails or stops half-way ---------------------------------------------------------

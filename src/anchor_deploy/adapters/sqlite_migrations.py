@@ -156,6 +156,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "tokens: source and last use", split_statements(_VERSION_2)),
 )
 LATEST = MIGRATIONS[-1].version
+MIGRATION_WAIT = 600.0  # seconds a starting process waits for another process's migration to finish
 
 
 def schema_version(db: sqlite3.Connection) -> int:
@@ -176,36 +177,54 @@ def migrate(
     """Bring the database up to the last migration (or to ``upto``); return the versions applied.
 
     ``db`` must be in autocommit mode (``isolation_level=None``): each migration runs in its own explicit
-    transaction. ``fault(point)`` is called after each statement (test-only crash points named
-    ``migration:<version>:<statement number>``). SchemaTooNew if the database is newer than ``migrations``.
+    transaction. While migrating, a process waits up to MIGRATION_WAIT seconds for another one's migration
+    (not the store's short busy timeout). ``fault(point)`` is called after each statement (test-only crash
+    points named ``migration:<version>:<statement number>``). SchemaTooNew if the database is newer.
     """
+    goal = migrations[-1].version if upto is None else upto
+    previous_wait = int(db.execute("PRAGMA busy_timeout").fetchone()[0])
+    db.execute(f"PRAGMA busy_timeout = {int(MIGRATION_WAIT * 1000):d}")
+    try:
+        applied: list[int] = []
+        while (version := _apply_next(db, migrations, goal, fault, where)) is not None:
+            applied.append(version)
+        return applied
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {previous_wait:d}")
+
+
+def _apply_next(
+    db: sqlite3.Connection,
+    migrations: Sequence[Migration],
+    goal: int,
+    fault: Callable[[str], None],
+    where: str,
+) -> int | None:
+    """In one write transaction: read the version, apply the next migration with its version bump and
+    return its number; None (nothing written) once the database is at ``goal``."""
     latest = migrations[-1].version
-    goal = latest if upto is None else upto
-    by_version = {m.version: m for m in migrations}
-    applied: list[int] = []
-    while True:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            current = schema_version(db)
-            if current > latest:
-                raise SchemaTooNew(
-                    f"{where} is at schema version {current}, newer than this anchor-deploy "
-                    f"(schema version {latest}): upgrade anchor-deploy or restore a backup"
-                )
-            if current >= goal:
-                db.execute("COMMIT")
-                return applied
-            migration = by_version[current + 1]
-            if current == 0 and _has_tables(db):
-                log.info("%s is from before schema versioning: taken as version 1", where)
-            for number, statement in enumerate(migration.statements, start=1):
-                db.execute(statement)
-                fault(f"migration:{migration.version}:{number}")
-            db.execute(f"PRAGMA user_version = {migration.version:d}")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        current = schema_version(db)
+        if current > latest:
+            raise SchemaTooNew(
+                f"{where} is at schema version {current}, newer than this anchor-deploy "
+                f"(schema version {latest}): upgrade anchor-deploy or restore a backup"
+            )
+        if current >= goal:
             db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        applied.append(migration.version)
-        log.info("database schema migrated to version %d: %s", migration.version, migration.what)
+            return None
+        migration = next(m for m in migrations if m.version == current + 1)
+        if current == 0 and _has_tables(db):
+            log.info("%s is from before schema versioning: taken as version 1", where)
+        for number, statement in enumerate(migration.statements, start=1):
+            db.execute(statement)
+            fault(f"migration:{migration.version}:{number}")
+        db.execute(f"PRAGMA user_version = {migration.version:d}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    log.info("database schema migrated to version %d: %s", migration.version, migration.what)
+    return migration.version
