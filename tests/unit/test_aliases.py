@@ -74,6 +74,45 @@ def test_rollback_without_production_has_no_target(app: App) -> None:
         app.aliases.rollback(app.fresh(project), None, ALICE)
 
 
+def test_rollback_of_a_project_with_one_deployment_says_there_is_nothing_earlier(app: App) -> None:
+    project = app.project()
+    only = app.deploy(project, b"only")
+    with pytest.raises(NoRollbackTarget) as refused:
+        app.aliases.rollback(app.fresh(project), None, ALICE)
+    assert "no earlier deployment to roll back to" in str(refused.value)
+    assert "--to" not in str(refused.value) and only.id in str(refused.value)
+
+
+def test_rollback_without_an_earlier_production_names_the_other_ready_deployments(app: App) -> None:
+    project = app.project()
+    preview = app.deploy(project, b"preview", Target.PREVIEW)
+    app.deploy(project, b"live")
+    with pytest.raises(NoRollbackTarget) as refused:
+        app.aliases.rollback(app.fresh(project), None, ALICE)
+    assert "--to" in str(refused.value) and preview.id in str(refused.value)
+
+
+def test_unpin_is_recorded_in_the_history_and_keeps_the_warm_set(app: App) -> None:
+    project, a, b, c = three_deploys(app)
+    app.aliases.rollback(project, None, ALICE)  # production b, pinned; c stays warm
+    warm = app.aliases.warm_set(project)
+    move = app.aliases.unpin(project, ADMIN)
+    assert move is not None
+    assert (move.reason, move.from_deployment_id, move.to_deployment_id, move.token_name) == (
+        MoveReason.UNPIN,
+        b,
+        b,
+        "admin",
+    )
+    assert app.aliases.history(project)[-1] == move
+    assert warm == app.aliases.warm_set(project) == {b, c}
+    assert app.production(project) == b and not app.fresh(project).pinned
+    assert app.aliases.unpin(project, ADMIN) is None  # not pinned: nothing to release, nothing recorded
+    assert len(app.aliases.history(project)) == 5
+    # The unpin row is no production of its own: the next rollback still goes to the one before b.
+    assert app.aliases.rollback(app.fresh(project), None, ALICE).to_deployment_id == a
+
+
 def test_rollback_pins_and_a_pinned_project_ignores_new_deploys(app: App) -> None:
     project, _a, b, _c = three_deploys(app)
     app.aliases.rollback(project, None, ALICE)
@@ -107,7 +146,7 @@ def test_promote_unpins_and_deploys_move_production_again(app: App) -> None:
 def test_unpin_lets_the_next_deploy_through(app: App) -> None:
     project, _a, b, _c = three_deploys(app)
     app.aliases.rollback(project, None, ALICE)
-    app.aliases.unpin(project)
+    app.aliases.unpin(project, ALICE)
     assert not app.fresh(project).pinned
     assert app.production(project) == b  # unpinning alone moves nothing
     d = app.deploy(project, b"d")

@@ -172,7 +172,7 @@ def test_unpinning_moves_nothing_even_for_the_reconciler(app: App) -> None:
     app.deploy(project, b"b")
     app.aliases.rollback(project, None, ALICE)  # production A, pinned
     app.deploy(project, b"c")  # READY while pinned
-    app.aliases.unpin(project)
+    app.aliases.unpin(project, ALICE)
     assert app.reconciler.run_once().promoted == []
     assert app.production(project) == a.id and app.served(project) == a.id
     d = app.deploy(project, b"d")

@@ -84,3 +84,13 @@ def test_collect_removes_only_blobs_no_deployment_uses(app: App) -> None:
     assert removed == 1
     assert app.blobs.missing([sha(b"orphan"), sha(b"kept")]) == [sha(b"orphan")]
     assert app.store.deployment(kept.id) is not None
+
+
+def test_an_unpin_keeps_the_previous_production(app: App) -> None:
+    project = app.project()
+    a, b, c = (app.deploy(project, f"p{i}".encode()) for i in range(3))
+    app.aliases.rollback(project, None, ALICE)  # production b (pinned), c is the previous production
+    app.aliases.unpin(project, ALICE)  # recorded as b -> b: the previous production is still c
+    app.deploy(project, b"newest preview", Target.PREVIEW)
+    plan = retention(app, RetentionPolicy(keep_newest=1, keep_production=1), []).plan(project)
+    assert plan == [a.id] and b.id not in plan and c.id not in plan

@@ -125,8 +125,8 @@ def promote(p: PlatformDep, project: ProjectDep, token: TokenDep, body: BodyDep)
 
 
 @router.post("/projects/{project}/unpin")
-def unpin(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
-    p.aliases.unpin(project)
+def unpin(p: PlatformDep, project: ProjectDep, token: TokenDep) -> dict[str, Any]:
+    p.aliases.unpin(project, token)
     return project_json(p.projects.reload(project), p.settings)
 
 

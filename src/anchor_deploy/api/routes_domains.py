@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from anchor_deploy.api.deps import BodyDep, PlatformDep, ProjectDep, TokenDep
 from anchor_deploy.api.serialize import domain_json, quota_json, record_json
+from anchor_deploy.model.domains import records_after_removal, validation_sibling
 from anchor_deploy.model.entities import Project
 from anchor_deploy.model.errors import InvalidInput
 from anchor_deploy.services.domains import DomainView
@@ -92,8 +93,11 @@ async def retry_domain(p: PlatformDep, project: ProjectDep, name: str) -> dict[s
 @router.delete("/{name}")
 async def delete_domain(p: PlatformDep, project: ProjectDep, name: str) -> dict[str, Any]:
     view = await run_in_threadpool(p.domains.remove, project, name)
+    sibling = await run_in_threadpool(p.domains.store.domain, validation_sibling(view.domain.name))
+    still = sibling.name if sibling is not None and not sibling.deleting else None
+    records = records_after_removal(view.records, still)
     return {
         "removed": view.domain.name,
-        "message": f"{view.domain.name} is no longer served; you may delete these DNS records",
-        "dnsRecords": [record_json(r) for r in view.records],
+        "message": f"{view.domain.name} is no longer served; you may delete the records marked deletable",
+        "dnsRecords": [{**record_json(record), "deletable": ok} for record, ok in records],
     }

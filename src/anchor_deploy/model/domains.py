@@ -10,7 +10,7 @@ import enum
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from anchor_deploy.model.errors import InvalidName
 
@@ -213,6 +213,28 @@ def dns_records(
     else:
         records.append(DnsRecord("CNAME", routed, edge_hostname, "routing"))
     return records
+
+
+def validation_sibling(name: str) -> str:
+    """The other name whose validation record has the same name: ``*.x`` for ``x``, ``x`` for ``*.x``."""
+    return name.removeprefix("*.") if name.startswith("*.") else f"*.{name}"
+
+
+def records_after_removal(records: list[DnsRecord], sibling: str | None) -> list[tuple[DnsRecord, bool]]:
+    """A removed domain's records, each with a note for now and whether the user may delete it. The
+    validation record was kept for renewals, which ended with the removal, unless ``sibling`` (a domain
+    still on the platform whose validation record has the same name) needs it."""
+    after = []
+    for record in records:
+        if record.purpose != "validation":
+            note = "the edge no longer serves this name"
+            after.append((replace(record, note=note), True))
+        elif sibling is not None:
+            after.append((replace(record, note=f"keep it: {sibling} validates through the same name"), False))
+        else:
+            note = "no longer used: certificate renewals stopped with the removal"
+            after.append((replace(record, note=note), True))
+    return after
 
 
 def backoff(failures: int, fastest: float, slowest: float) -> float:

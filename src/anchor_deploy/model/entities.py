@@ -45,6 +45,7 @@ class MoveReason(enum.StrEnum):
     DEPLOY = "deploy"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    UNPIN = "unpin"  # production stays where it is (from = to); the pin a rollback set is released
 
 
 class HostKind(enum.StrEnum):
@@ -94,6 +95,11 @@ class AliasMove:
     reason: MoveReason
     token_name: str
     at: float
+
+
+def last_switch(history: list[AliasMove]) -> AliasMove | None:
+    """The newest row of a history that moved production (an unpin row leaves it where it was)."""
+    return next((move for move in reversed(history) if move.reason != MoveReason.UNPIN), None)
 
 
 class TokenSource(enum.StrEnum):

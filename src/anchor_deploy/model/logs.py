@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+BUILD_DONE_LINE = "ready"  # a build log's last line before READY (the CLI's result line says it instead)
 RUNTIME_DROPPED = "… earlier output dropped (log cap ANCHOR_LOG_MAX_BYTES reached)"
 _MARKER_ROOM = 160  # bytes kept free for the marker row
 
@@ -54,3 +55,34 @@ class BuildLogCap:
         if keep == len(tail):
             return None
         return tail[len(tail) - keep][0]
+
+
+ERROR_MAX_BYTES = 2048  # a deployment's stored `error`: the cause and the end of the output, at most this
+_ERROR_HEAD_CHARS = 500
+_ERROR_LINE_CHARS = 300
+_ERROR_TAIL_LINES = 12  # a traceback's last frames and its exception
+
+
+def error_summary(reason: str, max_bytes: int = ERROR_MAX_BYTES) -> str:
+    """What a failed deployment's ``error`` keeps of its failure: the cause (the first line), then the last
+    non-blank output lines (at most 12, each cut at 300 characters, all within ``max_bytes`` as UTF-8),
+    oldest first, with "…" where earlier lines were left out. The whole output stays in the build log."""
+    lines = reason.splitlines() or [""]
+    head = _cut(lines[0].rstrip(), _ERROR_HEAD_CHARS)
+    rest = [_cut(line.rstrip(), _ERROR_LINE_CHARS) for line in lines[1:] if line.strip()]
+    budget = max_bytes - len(head.encode()) - len("\n…".encode())
+    kept: list[str] = []
+    for line in reversed(rest):
+        size = len(line.encode()) + 1
+        if size > budget or len(kept) == _ERROR_TAIL_LINES:
+            break
+        kept.append(line)
+        budget -= size
+    kept.reverse()
+    if len(kept) < len(rest):
+        kept.insert(0, "…")
+    return "\n".join([head, *kept])
+
+
+def _cut(line: str, limit: int) -> str:
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -73,6 +73,7 @@ def main() -> None:
             wrap_asgi(app, activity),
             uds=args.uds,
             interface="asgi3",
+            lifespan="auto",  # an ASGI app may run start-up and shut-down code
             log_level="info",
             access_log=False,
             timeout_graceful_shutdown=5,
@@ -82,6 +83,7 @@ def main() -> None:
             wrap_wsgi(app, activity),
             uds=args.uds,
             interface="wsgi",
+            lifespan="off",  # WSGI has no lifespan: "auto" would log that the protocol is unsupported
             log_level="info",
             access_log=False,
             timeout_graceful_shutdown=5,

@@ -6,7 +6,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from anchor_deploy.model.entities import AliasMove, Deployment, DeploymentStatus, MoveReason, Project, Token
+from anchor_deploy.model.entities import (
+    AliasMove,
+    Deployment,
+    DeploymentStatus,
+    MoveReason,
+    Project,
+    Token,
+    last_switch,
+)
 from anchor_deploy.model.errors import Conflict, DeploymentNotFound, DeploymentNotReady, NoRollbackTarget
 from anchor_deploy.model.names import production_host
 from anchor_deploy.ports import Store
@@ -106,9 +114,20 @@ class AliasService:
             deployment = self._store.deployment(candidate)
             if deployment is not None and deployment.status == DeploymentStatus.READY:
                 return candidate
+        others = [
+            d.id
+            for d in self._store.list_deployments(project.id)
+            if d.id != current and d.status == DeploymentStatus.READY
+        ]
+        if not others:
+            raise NoRollbackTarget(
+                f"project {project.name!r} has no earlier deployment to roll back to: {current} is its only "
+                "READY deployment"
+            )
+        shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
         raise NoRollbackTarget(
-            f"project {project.name!r} has no production deployment before {current}; "
-            "pass a deployment id to roll back to"
+            f"project {project.name!r} had no production deployment before {current}; roll back to one of "
+            f"its other READY deployments by id (`anchor rollback {project.name} --to ID`): {shown}"
         )
 
     def deployed(self, project: Project, deployment: Deployment) -> AliasMove | None:
@@ -134,15 +153,32 @@ class AliasService:
 
     def warm_set(self, project: Project) -> set[str]:
         """The versions kept running: production and the previous production, so a rollback never waits."""
-        history = self._store.alias_history(project.id)
-        if not history:
+        last = last_switch(self._store.alias_history(project.id))
+        if last is None:
             return set()
-        last = history[-1]
         return {last.to_deployment_id} | ({last.from_deployment_id} if last.from_deployment_id else set())
 
-    def unpin(self, project: Project) -> None:
+    def unpin(self, project: Project, token: Token) -> AliasMove | None:
+        """Release the pin a rollback set, recorded in the history (reason unpin, from = to = production).
+        Nothing to record when production was not pinned. Production and the warm set do not change."""
         with self._project_lock(project.id):
-            self._store.set_pinned(project.id, False)
+            for _ in range(_CAS_ATTEMPTS):
+                current = self._store.project_by_id(project.id)
+                if current is None:
+                    raise Conflict(f"project {project.name!r} was deleted")
+                serving = current.production_deployment_id
+                if not current.pinned:
+                    return None
+                if serving is None:
+                    self._store.set_pinned(project.id, False)
+                    return None
+                try:
+                    return self._store.move_production(
+                        project.id, serving, serving, MoveReason.UNPIN, token.name, pinned=False
+                    )
+                except Conflict:
+                    continue
+            raise Conflict("production is being moved by others; try again")
 
     def history(self, project: Project) -> list[AliasMove]:
         return self._store.alias_history(project.id)

@@ -28,8 +28,10 @@ from anchor_deploy.model.errors import (
     NameTaken,
 )
 from anchor_deploy.model.limits import parse_meta
+from anchor_deploy.model.logs import BUILD_DONE_LINE, error_summary
 from anchor_deploy.model.manifest import ManifestFile, parse_manifest
 from anchor_deploy.model.names import deployment_host, is_deployment_id, new_deployment_id
+from anchor_deploy.model.text import plural
 from anchor_deploy.ports import BlobStore, DeploymentFiles, Store
 from anchor_deploy.services.aliases import AliasService
 from anchor_deploy.services.apps import AppBuilds, EnvService, detect_app
@@ -76,7 +78,7 @@ class DeploymentService:
         app = self._app_config(body, files)
         missing = self._blobs.missing(f.sha256 for f in files)
         if missing:
-            raise MissingFiles(f"{len(missing)} file(s) must be uploaded first", missing=missing)
+            raise MissingFiles(f"{plural(len(missing), 'file')} must be uploaded first", missing=missing)
         sealed_env = b""
         if app is not None and self._env is not None:
             sealed_env = self._env.seal(self._env.freeze(project, app))
@@ -163,7 +165,8 @@ class DeploymentService:
         log_line = self._logger(deployment_id)
         try:
             log_line(
-                f"building {deployment_id}: {deployment.file_count} files, {deployment.total_size} bytes"
+                f"building {deployment_id}: {plural(deployment.file_count, 'file')}, "
+                f"{plural(deployment.total_size, 'byte')}"
             )
             self._files.materialize(deployment_id, self._store.manifest(deployment_id), deployment.app)
             if deployment.app is not None:
@@ -175,10 +178,10 @@ class DeploymentService:
             if not isinstance(exc, AnchorError):
                 log.exception("build of %s failed", deployment_id)
             log_line(f"build failed: {reason}")
-            return self._store.set_status(deployment_id, DeploymentStatus.ERROR, reason.splitlines()[0][:500])
+            return self._store.set_status(deployment_id, DeploymentStatus.ERROR, error_summary(reason))
         # The last line before the final status: a follower (SSE, `anchor logs -f`) that sees READY has
         # already been able to read every line.
-        log_line("ready")
+        log_line(BUILD_DONE_LINE)
         deployment = self._store.set_status(deployment_id, DeploymentStatus.READY)
         self._sync.apply(self.host(project, deployment))
         if deployment.target == Target.PRODUCTION:

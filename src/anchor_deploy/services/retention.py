@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from anchor_deploy.model.entities import DeploymentStatus, Project
+from anchor_deploy.model.entities import DeploymentStatus, Project, last_switch
 from anchor_deploy.ports import BlobStore, DeploymentFiles, Edge, Store
 from anchor_deploy.ports.runtime import EnvironmentBuilder
 
@@ -57,8 +57,9 @@ class Retention:
             if move.to_deployment_id not in recent_production:
                 recent_production.append(move.to_deployment_id)
         keep |= set(recent_production[: self.policy.keep_production])
-        if history:  # production and the previous production (kept warm for rollbacks)
-            keep |= {history[-1].to_deployment_id, history[-1].from_deployment_id or ""}
+        switch = last_switch(history)
+        if switch:  # production and the previous production (kept warm for rollbacks)
+            keep |= {switch.to_deployment_id, switch.from_deployment_id or ""}
         current = self._store.project_by_id(project.id)
         if current and current.production_deployment_id:
             keep.add(current.production_deployment_id)

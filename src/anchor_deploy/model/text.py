@@ -1,0 +1,8 @@
+"""Small helpers for text shown to people."""
+
+from __future__ import annotations
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 file``, ``2 files``, ``0 files``; ``many`` for irregular plurals (``entry``, ``entries``)."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
