@@ -404,7 +404,7 @@ def live_phase(anchor: Anchor, client: ApiClient, work: Path, args: argparse.Nam
 
 
 def cli_deploy(anchor: Anchor, folder: Path, project: str, work: Path) -> dict[str, Any]:
-    """`anchor deploy DIR --project P --prod --json` as a user runs it (a new Python process)."""
+    """`anchor deploy DIR --project P --create --prod --json` as a user runs it (a new Python process)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANCHOR_")}
     env.update(
         {
@@ -423,6 +423,7 @@ def cli_deploy(anchor: Anchor, folder: Path, project: str, work: Path) -> dict[s
             str(folder),
             "-p",
             project,
+            "--create",
             "--prod",
             "--json",
         ],

@@ -144,8 +144,10 @@ def as_bytes(files: dict[str, str]) -> dict[str, bytes]:
 def cli_deploy(
     anchor: AnchorProcess, directory: Path, project: str, prod: bool = True
 ) -> tuple[dict[str, Any], float, int]:
-    """`anchor deploy DIR --project P [--prod] --json`: the deployment, the wall time, the exit code."""
-    args = ["deploy", str(directory), "--project", project, "--json", *(["--prod"] if prod else [])]
+    """`anchor deploy DIR --project P --create [--prod] --json`: the deployment, the wall time, the exit
+    code (--create: the first deploy of a test makes its project)."""
+    args = ["deploy", str(directory), "--project", project, "--create", "--json"]
+    args += ["--prod"] if prod else []
     started = time.monotonic()
     done = anchor.cli(*args, check=False)
     elapsed = time.monotonic() - started

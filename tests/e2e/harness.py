@@ -104,19 +104,28 @@ class AnchorProcess:
         return httpx.get(f"{self.edge_url}{path}", headers=headers, timeout=10, **kwargs)
 
     def cli(
-        self, *args: str, token: str | None = None, check: bool = True
+        self,
+        *args: str,
+        token: str | None = None,
+        check: bool = True,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ANCHOR_")}
-        env.update(
+        """The real CLI against this platform, as a script runs it: no terminal (stdin is empty, or
+        ``stdin``); ``env`` is applied last (e.g. ``{"ANCHOR_TOKEN": ""}``)."""
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("ANCHOR_")}
+        full_env.update(
             {
                 "ANCHOR_API_URL": self.api_url,
                 "ANCHOR_TOKEN": token or self.token,
                 "ANCHOR_CONFIG": str(self.data_dir.parent / "cli-config.json"),
+                **(env or {}),
             }
         )
         done = subprocess.run(
             [sys.executable, "-m", "anchor_deploy.cli.main", *args],
-            env=env,
+            env=full_env,
+            input=stdin if stdin is not None else "",
             capture_output=True,
             text=True,
             timeout=300,

@@ -23,7 +23,8 @@ def _cli_json(anchor: AnchorProcess, *args: str) -> dict:
 
 
 def test_deploy_rollback_promote_and_history(anchor: AnchorProcess, tmp_path: Path) -> None:
-    a = _cli_json(anchor, "deploy", str(_site(tmp_path, "a", "version A")), "--project", "shop", "--prod")
+    site_a = _site(tmp_path, "a", "version A")
+    a = _cli_json(anchor, "deploy", str(site_a), "--project", "shop", "--prod", "--create")
     b = _cli_json(anchor, "deploy", str(_site(tmp_path, "b", "version B")), "--project", "shop", "--prod")
     assert a["status"] == b["status"] == "READY"
     assert anchor.edge("shop.localhost").text == "version B"
@@ -131,7 +132,7 @@ def test_unchanged_redeploy_uploads_nothing(anchor: AnchorProcess, tmp_path: Pat
     (site / "index.html").write_text("many")
     (site / ".git").mkdir()
     (site / ".git" / "HEAD").write_text("ref")
-    first = _cli_json(anchor, "deploy", str(site), "--project", "many", "--prod")
+    first = _cli_json(anchor, "deploy", str(site), "--project", "many", "--prod", "--create")
     assert first["uploadedFiles"] == 301 and first["uploadedBytes"] > 0
     again = _cli_json(anchor, "deploy", str(site), "--project", "many", "--prod")
     assert again["uploadedFiles"] == 0 and again["uploadedBytes"] == 0
@@ -147,7 +148,7 @@ def test_anchor_toml_output_and_ignores(anchor: AnchorProcess, tmp_path: Path) -
     (app / "dist" / "notes.md").write_text("secret notes")
     (app / "src.py").write_text("source")
     (app / "anchor.toml").write_text('[build]\noutput = "dist"\nignore = ["*.md"]\n')
-    deployed = _cli_json(anchor, "deploy", str(app), "--project", "app", "--prod")
+    deployed = _cli_json(anchor, "deploy", str(app), "--project", "app", "--prod", "--create")
     assert deployed["fileCount"] == 1
     assert anchor.edge("app.localhost").text == "built"
     assert anchor.edge("app.localhost", "/notes.md").status_code == 404

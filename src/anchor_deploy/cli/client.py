@@ -12,6 +12,8 @@ import httpx
 from anchor_deploy.settings import ClientSettings
 
 DEFAULT_API_URL = "http://127.0.0.1:8400"
+NO_TOKEN = "no token is set: run `anchor login`, or set ANCHOR_TOKEN"  # noqa: S105 (a message)
+TOKEN_REFUSED = "the token was refused (revoked or wrong): run `anchor login`, or set ANCHOR_TOKEN"  # noqa: S105
 
 
 class ClientError(Exception):
@@ -49,7 +51,10 @@ class ApiClient:
     def from_settings(cls, settings: ClientSettings) -> ApiClient:
         config = load_config(settings.config_path)
         url = settings.api_url or config.get("api_url") or DEFAULT_API_URL
-        return cls(url, settings.token or config.get("token"))
+        token = settings.token or config.get("token")
+        if not token:
+            raise ClientError(NO_TOKEN)
+        return cls(url, token)
 
     def close(self) -> None:
         self._http.close()
@@ -75,6 +80,8 @@ class ApiClient:
             return body if isinstance(body, dict) else {"items": body}
         error = body.get("error", {}) if isinstance(body, dict) else {}
         message = error.get("message") or f"HTTP {response.status_code}"
+        if response.status_code == 401:
+            message = TOKEN_REFUSED
         raise ClientError(message, response.status_code, error.get("code", ""), error)
 
     def get(self, path: str) -> dict[str, Any]:

@@ -13,6 +13,9 @@ from rich.console import Console
 
 from anchor_deploy.cli.client import ApiClient, ClientError
 from anchor_deploy.model.errors import AnchorError
+from anchor_deploy.model.text import plural
+
+__all__ = ["plural"]  # re-exported: every command pluralizes the same way
 from anchor_deploy.settings import ClientSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,3 +48,22 @@ def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def has_terminal() -> bool:
+    """A person can answer a question: stdin is a terminal."""
+    return sys.stdin.isatty()
+
+
+def confirm_or_fail(question: str, yes: bool) -> None:
+    """Go on with ``--yes``; else ask on a terminal, and without one fail at once, saying to pass --yes."""
+    if yes:
+        return
+    if not has_terminal():
+        raise ClientError("no terminal to confirm on: pass --yes to go ahead without asking")
+    try:
+        agreed = click.confirm(question, default=False, err=True)
+    except click.Abort:
+        agreed = False
+    if not agreed:
+        raise ClientError("canceled; nothing was changed")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import stat
@@ -14,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from anchor_deploy.cli.client import ApiClient, ClientError
+from anchor_deploy.cli.ignore import IGNORE_FILE, VENV_MARKER, IgnoreRules, Skipped, Why, read_ignore_file
 
-DEFAULT_IGNORES = (".git", "node_modules", ".anchor", "anchor.toml", ".DS_Store")
 _READ = 1024 * 1024
 
 
@@ -26,7 +26,7 @@ _READ = 1024 * 1024
 class DeployPlan:
     root: Path
     files: dict[str, Path] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
     app: dict[str, Any] | None = None
 
 
@@ -40,7 +40,8 @@ def load_project_config(directory: Path) -> dict[str, Any]:
         raise ClientError(f"{path}: {exc}") from exc
 
 
-def plan_files(directory: Path) -> DeployPlan:
+def plan_files(directory: Path, include_dotenv: bool = False) -> DeployPlan:
+    """The files to upload, and what was skipped and why (see cli/ignore.py for the rules)."""
     config = load_project_config(directory)
     build = config.get("build", {}) if isinstance(config.get("build"), dict) else {}
     app = _app_section(directory, config)
@@ -51,22 +52,49 @@ def plan_files(directory: Path) -> DeployPlan:
             raise ClientError(f"anchor.toml: build.output {build['output']!r} is outside {directory}")
         if not root.is_dir():
             raise ClientError(f"output directory {root} does not exist; build the site first")
-    ignores = list(DEFAULT_IGNORES) + [str(x) for x in build.get("ignore", config.get("ignore", []))]
+    rules = _ignore_rules(directory, build.get("ignore", config.get("ignore", [])), include_dotenv)
     plan = DeployPlan(root=root, app=app)
     for folder, dirs, names in os.walk(root):
         rel_folder = Path(folder).relative_to(root).as_posix()
-        dirs[:] = sorted(d for d in dirs if not _ignored(_join(rel_folder, d), d, ignores))
-        for name in sorted(names):
+        kept_dirs = []
+        for name in sorted(dirs):
             rel = _join(rel_folder, name)
             path = Path(folder) / name
-            if _ignored(rel, name, ignores):
+            if path.is_symlink():
+                plan.skipped.append(Skipped(f"{rel}/", Why.NOT_REGULAR))
                 continue
-            mode = os.lstat(path).st_mode
-            if not stat.S_ISREG(mode):
-                plan.skipped.append(rel)  # symlinks, sockets, devices: only regular files deploy
-                continue
-            plan.files[rel] = path
+            skip = rules.check(rel, is_dir=True, is_venv=(path / VENV_MARKER).is_file())
+            if skip is None:
+                kept_dirs.append(name)
+            else:
+                plan.skipped.append(skip)
+        dirs[:] = kept_dirs
+        for name in sorted(names):
+            rel = _join(rel_folder, name)
+            skip = rules.check(rel, is_dir=False)
+            if skip is None and not stat.S_ISREG(os.lstat(Path(folder) / name).st_mode):
+                skip = Skipped(rel, Why.NOT_REGULAR)  # symlinks, sockets, devices: only regular files deploy
+            if skip is not None:
+                plan.skipped.append(skip)
+            else:
+                plan.files[rel] = Path(folder) / name
     return plan
+
+
+def _ignore_rules(directory: Path, toml_patterns: object, include_dotenv: bool) -> IgnoreRules:
+    if not isinstance(toml_patterns, list):
+        raise ClientError("anchor.toml: build.ignore must be a list of patterns")
+    lines = [str(x) for x in toml_patterns]
+    ignore_file = directory / IGNORE_FILE
+    if ignore_file.is_file():
+        try:
+            lines += read_ignore_file(ignore_file.read_text(errors="replace"))
+        except OSError as exc:
+            raise ClientError(f"cannot read {ignore_file}: {exc.strerror}") from exc
+    try:
+        return IgnoreRules(lines, include_dotenv=include_dotenv)
+    except ValueError as exc:
+        raise ClientError(f"{ignore_file.name} or anchor.toml: {exc}") from exc
 
 
 def _app_section(directory: Path, config: dict[str, Any]) -> dict[str, Any] | None:
@@ -94,10 +122,6 @@ def _app_section(directory: Path, config: dict[str, Any]) -> dict[str, Any] | No
 
 def _join(folder: str, name: str) -> str:
     return name if folder in ("", ".") else f"{folder}/{name}"
-
-
-def _ignored(rel: str, name: str, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
 
 
 def hash_file(path: Path) -> tuple[str, int]:
@@ -128,6 +152,7 @@ class DeployResult:
     deployment: dict[str, Any]
     uploaded_files: int
     uploaded_bytes: int
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def deploy(
@@ -139,8 +164,16 @@ def deploy(
     show_progress: bool,
     on_status: Callable[[str], None] | None = None,
     on_log: Callable[[str], None] | None = None,
+    *,
+    include_dotenv: bool = False,
+    ensure_project: bool = True,
+    on_plan: Callable[[DeployPlan], None] | None = None,
 ) -> DeployResult:
-    plan = plan_files(directory)
+    """Deploy ``directory`` to ``project``. With ``ensure_project`` (for scripts and benchmarks) a missing
+    project is created; the CLI decides that itself first (see cli/main.py) and passes False."""
+    plan = plan_files(directory, include_dotenv)
+    if on_plan is not None:
+        on_plan(plan)
     if not plan.files:
         raise ClientError(f"nothing to deploy: {plan.root} has no files")
     progress = _progress() if show_progress else None
@@ -153,7 +186,8 @@ def deploy(
         }
         if plan.app is not None:
             body["app"] = plan.app
-        _ensure_project(client, project)
+        if ensure_project:
+            _ensure_project(client, project)
         uploaded_files = uploaded_bytes = 0
         for _round in range(3):
             try:
@@ -170,7 +204,7 @@ def deploy(
             raise ClientError("the server kept asking for files; giving up")
     final = wait_ready(client, created["id"], on_status, on_log)
     final.update({k: created[k] for k in ("productionUrl", "productionPinned", "message") if k in created})
-    return DeployResult(final, uploaded_files, uploaded_bytes)
+    return DeployResult(final, uploaded_files, uploaded_bytes, plan.skipped)
 
 
 def _ensure_project(client: ApiClient, project: str) -> None:
@@ -221,13 +255,14 @@ def wait_ready(
                 on_log(line["text"])
 
     while True:
-        drain()
+        # The status first, then the lines: every line of a build is written before its final status,
+        # so once a final status is seen, this drain reads the rest of the log.
         deployment = client.get(f"/v1/deployments/{deployment_id}")
         if deployment["status"] != last and on_status:
             on_status(deployment["status"])
         last = deployment["status"]
+        drain()
         if last in ("READY", "ERROR", "CANCELED"):
-            drain()
             return deployment
         if time.monotonic() > deadline:
             raise ClientError(f"deployment {deployment_id} is still {last} after {timeout:.0f}s")
@@ -236,13 +271,16 @@ def wait_ready(
 
 
 def _progress() -> Progress:
+    console = Console(stderr=True)  # stdout is for the result; bars only on a terminal
     return Progress(
         TextColumn("{task.description:>10}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("files"),
         TimeRemainingColumn(),
+        console=console,
         transient=True,
+        disable=not console.is_terminal,
     )
 
 

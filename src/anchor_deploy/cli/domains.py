@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from anchor_deploy.cli.client import ApiClient, ClientError
-from anchor_deploy.cli.common import client, emit, fails_cleanly, json_option, out
+from anchor_deploy.cli.common import client, confirm_or_fail, emit, fails_cleanly, json_option, out
 
 _FINAL_BAD = ("FAILED", "VALIDATION_TIMED_OUT", "EXPIRED", "REVOKED")
 
@@ -149,20 +149,27 @@ def domains_inspect(name: str, project: str | None, as_json: bool) -> None:
 @domains.command("rm")
 @click.argument("name")
 @click.option("--project", "-p", help="The project (default: found by name).")
-@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.option("--yes", is_flag=True, help="Do not ask (needed without a terminal, unless --json).")
 @json_option
 @fails_cleanly
 def domains_rm(name: str, project: str | None, yes: bool, as_json: bool) -> None:
     """Stop serving NAME, delete its certificate and release the name."""
     api = client()
     found = find(api, name, project, check=False)
-    if not yes and not as_json:
-        click.confirm(f"Remove {found['name']} from {found['project']}?", abort=True)
+    confirm_or_fail(f"Remove {found['name']} from {found['project']}?", yes or as_json)
     data = api.request("DELETE", f"/v1/projects/{found['project']}/domains/{_path(found['name'])}")
 
     def human() -> None:
-        out.print(f"removed {data['removed']}; you may now delete these DNS records:")
-        out.print(records_table(data["dnsRecords"]))
+        records = data["dnsRecords"]
+        deletable = [r for r in records if r.get("deletable", True)]
+        kept = [r for r in records if not r.get("deletable", True)]
+        if deletable:
+            out.print(f"removed {data['removed']}; you may now delete these DNS records:", highlight=False)
+            out.print(records_table(deletable))
+        else:
+            out.print(f"removed {data['removed']}", highlight=False)
+        if kept:
+            out.print(records_table(kept, "keep these DNS records"))
 
     emit(data, as_json, human)
 
@@ -186,7 +193,9 @@ def ca() -> None:
 
 
 @ca.command("path")
+@json_option
 @fails_cleanly
-def ca_path() -> None:
+def ca_path(as_json: bool) -> None:
     """Print the path of the root certificate to trust (e.g. curl --cacert "$(anchor ca path)")."""
-    click.echo(client().get("/v1/ca")["path"])
+    data = client().get("/v1/ca")
+    emit(data, as_json, lambda: click.echo(data["path"]))

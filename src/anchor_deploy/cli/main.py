@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import json
-import re
-import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 
 from anchor_deploy.cli.backup import backup, restore
-from anchor_deploy.cli.client import ApiClient, ClientError, load_config, save_config
-from anchor_deploy.cli.common import client, emit, err, fails_cleanly, json_option, out
-from anchor_deploy.cli.deploy import deploy as run_deploy
+from anchor_deploy.cli.common import (
+    client,
+    confirm_or_fail,
+    emit,
+    err,
+    fails_cleanly,
+    json_option,
+    out,
+    plural,
+)
+from anchor_deploy.cli.deploy_command import deploy
 from anchor_deploy.cli.domains import ca, domains
+from anchor_deploy.cli.login import login
 from anchor_deploy.cli.tokens import tokens
-from anchor_deploy.settings import ClientSettings, Settings
+from anchor_deploy.settings import Settings
 
 
 @click.group()
@@ -41,74 +49,6 @@ def up(data_dir: Path | None, api_addr: str | None, http_addr: str | None, base_
         data_dir=data_dir, api_addr=api_addr, http_addr=http_addr, base_domain=base_domain
     )
     run_platform(settings, say=click.echo)
-
-
-@main.command()
-@click.option("--token", prompt=True, hide_input=True, help="An API token.")
-@click.option("--api-url", default=None, help="API URL [ANCHOR_API_URL, http://127.0.0.1:8400].")
-@fails_cleanly
-def login(token: str, api_url: str | None) -> None:
-    """Save the API URL and a token to the CLI config file (mode 0600)."""
-    settings = ClientSettings.from_env()
-    url = api_url or settings.api_url or "http://127.0.0.1:8400"
-    ApiClient(url, token).get("/v1/projects")
-    config = load_config(settings.config_path)
-    config.update({"api_url": url, "token": token})
-    save_config(settings.config_path, config)
-    click.echo(f"logged in to {url}; config saved to {settings.config_path}")
-
-
-@main.command()
-@click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=".")
-@click.option("--project", "-p", help="Project name (default: the directory's name).")
-@click.option("--prod", is_flag=True, help="Deploy to production.")
-@json_option
-@fails_cleanly
-def deploy(directory: Path, project: str | None, prod: bool, as_json: bool) -> None:
-    """Deploy DIRECTORY: upload only what the platform lacks, build, print the URLs."""
-    if not directory.is_dir():
-        raise ClientError(f"{directory} is not a directory")
-    name = project or _default_project_name(directory)
-    api = client()
-    status = None if as_json else lambda s: err.print(f"  {s.lower()}…", style="dim")
-    build_log = None if as_json else _print_build_line
-    result = run_deploy(
-        api,
-        name,
-        directory,
-        prod,
-        {"source": "cli"},
-        show_progress=not as_json,
-        on_status=status,
-        on_log=build_log,
-    )
-    d = result.deployment
-
-    def human() -> None:
-        out.print(f"deployment [bold]{d['id']}[/bold]: {d['status']}")
-        out.print(f"  uploaded {result.uploaded_files} files ({result.uploaded_bytes} bytes)")
-        if d["status"] != "READY":
-            raise ClientError(f"deployment {d['id']} ended {d['status']}: {d.get('error') or 'no reason'}")
-        out.print(f"  url:        {d['url']}")
-        if prod:
-            out.print(f"  production: {d.get('productionUrl')}")
-            if d.get("message"):
-                out.print(f"  [yellow]{d['message']}[/yellow]")
-
-    emit(
-        {**d, "uploadedFiles": result.uploaded_files, "uploadedBytes": result.uploaded_bytes}, as_json, human
-    )
-    if d["status"] != "READY":
-        sys.exit(1)
-
-
-def _print_build_line(line: str) -> None:
-    err.print(f"  │ {line}", style="dim", markup=False, highlight=False)
-
-
-def _default_project_name(directory: Path) -> str:
-    name = re.sub(r"[^a-z0-9-]+", "-", directory.resolve().name.lower()).strip("-")[:40].strip("-")
-    return name or "site"
 
 
 @main.group(invoke_without_command=True)
@@ -147,14 +87,15 @@ def projects_add(name: str, as_json: bool) -> None:
 
 @projects.command("rm")
 @click.argument("name")
-@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.option("--yes", is_flag=True, help="Do not ask (needed without a terminal).")
+@json_option
 @fails_cleanly
-def projects_rm(name: str, yes: bool) -> None:
+def projects_rm(name: str, yes: bool, as_json: bool) -> None:
     """Delete a project, its deployments and its URLs."""
-    if not yes:
-        click.confirm(f"delete project {name} and all its deployments?", abort=True)
-    client().request("DELETE", f"/v1/projects/{name}")
-    out.print(f"deleted project {name}")
+    api = client()
+    confirm_or_fail(f"delete project {name} and all its deployments?", yes)
+    data = api.request("DELETE", f"/v1/projects/{name}")
+    emit(data, as_json, lambda: out.print(f"deleted project {name}"))
 
 
 @main.command("ls")
@@ -162,18 +103,47 @@ def projects_rm(name: str, yes: bool) -> None:
 @json_option
 @fails_cleanly
 def list_deployments(project: str, as_json: bool) -> None:
-    """List a project's deployments, the production one marked."""
-    data = client().get(f"/v1/projects/{project}/deployments")
+    """List a project's deployments, the production one marked (and whether it is pinned)."""
+    api = client()
+    about = api.get(f"/v1/projects/{project}")
+    data = {**api.get(f"/v1/projects/{project}/deployments"), "project": about}
 
     def human() -> None:
-        table = Table("", "id", "status", "target", "created", "url")
+        out.print(production_line(about), highlight=False, soft_wrap=True)
+        table = Table("", "id", "status", "target", "created", "url", "")
         for d in data["deployments"]:
             table.add_row(
-                "●" if d["isProduction"] else "", d["id"], d["status"], d["target"], d["createdAt"], d["url"]
+                _production_mark(d, about),
+                d["id"],
+                d["status"],
+                d["target"],
+                d["createdAt"],
+                d["url"],
+                "[red]✗ damaged[/red]" if d.get("damaged") else "",
             )
         out.print(table)
+        for d in data["deployments"]:  # why, below the table: a reason is too long for a column
+            if d.get("damaged"):
+                reason = d["damaged"]["reason"]
+                out.print(f"✗ {d['id']} is not served: {reason}", highlight=False, soft_wrap=True)
 
     emit(data, as_json, human)
+
+
+def production_line(project: dict[str, Any]) -> str:
+    """The header of `anchor ls`: what serves production, and whether a rollback pinned it there."""
+    current = project.get("productionDeploymentId")
+    if not current:
+        return "production: none yet (deploy with --prod)"
+    if project.get("pinned"):
+        return f"production: {current} (pinned after a rollback; `anchor unpin {project['name']}` to release)"
+    return f"production: {current}"
+
+
+def _production_mark(deployment: dict[str, Any], project: dict[str, Any]) -> str:
+    if not deployment["isProduction"]:
+        return ""
+    return "● (pinned)" if project.get("pinned") else "●"
 
 
 @main.command()
@@ -191,9 +161,11 @@ def inspect(deployment_id: str, as_json: bool) -> None:
         table.add_row("production", "yes" if data["isProduction"] else "no")
         table.add_row("url", data["url"])
         table.add_row("created", f"{data['createdAt']} by {data['createdBy']}")
-        table.add_row("files", f"{data['fileCount']} ({data['totalSize']} bytes)")
+        table.add_row("files", f"{data['fileCount']} ({plural(data['totalSize'], 'byte')})")
         if data.get("error"):
             table.add_row("error", data["error"])
+        if data.get("damaged"):
+            table.add_row("damaged", f"not served: {data['damaged']['reason']}")
         app = data.get("app")
         if app:
             table.add_row("app", f"{app['entry']} (health {app['healthPath']})")
@@ -345,13 +317,16 @@ def env_ls(project: str, as_json: bool) -> None:
 @env.command("rm")
 @click.argument("project")
 @click.argument("key")
+@json_option
 @fails_cleanly
-def env_rm(project: str, key: str) -> None:
+def env_rm(project: str, key: str, as_json: bool) -> None:
     """Remove a variable (deployments made before keep theirs)."""
-    client().request("DELETE", f"/v1/projects/{project}/env/{key}")
-    out.print(f"removed {key} from {project}")
+    data = client().request("DELETE", f"/v1/projects/{project}/env/{key}")
+    emit(data, as_json, lambda: out.print(f"removed {key} from {project}"))
 
 
+main.add_command(deploy)
+main.add_command(login)
 main.add_command(domains)
 main.add_command(ca)
 main.add_command(tokens)
