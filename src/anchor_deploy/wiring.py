@@ -29,7 +29,8 @@ from anchor_deploy.adapters.cgroups import CgroupLimits
 from anchor_deploy.adapters.dns_lookup import DnsPythonLookup
 from anchor_deploy.adapters.dns_server import ZoneServer
 from anchor_deploy.adapters.fernet_box import FernetBox
-from anchor_deploy.adapters.fs_blobs import FsBlobStore, FsDeploymentFiles
+from anchor_deploy.adapters.fs_blobs import FsBlobStore
+from anchor_deploy.adapters.fs_deployments import FsDeploymentFiles
 from anchor_deploy.adapters.internal_ca import InternalCA, InternalIssuer
 from anchor_deploy.adapters.process_run import BuildSandbox
 from anchor_deploy.adapters.public_suffix_list import BundledPublicSuffixes

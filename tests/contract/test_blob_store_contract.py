@@ -13,19 +13,32 @@ import pytest
 
 from anchor_deploy.adapters.fs_blobs import FsBlobStore
 from anchor_deploy.model.errors import BlobRejected, BlobTooLarge
+from anchor_deploy.model.integrity import CopyKind
 from anchor_deploy.ports import BlobStore
 from anchor_deploy.ports.fakes import FakeBlobStore
 from tests.support import sha
 
 DATA = b"hello, anchor\n"
+ROTTEN = b"hello, ancher\n"  # DATA after bit rot: the same size
 LIMIT = 1024
 
 
 @pytest.fixture(params=["fs", "fake"])
-def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> FsBlobStore | FakeBlobStore:
     if request.param == "fs":
         return FsBlobStore(tmp_path / "blobs")
     return FakeBlobStore()
+
+
+def damage(blobs: FsBlobStore | FakeBlobStore, digest: str, data: bytes) -> None:
+    """Rewrite a held blob's bytes behind the store's back (in place on disk: the inode links share)."""
+    if isinstance(blobs, FakeBlobStore):
+        blobs.damage(digest, data)
+        return
+    path = blobs.path(digest)
+    os.chmod(path, 0o644)
+    path.write_bytes(data)
+    os.chmod(path, 0o444)
 
 
 def test_put_stores_and_missing_forgets(blobs: BlobStore) -> None:
@@ -129,6 +142,74 @@ def test_concurrent_puts_of_one_blob_all_succeed(blobs: BlobStore) -> None:
     assert blobs.missing([digest]) == []
 
 
+# -- integrity: both stores -------------------------------------------------------------------------
+def test_every_store_is_told_of_what_it_stored(blobs: FsBlobStore | FakeBlobStore) -> None:
+    told: list[tuple[str, bool]] = []
+    blobs.on_stored = lambda digest, replaced: told.append((digest, replaced))
+    blobs.put(sha(DATA), iter([DATA]), LIMIT)
+    blobs.put(sha(DATA), iter([DATA]), LIMIT)  # already held and right: nothing stored, nothing told
+    assert told == [(sha(DATA), False)]
+
+
+def test_an_upload_replaces_a_damaged_blob(blobs: FsBlobStore | FakeBlobStore) -> None:
+    digest = sha(DATA)
+    told: list[tuple[str, bool]] = []
+    blobs.put(digest, iter([DATA]), LIMIT)
+    blobs.on_stored = lambda d, replaced: told.append((d, replaced))
+    damage(blobs, digest, ROTTEN)
+    assert blobs.put(digest, iter([DATA]), LIMIT) == len(DATA)  # checked, found wrong, replaced
+    assert blobs.read(digest) == DATA
+    assert told == [(digest, True)]
+    assert blobs.corrupt() == {} and blobs.missing([digest]) == []
+    assert blobs.put(digest, iter([DATA]), LIMIT) == 0
+
+
+def test_a_wrong_upload_never_replaces_a_damaged_blob(blobs: FsBlobStore | FakeBlobStore) -> None:
+    digest = sha(DATA)
+    blobs.put(digest, iter([DATA]), LIMIT)
+    damage(blobs, digest, ROTTEN)
+    with pytest.raises(BlobRejected):
+        blobs.put(digest, iter([ROTTEN]), LIMIT)
+    assert blobs.read(digest) == ROTTEN  # left for the right bytes (or fsck --repair)
+
+
+def test_check_finds_damage_and_the_blob_is_then_asked_for(blobs: FsBlobStore | FakeBlobStore) -> None:
+    good, bad = sha(b"good"), sha(DATA)
+    for data in (b"good", DATA):
+        blobs.put(sha(data), iter([data]), LIMIT)
+    copies = {c.digest: c for c in blobs.copies() if c.kind is CopyKind.BLOB}
+    assert set(copies) == {good, bad} and copies[bad].size == len(DATA)
+    assert copies[bad].name == f"{bad[:2]}/{bad}"
+    damage(blobs, bad, ROTTEN)
+    paced: list[int] = []
+    assert blobs.check(copies[good], paced.append) is None
+    assert blobs.missing([good, bad]) == []  # not known to be damaged yet
+    assert blobs.check(copies[bad], paced.append) == f"content hashes to {sha(ROTTEN)}"
+    assert sum(paced) == len(b"good") + len(DATA)
+    assert blobs.corrupt() == {copies[bad].name: f"content hashes to {sha(ROTTEN)}"}
+    assert blobs.missing([good, bad]) == [bad]
+    assert blobs.has(bad)  # still there: only fsck --repair or an upload moves it
+
+
+def test_quarantine_keeps_the_bytes_aside_and_the_blob_is_missing(blobs: FsBlobStore | FakeBlobStore) -> None:
+    digest = sha(DATA)
+    blobs.put(digest, iter([DATA]), LIMIT)
+    damage(blobs, digest, ROTTEN)
+    copy = next(c for c in blobs.copies() if c.digest == digest and c.kind is CopyKind.BLOB)
+    assert blobs.check(copy) is not None
+    where = blobs.quarantine(copy, "fsck --repair: content hashes to something else")
+    assert "quarantine" in where
+    assert not blobs.has(digest) and blobs.missing([digest]) == [digest]
+    assert blobs.corrupt() == {}
+    assert not blobs.restore(digest)  # no good copy left
+    with pytest.raises(FileNotFoundError):
+        blobs.check(copy)
+    with pytest.raises(FileNotFoundError):
+        blobs.quarantine(copy, "twice")
+    assert blobs.put(digest, iter([DATA]), LIMIT) == len(DATA)
+    assert blobs.restore(digest) and blobs.read(digest) == DATA
+
+
 # -- FsBlobStore only ------------------------------------------------------------------------------
 def test_fs_blob_is_read_only_and_content_addressed(tmp_path: Path) -> None:
     store = FsBlobStore(tmp_path / "blobs")
@@ -149,3 +230,25 @@ def test_fs_rejections_leave_no_temporary_files(tmp_path: Path) -> None:
         store.put(sha(b"x"), iter([b"x" * (LIMIT + 1)]), LIMIT)
     assert os.listdir(tmp_path / "blobs" / "tmp") == []
     assert sorted(os.listdir(tmp_path / "blobs")) == ["etags", "tmp"]
+
+
+def test_fs_quarantine_is_a_folder_of_kept_files_with_notes(tmp_path: Path) -> None:
+    store = FsBlobStore(tmp_path / "blobs")
+    digest = sha(DATA)
+    store.put(digest, iter([DATA]), LIMIT)
+    damage(store, digest, ROTTEN)
+    store.put(digest, iter([DATA]), LIMIT)  # the damaged file is kept aside, not deleted
+    store.etag_path(digest)  # the sidecar, made on first use
+    copy = next(c for c in store.copies() if c.kind is CopyKind.ETAG)
+    assert copy.name == f"etags/{digest}"
+    (store.root / copy.name).chmod(0o644)
+    (store.root / copy.name).write_text('"not the digest"')
+    assert store.check(copy) == "holds b'\"not the digest\"', not the quoted digest"
+    store.quarantine(copy, "fsck --repair: a wrong ETag sidecar")
+    kept = sorted(p.name for p in (tmp_path / "quarantine").iterdir())
+    assert len(kept) == 4 and sum(name.endswith(".note") for name in kept) == 2
+    by_content = {p.read_bytes() for p in (tmp_path / "quarantine").iterdir() if not p.name.endswith(".note")}
+    assert by_content == {ROTTEN, b'"not the digest"'}
+    notes = " ".join(p.read_text() for p in (tmp_path / "quarantine").glob("*.note"))
+    assert "replaced by an upload" in notes and f"was: etags/{digest}" in notes
+    assert store.etag_path(digest).read_text() == f'"{digest}"'  # made again on next use

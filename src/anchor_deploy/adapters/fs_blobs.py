@@ -1,4 +1,4 @@
-"""Blobs on local disk, addressed by sha256, and deployments materialized from them as hard links.
+"""Blobs on local disk, addressed by sha256 (deployments link to them: fs_deployments.py).
 
 Layout under the data dir:
   blobs/ab/<sha256>            the bytes, read-only
@@ -6,8 +6,11 @@ Layout under the data dir:
                                hard-link limit (65,000 on ext4) is reached; collected with their blob
   blobs/etags/<sha256>         a tiny file holding '"<sha256>"', the content-based ETag sidecar
   blobs/etags/<sha256>.1 ...   its spares, for the same reason
-  deployments/<id>/public/...  hard links to blobs (regular files only), each with its .anchor-etag
-  deployments/<id>/deployment.json   written last: the edge serves a deployment only once it exists
+  quarantine/<time>-<name>-<rand>    a damaged copy set aside (by fsck --repair, or replaced by an upload),
+                               with a .note beside it; never deleted by the platform
+
+Bytes are checked when written (hashed as they stream in), when a deployment links them (each inode hashed
+once per process: blob_integrity.VerifiedInodes), and by fsck and the scrub (``check``).
 
 Every inode of a blob (the blob, its spares, and the plain copy that is the last resort) is mode 0444 with
 the epoch as mtime: a served file looks the same whichever of them it is linked to.
@@ -18,18 +21,25 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from anchor_deploy.model.apps import AppConfig
-from anchor_deploy.model.errors import BlobRejected, BlobTooLarge
-from anchor_deploy.model.manifest import ETAG_SUFFIX, ManifestFile, is_sha256
+from anchor_deploy.adapters.blob_integrity import (
+    Pace,
+    Quarantine,
+    VerifiedInodes,
+    etag_content,
+    hash_file,
+    scan_copies,
+)
+from anchor_deploy.model.errors import BlobRejected, BlobTooLarge, BlobUnavailable
+from anchor_deploy.model.integrity import CopyKind, StoredCopy
+from anchor_deploy.model.manifest import is_sha256
 
-MARKER = "deployment.json"
 # Every blob's mtime is the Unix epoch. Hard links share it across deployments, so it says nothing about
 # content; at the epoch Go's file server sends no Last-Modified and ignores If-Modified-Since, leaving the
 # content-hash ETag as the only validator (and saving the edge a header rewrite per request).
@@ -48,12 +58,19 @@ def _hard_link(source: Path, target: Path) -> None:
 
 
 class FsBlobStore:
-    def __init__(self, root: Path, link: Link = _hard_link) -> None:
-        """``link`` makes one hard link (``os.link``); a test may pass one that hits a lower link limit."""
+    def __init__(self, root: Path, link: Link = _hard_link, quarantine: Path | None = None) -> None:
+        """``link`` makes one hard link (``os.link``); a test may pass one that hits a lower link limit.
+        Damaged copies go to ``quarantine`` (default: a ``quarantine`` folder beside ``root``)."""
         self.root = root
         self._tmp = root / "tmp"
         self._etags = root / "etags"
         self._link = link
+        self._verified = VerifiedInodes()
+        self._quarantine = Quarantine(quarantine or root.parent / "quarantine")
+        # Copies found damaged and still in place, by name ("ab/<digest>", "ab/<digest>.1", "etags/<digest>").
+        self._corrupt: dict[str, str] = {}
+        self._replacing = threading.Lock()
+        self.on_stored: Callable[[str, bool], None] = lambda _digest, _replaced: None
         # The spare that last took a link, per blob or sidecar path: later links start there instead of
         # failing once on every full inode before it. Only a hint; a stale one is noticed and dropped.
         self._spare_hint: dict[Path, int] = {}
@@ -74,8 +91,37 @@ class FsBlobStore:
 
     def link(self, digest: str, target: Path) -> None:
         """Hard-link ``target`` to the blob, or to a spare of it once the blob has as many links as the
-        filesystem allows. FileNotFoundError (an OSError) if the blob is not stored."""
-        self._link_shared(self.path(digest), target, lambda spare: self._copy_blob(digest, spare))
+        filesystem allows, and check the linked inode's bytes (once per inode and process). BlobUnavailable
+        if the blob is not stored or its bytes are damaged (``target`` is then not left behind)."""
+        try:
+            source = self._link_shared(
+                self.path(digest), target, lambda spare: self._copy_blob(digest, spare)
+            )
+        except FileNotFoundError as exc:
+            if self.has(digest):
+                raise  # the target's folder is gone, not the blob
+            raise BlobUnavailable(f"blob {digest} is missing", digest=digest, problem="is missing") from exc
+        info = os.stat(target)
+        if self._verified.holds(info, digest):
+            return
+        found = hash_file(target)
+        if found == digest:
+            self._verified.add(info, digest)
+            return
+        target.unlink()
+        name = self._name(source) if source is not None else "a copy"
+        problem = f"is damaged on disk ({name}): its content hashes to {found}"
+        self._corrupt[name] = f"content hashes to {found}"
+        raise BlobUnavailable(f"blob {digest} {problem}", digest=digest, problem=problem)
+
+    def copy_verified(self, digest: str, target: Path) -> None:
+        """A private copy of the blob at ``target`` (a new file), its bytes checked as ``link`` does."""
+        source = self.path(digest)
+        if not self._holds_good(source, digest):
+            raise BlobUnavailable(
+                f"blob {digest} is damaged on disk", digest=digest, problem="is damaged on disk"
+            )
+        shutil.copyfile(source, target)
 
     def link_etag(self, digest: str, target: Path) -> None:
         """Hard-link ``target`` to the blob's ETag sidecar (or a spare of it), as ``link`` does."""
@@ -130,14 +176,17 @@ class FsBlobStore:
         return self.path(digest).is_file()
 
     def missing(self, digests: Iterable[str]) -> list[str]:
+        """Blobs not held, and blobs held but known damaged: an upload of the right bytes replaces them."""
         seen: dict[str, None] = {}
         for digest in digests:
-            if digest not in seen and not self.has(digest):
+            if digest not in seen and (
+                not self.has(digest) or self._name(self.path(digest)) in self._corrupt
+            ):
                 seen[digest] = None
         return list(seen)
 
     def put(self, digest: str, chunks: Iterator[bytes], max_size: int) -> int:
-        final = self.path(digest)
+        self.path(digest)  # a malformed digest is refused before it names a file
         tmp = self._tmp / f"{digest}.{secrets.token_hex(6)}"
         hasher = hashlib.sha256()
         size = 0
@@ -151,15 +200,108 @@ class FsBlobStore:
                     out.write(chunk)
             if hasher.hexdigest() != digest:
                 raise BlobRejected(f"content does not match its digest: got sha256 {hasher.hexdigest()}")
-            if final.exists():
-                return 0
-            final.parent.mkdir(exist_ok=True)
             os.chmod(tmp, BLOB_MODE)
             os.utime(tmp, (EPOCH_MTIME, EPOCH_MTIME))
-            os.replace(tmp, final)
-            return size
+            stored = self._store(digest, tmp)
         finally:
             tmp.unlink(missing_ok=True)
+        if stored is None:
+            return 0
+        self.on_stored(digest, stored)
+        return size
+
+    def _store(self, digest: str, tmp: Path) -> bool | None:
+        """Give ``tmp`` (checked bytes) the blob's name. None if a good blob is already there; False if none
+        was; True if a damaged one was, which is then set aside in the quarantine and replaced atomically
+        (the deployments linked to its inode still are: the caller's ``on_stored`` relinks them)."""
+        final = self.path(digest)
+        with self._replacing:
+            held = final.exists()
+            if held and self._holds_good(final, digest):
+                return None
+            final.parent.mkdir(exist_ok=True)
+            if held:
+                with contextlib.suppress(FileNotFoundError):
+                    self._quarantine.keep(
+                        final, self._name(final), "replaced by an upload of the right bytes", False
+                    )
+            os.replace(tmp, final)
+            self._verified.add(os.stat(final), digest)
+            self._corrupt.pop(self._name(final), None)
+            return held
+
+    def _holds_good(self, path: Path, digest: str) -> bool:
+        """Whether ``path``'s bytes hash to ``digest`` (the cache first, then a read); a bad one is noted."""
+        info = os.stat(path)
+        if self._verified.holds(info, digest) and self._name(path) not in self._corrupt:
+            return True
+        found = hash_file(path)
+        if found == digest:
+            self._verified.add(info, digest)
+            return True
+        self._verified.forget(info)
+        self._corrupt[self._name(path)] = f"content hashes to {found}"
+        return False
+
+    def _name(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    # -- integrity: fsck and the scrub (the BlobChecker port) --------------------------------------
+    def copies(self) -> Iterator[StoredCopy]:
+        return scan_copies(self.root, self._etags)
+
+    def check(self, copy: StoredCopy, pace: Pace | None = None) -> str | None:
+        """None if the copy holds what its name says, else what is wrong. FileNotFoundError if it is gone."""
+        path = self.root / copy.name
+        info = os.stat(path)
+        if copy.kind is CopyKind.ETAG:
+            data = path.read_bytes()
+            if pace is not None:
+                pace(len(data))
+            wrong = (
+                None if data == etag_content(copy.digest) else f"holds {data[:80]!r}, not the quoted digest"
+            )
+        else:
+            found = hash_file(path, pace)
+            wrong = None if found == copy.digest else f"content hashes to {found}"
+        if wrong is None:
+            self._corrupt.pop(copy.name, None)
+            if copy.kind is not CopyKind.ETAG:
+                self._verified.add(info, copy.digest)
+        else:
+            self._corrupt[copy.name] = wrong
+            self._verified.forget(info)
+        return wrong
+
+    def corrupt(self) -> dict[str, str]:
+        """Copies found damaged (by a check, a link, an upload) and still in place: name -> what is wrong."""
+        return dict(self._corrupt)
+
+    def quarantine(self, copy: StoredCopy, note: str) -> str:
+        """Move a copy to the quarantine (with ``note``); returns where it is now."""
+        path = self.root / copy.name
+        with contextlib.suppress(FileNotFoundError):
+            self._verified.forget(os.stat(path))
+        kept = self._quarantine.keep(path, copy.name, note)
+        self._corrupt.pop(copy.name, None)
+        self._spare_hint.pop(
+            self._etags / copy.digest if copy.kind is CopyKind.ETAG else self.path(copy.digest), None
+        )
+        return str(kept)
+
+    def restore(self, digest: str) -> bool:
+        """Make the blob whole from a good spare if the blob itself is gone; whether it is held (and not
+        known damaged) afterwards."""
+        primary = self.path(digest)
+        if not primary.exists():
+            spares = sorted(primary.parent.glob(f"{digest}.*"), key=lambda p: p.name)
+            for spare in spares:
+                try:
+                    self._copy_blob(digest, primary, spare)
+                    break
+                except BlobUnavailable:
+                    continue
+        return primary.exists() and self._name(primary) not in self._corrupt
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
         tmp = self._tmp / f"w.{secrets.token_hex(8)}"
@@ -167,10 +309,10 @@ class FsBlobStore:
         os.chmod(tmp, 0o444)
         os.replace(tmp, path)
 
-    def _link_shared(self, primary: Path, target: Path, make_spare: Callable[[Path], None]) -> None:
+    def _link_shared(self, primary: Path, target: Path, make_spare: Callable[[Path], None]) -> Path | None:
         """Link ``target`` to ``primary`` or its first spare (``<name>.1``, ``.2`` ...) with room for one
         more link, making that spare with ``make_spare`` when it does not exist yet; past MAX_SPARES,
-        ``target`` becomes a copy made the same way."""
+        ``target`` becomes a copy made the same way. Returns the path linked to (None for a copy)."""
         hint = number = self._spare_hint.get(primary, 0)
         from_start, made = number == 0, -1
         while number <= MAX_SPARES:
@@ -193,29 +335,34 @@ class FsBlobStore:
                 continue
             if number != hint:
                 self._spare_hint[primary] = number
-            return
+            return source
         copy = self._tmp / f"copy.{secrets.token_hex(8)}"
         try:
             make_spare(copy)
             os.link(copy, target)  # a fresh inode: fails only if target exists, as a link would
         finally:
             copy.unlink(missing_ok=True)
+        return None
 
-    def _copy_blob(self, digest: str, destination: Path) -> None:
-        """Create ``destination`` (never replacing a file there) as a copy of the blob, checking its digest
-        on the way: a damaged blob is never copied into more places."""
+    def _copy_blob(self, digest: str, destination: Path, source: Path | None = None) -> None:
+        """Create ``destination`` (never replacing a file there) as a copy of the blob (or of ``source``, a
+        spare of it), checking its digest on the way: a damaged blob is never copied into more places."""
         tmp = self._tmp / f"c.{secrets.token_hex(8)}"
         hasher = hashlib.sha256()
+        origin = source or self.path(digest)
         try:
-            with open(self.path(digest), "rb") as source, open(tmp, "wb") as out:
-                while chunk := source.read(_COPY_CHUNK):
+            with open(origin, "rb") as reader, open(tmp, "wb") as out:
+                while chunk := reader.read(_COPY_CHUNK):
                     hasher.update(chunk)
                     out.write(chunk)
             if hasher.hexdigest() != digest:
-                raise BlobRejected(
-                    f"blob {digest} is damaged on disk: its content hashes to {hasher.hexdigest()}"
+                self._corrupt[self._name(origin)] = f"content hashes to {hasher.hexdigest()}"
+                problem = (
+                    f"is damaged on disk ({self._name(origin)}): its content hashes to {hasher.hexdigest()}"
                 )
+                raise BlobUnavailable(f"blob {digest} {problem}", digest=digest, problem=problem)
             self._publish(tmp, destination)
+            self._verified.add(os.stat(destination), digest)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -235,73 +382,3 @@ class FsBlobStore:
         os.utime(tmp, (EPOCH_MTIME, EPOCH_MTIME))
         with contextlib.suppress(FileExistsError):
             os.link(tmp, destination)
-
-
-class FsDeploymentFiles:
-    def __init__(self, root: Path, blobs: FsBlobStore) -> None:
-        self.root = root
-        self._blobs = blobs
-        root.mkdir(parents=True, exist_ok=True)
-
-    def directory(self, deployment_id: str) -> Path:
-        return self.root / deployment_id
-
-    def exists(self, deployment_id: str) -> bool:
-        return (self.directory(deployment_id) / MARKER).is_file()
-
-    def app_dir(self, deployment_id: str) -> Path:
-        return self.directory(deployment_id) / "app"
-
-    def materialize(
-        self, deployment_id: str, files: Sequence[ManifestFile], app: AppConfig | None = None
-    ) -> None:
-        if self.exists(deployment_id):
-            return
-        final = self.directory(deployment_id)
-        work = self.root / f".tmp-{deployment_id}-{secrets.token_hex(4)}"
-        try:
-            (work / "public").mkdir(parents=True)
-            prefix = f"{app.static_dir}/" if app and app.static_dir else None
-            for entry in files:
-                if app is None:
-                    self._serve(work / "public", entry.path, entry)
-                elif prefix and entry.path.startswith(prefix):
-                    self._serve(work / "public", entry.path.removeprefix(prefix), entry)
-            if app is not None:
-                for entry in files:  # a private copy: an app writing its files cannot change a shared blob
-                    target = self._place(work / "app", entry.path)
-                    shutil.copyfile(self._blobs.path(entry.sha256), target)
-                    os.chmod(target, 0o755 if entry.mode & 0o111 else 0o644)
-                (work / "worker").mkdir()  # marks an app deployment for the edge
-            summary = {"id": deployment_id, "files": len(files), "app": app is not None}
-            (work / deployment_id).touch()  # the edge learns the id from this name (caddy_config)
-            (work / MARKER).write_text(json.dumps(summary))
-            if final.exists():  # a half-made directory from a crash: replace it
-                shutil.rmtree(final)
-            os.rename(work, final)
-        finally:
-            if work.exists():
-                shutil.rmtree(work, ignore_errors=True)
-
-    @staticmethod
-    def _place(root: Path, relative: str) -> Path:
-        target = root.joinpath(*relative.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target
-
-    def _serve(self, public: Path, relative: str, entry: ManifestFile) -> None:
-        target = self._place(public, relative)
-        # A link, never a copy with the manifest's mode: every served file has the blob's mode (0444).
-        self._blobs.link(entry.sha256, target)
-        self._blobs.link_etag(entry.sha256, target.with_name(target.name + ETAG_SUFFIX))
-
-    def remove(self, deployment_id: str) -> None:
-        shutil.rmtree(self.directory(deployment_id), ignore_errors=True)
-
-    def present(self) -> list[str]:
-        """Deployment ids that have a directory (complete or not)."""
-        return [p.name for p in self.root.iterdir() if p.name.startswith("dpl_")]
-
-    def sweep_temporaries(self) -> None:
-        for leftover in self.root.glob(".tmp-*"):
-            shutil.rmtree(leftover, ignore_errors=True)

@@ -17,8 +17,10 @@ AnchorError
 │   ├── NoRollbackTarget
 │   ├── DeploymentNotReady
 │   ├── DomainTaken              another project holds the custom domain
-│   └── DomainNotRetryable       retry is only for FAILED or VALIDATION_TIMED_OUT
+│   ├── DomainNotRetryable       retry is only for FAILED or VALIDATION_TIMED_OUT
+│   └── FsckRunning              one fsck at a time
 ├── BlobRejected (400/413)        digest mismatch, too large
+│   └── BlobUnavailable (503)     a stored blob is missing or damaged on disk
 ├── BodyTooLarge (413)            a request body over its route's limit (ANCHOR_MAX_JSON_BODY)
 ├── BadRequest (400)              a request HTTP cannot take (a Content-Length that is no number)
 ├── EdgeError (503)               the data plane could not be changed (the reconciler retries)

@@ -1,6 +1,6 @@
 """Ports: the small protocols the services talk to. Each has an in-memory fake in ``ports.fakes``."""
 
-from anchor_deploy.ports.blobs import BlobStore, DeploymentFiles
+from anchor_deploy.ports.blobs import BlobChecker, BlobStore, DeploymentFiles
 from anchor_deploy.ports.edge import Edge
 from anchor_deploy.ports.store import (
     AliasRepository,
@@ -13,6 +13,7 @@ from anchor_deploy.ports.store import (
 
 __all__ = [
     "AliasRepository",
+    "BlobChecker",
     "BlobStore",
     "DeploymentFiles",
     "DeploymentRepository",

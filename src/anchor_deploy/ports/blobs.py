@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from anchor_deploy.model.apps import AppConfig
+from anchor_deploy.model.integrity import StoredCopy
 from anchor_deploy.model.manifest import ManifestFile
 
 
 class BlobStore(Protocol):
+    # Told of every blob stored: (digest, True if it replaced a damaged copy of the same blob).
+    on_stored: Callable[[str, bool], None]
+
     def missing(self, digests: Iterable[str]) -> list[str]:
-        """The digests (deduplicated, in first-seen order) that the store does not hold."""
+        """The digests (deduplicated, in first-seen order) that the store does not hold, or holds but knows
+        to be damaged: an upload of the right bytes is what both need."""
         ...
 
     def put(self, digest: str, chunks: Iterator[bytes], max_size: int) -> int:
         """Store bytes under their sha256. Raises BlobRejected on a digest mismatch, BlobTooLarge past
-        max_size; nothing is kept in either case. Returns the number of bytes stored (0 if already held)."""
+        max_size; nothing is kept in either case. Returns the number of bytes stored (0 if already held and
+        its bytes are right). Held bytes that are wrong are replaced, atomically, by the upload's."""
         ...
 
     def collect(self, keep: set[str], older_than: float) -> int:
@@ -29,12 +35,55 @@ class BlobStore(Protocol):
         ...
 
 
+class BlobChecker(Protocol):
+    """What fsck and the scrub need of the blob store: its copies, their check, the quarantine."""
+
+    def copies(self) -> Iterator[StoredCopy]:
+        """Every stored copy: blobs, their spares, their ETag sidecars."""
+        ...
+
+    def check(self, copy: StoredCopy, pace: Callable[[int], None] | None = None) -> str | None:
+        """None if the copy holds what its name says, else what is wrong (the store remembers it: see
+        ``corrupt``). ``pace`` is told the size of each chunk read. FileNotFoundError if the copy is gone."""
+        ...
+
+    def corrupt(self) -> dict[str, str]:
+        """Copies known to be damaged and still in place: name -> what is wrong."""
+        ...
+
+    def quarantine(self, copy: StoredCopy, note: str) -> str:
+        """Set a copy aside, with ``note``, where nothing links to it any more; returns where it went."""
+        ...
+
+    def restore(self, digest: str) -> bool:
+        """Make the blob itself whole again from a good spare if it is gone; whether it is usable now."""
+        ...
+
+    def has(self, digest: str) -> bool:
+        """Whether a file of the blob is stored (right or not)."""
+        ...
+
+
 class DeploymentFiles(Protocol):
     def materialize(
         self, deployment_id: str, files: Sequence[ManifestFile], app: AppConfig | None = None
     ) -> None:
         """Build the deployment's immutable directory from blobs; idempotent, atomic (all or nothing).
-        With an app: the edge serves only the files under ``app.static_dir``; the app gets a private copy."""
+        With an app: the edge serves only the files under ``app.static_dir``; the app gets a private copy.
+        Each blob's bytes are checked; BlobUnavailable (naming the blob and the file) if one is missing
+        or damaged, and nothing is built."""
+        ...
+
+    def relink(
+        self,
+        deployment_id: str,
+        files: Sequence[ManifestFile],
+        digests: set[str],
+        app: AppConfig | None = None,
+    ) -> int:
+        """In a built deployment, serve the store's current bytes for each file whose blob is in ``digests``
+        (after a damaged blob was replaced), one atomic swap per file; returns how many files. 0 if the
+        deployment is not built; BlobUnavailable if such a blob is not usable."""
         ...
 
     def app_dir(self, deployment_id: str) -> Path:

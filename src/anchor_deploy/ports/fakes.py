@@ -33,6 +33,7 @@ from anchor_deploy.model.entities import (
 from anchor_deploy.model.errors import (
     BlobRejected,
     BlobTooLarge,
+    BlobUnavailable,
     Conflict,
     DeploymentNotFound,
     DomainTaken,
@@ -40,12 +41,13 @@ from anchor_deploy.model.errors import (
     NameTaken,
     ProjectNotFound,
 )
+from anchor_deploy.model.integrity import CopyKind, StoredCopy
 from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.model.manifest import ManifestFile, is_sha256
 from anchor_deploy.model.names import is_valid_hostname
 
 if TYPE_CHECKING:
-    from anchor_deploy.ports import BlobStore, DeploymentFiles, Edge, Store
+    from anchor_deploy.ports import BlobChecker, BlobStore, DeploymentFiles, Edge, Store
     from anchor_deploy.ports.domains import DomainStore
     from anchor_deploy.ports.names import PublicSuffixes, UnicodeScripts
 
@@ -466,11 +468,19 @@ def _urgency(domain: Domain) -> tuple[bool, float, str]:
 
 
 class FakeBlobStore:
-    """The BlobStore port in a dictionary of bytes, like FsBlobStore."""
+    """The BlobStore and BlobChecker ports in a dictionary of bytes, like FsBlobStore (one copy per blob,
+    named "ab/<digest>" as FsBlobStore names it; no spares, no sidecars). ``damage`` plays bit rot."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._blobs: dict[str, bytes] = {}
+        self._corrupt: dict[str, str] = {}
+        self.quarantined: dict[str, tuple[bytes, str]] = {}  # name -> (bytes, note)
+        self.on_stored: Callable[[str, bool], None] = lambda _digest, _replaced: None
+
+    @staticmethod
+    def copy_name(digest: str) -> str:
+        return f"{digest[:2]}/{digest}"
 
     @staticmethod
     def _check(digest: str) -> None:
@@ -485,7 +495,7 @@ class FakeBlobStore:
     def missing(self, digests: Iterable[str]) -> list[str]:
         seen: dict[str, None] = {}
         for digest in digests:
-            if digest not in seen and not self.has(digest):
+            if digest not in seen and (not self.has(digest) or self.copy_name(digest) in self._corrupt):
                 seen[digest] = None
         return list(seen)
 
@@ -499,11 +509,72 @@ class FakeBlobStore:
         actual = hashlib.sha256(data).hexdigest()
         if actual != digest:
             raise BlobRejected(f"content does not match its digest: got sha256 {actual}")
+        name = self.copy_name(digest)
         with self._lock:
-            if digest in self._blobs:
+            held = self._blobs.get(digest)
+            if held is not None and hashlib.sha256(held).hexdigest() == digest:
                 return 0
+            if held is not None:  # damaged: set aside, as FsBlobStore does, and replaced
+                self.quarantined[f"{name}@{len(self.quarantined)}"] = (held, "replaced by an upload")
             self._blobs[digest] = bytes(data)
-            return len(data)
+            self._corrupt.pop(name, None)
+        self.on_stored(digest, held is not None)
+        return len(data)
+
+    def damage(self, digest: str, data: bytes) -> None:
+        """Test helper: change a held blob's bytes behind the store's back, as bit rot would."""
+        with self._lock:
+            self._blobs[digest] = data
+
+    def usable(self, digest: str) -> bytes:
+        """A blob's bytes once checked; BlobUnavailable (noted, like FsBlobStore.link) if missing or wrong."""
+        with self._lock:
+            data = self._blobs.get(digest)
+            if data is None:
+                raise BlobUnavailable(f"blob {digest} is missing", digest=digest, problem="is missing")
+            found = hashlib.sha256(data).hexdigest()
+            if found != digest:
+                self._corrupt[self.copy_name(digest)] = f"content hashes to {found}"
+                problem = f"is damaged on disk: its content hashes to {found}"
+                raise BlobUnavailable(f"blob {digest} {problem}", digest=digest, problem=problem)
+            return data
+
+    def copies(self) -> Iterator[StoredCopy]:
+        with self._lock:
+            found = sorted(self._blobs.items())
+        for digest, data in found:
+            yield StoredCopy(digest, self.copy_name(digest), CopyKind.BLOB, len(data))
+
+    def check(self, copy: StoredCopy, pace: Callable[[int], None] | None = None) -> str | None:
+        with self._lock:
+            data = self._blobs.get(copy.digest)
+        if data is None:
+            raise FileNotFoundError(copy.name)
+        if pace is not None:
+            pace(len(data))
+        found = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            if found == copy.digest:
+                self._corrupt.pop(copy.name, None)
+                return None
+            self._corrupt[copy.name] = f"content hashes to {found}"
+            return self._corrupt[copy.name]
+
+    def corrupt(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._corrupt)
+
+    def quarantine(self, copy: StoredCopy, note: str) -> str:
+        with self._lock:
+            if copy.digest not in self._blobs:
+                raise FileNotFoundError(copy.name)
+            self.quarantined[copy.name] = (self._blobs.pop(copy.digest), note)
+            self._corrupt.pop(copy.name, None)
+        return f"quarantine/{copy.name}"
+
+    def restore(self, digest: str) -> bool:
+        with self._lock:  # no spares to restore from
+            return digest in self._blobs and self.copy_name(digest) not in self._corrupt
 
     def read(self, digest: str) -> bytes:
         with self._lock:
@@ -541,16 +612,45 @@ class FakeDeploymentFiles:
             tree: dict[str, bytes] = {}
             prefix = f"{app.static_dir}/" if app and app.static_dir else None
             for entry in files:
-                if not self._blobs.has(entry.sha256):
-                    # FsDeploymentFiles fails the same way: os.link of an absent blob.
-                    raise FileNotFoundError(f"blob {entry.sha256} is not stored")
+                data = self._usable(entry)
                 if app is None:
-                    tree[entry.path] = self._blobs.read(entry.sha256)
+                    tree[entry.path] = data
                 else:
-                    tree["app/" + entry.path] = self._blobs.read(entry.sha256)
+                    tree["app/" + entry.path] = data
                     if prefix and entry.path.startswith(prefix):
-                        tree[entry.path.removeprefix(prefix)] = self._blobs.read(entry.sha256)
+                        tree[entry.path.removeprefix(prefix)] = data
             self._trees[deployment_id] = tree
+
+    def _usable(self, entry: ManifestFile) -> bytes:
+        try:
+            return self._blobs.usable(entry.sha256)
+        except BlobUnavailable as exc:  # named with its file, as FsDeploymentFiles names it
+            problem = exc.extra["problem"]
+            raise BlobUnavailable(
+                f"blob {entry.sha256} of {entry.path} {problem}", digest=entry.sha256, problem=problem
+            ) from exc
+
+    def relink(
+        self,
+        deployment_id: str,
+        files: Sequence[ManifestFile],
+        digests: set[str],
+        app: AppConfig | None = None,
+    ) -> int:
+        prefix = f"{app.static_dir}/" if app and app.static_dir else None
+        with self._lock:
+            tree = self._trees.get(deployment_id)
+            if tree is None:
+                return 0
+            count = 0
+            for entry in files:
+                served = entry.path if app is None else None
+                if prefix and entry.path.startswith(prefix):
+                    served = entry.path.removeprefix(prefix)
+                if served is not None and entry.sha256 in digests:
+                    tree[served] = self._usable(entry)
+                    count += 1
+            return count
 
     def app_dir(self, deployment_id: str) -> Path:
         return Path("/fake-deployments") / deployment_id / "app"
@@ -652,8 +752,8 @@ if TYPE_CHECKING:
 
     def _fakes_satisfy_their_ports(
         store: FakeStore, blobs: FakeBlobStore, files: FakeDeploymentFiles, edge: FakeEdge
-    ) -> tuple[Store, BlobStore, DeploymentFiles, Edge]:
-        return store, blobs, files, edge  # mypy checks each fake against its Protocol here
+    ) -> tuple[Store, BlobStore, BlobChecker, DeploymentFiles, Edge]:
+        return store, blobs, blobs, files, edge  # mypy checks each fake against its Protocol here
 
     def _fake_store_serves_domains(store: FakeStore) -> DomainStore:
         return store

@@ -1,0 +1,146 @@
+"""Deployments materialized from the blob store: immutable directories of hard links to blobs.
+
+  deployments/<id>/public/...  hard links to blobs (regular files only), each with its .anchor-etag
+  deployments/<id>/app/...     an app's private copy of its files (the worker's working directory)
+  deployments/<id>/deployment.json   written last: the edge serves a deployment only once it exists
+
+A directory is built under a temporary name and renamed into place whole, so the edge never sees half of
+one; a file of a built one is only ever swapped by an atomic rename (``relink``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from anchor_deploy.adapters.fs_blobs import FsBlobStore
+from anchor_deploy.model.apps import AppConfig
+from anchor_deploy.model.errors import BlobUnavailable
+from anchor_deploy.model.manifest import ETAG_SUFFIX, ManifestFile
+
+MARKER = "deployment.json"
+
+
+class FsDeploymentFiles:
+    def __init__(self, root: Path, blobs: FsBlobStore) -> None:
+        self.root = root
+        self._blobs = blobs
+        root.mkdir(parents=True, exist_ok=True)
+
+    def directory(self, deployment_id: str) -> Path:
+        return self.root / deployment_id
+
+    def exists(self, deployment_id: str) -> bool:
+        return (self.directory(deployment_id) / MARKER).is_file()
+
+    def app_dir(self, deployment_id: str) -> Path:
+        return self.directory(deployment_id) / "app"
+
+    def materialize(
+        self, deployment_id: str, files: Sequence[ManifestFile], app: AppConfig | None = None
+    ) -> None:
+        if self.exists(deployment_id):
+            return
+        final = self.directory(deployment_id)
+        work = self.root / f".tmp-{deployment_id}-{secrets.token_hex(4)}"
+        try:
+            (work / "public").mkdir(parents=True)
+            for relative, entry in _served(files, app):
+                with _naming(entry):
+                    self._serve(work / "public", relative, entry)
+            if app is not None:
+                for entry in files:  # a private copy: an app writing its files cannot change a shared blob
+                    target = self._place(work / "app", entry.path)
+                    with _naming(entry):
+                        self._blobs.copy_verified(entry.sha256, target)
+                    os.chmod(target, 0o755 if entry.mode & 0o111 else 0o644)
+                (work / "worker").mkdir()  # marks an app deployment for the edge
+            summary = {"id": deployment_id, "files": len(files), "app": app is not None}
+            (work / deployment_id).touch()  # the edge learns the id from this name (caddy_config)
+            (work / MARKER).write_text(json.dumps(summary))
+            if final.exists():  # a half-made directory from a crash: replace it
+                shutil.rmtree(final)
+            os.rename(work, final)
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
+
+    @staticmethod
+    def _place(root: Path, relative: str) -> Path:
+        target = root.joinpath(*relative.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def _serve(self, public: Path, relative: str, entry: ManifestFile) -> None:
+        target = self._place(public, relative)
+        # A link, never a copy with the manifest's mode: every served file has the blob's mode (0444).
+        self._blobs.link(entry.sha256, target)
+        self._blobs.link_etag(entry.sha256, target.with_name(target.name + ETAG_SUFFIX))
+
+    def relink(
+        self,
+        deployment_id: str,
+        files: Sequence[ManifestFile],
+        digests: set[str],
+        app: AppConfig | None = None,
+    ) -> int:
+        """In a built deployment, point each served file whose blob is in ``digests`` (and its ETag sidecar)
+        at the store's current, checked inode: one atomic rename per file, so a request gets the old file or
+        the new one, never none. Returns how many files; BlobUnavailable if such a blob is not usable."""
+        if not self.exists(deployment_id):
+            return 0
+        folder = self.directory(deployment_id)
+        count = 0
+        for relative, entry in _served(files, app):
+            if entry.sha256 not in digests:
+                continue
+            target = self._place(folder / "public", relative)
+            sidecar = target.with_name(target.name + ETAG_SUFFIX)
+            for make, final in ((self._blobs.link, target), (self._blobs.link_etag, sidecar)):
+                tmp = folder / f".relink-{secrets.token_hex(6)}"
+                try:
+                    with _naming(entry):
+                        make(entry.sha256, tmp)
+                    os.replace(tmp, final)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            count += 1
+        return count
+
+    def remove(self, deployment_id: str) -> None:
+        shutil.rmtree(self.directory(deployment_id), ignore_errors=True)
+
+    def present(self) -> list[str]:
+        """Deployment ids that have a directory (complete or not)."""
+        return [p.name for p in self.root.iterdir() if p.name.startswith("dpl_")]
+
+    def sweep_temporaries(self) -> None:
+        for leftover in self.root.glob(".tmp-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _served(files: Sequence[ManifestFile], app: AppConfig | None) -> Iterator[tuple[str, ManifestFile]]:
+    """The files the edge serves and their paths under public/: all of a site's, an app's static ones."""
+    prefix = f"{app.static_dir}/" if app and app.static_dir else None
+    for entry in files:
+        if app is None:
+            yield entry.path, entry
+        elif prefix and entry.path.startswith(prefix):
+            yield entry.path.removeprefix(prefix), entry
+
+
+@contextlib.contextmanager
+def _naming(entry: ManifestFile) -> Iterator[None]:
+    """A blob that cannot be used, named with the file that needs it: "blob <digest> of a.html is missing"."""
+    try:
+        yield
+    except BlobUnavailable as exc:
+        problem = exc.extra.get("problem") or "is not usable"
+        raise BlobUnavailable(
+            f"blob {entry.sha256} of {entry.path} {problem}", digest=entry.sha256, problem=problem
+        ) from exc
