@@ -106,6 +106,17 @@ def test_migration_1_on_a_release_database_changes_no_table(tmp_path: Path) -> N
     assert tables(fresh) == before
 
 
+def test_version_1_is_exactly_the_schema_of_a_database_the_release_made(tmp_path: Path) -> None:
+    """The release's own database (tests/fixtures/datadir-v1, made by its code) has the tables and indexes
+    that migration 1 makes, statement for statement."""
+    release = connect(tmp_path / "release.db")
+    release.executescript((REPO / "tests" / "fixtures" / "datadir-v1" / "anchor.sql").read_text())
+    fresh = connect(tmp_path / "fresh.db")
+    migrate(fresh, upto=1)
+    assert tables(fresh) == tables(release) and len(tables(release)) == 15
+    assert schema_version(release) == 0
+
+
 def test_a_database_newer_than_the_code_is_refused_untouched(tmp_path: Path) -> None:
     SqliteStore(tmp_path / "anchor.db")
     db = connect(tmp_path / "anchor.db")
