@@ -86,6 +86,9 @@ class Settings:
     app_startup_cpu: float = 60.0  # CPU seconds a worker may use before its health check passes
     app_network: str = "none"  # "none": own network namespace, loopback only; "host": the machine's network
     sandbox_uid_base: int = 1_000_000_000  # when run as root: project n runs as uid base + n
+    # The background scrub of stored blobs: a full pass at most every interval (s), at most rate bytes/s
+    scrub_interval: float = 24 * 3600.0  # 0: off
+    scrub_rate: int = 20 * 1024 * 1024  # 0: off
     # Test-only fault injection, e.g. "rollback:after_commit" makes the process SIGKILL itself there.
     fault: str | None = None
 
@@ -138,6 +141,8 @@ class Settings:
             "log_max_bytes": "ANCHOR_LOG_MAX_BYTES",
             "build_log_max_bytes": "ANCHOR_BUILD_LOG_MAX_BYTES",
             "build_log_max_lines": "ANCHOR_BUILD_LOG_MAX_LINES",
+            "scrub_interval": "ANCHOR_SCRUB_INTERVAL",
+            "scrub_rate": "ANCHOR_SCRUB_RATE",
         }
         for attr, var in names.items():
             if env.get(var):
@@ -173,6 +178,8 @@ class Settings:
             ("app_tmp_bytes", int),
             ("app_startup_cpu", float),
             ("sandbox_uid_base", int),
+            ("scrub_interval", float),
+            ("scrub_rate", int),
         ):
             if attr in values:
                 try:
@@ -210,6 +217,8 @@ class Settings:
         )
         if min(numbers) <= 0:
             raise InvalidInput("sizes, counts and timeouts in the settings must be positive")
+        if min(self.scrub_interval, self.scrub_rate) < 0:
+            raise InvalidInput("ANCHOR_SCRUB_INTERVAL and ANCHOR_SCRUB_RATE must be 0 (off) or positive")
         if min(self.log_max_bytes, self.build_log_max_bytes) < 65536 or self.build_log_max_lines < 100:
             raise InvalidInput(
                 "ANCHOR_LOG_MAX_BYTES and ANCHOR_BUILD_LOG_MAX_BYTES must be at least 65536, "

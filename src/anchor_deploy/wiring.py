@@ -51,9 +51,11 @@ from anchor_deploy.services.deployments import BuildQueue, DeploymentService
 from anchor_deploy.services.domain_worker import DomainWorker
 from anchor_deploy.services.domains import DomainService, DomainSettings
 from anchor_deploy.services.edge_sync import EdgeSync
+from anchor_deploy.services.integrity import IntegrityService
 from anchor_deploy.services.projects import ProjectService
 from anchor_deploy.services.reconcile import Reconciler
 from anchor_deploy.services.retention import Retention
+from anchor_deploy.services.scrub import Scrubber
 from anchor_deploy.settings import Settings, parse_addr
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ class Platform:
     backups: BackupExporter
     zone_server: ZoneServer | None = None
     sandbox: Sandbox | None = None
+    integrity: IntegrityService = field(kw_only=True)
+    scrubber: Scrubber = field(kw_only=True)
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> AdminSetup:
@@ -116,6 +120,7 @@ class Platform:
         if self.caddy:
             self.caddy.start()
         self.reconciler.start()
+        self.scrubber.start()
         self.domain_worker.start()
         threading.Thread(target=self._warm_production, name="warm-up", daemon=True).start()
         threading.Thread(target=self._collect_garbage, name="gc", daemon=True).start()
@@ -160,6 +165,7 @@ class Platform:
         self._stopping.set()
         self.domain_worker.stop()
         self.reconciler.stop()
+        self.scrubber.stop()
         self.builds.stop()
         if self.caddy:
             self.caddy.stop()
@@ -219,6 +225,9 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     deployments.on_created = builds.submit
     reconciler = Reconciler(store, files, edge, aliases, builds.submit, files.present)
     sync.on_failure = reconciler.request
+    integrity = IntegrityService(store, blobs, files, reconciler, runtime.stop)
+    blobs.on_stored = integrity.blob_stored
+    scrubber = Scrubber(blobs, settings.scrub_interval, settings.scrub_rate)
     projects = ProjectService(store, edge, files, settings.base_domain, clock, reconciler.request)
     retention = Retention(store, files, edge, blobs, envs, runtime.discard, apps.requirements_of)
     backups = BackupExporter(data, blobs, retention.collection_paused, __version__, clock)
@@ -302,6 +311,8 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         backups,
         zone_server,
         sandbox,
+        integrity=integrity,
+        scrubber=scrubber,
     )
 
 

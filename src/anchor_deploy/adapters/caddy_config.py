@@ -1,14 +1,17 @@
 """Caddy's JSON config for the edge. Built once from settings; it never changes with deployments.
 
-Per request: the Host must be a strict lowercase hostname; its symlink (edge/a/<host> for production
-aliases, edge/d/<host> for immutable URLs) is resolved ONCE, by globbing the deployment's id marker
-(deployments/<id>/<id>) through it, into {http.vars.deployment}. Everything after that (the file, its ETag
-sidecar, the 404 page, the app worker) is read from deployments/<id> itself, so a rollback in the middle of
-a request can never pair one deployment's body with another's ETag.
+Per request: the Host must be a strict lowercase hostname (a Host with capitals or one trailing dot is first
+rewritten in place to that form, on a route of its own, so lowercase requests pay nothing for it); its
+symlink (edge/a/<host> for production aliases, edge/d/<host> for immutable URLs) is resolved ONCE, by
+globbing the deployment's id marker (deployments/<id>/<id>) through it, into {http.vars.deployment}.
+Everything after that (the file, its ETag sidecar, the 404 page, the app worker) is read from
+deployments/<id> itself, so a rollback in the middle of a request can never pair one deployment's body
+with another's ETag.
 """
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from anchor_deploy.model.manifest import ETAG_SUFFIX
 from anchor_deploy.model.names import HOSTNAME_PATTERN
 
 HOST = "{http.request.host}"
+SNI = "{http.request.tls.server_name}"
 DEPLOYMENT = "{http.vars.deployment}"  # "/dpl_<id>", set once per request
 HTML_CACHE = "public, max-age=0, must-revalidate"
 IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
@@ -24,9 +28,13 @@ IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
 HASHED_ASSET = r"[.-][0-9a-f]{8,64}\.[A-Za-z0-9]+$"
 HTML_PATH = r"(/|\.html?)$"
 EDGE_404_BODY = "404 Not Found: nothing is deployed at this address.\n"
+MISDIRECTED_BODY = "421 Misdirected Request: this connection's TLS name is not the Host asked for.\n"
 FILE_404_BODY = "404 Not Found\n"
 ID_MARKER_GLOB = "/dpl_*"
 WILDCARD = "{anchor_wild}"
+SNI_COPY = "X-Anchor-Sni"  # request header, only while the SNI is lowercased; deleted before serving
+SNI_COPY_VALUE = "{http.request.header.X-Anchor-Sni}"
+LOWERED_SNI = "{http.vars.anchor_sni}"
 
 
 @dataclass(frozen=True)
@@ -222,52 +230,113 @@ def _custom_redirect(custom_root: Path, https_port: int) -> dict[str, Any]:
     }
 
 
-def https_routes(paths: EdgePaths, workers: WorkerSockets) -> list[dict[str, Any]]:
-    """The HTTPS server serves custom domains only: the exact name's link, else the wildcard's."""
+def _canonical_host() -> dict[str, Any]:
+    """A strict lowercase hostname: '..', '.', '' or 'a/b' never reach a file path."""
+    return {"vars_regexp": {HOST: {"name": "host", "pattern": HOSTNAME_PATTERN}}}
+
+
+def _host_case_replacements() -> list[dict[str, str]]:
+    """A Host's letters lowercased and one trailing dot dropped (before the port, if any). Caddy has no
+    lowercase placeholder; its headers handler replaces substrings, and Host changed there is the
+    request's host from then on (the placeholders, the file matchers, what an app worker sees)."""
+    lowered = [{"search": c, "replace": c.lower()} for c in string.ascii_uppercase]
+    return [*lowered, {"search": ".:", "replace": ":"}, {"search_regexp": r"\.$", "replace": ""}]
+
+
+def _lowercase_host() -> dict[str, Any]:
+    return {"handler": "headers", "request": {"replace": {"Host": _host_case_replacements()}}}
+
+
+def _normalized_then(serve: dict[str, Any], before: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """For a Host that is not canonical as sent: lowercase it (and drop one trailing dot), then the same
+    serving route again. Browsers send lowercase hosts, so only curl, bots and hand-typed dots come here;
+    the lowercase hot path is untouched. What is still not canonical falls through to the 404."""
+    return {
+        "match": [{"not": [serve["match"][0]]}],
+        "handle": [*(before or [_lowercase_host()]), {"handler": "subroute", "routes": [serve]}],
+    }
+
+
+def _misdirected() -> dict[str, Any]:
+    return {
+        "handler": "static_response",
+        "status_code": 421,
+        "headers": {"Content-Type": ["text/plain; charset=utf-8"], "Cache-Control": ["no-store"]},
+        "body": MISDIRECTED_BODY,
+        "close": True,
+    }
+
+
+def _https_serve(paths: EdgePaths, workers: WorkerSockets, sni: str) -> dict[str, Any]:
+    """Custom domains, when the Host is canonical and names the connection's TLS name ``sni`` (so no
+    reaching one domain through another's certificate): the exact name's link, else the wildcard's."""
     assert paths.custom_hosts is not None
-    return [
+    return {
+        "match": [{**_canonical_host(), "vars": {sni: [HOST]}}],
+        "handle": [
+            {
+                "handler": "subroute",
+                "routes": [
+                    {"handle": [_wildcard_parent()]},
+                    _host_kind_route(paths.custom_hosts, paths, False, workers),
+                    _host_kind_route(paths.custom_hosts, paths, False, workers, host=WILDCARD),
+                ],
+            }
+        ],
+    }
+
+
+def https_routes(paths: EdgePaths, workers: WorkerSockets) -> list[dict[str, Any]]:
+    """The HTTPS server serves custom domains only. The SNI picks the certificate (its name is lowercased
+    by the certificate endpoint; Go keeps it as sent and refuses a trailing dot in it), and the Host must
+    name the same name, compared once both are lowercased: a request for another name on this connection
+    gets 421 (Misdirected Request), as Caddy's strict_sni_host would answer; that setting stays off because
+    it compares before the Host's trailing dot could be dropped."""
+    lower_sni: list[dict[str, Any]] = [
         {
-            "match": [{"vars_regexp": {HOST: {"name": "host", "pattern": HOSTNAME_PATTERN}}}],
-            "handle": [
-                {
-                    "handler": "subroute",
-                    "routes": [
-                        {"handle": [_wildcard_parent()]},
-                        _host_kind_route(paths.custom_hosts, paths, False, workers),
-                        _host_kind_route(paths.custom_hosts, paths, False, workers, host=WILDCARD),
-                    ],
-                }
-            ],
+            "handler": "headers",
+            "request": {
+                "set": {SNI_COPY: [SNI]},
+                "replace": {"Host": _host_case_replacements(), SNI_COPY: _host_case_replacements()},
+            },
         },
-        {"handle": [_not_found()]},
+        {"handler": "vars", "anchor_sni": SNI_COPY_VALUE},
+        {"handler": "headers", "request": {"delete": [SNI_COPY]}},
     ]
+    normalized = _normalized_then(_https_serve(paths, workers, LOWERED_SNI), lower_sni)
+    normalized["handle"][-1]["routes"].append(
+        {"match": [{"not": [{"vars": {LOWERED_SNI: [HOST]}}]}], "handle": [_misdirected()]}
+    )
+    return [_https_serve(paths, workers, SNI), normalized, {"handle": [_not_found()]}]
 
 
-def edge_routes(
-    paths: EdgePaths, workers: WorkerSockets, https_port: int | None = None
-) -> list[dict[str, Any]]:
+def _http_serve(paths: EdgePaths, workers: WorkerSockets, https_port: int | None) -> dict[str, Any]:
     custom = (
         [_custom_redirect(paths.custom_hosts, https_port)]
         if paths.custom_hosts is not None and https_port is not None
         else []
     )
-    return [
-        {
-            # A strict lowercase hostname first: '..', '.', '' or 'a/b' never reach a file path.
-            "match": [{"vars_regexp": {HOST: {"name": "host", "pattern": HOSTNAME_PATTERN}}}],
-            "handle": [
-                {
-                    "handler": "subroute",
-                    "routes": [  # production aliases first: they carry most of the traffic
-                        _host_kind_route(paths.alias_hosts, paths, False, workers),
-                        _host_kind_route(paths.deployment_hosts, paths, True, workers),
-                        *custom,
-                    ],
-                }
-            ],
-        },
-        {"handle": [_not_found()]},
-    ]
+    return {
+        "match": [_canonical_host()],
+        "handle": [
+            {
+                "handler": "subroute",
+                "routes": [  # production aliases first: they carry most of the traffic
+                    _host_kind_route(paths.alias_hosts, paths, False, workers),
+                    _host_kind_route(paths.deployment_hosts, paths, True, workers),
+                    *custom,
+                ],
+            }
+        ],
+    }
+
+
+def edge_routes(
+    paths: EdgePaths, workers: WorkerSockets, https_port: int | None = None
+) -> list[dict[str, Any]]:
+    serve = _http_serve(paths, workers, https_port)
+    normalized = _normalized_then(_http_serve(paths, workers, https_port))
+    return [serve, normalized, {"handle": [_not_found()]}]
 
 
 def edge_config(
@@ -292,8 +361,7 @@ def edge_config(
             "listen": [https.listen],
             "automatic_https": {"disable": True},
             "tls_connection_policies": [{}],
-            # The Host header must name the certificate's name: no reaching one domain through another's.
-            "strict_sni_host": True,
+            # The routes check that the Host names the SNI (https_routes), after lowercasing both.
             "routes": https_routes(paths, workers),
         }
         # Caddy asks for each handshake's certificate over loopback (not cached): installing or renewing a

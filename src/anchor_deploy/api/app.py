@@ -12,6 +12,7 @@ from anchor_deploy.api.routes_admin import router as admin_router
 from anchor_deploy.api.routes_apps import router as apps_router
 from anchor_deploy.api.routes_domains import lookup_router as domain_lookup_router
 from anchor_deploy.api.routes_domains import router as domains_router
+from anchor_deploy.api.routes_fsck import router as fsck_router
 from anchor_deploy.wiring import Platform
 
 
@@ -26,5 +27,6 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(apps_router)
     app.include_router(domains_router)
     app.include_router(domain_lookup_router)
+    app.include_router(fsck_router)
     app.include_router(admin_router)
     return app

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from anchor_deploy import __version__
 from anchor_deploy.api.deps import BodyDep, PlatformDep, ProjectDep, TokenDep
-from anchor_deploy.api.serialize import deployment_json, move_json, project_json, token_json
+from anchor_deploy.api.serialize import deployment_json, move_json, project_json, scrub_json, token_json
 from anchor_deploy.model.errors import BlobTooLarge, InvalidInput
 from anchor_deploy.model.manifest import is_sha256
 from anchor_deploy.services.auth import require_admin
@@ -23,15 +23,28 @@ _SPOOL_IN_MEMORY = 1024 * 1024
 
 @router.get("/health")
 def health(p: PlatformDep) -> dict[str, Any]:
+    """``ok``: the API answers. ``status``: "degraded" when a deployment cannot be served, a stored blob
+    is known to be damaged, or the edge is down; else "ok"."""
     edge = p.caddy.healthy() if p.caddy else None
     sandbox = p.sandbox.describe() if p.sandbox else None
     usable = p.sandbox is None or p.sandbox.problem is None
+    damaged = len(p.reconciler.damaged())
+    corrupt = len(p.blobs.corrupt())
     return {
         "ok": True,
+        "status": "degraded" if damaged or corrupt or edge is False else "ok",
         "version": __version__,
         "edge": edge,
         "sandbox": {"description": sandbox, "ok": usable},
+        "damagedDeployments": damaged,
+        "corruptBlobs": corrupt,
+        "scrub": scrub_json(p.scrubber),
     }
+
+
+def _damage(p: PlatformDep, deployment_id: str) -> str | None:
+    found = p.reconciler.damage_of(deployment_id)
+    return found.reason if found else None
 
 
 @router.post("/tokens", status_code=201)
@@ -83,7 +96,7 @@ def delete_project(p: PlatformDep, project: ProjectDep, token: TokenDep) -> dict
 @router.post("/projects/{project}/deployments", status_code=201)
 def create_deployment(p: PlatformDep, project: ProjectDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
     deployment = p.deployments.create(project, body, token)
-    answer = deployment_json(deployment, project, p.settings)
+    answer = deployment_json(deployment, project, p.settings, _damage(p, deployment.id))
     if deployment.target.value == "production":
         answer["productionUrl"] = project_json(project, p.settings)["productionUrl"]
         answer["productionPinned"] = project.pinned
@@ -97,13 +110,14 @@ def create_deployment(p: PlatformDep, project: ProjectDep, token: TokenDep, body
 
 @router.get("/projects/{project}/deployments")
 def list_deployments(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
-    return {"deployments": [deployment_json(d, project, p.settings) for d in p.deployments.list(project)]}
+    found = p.deployments.list(project)
+    return {"deployments": [deployment_json(d, project, p.settings, _damage(p, d.id)) for d in found]}
 
 
 @router.get("/deployments/{deployment_id}")
 def get_deployment(p: PlatformDep, token: TokenDep, deployment_id: str) -> dict[str, Any]:
     project, deployment = p.deployments.get(deployment_id, token)
-    return deployment_json(deployment, project, p.settings)
+    return deployment_json(deployment, project, p.settings, _damage(p, deployment.id))
 
 
 @router.post("/projects/{project}/rollback")

@@ -11,6 +11,7 @@ from anchor_deploy.model.entities import AliasMove, Deployment, Project, Token
 from anchor_deploy.model.limits import displayable_meta
 from anchor_deploy.model.names import deployment_host, production_host
 from anchor_deploy.services.domains import DomainQuota, DomainView
+from anchor_deploy.services.scrub import Scrubber
 from anchor_deploy.settings import Settings
 
 
@@ -31,7 +32,10 @@ def project_json(project: Project, settings: Settings) -> dict[str, Any]:
     }
 
 
-def deployment_json(deployment: Deployment, project: Project, settings: Settings) -> dict[str, Any]:
+def deployment_json(
+    deployment: Deployment, project: Project, settings: Settings, damage: str | None = None
+) -> dict[str, Any]:
+    """``damage``: why the deployment cannot be served now (a blob missing or damaged on disk), if so."""
     meta = displayable_meta(deployment.meta)
     found = {
         "id": deployment.id,
@@ -50,6 +54,7 @@ def deployment_json(deployment: Deployment, project: Project, settings: Settings
         "meta": meta,
         "kind": "app" if deployment.app else "static",
         "app": _app_json(deployment, settings),
+        "damaged": {"reason": damage} if damage else None,
     }
     if meta is None:
         # Stored by an older version (nested hundreds of levels deep, NaN, a lone surrogate): withheld.
@@ -160,3 +165,19 @@ def domain_json(view: DomainView, project: Project, settings: Settings) -> dict[
 
 def quota_json(quota: DomainQuota) -> dict[str, Any]:
     return {"limit": quota.limit, "used": quota.used}
+
+
+def scrub_json(scrubber: Scrubber) -> dict[str, Any]:
+    """The background scrub in /v1/health: its settings and its last whole pass."""
+    if not scrubber.enabled:
+        return {"enabled": False}
+    status = scrubber.status
+    return {
+        "enabled": True,
+        "intervalSeconds": scrubber.interval,
+        "rateBytesPerSecond": scrubber.rate,
+        "passes": status.passes,
+        "lastPassAt": iso(status.last_pass_at),
+        "lastPassCopies": status.last_pass_copies,
+        "lastPassCorrupt": status.last_pass_corrupt,
+    }

@@ -67,9 +67,12 @@ class ApiClient:
         json_body: Any = None,
         content: bytes | None = None,
         ok: tuple[int, ...] = (200, 201),
+        timeout: float | None = None,
     ) -> dict[str, Any]:
+        """``timeout``: seconds to wait for the answer, for a call that works long (fsck); default 60."""
+        wait = httpx.USE_CLIENT_DEFAULT if timeout is None else httpx.Timeout(timeout, connect=10)
         try:
-            response = self._http.request(method, path, json=json_body, content=content)
+            response = self._http.request(method, path, json=json_body, content=content, timeout=wait)
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach the anchor API at {self.base_url}: {exc}") from exc
         try:

@@ -22,6 +22,7 @@ from anchor_deploy.cli.common import (
 )
 from anchor_deploy.cli.deploy_command import deploy
 from anchor_deploy.cli.domains import ca, domains
+from anchor_deploy.cli.fsck import fsck
 from anchor_deploy.cli.login import login
 from anchor_deploy.cli.tokens import tokens
 from anchor_deploy.settings import Settings
@@ -328,6 +329,7 @@ def env_rm(project: str, key: str, as_json: bool) -> None:
 main.add_command(deploy)
 main.add_command(login)
 main.add_command(domains)
+main.add_command(fsck)
 main.add_command(ca)
 main.add_command(tokens)
 main.add_command(backup)

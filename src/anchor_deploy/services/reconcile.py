@@ -1,13 +1,21 @@
-"""The reconciler: makes the data planes match the database, idempotently, on start and after failures."""
+"""The reconciler: makes the data planes match the database, idempotently, on start and after failures.
+
+A READY deployment whose directory cannot be built (a blob missing or damaged) is *damaged*: it is left
+out of the edge (its hosts answer the edge's 404), reported, and tried again on each pass, and at once when
+the blob it waits for is uploaded. The damaged set is a fact about the data plane, not the database: it is
+recomputed by every pass and lives in memory only.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from anchor_deploy.model.entities import Deployment, DeploymentStatus
+from anchor_deploy.model.errors import AnchorError
 from anchor_deploy.ports import DeploymentFiles, Edge, Store
 from anchor_deploy.services.aliases import AliasService
 from anchor_deploy.services.background import BackgroundLoop
@@ -23,6 +31,15 @@ class ReconcileReport:
     removed: list[str] = field(default_factory=list)
     promoted: list[str] = field(default_factory=list)
     swept: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Why a deployment cannot be served, and the blob it waits for (None: retried on each pass)."""
+
+    reason: str
+    digest: str | None = None
 
 
 class Reconciler(BackgroundLoop):
@@ -50,10 +67,12 @@ class Reconciler(BackgroundLoop):
         self._present = present_deployments
         self._interval = interval
         super().__init__()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._damaged: dict[str, Damage] = {}
 
     def run_once(self, startup: bool = False) -> ReconcileReport:
-        """One pass. At start-up, builds that a previous process left QUEUED or BUILDING are queued again."""
+        """One pass. At start-up, builds that a previous process left QUEUED or BUILDING are queued again.
+        A deployment that cannot be built is marked damaged: it never fails the pass."""
         with self._lock:
             report = ReconcileReport()
             ready = self._store.deployments_with_status([DeploymentStatus.READY])
@@ -63,21 +82,62 @@ class Reconciler(BackgroundLoop):
             self._sweep(report)
             return report
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """No pass runs meanwhile (fsck's repairs take a deployment's directory away or swap its files)."""
+        with self._lock:
+            yield
+
+    def damaged(self) -> dict[str, Damage]:
+        """The deployments the last pass could not build: id -> why."""
+        return dict(self._damaged)
+
+    def damage_of(self, deployment_id: str) -> Damage | None:
+        return self._damaged.get(deployment_id)
+
+    def waits_for(self, digest: str) -> bool:
+        """Whether a damaged deployment waits for this blob (then an upload of it asks for a pass)."""
+        return any(damage.digest == digest for damage in list(self._damaged.values()))
+
     def _builds(self, report: ReconcileReport, ready: list[Deployment], requeue: bool) -> None:
+        damaged: dict[str, Damage] = {}
         for deployment in ready:
-            if not self._files.exists(deployment.id):
+            if self._files.exists(deployment.id):
+                continue
+            try:
                 # With its app config: an app's sources must never land in the served public/ directory.
                 self._files.materialize(deployment.id, self._store.manifest(deployment.id), deployment.app)
-                report.rebuilt.append(deployment.id)
+            except Exception as exc:
+                damaged[deployment.id] = self._damage(deployment.id, exc)
+                report.damaged.append(deployment.id)
+                continue
+            report.rebuilt.append(deployment.id)
+            if deployment.id in self._damaged:
+                log.info("deployment %s is whole again and served", deployment.id)
+        self._damaged = damaged
         pending = [DeploymentStatus.QUEUED, DeploymentStatus.BUILDING]
         for deployment in self._store.deployments_with_status(pending) if requeue else []:
             self._submit(deployment.id)
             report.requeued.append(deployment.id)
 
+    def _damage(self, deployment_id: str, exc: Exception) -> Damage:
+        if isinstance(exc, AnchorError):
+            digest = exc.extra.get("digest")
+            damage = Damage(exc.message, digest if isinstance(digest, str) else None)
+        else:
+            damage = Damage(f"{type(exc).__name__}: {exc}")
+        if self._damaged.get(deployment_id) != damage:  # said once, not on every pass
+            if isinstance(exc, AnchorError):
+                log.warning("deployment %s is damaged and not served: %s", deployment_id, damage.reason)
+            else:
+                log.error("deployment %s is damaged and not served", deployment_id, exc_info=exc)
+        return damage
+
     def _production_after_crash(self, report: ReconcileReport, ready: list[Deployment]) -> None:
-        """A production build that became READY just before a crash still gets its go-live decided."""
+        """A production build that became READY just before a crash still gets its go-live decided (once
+        it can be served: a damaged one waits)."""
         for deployment in ready:
-            if not deployment.go_live_pending:
+            if not deployment.go_live_pending or deployment.id in self._damaged:
                 continue
             project = self._store.project_by_id(deployment.project_id)
             if project is not None and self._aliases.deployed(project, deployment):
