@@ -307,3 +307,24 @@ def test_only_an_unrestricted_token_takes_a_backup(original: Original, tmp_path:
     done = anchor.cli("backup", str(archive), token=limited, check=False)
     assert "limited to one project" in _one_error_line(done)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_client_that_goes_away_mid_backup_leaves_no_snapshot_behind(
+    original: Original, tmp_path: Path
+) -> None:
+    """The stream is closed when its reader disconnects: collection resumes and the snapshot is removed."""
+    anchor = original.anchor
+    work = anchor.data_dir / ".backup"
+    with anchor.api() as api:
+        ensure_project(api, "large")
+        big = upload_and_deploy(api, "large", {"big.bin": os.urandom(48 << 20)}, target="preview")
+        assert big["status"] == "READY"
+        # 48 MiB is more than the loopback socket buffers hold: the server is still sending when we leave.
+        with api.stream("GET", "/v1/admin/backup") as answer:
+            assert answer.status_code == 200
+            assert int(answer.headers["content-length"]) > 48 << 20
+            next(answer.iter_raw(64 * 1024))
+            assert list(work.iterdir()), "the snapshot exists while the backup streams"
+    wait_until(lambda: not list(work.iterdir()), 30, "the snapshot is removed after the client left")
+    anchor.cli("backup", str(tmp_path / "after.tar"))  # a later backup works: nothing was left locked
+    assert (tmp_path / "after.tar").stat().st_size > 48 << 20

@@ -19,7 +19,7 @@ import os
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,7 @@ class BackupStream:
         self.size = _size(manifest, members, mtime)
         # A function of the parts, not a method: a generator holding ``self`` would be a reference cycle,
         # and a stream dropped by a client that went away would wait for the cycle collector to close.
-        self._chunks = _generate(manifest, members, mtime)
+        self._chunks = _coalesced(_generate(manifest, members, mtime))
 
     def __iter__(self) -> BackupStream:
         return self
@@ -198,7 +198,9 @@ def _size(manifest: bytes, members: list[tuple[fmt.Member, Path]], mtime: int) -
     return total + len(fmt.trailer(total))
 
 
-def _generate(manifest: bytes, members: list[tuple[fmt.Member, Path]], mtime: int) -> Iterator[bytes]:
+def _generate(
+    manifest: bytes, members: list[tuple[fmt.Member, Path]], mtime: int
+) -> Generator[bytes, None, None]:
     size = len(manifest)
     first = fmt.header(fmt.MANIFEST_NAME, size, 0o600, mtime) + manifest + fmt.padding(size)
     yield first
@@ -210,6 +212,22 @@ def _generate(manifest: bytes, members: list[tuple[fmt.Member, Path]], mtime: in
         yield fmt.padding(member.size)
         written += len(head) + member.size + len(fmt.padding(member.size))
     yield fmt.trailer(written)
+
+
+def _coalesced(pieces: Generator[bytes, None, None]) -> Iterator[bytes]:
+    """Headers and padding joined to the content around them: chunks of about fmt.CHUNK bytes, so a backup
+    of many small blobs is not sent (and handed between threads) 512 bytes at a time."""
+    buffer = bytearray()
+    try:
+        for piece in pieces:
+            buffer += piece
+            if len(buffer) >= fmt.CHUNK:
+                yield bytes(buffer)
+                buffer.clear()
+        if buffer:
+            yield bytes(buffer)
+    finally:
+        pieces.close()
 
 
 def _content(member: fmt.Member, path: Path) -> Iterator[bytes]:

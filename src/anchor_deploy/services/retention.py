@@ -43,7 +43,9 @@ class Retention:
         self._stop_worker = stop_worker
         self._requirements_of = requirements_of
         self.policy = policy
-        self._lock = threading.Lock()
+        # Reentrant: a backup stream dropped without being closed releases its pause from a finalizer,
+        # which may run in any thread, even one inside collect().
+        self._lock = threading.RLock()
         self._pauses = 0  # backups (and environment rebuilds) running: collection waits for them
 
     def plan(self, project: Project) -> list[str]:
