@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from anchor_deploy import __version__
 from anchor_deploy.api.errors import UnexpectedErrors, install_error_handlers
 from anchor_deploy.api.limits import BodyLimit
+from anchor_deploy.api.openapi import DESCRIPTION, OPENAPI_URL, TAGS, DocumentedAPI, install_docs
 from anchor_deploy.api.routes import router
 from anchor_deploy.api.routes_admin import router as admin_router
 from anchor_deploy.api.routes_apps import router as apps_router
@@ -17,7 +18,15 @@ from anchor_deploy.wiring import Platform
 
 
 def create_app(platform: Platform) -> FastAPI:
-    app = FastAPI(title="anchor-deploy", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app = DocumentedAPI(
+        title="anchor-deploy",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        openapi_url=OPENAPI_URL,
+        docs_url=None,  # served by install_docs, from local files instead of a CDN
+        redoc_url=None,
+    )
     app.state.platform = platform
     install_error_handlers(app)
     limits = platform.settings
@@ -29,4 +38,5 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(domain_lookup_router)
     app.include_router(fsck_router)
     app.include_router(admin_router)
+    install_docs(app)
     return app

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from anchor_deploy.model.entities import Project, Token
 from anchor_deploy.model.errors import BodyTooLarge, InvalidInput
 from anchor_deploy.model.limits import check_json_shape
+from anchor_deploy.services.auth import require_admin
 from anchor_deploy.wiring import Platform
 
 
@@ -21,11 +23,25 @@ def platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(platform)]
 
 
-def caller(p: PlatformDep, authorization: Annotated[str | None, Header()] = None) -> Token:
-    return p.tokens.authenticate(authorization)
+# For the OpenAPI document (its "Authorize" button) only: the header is checked by TokenService.authenticate.
+_BEARER = HTTPBearer(auto_error=False, description="an admin token, or a token limited to one project")
+BearerScheme = Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]
+
+
+def caller(p: PlatformDep, request: Request, _declared: BearerScheme) -> Token:
+    return p.tokens.authenticate(request.headers.get("authorization"))
 
 
 TokenDep = Annotated[Token, Depends(caller)]
+
+
+def admin(token: TokenDep) -> Token:
+    """The caller's token if it is unrestricted (403 first, before the body is looked at)."""
+    require_admin(token)
+    return token
+
+
+AdminDep = Annotated[Token, Depends(admin)]
 
 
 def project(project: str, p: PlatformDep, token: TokenDep) -> Project:

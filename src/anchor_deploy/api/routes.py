@@ -4,24 +4,55 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from anchor_deploy import __version__
-from anchor_deploy.api.deps import BodyDep, PlatformDep, ProjectDep, TokenDep
+from anchor_deploy.api.bodies import JsonBody
+from anchor_deploy.api.deps import AdminDep, PlatformDep, ProjectDep, TokenDep
+from anchor_deploy.api.openapi import answers
+from anchor_deploy.api.schemas import (
+    AliasHistory,
+    Deleted,
+    DeploymentCreated,
+    DeploymentInfo,
+    DeploymentList,
+    Health,
+    ProjectInfo,
+    ProjectList,
+    Promoted,
+    RolledBack,
+    TokenCreated,
+    TokenList,
+    TokenRevoked,
+)
+from anchor_deploy.api.schemas_requests import (
+    DeploymentRequest,
+    ProjectRequest,
+    PromoteRequest,
+    RollbackRequest,
+    TokenRequest,
+)
 from anchor_deploy.api.serialize import deployment_json, move_json, project_json, scrub_json, token_json
 from anchor_deploy.model.errors import BlobTooLarge, InvalidInput
 from anchor_deploy.model.manifest import is_sha256
-from anchor_deploy.services.auth import require_admin
 
 router = APIRouter(prefix="/v1")
 _CHUNK = 256 * 1024
 _SPOOL_IN_MEMORY = 1024 * 1024
+_BLOB_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the file's bytes; the path names their sha256",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    "responses": {"200": {"description": "already stored"}, "201": {"description": "stored"}},
+}
 
 
-@router.get("/health")
+@router.get("/health", **answers(Health, tag="platform"))
 def health(p: PlatformDep) -> dict[str, Any]:
     """``ok``: the API answers. ``status``: "degraded" when a deployment cannot be served, a stored blob
     is known to be damaged, or the edge is down; else "ok"."""
@@ -47,55 +78,66 @@ def _damage(p: PlatformDep, deployment_id: str) -> str | None:
     return found.reason if found else None
 
 
-@router.post("/tokens", status_code=201)
-def create_token(p: PlatformDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
-    require_admin(token)
-    name = body.get("project")
-    if name is not None and not isinstance(name, str):
-        raise InvalidInput("project must be a project name")
-    project = p.projects.get(name, token) if name is not None else None
-    created, secret = p.tokens.create(body.get("name", ""), project)
+@router.post("/tokens", status_code=201, **answers(TokenCreated, 401, 403, 404, 413, 422, 503, tag="tokens"))
+def create_token(
+    p: PlatformDep, token: AdminDep, body: Annotated[TokenRequest, Depends(JsonBody(TokenRequest))]
+) -> dict[str, Any]:
+    project = p.projects.get(body.project, token) if body.project is not None else None
+    created, secret = p.tokens.create(body.name, project)
     return {**token_json(created, project), "token": secret}
 
 
-@router.get("/tokens")
+@router.get("/tokens", **answers(TokenList, 401, 503, tag="tokens"))
 def list_tokens(p: PlatformDep, token: TokenDep) -> dict[str, Any]:
     """Admin: every token; a project token: its project's tokens. Never a secret or a hash."""
     projects = {x.id: x for x in p.projects.list(token)}
     return {"tokens": [token_json(t, projects.get(t.project_id or "")) for t in p.tokens.list(token)]}
 
 
-@router.delete("/tokens/{token_id}")
+@router.delete("/tokens/{token_id}", **answers(TokenRevoked, 401, 404, 409, 503, tag="tokens"))
 def revoke_token(p: PlatformDep, token: TokenDep, token_id: str) -> dict[str, Any]:
     revoked = p.tokens.revoke(token, token_id)
     projects = {x.id: x for x in p.projects.list(token)}
     return {**token_json(revoked, projects.get(revoked.project_id or "")), "revoked": True}
 
 
-@router.post("/projects", status_code=201)
-def create_project(p: PlatformDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
-    return project_json(p.projects.create(body.get("name"), token), p.settings)
+@router.post(
+    "/projects", status_code=201, **answers(ProjectInfo, 401, 403, 409, 413, 422, 503, tag="projects")
+)
+def create_project(
+    p: PlatformDep, token: AdminDep, body: Annotated[ProjectRequest, Depends(JsonBody(ProjectRequest))]
+) -> dict[str, Any]:
+    return project_json(p.projects.create(body.name, token), p.settings)
 
 
-@router.get("/projects")
+@router.get("/projects", **answers(ProjectList, 401, 503, tag="projects"))
 def list_projects(p: PlatformDep, token: TokenDep) -> dict[str, Any]:
     return {"projects": [project_json(x, p.settings) for x in p.projects.list(token)]}
 
 
-@router.get("/projects/{project}")
+@router.get("/projects/{project}", **answers(ProjectInfo, 401, 404, 503, tag="projects"))
 def get_project(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
     return project_json(project, p.settings)
 
 
-@router.delete("/projects/{project}")
+@router.delete("/projects/{project}", **answers(Deleted, 401, 403, 404, 409, 503, tag="projects"))
 def delete_project(p: PlatformDep, project: ProjectDep, token: TokenDep) -> dict[str, Any]:
     p.projects.delete(project.name, token)
     return {"deleted": project.name}
 
 
-@router.post("/projects/{project}/deployments", status_code=201)
-def create_deployment(p: PlatformDep, project: ProjectDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
-    deployment = p.deployments.create(project, body, token)
+@router.post(
+    "/projects/{project}/deployments",
+    status_code=201,
+    **answers(DeploymentCreated, 401, 404, 409, 413, 422, 503, tag="deployments"),
+)
+def create_deployment(
+    p: PlatformDep,
+    project: ProjectDep,
+    token: TokenDep,
+    body: Annotated[DeploymentRequest, Depends(JsonBody(DeploymentRequest))],
+) -> dict[str, Any]:
+    deployment = p.deployments.create(project, body.for_service(), token)
     answer = deployment_json(deployment, project, p.settings, _damage(p, deployment.id))
     if deployment.target.value == "production":
         answer["productionUrl"] = project_json(project, p.settings)["productionUrl"]
@@ -108,48 +150,59 @@ def create_deployment(p: PlatformDep, project: ProjectDep, token: TokenDep, body
     return answer
 
 
-@router.get("/projects/{project}/deployments")
+@router.get("/projects/{project}/deployments", **answers(DeploymentList, 401, 404, 503, tag="deployments"))
 def list_deployments(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
     found = p.deployments.list(project)
     return {"deployments": [deployment_json(d, project, p.settings, _damage(p, d.id)) for d in found]}
 
 
-@router.get("/deployments/{deployment_id}")
+@router.get("/deployments/{deployment_id}", **answers(DeploymentInfo, 401, 404, 503, tag="deployments"))
 def get_deployment(p: PlatformDep, token: TokenDep, deployment_id: str) -> dict[str, Any]:
     project, deployment = p.deployments.get(deployment_id, token)
     return deployment_json(deployment, project, p.settings, _damage(p, deployment.id))
 
 
-@router.post("/projects/{project}/rollback")
-def rollback(p: PlatformDep, project: ProjectDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
-    target = body.get("deploymentId")
-    if target is not None and not isinstance(target, str):
-        raise InvalidInput("deploymentId must be a string")
-    move = p.aliases.rollback(project, target, token)
+@router.post(
+    "/projects/{project}/rollback", **answers(RolledBack, 401, 404, 409, 413, 422, 503, tag="projects")
+)
+def rollback(
+    p: PlatformDep,
+    project: ProjectDep,
+    token: TokenDep,
+    body: Annotated[RollbackRequest, Depends(JsonBody(RollbackRequest))],
+) -> dict[str, Any]:
+    move = p.aliases.rollback(project, body.deployment_id, token)
     return {**move_json(move), "rolledBackAt": move_json(move)["at"]}
 
 
-@router.post("/projects/{project}/promote")
-def promote(p: PlatformDep, project: ProjectDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
-    target = body.get("deploymentId")
-    if not isinstance(target, str):
-        raise InvalidInput("deploymentId is required")
-    move = p.aliases.promote(project, target, token)
+@router.post("/projects/{project}/promote", **answers(Promoted, 401, 404, 409, 413, 422, 503, tag="projects"))
+def promote(
+    p: PlatformDep,
+    project: ProjectDep,
+    token: TokenDep,
+    body: Annotated[PromoteRequest, Depends(JsonBody(PromoteRequest))],
+) -> dict[str, Any]:
+    move = p.aliases.promote(project, body.deployment_id, token)
     return {**move_json(move), "promotedAt": move_json(move)["at"]}
 
 
-@router.post("/projects/{project}/unpin")
+@router.post("/projects/{project}/unpin", **answers(ProjectInfo, 401, 404, 409, 503, tag="projects"))
 def unpin(p: PlatformDep, project: ProjectDep, token: TokenDep) -> dict[str, Any]:
     p.aliases.unpin(project, token)
     return project_json(p.projects.reload(project), p.settings)
 
 
-@router.get("/projects/{project}/alias-history")
+@router.get("/projects/{project}/alias-history", **answers(AliasHistory, 401, 404, 503, tag="projects"))
 def alias_history(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
     return {"alias": "production", "history": [move_json(m) for m in p.aliases.history(project)]}
 
 
-@router.put("/blobs/{digest}")
+@router.put(
+    "/blobs/{digest}",
+    **answers(None, 400, 401, 413, 422, 503, tag="deployments"),
+    response_class=Response,  # an empty body
+    openapi_extra=_BLOB_BODY,
+)
 async def put_blob(p: PlatformDep, _token: TokenDep, digest: str, request: Request) -> Response:
     if not is_sha256(digest):
         raise InvalidInput("the blob name must be its sha256: 64 lowercase hex characters")

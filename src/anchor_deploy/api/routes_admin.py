@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from anchor_deploy.api.deps import PlatformDep, TokenDep
+from anchor_deploy.api.openapi import answers
 from anchor_deploy.services.auth import require_admin
 
 router = APIRouter(prefix="/v1/admin")
@@ -22,7 +23,20 @@ class _Stream(Protocol):
     def close(self) -> None: ...
 
 
-@router.get("/backup", response_model=None)
+_TAR = {
+    "200": {
+        "description": "A tar archive: manifest.json first, then the database, blobs, keys and certificates",
+        "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.get(
+    "/backup",
+    **answers(None, 401, 403, 503, tag="admin"),
+    response_class=StreamingResponse,
+    openapi_extra={"responses": _TAR},
+)
 async def backup(p: PlatformDep, token: TokenDep) -> StreamingResponse:
     """A tar of the database snapshot, the blobs it references, the keys and the certificates, with its
     Content-Length; the platform keeps serving (and writing) while it streams."""

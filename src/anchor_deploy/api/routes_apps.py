@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from anchor_deploy.api.deps import BodyDep, PlatformDep, ProjectDep, TokenDep
+from anchor_deploy.api.bodies import JsonBody
+from anchor_deploy.api.deps import PlatformDep, ProjectDep, TokenDep
+from anchor_deploy.api.openapi import answers
+from anchor_deploy.api.schemas import Deleted, DeploymentLog
+from anchor_deploy.api.schemas_areas import EnvList, EnvVarInfo
+from anchor_deploy.api.schemas_requests import EnvRequest
 from anchor_deploy.api.serialize import env_json, iso
 from anchor_deploy.model.errors import InvalidInput
 from anchor_deploy.wiring import Platform
@@ -19,13 +24,24 @@ from anchor_deploy.wiring import Platform
 router = APIRouter(prefix="/v1")
 _FINAL = ("READY", "ERROR", "CANCELED")
 _FOLLOW_LIMIT = 3600.0
+_EVENT_STREAM = {
+    "200": {
+        "description": "The log lines as JSON; with follow=true (build logs), server-sent events: a `line`"
+        " event per line, then `end` with the final status",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
 
 
 def _line(seq: int, at: float, text: str) -> dict[str, Any]:
     return {"seq": seq, "at": iso(at), "text": text}
 
 
-@router.get("/deployments/{deployment_id}/logs", response_model=None)
+@router.get(
+    "/deployments/{deployment_id}/logs",
+    **answers(DeploymentLog, 401, 404, 422, 503, tag="deployments"),
+    openapi_extra={"responses": _EVENT_STREAM},
+)
 def deployment_logs(
     p: PlatformDep,
     token: TokenDep,
@@ -71,17 +87,23 @@ async def _follow(p: Platform, deployment_id: str, after: int) -> AsyncIterator[
         await asyncio.sleep(0.2)
 
 
-@router.get("/projects/{project}/env")
+@router.get("/projects/{project}/env", **answers(EnvList, 401, 404, 503, tag="environment"))
 def list_env(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
     return {"env": [env_json(v) for v in p.env.list(project)]}
 
 
-@router.post("/projects/{project}/env", status_code=201)
-def set_env(p: PlatformDep, project: ProjectDep, body: BodyDep) -> dict[str, Any]:
-    return env_json(p.env.set(project, body.get("key"), body.get("value"), body.get("secret", False)))
+@router.post(
+    "/projects/{project}/env",
+    status_code=201,
+    **answers(EnvVarInfo, 401, 404, 413, 422, 503, tag="environment"),
+)
+def set_env(
+    p: PlatformDep, project: ProjectDep, body: Annotated[EnvRequest, Depends(JsonBody(EnvRequest))]
+) -> dict[str, Any]:
+    return env_json(p.env.set(project, body.key, body.value, body.secret))
 
 
-@router.delete("/projects/{project}/env/{key}")
+@router.delete("/projects/{project}/env/{key}", **answers(Deleted, 401, 404, 422, 503, tag="environment"))
 def delete_env(p: PlatformDep, project: ProjectDep, key: str) -> dict[str, Any]:
     p.env.delete(project, key)
     return {"deleted": key}

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Future
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
-from anchor_deploy.api.deps import BodyDep, PlatformDep, ProjectDep, TokenDep
+from anchor_deploy.api.bodies import JsonBody
+from anchor_deploy.api.deps import PlatformDep, ProjectDep, TokenDep
+from anchor_deploy.api.openapi import answers
+from anchor_deploy.api.schemas_areas import CertificateAuthority, DomainInfo, DomainList, DomainRemoved
+from anchor_deploy.api.schemas_requests import DomainRequest
 from anchor_deploy.api.serialize import domain_json, quota_json, record_json
 from anchor_deploy.model.domains import records_after_removal, validation_sibling
 from anchor_deploy.model.entities import Project
-from anchor_deploy.model.errors import InvalidInput
 from anchor_deploy.services.domains import DomainView
 from anchor_deploy.wiring import Platform
 
@@ -41,7 +44,7 @@ async def _checked(p: Platform, project: Project, name: str, check: bool) -> Dom
     return before  # not pending, or still checking: the state recorded before the check
 
 
-@lookup_router.get("/domains/{name}")
+@lookup_router.get("/domains/{name}", **answers(DomainInfo, 401, 404, 422, 503, tag="domains"))
 async def find_domain(p: PlatformDep, token: TokenDep, name: str, check: bool = True) -> dict[str, Any]:
     """A domain by name alone, in any project the token may see (for `anchor domains inspect NAME`)."""
 
@@ -53,21 +56,21 @@ async def find_domain(p: PlatformDep, token: TokenDep, name: str, check: bool = 
     return domain_json(view, project, p.settings)
 
 
-@lookup_router.get("/ca")
+@lookup_router.get("/ca", **answers(CertificateAuthority, 401, 503, tag="platform"))
 def certificate_authority(p: PlatformDep, token: TokenDep) -> dict[str, Any]:
     """The local CA's root certificate (the `internal` issuer's), to trust in a browser or curl."""
     root = p.internal_ca.root_path
     return {"path": str(root), "pem": root.read_text(), "issuer": p.settings.issuer}
 
 
-@router.post("", status_code=201)
-def add_domain(p: PlatformDep, project: ProjectDep, body: BodyDep) -> dict[str, Any]:
-    if "name" not in body:
-        raise InvalidInput('body must have a \'name\', e.g. {"name": "www.example.com"}')
-    return domain_json(p.domains.add(project, body["name"]), project, p.settings)
+@router.post("", status_code=201, **answers(DomainInfo, 401, 404, 409, 413, 422, 503, tag="domains"))
+def add_domain(
+    p: PlatformDep, project: ProjectDep, body: Annotated[DomainRequest, Depends(JsonBody(DomainRequest))]
+) -> dict[str, Any]:
+    return domain_json(p.domains.add(project, body.name), project, p.settings)
 
 
-@router.get("")
+@router.get("", **answers(DomainList, 401, 404, 503, tag="domains"))
 def list_domains(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
     views = p.domains.list_domains(project)
     return {
@@ -76,13 +79,13 @@ def list_domains(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
     }
 
 
-@router.get("/{name}")
+@router.get("/{name}", **answers(DomainInfo, 401, 404, 422, 503, tag="domains"))
 async def get_domain(p: PlatformDep, project: ProjectDep, name: str, check: bool = True) -> dict[str, Any]:
     view = await _checked(p, project, name, check)
     return domain_json(view, project, p.settings)
 
 
-@router.post("/{name}/retry")
+@router.post("/{name}/retry", **answers(DomainInfo, 401, 404, 409, 422, 503, tag="domains"))
 async def retry_domain(p: PlatformDep, project: ProjectDep, name: str) -> dict[str, Any]:
     started = await run_in_threadpool(p.domains.start_retry, project, name)
     await _settle(started, p.domains.settings.check_wait)
@@ -90,7 +93,7 @@ async def retry_domain(p: PlatformDep, project: ProjectDep, name: str) -> dict[s
     return domain_json(view, project, p.settings)
 
 
-@router.delete("/{name}")
+@router.delete("/{name}", **answers(DomainRemoved, 401, 404, 422, 503, tag="domains"))
 async def delete_domain(p: PlatformDep, project: ProjectDep, name: str) -> dict[str, Any]:
     view = await run_in_threadpool(p.domains.remove, project, name)
     sibling = await run_in_threadpool(p.domains.store.domain, validation_sibling(view.domain.name))

@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
-from anchor_deploy.api.deps import BodyDep, PlatformDep, TokenDep
-from anchor_deploy.model.errors import InvalidInput
+from anchor_deploy.api.bodies import JsonBody
+from anchor_deploy.api.deps import AdminDep, PlatformDep
+from anchor_deploy.api.openapi import answers
+from anchor_deploy.api.schemas_areas import FsckReportInfo
+from anchor_deploy.api.schemas_requests import FsckRequest
 from anchor_deploy.model.integrity import BlobProblem, FsckReport
-from anchor_deploy.services.auth import require_admin
 
 router = APIRouter(prefix="/v1/admin")
 
 
-@router.post("/fsck")
-async def fsck(p: PlatformDep, token: TokenDep, body: BodyDep) -> dict[str, Any]:
+@router.post("/fsck", **answers(FsckReportInfo, 401, 403, 409, 413, 422, 503, tag="admin"))
+async def fsck(
+    p: PlatformDep, _admin: AdminDep, body: Annotated[FsckRequest, Depends(JsonBody(FsckRequest))]
+) -> dict[str, Any]:
     """Runs on a worker thread at full speed; the edge serves meanwhile (it never waits on the API)."""
-    require_admin(token)
-    unknown = set(body) - {"repair"}
-    if unknown:
-        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}; fsck takes only repair")
-    repair = body.get("repair", False)
-    if not isinstance(repair, bool):
-        raise InvalidInput("repair must be true or false")
-    report = await run_in_threadpool(p.integrity.fsck, repair)
+    report = await run_in_threadpool(p.integrity.fsck, body.repair)
     return fsck_json(report)
 
 

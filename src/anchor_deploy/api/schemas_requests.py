@@ -1,0 +1,178 @@
+"""Request bodies as pydantic models, read by api/bodies.py after the raw-bytes checks.
+
+A model checks types strictly (no "5" for 5, no true for 1) and the services then check the values, as
+before. When a body fails its model, the error is the one the service would have given: each model lists
+``checks``, the services' own validators in the order the service runs them, applied to the raw body; the
+first that refuses answers. Only a body none of them refuses gets the model's own message.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from anchor_deploy.model.apps import parse_app_config, validate_env_var
+from anchor_deploy.model.domains import parse_domain_name
+from anchor_deploy.model.errors import InvalidInput
+from anchor_deploy.model.limits import parse_meta
+from anchor_deploy.model.manifest import parse_manifest
+from anchor_deploy.model.names import validate_project_name
+
+Check = Callable[[dict[str, Any]], object]
+TOKEN_NAME_MAX = 64
+
+
+class RequestBody(BaseModel):
+    model_config = ConfigDict(strict=True, alias_generator=to_camel, extra="ignore")
+    checks: ClassVar[tuple[Check, ...]] = ()
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Self:
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            for check in cls.checks:
+                check(raw)
+            raise InvalidInput(describe(exc)) from exc
+
+
+def describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
+
+
+# -- tokens and projects -------------------------------------------------------------------------------------
+def _project_is_a_name(raw: dict[str, Any]) -> None:
+    if raw.get("project") is not None and not isinstance(raw["project"], str):
+        raise InvalidInput("project must be a project name")
+
+
+def _token_name(raw: dict[str, Any]) -> None:
+    name = raw.get("name", "")
+    if not isinstance(name, str) or not name.strip() or len(name) > TOKEN_NAME_MAX:
+        raise InvalidInput(f"token name must be 1-{TOKEN_NAME_MAX} characters")
+
+
+class TokenRequest(RequestBody):
+    name: str = Field(min_length=1, max_length=TOKEN_NAME_MAX, examples=["ci"])
+    project: str | None = Field(None, description="limit the token to this project; omit for an admin token")
+    checks = (_project_is_a_name, _token_name)
+
+
+class ProjectRequest(RequestBody):
+    name: str = Field(
+        description="1-40 characters of lowercase a-z, 0-9 and '-', not starting or ending with '-'",
+        examples=["blog"],
+    )
+    checks = (lambda raw: validate_project_name(raw.get("name")),)
+
+
+# -- deployments ---------------------------------------------------------------------------------------------
+def _target(raw: dict[str, Any]) -> None:
+    if raw.get("target", "preview") not in ("production", "preview"):
+        raise InvalidInput("target must be 'production' or 'preview'")
+
+
+def _app(raw: dict[str, Any]) -> None:
+    if raw.get("app") is not None:
+        parse_app_config(raw["app"])
+
+
+class ManifestEntry(RequestBody):
+    path: str = Field(description="relative, '/'-separated, no '.' or '..' segment", examples=["index.html"])
+    sha256: str = Field(description="64 lowercase hex characters; the blob must be uploaded first")
+    size: int = Field(ge=0)
+    mode: int = Field(description="the file's mode bits: a regular file (0o100644 or 0o644 = 420)")
+
+
+class AppRequest(RequestBody):
+    entry: str = Field("app:app", description="module:attribute of the ASGI or WSGI app")
+    python: str | None = Field(None, examples=["3.12"])
+    health_path: str = Field("/", validation_alias=AliasChoices("healthPath", "health_path"))
+    static: str | None = Field(None, description="a directory of the upload served by the edge")
+    env: dict[str, str] | None = Field(None, description="variables for this deployment only")
+
+
+class DeploymentRequest(RequestBody):
+    files: list[ManifestEntry]
+    target: Literal["production", "preview"] = "preview"
+    meta: dict[str, Any] | None = Field(None, description="free-form JSON shown with the deployment")
+    app: AppRequest | None = Field(None, description="a Python web app; detected from the files if omitted")
+    checks = (
+        lambda raw: parse_manifest(raw.get("files"), sys.maxsize),
+        _target,
+        lambda raw: parse_meta(raw.get("meta")),
+        _app,
+    )
+
+    def for_service(self) -> dict[str, Any]:
+        """The body as the deployment service reads it (only the keys the client sent)."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+def _optional_id(raw: dict[str, Any]) -> None:
+    if raw.get("deploymentId") is not None and not isinstance(raw["deploymentId"], str):
+        raise InvalidInput("deploymentId must be a string")
+
+
+def _required_id(raw: dict[str, Any]) -> None:
+    if not isinstance(raw.get("deploymentId"), str):
+        raise InvalidInput("deploymentId is required")
+
+
+class RollbackRequest(RequestBody):
+    deployment_id: str | None = Field(None, description="omit for the production deployment before this one")
+    checks = (_optional_id,)
+
+
+class PromoteRequest(RequestBody):
+    deployment_id: str
+    checks = (_required_id,)
+
+
+# -- environment variables and domains -----------------------------------------------------------------------
+def _secret(raw: dict[str, Any]) -> None:
+    if not isinstance(raw.get("secret", False), bool):
+        raise InvalidInput("secret must be true or false")
+
+
+class EnvRequest(RequestBody):
+    key: str = Field(examples=["DATABASE_URL"])
+    value: str
+    secret: bool = Field(False, description="a secret value is never shown again")
+    checks = (lambda raw: validate_env_var(raw.get("key"), raw.get("value")), _secret)
+
+
+def _domain_name(raw: dict[str, Any]) -> None:
+    if "name" not in raw:
+        raise InvalidInput('body must have a \'name\', e.g. {"name": "www.example.com"}')
+    # The spelling is checked when the domain is added; this refuses a name that is no string at all.
+    parse_domain_name(raw["name"], str, str)
+
+
+class DomainRequest(RequestBody):
+    name: str = Field(examples=["www.example.com"], description="a domain name, or '*.example.com'")
+    checks = (_domain_name,)
+
+
+# -- operator ------------------------------------------------------------------------------------------------
+def _only_repair(raw: dict[str, Any]) -> None:
+    unknown = set(raw) - {"repair"}
+    if unknown:
+        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}; fsck takes only repair")
+
+
+def _repair(raw: dict[str, Any]) -> None:
+    if not isinstance(raw.get("repair", False), bool):
+        raise InvalidInput("repair must be true or false")
+
+
+class FsckRequest(RequestBody):
+    model_config = ConfigDict(extra="forbid")
+    repair: bool = Field(False, description="quarantine bad copies, relink from good ones or take down")
+    checks = (_only_repair, _repair)
