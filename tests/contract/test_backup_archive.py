@@ -244,6 +244,15 @@ def test_an_existing_empty_directory_is_restored_into_and_kept_on_failure(
     assert (target / "anchor.db").is_file()
 
 
+def test_what_a_killed_restore_left_is_cleared_by_the_next_one(data: DataDir, tmp_path: Path) -> None:
+    target = tmp_path / "again"
+    (target / ".restore-dead1234" / "blobs").mkdir(parents=True)
+    (target / ".restore-dead1234" / "anchor.db").write_bytes(b"half")
+    restore_archive(io.BytesIO(archive_of(data)), target)
+    assert not [p for p in target.iterdir() if p.name.startswith(".restore-")]
+    assert (target / "anchor.db").read_bytes()[:16] == b"SQLite format 3\0"
+
+
 def test_a_flipped_byte_anywhere_is_refused(data: DataDir, tmp_path: Path) -> None:
     body = archive_of(data)
     for at in (len(body) // 2, 700, len(body) - 2 * fmt.RECORD - 600):

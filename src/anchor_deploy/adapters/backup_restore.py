@@ -71,10 +71,13 @@ def _claim(target: Path) -> bool:
     if target.exists() and not target.is_dir():
         raise BackupInvalid(f"{target} is not a directory; nothing was changed")
     if target.is_dir():
-        if any(target.iterdir()):
+        entries = list(target.iterdir())
+        if any(not (e.name.startswith(_STAGING) and e.is_dir()) for e in entries):
             raise BackupInvalid(
                 f"{target} is not empty: restore into a new or empty directory; nothing was changed"
             )
+        for leftover in entries:  # the staging folder of a restore that was killed: nothing was placed
+            shutil.rmtree(leftover)
         os.chmod(target, 0o700)
         return False
     target.mkdir(mode=0o700, parents=True)
