@@ -6,6 +6,7 @@ import itertools
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,6 +209,15 @@ def test_quarantine_keeps_the_bytes_aside_and_the_blob_is_missing(blobs: FsBlobS
         blobs.quarantine(copy, "twice")
     assert blobs.put(digest, iter([DATA]), LIMIT) == len(DATA)
     assert blobs.restore(digest) and blobs.read(digest) == DATA
+
+
+def test_a_collected_blob_is_no_longer_reported_damaged(blobs: FsBlobStore | FakeBlobStore) -> None:
+    digest = sha(DATA)
+    blobs.put(digest, iter([DATA]), LIMIT)
+    damage(blobs, digest, ROTTEN)
+    assert blobs.check(next(c for c in blobs.copies() if c.kind is CopyKind.BLOB)) is not None
+    assert blobs.collect(set(), older_than=time.time() + 60) == 1
+    assert blobs.corrupt() == {}
 
 
 # -- FsBlobStore only ------------------------------------------------------------------------------

@@ -154,6 +154,9 @@ class FsBlobStore:
             for digest in doomed:
                 self._spare_hint.pop(self.root / digest[:2] / digest, None)
                 self._spare_hint.pop(self._etags / digest, None)
+            for name in list(self._corrupt):  # a collected copy is no longer a damaged one
+                if name.rpartition("/")[2].partition(".")[0] in doomed:
+                    self._corrupt.pop(name, None)
         return len(doomed)
 
     @staticmethod

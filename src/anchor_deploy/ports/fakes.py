@@ -587,6 +587,7 @@ class FakeBlobStore:
             gone = [d for d in self._blobs if d not in keep]
             for digest in gone:
                 del self._blobs[digest]
+                self._corrupt.pop(self.copy_name(digest), None)
             return len(gone)
 
     def lose(self, digest: str) -> None:
