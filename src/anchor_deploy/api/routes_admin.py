@@ -25,7 +25,7 @@ class _Stream(Protocol):
 
 _TAR = {
     "200": {
-        "description": "A tar archive: anchor-backup.json first, then the database, blobs, keys and certificates",
+        "description": "A tar: anchor-backup.json first, then the database, blobs, keys and certificates",
         "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
     }
 }
