@@ -357,6 +357,8 @@ def platform_env(resolver: Resolver, args: argparse.Namespace, validation_zone: 
         "ANCHOR_EDGE_HOSTNAME": EDGE_HOST,
         "ANCHOR_DOMAIN_CHECK_MIN": f"{args.check_min:g}",
         "ANCHOR_DOMAIN_CHECK_MAX": f"{args.check_max:g}",
+        # One project holds every domain of a run: above the per-project quota (100 by default).
+        "ANCHOR_DOMAIN_QUOTA": str(max(100, args.domains + 100)),
     }
     if args.platform_src:  # A/B a patch: `anchor up` imports anchor_deploy from this tree
         env["PYTHONPATH"] = str(args.platform_src.resolve())

@@ -193,12 +193,16 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--idle-timeout", type=float, default=1.0)
     parser.add_argument("--wheelhouse", type=Path, default=WHEELHOUSE)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--out", type=Path, help="results file (default results/sandbox.json; sandbox-quick.json if --quick)"
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     args.cold_runs = args.cold_runs or (2 if args.quick else 7)
     args.load_seconds = args.load_seconds or (2.0 if args.quick else 5.0)
     args.load_rounds = args.load_rounds or (1 if args.quick else 3)
+    if args.out is None:  # a smoke run never overwrites a full run's numbers
+        args.out = RESULTS.with_name("sandbox-quick.json") if args.quick else RESULTS
     run_and_report(args, run, render)
 
 
