@@ -259,6 +259,43 @@ def test_bad_names_are_refused_and_nothing_is_stored(
         assert api.get("/v1/projects/names/domains").json()["domains"] == []
 
 
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("co.uk", "'co.uk' is a public suffix (on the Public Suffix List)"),
+        ("github.io", "'github.io' is a public suffix"),
+        ("*.co.uk", "'*.co.uk' is a wildcard directly under the public suffix co.uk"),
+        ("p\u0430ypal.com", "label 'p\u0430ypal' mixes Latin and Cyrillic letters"),
+    ],
+)
+def test_names_the_rules_refuse_get_the_reason_on_the_api_and_the_cli(
+    shared: AnchorProcess, raw: str, reason: str
+) -> None:
+    with shared.api() as api:
+        ensure_project(api, "rules")
+        response = api.post("/v1/projects/rules/domains", json={"name": raw})
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "invalid_name" and reason in error["message"], error
+        assert api.get("/v1/projects/rules/domains").json()["domains"] == []
+    done = shared.cli("domains", "add", "rules", raw, check=False)
+    assert done.returncode != 0 and reason in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_an_apex_under_a_two_label_suffix_is_offered_address_records(shared: AnchorProcess) -> None:
+    with shared.api() as api:
+        ensure_project(api, "apex")
+        apex = api.post("/v1/projects/apex/domains", json={"name": "example.co.uk"}).json()
+        sub = api.post("/v1/projects/apex/domains", json={"name": "www.example.co.uk"}).json()
+    routing = [(r["type"], r["name"]) for r in apex["dnsRecords"] if r["purpose"] == "routing"]
+    assert routing and all(t in ("A", "AAAA") for t, _ in routing), apex["dnsRecords"]
+    assert {n for _, n in routing} == {"example.co.uk"}
+    assert [(r["type"], r["name"], r["value"]) for r in sub["dnsRecords"] if r["purpose"] == "routing"] == [
+        ("CNAME", "www.example.co.uk", EDGE_HOST)
+    ]
+
+
 def test_mixed_case_trailing_dot_and_unicode_names_are_normalized(shared: AnchorProcess) -> None:
     with shared.api() as api:
         ensure_project(api, "norm")
