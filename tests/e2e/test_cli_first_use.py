@@ -133,8 +133,9 @@ def test_rm_without_a_terminal_needs_yes(platform: AnchorProcess) -> None:
     with platform.api() as api:
         assert api.get("/v1/projects/doomed").status_code == 200
     platform.cli("domains", "add", "doomed", "www.doomed-anchor.test")
-    kept = platform.cli("domains", "rm", "www.doomed-anchor.test", check=False)
-    assert "pass --yes" in one_line_error(kept)
+    for json_flag in ([], ["--json"]):  # --json alone does not confirm either
+        kept = platform.cli("domains", "rm", "www.doomed-anchor.test", *json_flag, check=False)
+        assert "pass --yes" in one_line_error(kept)
     removed = platform.cli("domains", "rm", "www.doomed-anchor.test", "--yes")
     lines = removed.stdout
     assert "you may now delete these DNS records" in lines and "keep it" not in lines, lines

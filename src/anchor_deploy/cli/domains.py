@@ -149,14 +149,14 @@ def domains_inspect(name: str, project: str | None, as_json: bool) -> None:
 @domains.command("rm")
 @click.argument("name")
 @click.option("--project", "-p", help="The project (default: found by name).")
-@click.option("--yes", is_flag=True, help="Do not ask (needed without a terminal, unless --json).")
+@click.option("--yes", is_flag=True, help="Do not ask (needed without a terminal).")
 @json_option
 @fails_cleanly
 def domains_rm(name: str, project: str | None, yes: bool, as_json: bool) -> None:
     """Stop serving NAME, delete its certificate and release the name."""
     api = client()
     found = find(api, name, project, check=False)
-    confirm_or_fail(f"Remove {found['name']} from {found['project']}?", yes or as_json)
+    confirm_or_fail(f"Remove {found['name']} from {found['project']}?", yes)
     data = api.request("DELETE", f"/v1/projects/{found['project']}/domains/{_path(found['name'])}")
 
     def human() -> None:
