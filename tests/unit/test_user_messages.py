@@ -118,3 +118,57 @@ def test_login_without_a_token_anywhere_fails_in_one_line(monkeypatch: pytest.Mo
     monkeypatch.setattr("sys.stdin", Stdin("\n", tty=False))
     with pytest.raises(ClientError):
         login_module.token_from(None, True, "anc_env")  # --token-stdin reads stdin, even with ANCHOR_TOKEN
+
+
+class FakeProjects:
+    """Just enough of ApiClient for deciding the project of a deploy."""
+
+    def __init__(self, existing: set[str]) -> None:
+        self.existing = existing
+        self.created: list[str] = []
+
+    def get(self, path: str) -> dict[str, object]:
+        name = path.rsplit("/", 1)[1]
+        if name not in self.existing:
+            raise ClientError(f"project {name!r} not found", 404, "project_not_found")
+        return {"name": name}
+
+    def post(self, path: str, body: dict[str, str]) -> dict[str, object]:
+        self.created.append(body["name"])
+        self.existing.add(body["name"])
+        return {"name": body["name"]}
+
+
+@pytest.mark.parametrize(
+    ("existing", "create", "terminal", "answer", "created", "refused"),
+    [
+        ({"shop"}, False, False, "", [], None),
+        (set(), True, False, "", ["shop"], None),
+        (set(), False, False, "", [], "pass --create"),
+        (set(), False, True, "y\n", ["shop"], None),
+        (set(), False, True, "n\n", [], "nothing was deployed"),
+        (set(), False, True, "", [], "nothing was deployed"),  # end of input at the question
+    ],
+)
+def test_the_project_of_a_deploy(
+    monkeypatch: pytest.MonkeyPatch,
+    existing: set[str],
+    create: bool,
+    terminal: bool,
+    answer: str,
+    created: list[str],
+    refused: str | None,
+) -> None:
+    from click.testing import CliRunner
+
+    from anchor_deploy.cli import deploy_command
+
+    monkeypatch.setattr(deploy_command, "has_terminal", lambda: terminal)
+    api = FakeProjects(set(existing))
+    with CliRunner().isolation(input=answer):
+        if refused is None:
+            deploy_command._resolve_project(api, "shop", create)  # type: ignore[arg-type]
+        else:
+            with pytest.raises(ClientError, match=refused):
+                deploy_command._resolve_project(api, "shop", create)  # type: ignore[arg-type]
+    assert api.created == created

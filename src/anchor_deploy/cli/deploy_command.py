@@ -104,7 +104,11 @@ def _resolve_project(api: ApiClient, name: str, create: bool) -> None:
                 f"project {name} does not exist: pass --create to create it "
                 f"(or run `anchor projects add {name}` first)"
             )
-        if not click.confirm(f"project {name} does not exist; create it?", default=False, err=True):
+        try:
+            agreed = click.confirm(f"project {name} does not exist; create it?", default=False, err=True)
+        except click.Abort:  # Ctrl-C or end of input at the question
+            agreed = False
+        if not agreed:
             raise ClientError(f"project {name} does not exist; nothing was deployed")
     try:
         api.post("/v1/projects", {"name": name})
