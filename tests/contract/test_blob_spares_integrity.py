@@ -96,3 +96,14 @@ def test_a_build_that_would_link_a_damaged_spare_fails_naming_it(tmp_path: Path)
             "dpl_bbbbbbbbbbbb", icons(2)
         )
     assert not files.exists("dpl_bbbbbbbbbbbb")
+
+
+def test_a_damaged_blob_at_the_link_limit_is_replaced_and_kept_as_a_copy(tmp_path: Path) -> None:
+    blobs, files = store(tmp_path)
+    digest = sha(ICON)
+    files.materialize("dpl_aaaaaaaaaaaa", icons(2))  # the blob is at the limit: no link to keep it by
+    rot(blobs.path(digest))
+    assert blobs.put(digest, iter([ICON]), 1 << 20) == len(ICON)
+    kept = [p for p in (tmp_path / "quarantine").iterdir() if not p.name.endswith(".note")]
+    assert [p.read_bytes() for p in kept] == [ROTTEN]
+    assert blobs.path(digest).read_bytes() == ICON

@@ -9,9 +9,11 @@ a tool that restores the mtime) is what `anchor fsck` and the background scrub a
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -95,8 +97,9 @@ def _copies_in(folder: Path, prefix: str, blob_kind: bool) -> Iterator[StoredCop
 class Quarantine:
     """A folder of damaged copies, each beside a ``.note`` saying what it was, what was wrong and when."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, link: Callable[[Path, Path], None] = os.link) -> None:
         self.root = root
+        self._link = link
 
     def keep(self, source: Path, name: str, note: str, move: bool = True) -> Path:
         """Move (or, with ``move=False``, hard-link) ``source`` here; returns where it went."""
@@ -109,7 +112,12 @@ class Quarantine:
             if move:
                 os.rename(source, target)
             else:
-                os.link(source, target)
+                try:
+                    self._link(source, target)
+                except OSError as exc:
+                    if exc.errno != errno.EMLINK:
+                        raise
+                    shutil.copyfile(source, target)  # an inode with as many links as the filesystem allows
             os.replace(tmp, target.with_name(target.name + ".note"))
         finally:
             tmp.unlink(missing_ok=True)

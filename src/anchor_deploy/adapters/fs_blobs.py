@@ -66,7 +66,7 @@ class FsBlobStore:
         self._etags = root / "etags"
         self._link = link
         self._verified = VerifiedInodes()
-        self._quarantine = Quarantine(quarantine or root.parent / "quarantine")
+        self._quarantine = Quarantine(quarantine or root.parent / "quarantine", link)
         # Copies found damaged and still in place, by name ("ab/<digest>", "ab/<digest>.1", "etags/<digest>").
         self._corrupt: dict[str, str] = {}
         self._replacing = threading.Lock()
