@@ -43,16 +43,19 @@ def _print_report(data: dict[str, Any]) -> None:
         highlight=False,
     )
     if problems:
-        table = Table("problem", "copy", "used by", "detail", "action" if data["repair"] else "")
+        table = Table("problem", "blob", "copy", "used by")
         for problem in problems:
             table.add_row(
                 f"{problem['problem']} {problem['kind']}",
-                problem["copy"] or f"blob {problem['digest']}",
+                problem["digest"][:12] + "…",
+                _short_copy(problem["copy"]),
                 ", ".join(problem["deployments"]) or "-",
-                problem["detail"],
-                problem["action"] or "",
             )
         out.print(table)
+        for problem in problems:  # in full: digests and paths are too long for a column
+            action = f"; {problem['action']}" if problem["action"] else ""
+            where = problem["copy"] or f"blob {problem['digest']}"
+            out.print(f"{where}: {problem['detail']}{action}", highlight=False, soft_wrap=True)
     if data["relinked"]:
         out.print(f"rebuilt from good copies: {', '.join(data['relinked'])}", highlight=False)
     if data["takenDown"]:
@@ -63,3 +66,12 @@ def _print_report(data: dict[str, Any]) -> None:
         out.print(f"damaged: {damaged['id']}: {damaged['reason']}", highlight=False, soft_wrap=True)
     if problems and not data["repair"]:
         out.print("`anchor fsck --repair` quarantines the damaged copies", highlight=False)
+
+
+def _short_copy(name: str | None) -> str:
+    """ "ab/<digest>.2" as "ab/….2": which copy, the digest being in its own column."""
+    if not name:
+        return "-"
+    folder, _, file = name.rpartition("/")
+    _, dot, number = file.partition(".")
+    return f"{folder}/…{dot}{number}"
