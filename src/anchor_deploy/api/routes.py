@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from anchor_deploy import __version__
@@ -29,6 +29,7 @@ from anchor_deploy.api.schemas import (
     TokenRevoked,
 )
 from anchor_deploy.api.schemas_requests import (
+    SHA256_PATTERN,
     DeploymentRequest,
     ProjectRequest,
     PromoteRequest,
@@ -42,6 +43,8 @@ from anchor_deploy.model.manifest import is_sha256
 router = APIRouter(prefix="/v1")
 _CHUNK = 256 * 1024
 _SPOOL_IN_MEMORY = 1024 * 1024
+# The pattern is shown in the document only: put_blob answers a bad name with its own message.
+BlobName = Annotated[str, Path(json_schema_extra={"pattern": SHA256_PATTERN}, description="their sha256")]
 _BLOB_BODY = {
     "requestBody": {
         "required": True,
@@ -203,7 +206,7 @@ def alias_history(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
     response_class=Response,  # an empty body
     openapi_extra=_BLOB_BODY,
 )
-async def put_blob(p: PlatformDep, _token: TokenDep, digest: str, request: Request) -> Response:
+async def put_blob(p: PlatformDep, _token: TokenDep, digest: BlobName, request: Request) -> Response:
     if not is_sha256(digest):
         raise InvalidInput("the blob name must be its sha256: 64 lowercase hex characters")
     limit = p.settings.max_blob_size

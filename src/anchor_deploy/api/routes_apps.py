@@ -24,11 +24,41 @@ from anchor_deploy.wiring import Platform
 router = APIRouter(prefix="/v1")
 _FINAL = ("READY", "ERROR", "CANCELED")
 _FOLLOW_LIMIT = 3600.0
+# One server-sent event (before OpenAPI 3.2, the schema of an event stream describes each event).
+_SSE_EVENT = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["event", "id", "data"],
+            "properties": {
+                "event": {"const": "line"},
+                "id": {"type": "string", "description": "the line's seq: resume with ?after="},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/LogLine"},
+                },
+            },
+        },
+        {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"const": "end"},
+                "data": {
+                    "type": "string",
+                    "description": '{"status": the final status, or "DELETED"}',
+                    "contentMediaType": "application/json",
+                },
+            },
+        },
+    ]
+}
 _EVENT_STREAM = {
     "200": {
         "description": "The log lines as JSON; with follow=true (build logs), server-sent events: a `line`"
         " event per line, then `end` with the final status",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": _SSE_EVENT}},
     }
 }
 

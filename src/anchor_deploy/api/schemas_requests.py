@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -24,6 +24,16 @@ from anchor_deploy.model.names import validate_project_name
 
 Check = Callable[[dict[str, Any]], object]
 TOKEN_NAME_MAX = 64
+# Shown in the document (so generated clients and tests send names that can work); the services enforce
+# them with their own messages. tests/unit/test_openapi_routes.py holds them equal to the services' rules.
+PROJECT_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
+ENV_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+def documented(**schema: Any) -> Any:
+    """A JSON Schema keyword shown in the document but left to the service to enforce."""
+    return Field(json_schema_extra=schema)
 
 
 class RequestBody(BaseModel):
@@ -65,7 +75,7 @@ class TokenRequest(RequestBody):
 
 
 class ProjectRequest(RequestBody):
-    name: str = Field(
+    name: Annotated[str, documented(pattern=PROJECT_NAME_PATTERN)] = Field(
         description="1-40 characters of lowercase a-z, 0-9 and '-', not starting or ending with '-'",
         examples=["blog"],
     )
@@ -85,7 +95,9 @@ def _app(raw: dict[str, Any]) -> None:
 
 class ManifestEntry(RequestBody):
     path: str = Field(description="relative, '/'-separated, no '.' or '..' segment", examples=["index.html"])
-    sha256: str = Field(description="64 lowercase hex characters; the blob must be uploaded first")
+    sha256: Annotated[str, documented(pattern=SHA256_PATTERN)] = Field(
+        description="64 lowercase hex characters; the blob must be uploaded first"
+    )
     size: int = Field(ge=0)
     mode: int = Field(description="the file's mode bits: a regular file (0o100644 or 0o644 = 420)")
 
@@ -142,7 +154,7 @@ def _secret(raw: dict[str, Any]) -> None:
 
 
 class EnvRequest(RequestBody):
-    key: str = Field(examples=["DATABASE_URL"])
+    key: Annotated[str, documented(pattern=ENV_KEY_PATTERN)] = Field(examples=["DATABASE_URL"])
     value: str
     secret: bool = Field(False, description="a secret value is never shown again")
     checks = (lambda raw: validate_env_var(raw.get("key"), raw.get("value")), _secret)
@@ -156,7 +168,9 @@ def _domain_name(raw: dict[str, Any]) -> None:
 
 
 class DomainRequest(RequestBody):
-    name: str = Field(examples=["www.example.com"], description="a domain name, or '*.example.com'")
+    name: Annotated[str, documented(format="hostname")] = Field(
+        examples=["www.example.com"], description="a domain name, or '*.example.com'"
+    )
     checks = (_domain_name,)
 
 
