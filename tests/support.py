@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import idna
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -85,3 +86,18 @@ def write_old_style_root(folder: Path) -> None:
         key.private_bytes(serialization.Encoding.PEM, pkcs8, serialization.NoEncryption())
     )
     (folder / "root.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def to_ascii(label: str) -> str:
+    """IDNA (UTS #46) to an A-label, as wiring.py gives the domain service; ValueError for a bad name."""
+    try:
+        return idna.encode(label, uts46=True).decode()
+    except idna.IDNAError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def to_unicode(label: str) -> str:
+    try:
+        return str(idna.decode(label))
+    except idna.IDNAError as exc:
+        raise ValueError(str(exc)) from exc

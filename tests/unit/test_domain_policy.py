@@ -3,7 +3,6 @@ mixed-script rule (real Unicode Script_Extensions), table-driven."""
 
 from __future__ import annotations
 
-import idna
 import pytest
 
 from anchor_deploy.adapters.public_suffix_list import BundledPublicSuffixes
@@ -12,26 +11,13 @@ from anchor_deploy.model.domain_policy import caa_names, check_new_domain_name, 
 from anchor_deploy.model.domains import Domain, DomainName, dns_records, parse_domain_name
 from anchor_deploy.model.errors import InvalidName
 from anchor_deploy.model.mixed_scripts import mixed_script_problem
+from tests.support import to_ascii, to_unicode
 
 BASE = "apps.example.net"
 SUFFIXES = BundledPublicSuffixes()
 SCRIPTS = UcdScripts()
 CYRILLIC_A = "\u0430"
 GREEK_ALPHA = "\u03b1"
-
-
-def to_ascii(label: str) -> str:
-    try:
-        return idna.encode(label, uts46=True).decode()
-    except idna.IDNAError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def to_unicode(label: str) -> str:
-    try:
-        return idna.decode(label)
-    except idna.IDNAError as exc:
-        raise ValueError(str(exc)) from exc
 
 
 def add(raw: str) -> DomainName:

@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import idna
 import pytest
 
 from anchor_deploy.model.domains import (
@@ -33,6 +32,7 @@ from anchor_deploy.ports.domains import Certificate
 from anchor_deploy.ports.fakes import FakePublicSuffixes, FakeStore, FakeUnicodeScripts
 from anchor_deploy.services.domain_worker import DomainWorker
 from anchor_deploy.services.domains import DomainService, DomainSettings
+from tests.support import to_ascii, to_unicode
 from tests.unit.domain_fakes import (
     Clock,
     FakeDnsLookup,
@@ -52,20 +52,6 @@ DEADLINE = 72 * 3600.0
 LIFETIME = 90 * 86400.0
 WWW = "www.example.com"
 P, ISSUED = CertificateStatus.PENDING_VALIDATION, CertificateStatus.ISSUED
-
-
-def to_ascii(label: str) -> str:
-    try:
-        return idna.encode(label, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def to_unicode(label: str) -> str:
-    try:
-        return str(idna.decode(label))
-    except idna.IDNAError as exc:
-        raise ValueError(str(exc)) from exc
 
 
 @dataclass

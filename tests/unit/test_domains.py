@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import idna
 import pytest
 
 from anchor_deploy.adapters.public_suffix_list import BundledPublicSuffixes
@@ -10,22 +9,9 @@ from anchor_deploy.adapters.unicode_scripts import UcdScripts
 from anchor_deploy.model.domain_policy import check_new_domain_name, is_apex
 from anchor_deploy.model.domains import DomainName, parse_domain_name
 from anchor_deploy.model.errors import InvalidName
+from tests.support import to_ascii, to_unicode
 
 BASE = "apps.example.net"
-
-
-def to_ascii(label: str) -> str:
-    try:
-        return idna.encode(label, uts46=True).decode()
-    except idna.IDNAError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def to_unicode(label: str) -> str:
-    try:
-        return idna.decode(label)
-    except idna.IDNAError as exc:
-        raise ValueError(str(exc)) from exc
 
 
 SUFFIXES = BundledPublicSuffixes()
