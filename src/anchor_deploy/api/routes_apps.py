@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -24,6 +24,15 @@ from anchor_deploy.wiring import Platform
 router = APIRouter(prefix="/v1")
 _FINAL = ("READY", "ERROR", "CANCELED")
 _FOLLOW_LIMIT = 3600.0
+_MAX_SEQ = 2**63 - 1  # SQLite's largest integer: a larger `after` cannot even be compared with a line's seq
+_LIMIT = 10_000
+
+
+def _documented(**schema: Any) -> Any:
+    """A query parameter's rule shown in the document; the route checks it with its own message."""
+    return Query(json_schema_extra=schema)
+
+
 # One server-sent event (before OpenAPI 3.2, the schema of an event stream describes each event).
 _SSE_EVENT = {
     "oneOf": [
@@ -76,16 +85,16 @@ def deployment_logs(
     p: PlatformDep,
     token: TokenDep,
     deployment_id: str,
-    after: int = 0,
+    after: Annotated[int, _documented(minimum=0, maximum=_MAX_SEQ)] = 0,
     follow: bool = False,
-    source: str = "build",
-    limit: int = 200,
+    source: Annotated[str, _documented(enum=["build", "runtime"])] = "build",
+    limit: Annotated[int, _documented(minimum=1, maximum=_LIMIT)] = 200,
 ) -> dict[str, Any] | StreamingResponse:
     _project, deployment = p.deployments.get(deployment_id, token)
     if source not in ("build", "runtime"):
         raise InvalidInput("source must be 'build' or 'runtime'")
-    if after < 0 or not 1 <= limit <= 10_000:
-        raise InvalidInput("after must be >= 0 and limit from 1 to 10000")
+    if not 0 <= after <= _MAX_SEQ or not 1 <= limit <= _LIMIT:
+        raise InvalidInput(f"after must be from 0 to {_MAX_SEQ} and limit from 1 to {_LIMIT}")
     if source == "runtime":
         return {"source": "runtime", "lines": p.runtime.runtime_log(deployment.id, limit)}
     if follow:
