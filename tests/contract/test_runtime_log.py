@@ -241,9 +241,9 @@ def test_tail_of_missing_empty_and_unterminated_files(tmp_path: Path) -> None:
     assert tail_log(path, 10) == []
     path.write_bytes(b"")
     assert tail_log(path, 10) == []
-    path.write_bytes(b"one\ntwo")
-    assert tail_log(path, 10) == ["one", "two"]
-    assert tail_log(path, 1) == ["two"]
+    path.write_bytes(b"one\ntwo")  # "two" is still being written
+    assert tail_log(path, 10) == ["one"]
+    assert tail_log(path, 1) == ["one"]
     path.write_bytes(b"\n\nthree\n")
     assert tail_log(path, 10) == ["", "", "three"]
 
@@ -273,3 +273,12 @@ def test_tail_while_a_writer_rotates_returns_consecutive_lines(tmp_path: Path) -
         stop.set()
         writer.join()
     assert checked > 10
+
+
+def test_a_line_still_being_written_is_not_shown_half(tmp_path: Path) -> None:
+    path = tmp_path / "dpl.log"
+    path.write_bytes(b"2026-01-01T00:00:00 first\n2026-01-01T00:00:01 second\n2026-01-0")
+    assert tail_log(path, 5) == ["2026-01-01T00:00:00 first", "2026-01-01T00:00:01 second"]
+    with open(path, "ab") as out:
+        out.write(b"1T00:00:02 third\n")
+    assert tail_log(path, 1) == ["2026-01-01T00:00:02 third"]

@@ -210,8 +210,9 @@ def _tail(fd: int, limit: int, block: int = BLOCK) -> tuple[list[bytes], bool]:
         blocks.append(data)
         newlines += data.count(b"\n")
     lines = b"".join(reversed(blocks)).split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()  # the newline ending the file
+    # Every line is written with its newline: what follows the last one (if anything) is a line still being
+    # written, read half-way; it is shown whole by the next read.
+    lines.pop()
     if position > 0:
         lines.pop(0)  # the end of a line whose start was not read
     return lines[-limit:], position == 0 and len(lines) <= limit
