@@ -99,7 +99,9 @@ class ManifestEntry(RequestBody):
         description="64 lowercase hex characters; the blob must be uploaded first"
     )
     size: int = Field(ge=0)
-    mode: int = Field(description="the file's mode bits: a regular file (0o100644 or 0o644 = 420)")
+    mode: int = Field(
+        0o644, description="the file's mode bits: a regular file (0o100644 or 0o644 = 420); default 0o644"
+    )
 
 
 class AppRequest(RequestBody):
