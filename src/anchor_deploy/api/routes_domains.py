@@ -19,7 +19,6 @@ from anchor_deploy.api.openapi import answers
 from anchor_deploy.api.schemas_areas import CertificateAuthority, DomainInfo, DomainList, DomainRemoved
 from anchor_deploy.api.schemas_requests import DomainRequest
 from anchor_deploy.api.serialize import domain_json, quota_json, record_json
-from anchor_deploy.model.domains import records_after_removal, validation_sibling
 from anchor_deploy.model.entities import Project
 from anchor_deploy.services.domains import DomainView
 from anchor_deploy.wiring import Platform
@@ -96,9 +95,7 @@ async def retry_domain(p: PlatformDep, project: ProjectDep, name: str) -> dict[s
 @router.delete("/{name}", **answers(DomainRemoved, 401, 404, 422, 503, tag="domains"))
 async def delete_domain(p: PlatformDep, project: ProjectDep, name: str) -> dict[str, Any]:
     view = await run_in_threadpool(p.domains.remove, project, name)
-    sibling = await run_in_threadpool(p.domains.store.domain, validation_sibling(view.domain.name))
-    still = sibling.name if sibling is not None and not sibling.deleting else None
-    records = records_after_removal(view.records, still)
+    records = await run_in_threadpool(p.domains.deletable_records, view)
     return {
         "removed": view.domain.name,
         "message": f"{view.domain.name} is no longer served; you may delete the records marked deletable",

@@ -34,7 +34,9 @@ from anchor_deploy.model.domains import (
     backoff,
     dns_records,
     parse_domain_name,
+    records_after_removal,
     to_unicode_name,
+    validation_sibling,
 )
 from anchor_deploy.model.entities import Project
 from anchor_deploy.model.errors import (
@@ -274,6 +276,13 @@ class DomainService:
             with self._lock(domain.name):
                 self._finish_removal(marked)
         return view
+
+    def deletable_records(self, removed: DomainView) -> list[tuple[DnsRecord, bool]]:
+        """The records of a removed domain, each with whether the user may delete it now: the validation
+        CNAME stays while the name's wildcard twin (``x`` and ``*.x`` share it) is still on the platform."""
+        sibling = self.store.domain(validation_sibling(removed.domain.name))
+        still = sibling.name if sibling is not None and not sibling.deleting else None
+        return records_after_removal(removed.records, still)
 
     def remove_all(self, project: Project) -> None:
         """Every domain of a project that is being deleted (the rows would cascade, but unserved first)."""
