@@ -11,6 +11,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anchor_deploy.api.app import create_app
 from anchor_deploy.api.bodies import body_model, reads_raw_json
@@ -20,6 +22,7 @@ from anchor_deploy.api.schemas_requests import (
     PROJECT_NAME_PATTERN,
     SHA256_PATTERN,
     DeploymentRequest,
+    DomainRequest,
     EnvRequest,
     FsckRequest,
     ProjectRequest,
@@ -29,9 +32,10 @@ from anchor_deploy.api.schemas_requests import (
     TokenRequest,
 )
 from anchor_deploy.model import apps, manifest, names
+from anchor_deploy.model.domains import parse_domain_name
 from anchor_deploy.model.errors import AnchorError, InvalidInput
 from anchor_deploy.settings import Settings
-from tests.unit.conftest import ADMIN, App
+from tests.unit.conftest import ADMIN, App, make_app
 
 # POST routes that take no body: the action is in the path.
 BODILESS = {("POST", "/v1/projects/{project}/unpin"), ("POST", "/v1/projects/{project}/domains/{name}/retry")}
@@ -151,6 +155,8 @@ DEPLOYMENT_BODIES: list[dict[str, Any]] = [
     {"files": [entry(mode="644")]},
     {"files": [entry(mode=True)]},
     {"files": [entry(mode=2**70)]},
+    {"files": [entry(mode=None)], "target": 5},  # a null mode is 0o644, as it always was
+    {"files": [entry(path="x")], "app": {"env": ""}},  # an empty or false env is none, as it always was
     {"files": [entry()], "target": "prod"},
     {"files": [entry()], "target": None},
     {"files": [entry()], "target": ["production"]},
@@ -178,7 +184,7 @@ def test_deployment_bodies_are_refused_as_before(app: App, body: dict[str, Any])
     after = outcome(
         lambda: app.deployments.create(project, DeploymentRequest.from_json(body).for_service(), ADMIN)
     )
-    assert after == before
+    assert after == before, body
     assert before is not None
 
 
@@ -205,6 +211,9 @@ BODIES: list[tuple[type[RequestBody], dict[str, Any]]] = [
     (EnvRequest, {"key": "1A", "value": "x"}),
     (EnvRequest, {"key": "A", "value": 5}),
     (EnvRequest, {"key": "A", "value": "x", "secret": "yes"}),
+    (DomainRequest, {}),
+    (DomainRequest, {"name": 5}),
+    (DomainRequest, {"name": ""}),
     (FsckRequest, {"repair": "yes"}),
     (FsckRequest, {"repair": True, "deep": True}),
 ]
@@ -228,6 +237,10 @@ def checked_as_before(model: type[RequestBody], body: dict[str, Any]) -> None:
         apps.validate_env_var(body.get("key"), body.get("value"))
         if not isinstance(body.get("secret", False), bool):
             raise InvalidInput("secret must be true or false")
+    elif model is DomainRequest:
+        if "name" not in body:
+            raise InvalidInput('body must have a \'name\', e.g. {"name": "www.example.com"}')
+        parse_domain_name(body["name"], str, str)
     elif model is FsckRequest:
         unknown = set(body) - {"repair"}
         if unknown:
@@ -246,7 +259,7 @@ def test_bodies_are_refused_as_before(model: type[RequestBody], body: dict[str, 
     after = outcome(
         lambda: checked_as_before(model, model.from_json(body).model_dump(by_alias=True, exclude_unset=True))
     )
-    assert after == before
+    assert after == before, body
 
 
 def test_a_good_body_is_read_with_its_defaults() -> None:
@@ -256,3 +269,84 @@ def test_a_good_body_is_read_with_its_defaults() -> None:
     assert RollbackRequest.from_json({}).deployment_id is None
     assert FsckRequest.from_json({}).repair is False
     assert TokenRequest.from_json({"name": "ci", "project": "site"}).project == "site"
+
+
+# -- the same, on generated bodies ---------------------------------------------------------------------------
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-2, max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=4),
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+)
+
+
+def mutated(good: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """``good`` with one or two keys given an arbitrary JSON value, dropped, or kept."""
+
+    def change(body: dict[str, Any], key: str, value: Any, drop: bool) -> dict[str, Any]:
+        rest = {k: v for k, v in body.items() if k != key}
+        return rest if drop else {**rest, key: value}
+
+    one = st.builds(change, st.just(good), st.sampled_from(sorted(good)), JSON, st.booleans())
+    return st.one_of(
+        st.just(good),
+        one,
+        one.flatmap(
+            lambda b: st.builds(change, st.just(b), st.sampled_from(sorted(good)), JSON, st.booleans())
+        ),
+    )
+
+
+ENTRY = {"path": "index.html", "sha256": "ab" * 32, "size": 3, "mode": 0o644}
+APP = {"entry": "app:app", "python": "3.12", "healthPath": "/up", "static": "public", "env": {"A": "x"}}
+DEPLOYMENTS = st.fixed_dictionaries(
+    {
+        "files": st.lists(mutated(ENTRY), max_size=2) | JSON,
+        "target": st.sampled_from(["production", "preview"]) | JSON,
+    },
+    optional={
+        "meta": st.dictionaries(st.text(max_size=3), JSON, max_size=2) | JSON,
+        "app": mutated(APP) | mutated({"health_path": "/up"}) | JSON,
+    },
+).flatmap(lambda body: mutated(body) if body else st.just(body))
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(body=DEPLOYMENTS)
+def test_generated_deployment_bodies_have_the_same_outcome(body: dict[str, Any]) -> None:
+    app = make_app()
+    app.deployments._apps = object()  # type: ignore[assignment]
+    project = app.project()
+    before = outcome(lambda: app.deployments.create(project, body, ADMIN))
+    after = outcome(
+        lambda: app.deployments.create(project, DeploymentRequest.from_json(body).for_service(), ADMIN)
+    )
+    assert after == before, body
+
+
+GOOD_BODIES: dict[type[RequestBody], dict[str, Any]] = {
+    ProjectRequest: {"name": "site"},
+    TokenRequest: {"name": "ci", "project": "site"},
+    PromoteRequest: {"deploymentId": "dpl_000000000000"},
+    RollbackRequest: {"deploymentId": "dpl_000000000000"},
+    EnvRequest: {"key": "A", "value": "x", "secret": True},
+    FsckRequest: {"repair": True},
+    DomainRequest: {"name": "www.example.com"},
+}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(data=st.data())
+def test_generated_bodies_have_the_same_outcome(data: st.DataObject) -> None:
+    model = data.draw(st.sampled_from(sorted(GOOD_BODIES, key=lambda m: m.__name__)))
+    body = data.draw(mutated(GOOD_BODIES[model]))
+    before = outcome(lambda: checked_as_before(model, body))
+    after = outcome(
+        lambda: checked_as_before(model, model.from_json(body).model_dump(by_alias=True, exclude_unset=True))
+    )
+    assert after == before, body

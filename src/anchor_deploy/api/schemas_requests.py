@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from anchor_deploy.model.apps import parse_app_config, validate_env_var
@@ -99,8 +99,8 @@ class ManifestEntry(RequestBody):
         description="64 lowercase hex characters; the blob must be uploaded first"
     )
     size: int = Field(ge=0)
-    mode: int = Field(
-        0o644, description="the file's mode bits: a regular file (0o100644 or 0o644 = 420); default 0o644"
+    mode: int | None = Field(
+        0o644, description="the file's mode bits: a regular file (0o100644 or 0o644 = 420); null: 0o644"
     )
 
 
@@ -110,6 +110,12 @@ class AppRequest(RequestBody):
     health_path: str = Field("/", validation_alias=AliasChoices("healthPath", "health_path"))
     static: str | None = Field(None, description="a directory of the upload served by the edge")
     env: dict[str, str] | None = Field(None, description="variables for this deployment only")
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _empty_env(cls, value: object) -> object:
+        """The deploy protocol has always read an empty or false env ("", 0, false, []) as none."""
+        return value or None
 
 
 class DeploymentRequest(RequestBody):
