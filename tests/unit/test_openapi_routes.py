@@ -14,9 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anchor_deploy.api import schemas, serialize
 from anchor_deploy.api.app import create_app
 from anchor_deploy.api.bodies import body_model, reads_raw_json
 from anchor_deploy.api.openapi import DocumentedAPI
+from anchor_deploy.api.schemas_areas import EnvVarInfo
 from anchor_deploy.api.schemas_requests import (
     ENV_KEY_PATTERN,
     PROJECT_NAME_PATTERN,
@@ -32,7 +34,17 @@ from anchor_deploy.api.schemas_requests import (
     TokenRequest,
 )
 from anchor_deploy.model import apps, manifest, names
+from anchor_deploy.model.apps import AppConfig, EnvVar
 from anchor_deploy.model.domains import parse_domain_name
+from anchor_deploy.model.entities import (
+    AliasMove,
+    Deployment,
+    DeploymentStatus,
+    MoveReason,
+    Project,
+    Target,
+    Token,
+)
 from anchor_deploy.model.errors import AnchorError, InvalidInput
 from anchor_deploy.settings import Settings
 from tests.unit.conftest import ADMIN, App, make_app
@@ -350,3 +362,33 @@ def test_generated_bodies_have_the_same_outcome(data: st.DataObject) -> None:
         lambda: checked_as_before(model, model.from_json(body).model_dump(by_alias=True, exclude_unset=True))
     )
     assert after == before, body
+
+
+# -- what serialize.py emits is what the answer models name --------------------------------------------------
+def test_serialized_answers_fit_their_models() -> None:
+    """A key added to api/serialize.py without its model would be refused (500) when the route answers."""
+    settings_ = Settings(data_dir=Path("/nonexistent"))
+    project = Project("prj_1", "site", 1.0, "dpl_aaaaaaaaaaaa", pinned=True)
+    static = Deployment("dpl_aaaaaaaaaaaa", "prj_1", DeploymentStatus.READY, Target.PRODUCTION, 1.0, 1, 3)
+    app = Deployment(
+        "dpl_bbbbbbbbbbbb", "prj_1", DeploymentStatus.ERROR, Target.PREVIEW, 2.0, 2, 9,
+        meta={"k": float("nan")}, error="boom", app=AppConfig(python="3.12", static_dir="public"),
+    )  # fmt: skip
+    for deployment, damage in ((static, None), (app, "blob ab is missing")):
+        answer = serialize.deployment_json(deployment, project, settings_, damage)
+        assert (
+            schemas.DeploymentInfo.model_validate(answer).model_dump(by_alias=True, exclude_unset=True)
+            == answer
+        )
+    assert "metaOmitted" in serialize.deployment_json(app, project, settings_)
+    for model, answer in (
+        (schemas.ProjectInfo, serialize.project_json(project, settings_)),
+        (schemas.TokenInfo, serialize.token_json(Token("tok_1", "ci", "prj_1", 1.0), project)),
+        (schemas.TokenInfo, serialize.token_json(Token("tok_2", "admin", None, 1.0, last_used_at=2.0), None)),
+        (
+            schemas.AliasMoveInfo,
+            serialize.move_json(AliasMove(1, "prj_1", None, "dpl_a", MoveReason.DEPLOY, "x", 1.0)),
+        ),
+        (EnvVarInfo, serialize.env_json(EnvVar("A", "x", True, 1.0))),
+    ):
+        assert model.model_validate(answer).model_dump(by_alias=True, exclude_unset=True) == answer
