@@ -1,7 +1,7 @@
 # anchor-deploy: the two promises of the README.
 #   make run   install into .venv, start the platform, deploy the example site, print its URLs
 #   make test  install every test need (pip and apt), then lint, type-check and run the whole suite
-.PHONY: run test test-fast lint bench bench-core bench-apps bench-domains bench-sandbox venv
+.PHONY: run test test-fast lint bench bench-core bench-apps bench-domains bench-sandbox bench-integrity bench-backup venv
 
 run:
 	./scripts/run
@@ -15,7 +15,7 @@ test-fast: venv
 lint: venv
 	.venv/bin/ruff check src tests bench && .venv/bin/ruff format --check src && .venv/bin/mypy
 
-# All four benchmarks, one after the other (each takes minutes; `make bench BENCH_ARGS=--quick` for smoke
+# All the benchmarks, one after the other (each takes minutes; `make bench BENCH_ARGS=--quick` for smoke
 # runs). The app benchmarks build from the wheelhouse and the domain one drives the DNS servers and pebble
 # that `make test` installs.
 BENCH_ARGS ?=
@@ -24,8 +24,10 @@ bench: venv
 	.venv/bin/python bench/bench_apps.py $(BENCH_ARGS)
 	.venv/bin/python bench/bench_domains.py $(BENCH_ARGS)
 	.venv/bin/python bench/bench_sandbox.py $(BENCH_ARGS)
+	.venv/bin/python bench/bench_integrity.py $(BENCH_ARGS)
+	.venv/bin/python bench/bench_backup.py $(BENCH_ARGS)
 
-bench-core bench-apps bench-domains bench-sandbox: bench-%: venv
+bench-core bench-apps bench-domains bench-sandbox bench-integrity bench-backup: bench-%: venv
 	.venv/bin/python bench/bench_$*.py $(BENCH_ARGS)
 
 venv:

@@ -146,9 +146,11 @@ def run(quick: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small data dir, two backups")
-    result = run(parser.parse_args().quick)
+    quick = parser.parse_args().quick
+    result = run(quick)
     print(json.dumps(result, indent=2))
-    out = Path(__file__).resolve().parent / "results" / "backup.json"
+    # A smoke run never replaces the recorded full run.
+    out = Path(__file__).resolve().parent / "results" / ("backup-quick.json" if quick else "backup.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
 
 
