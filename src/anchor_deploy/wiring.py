@@ -148,18 +148,18 @@ class Platform:
                 log.exception("garbage collection failed")
 
     def _warm_production(self) -> None:
-        warm: set[str] = set()
-        for project in self.store.list_projects():
-            kept = self.aliases.warm_set(project)
-            warm |= kept
-            self.runtime.keep_warm(project.id, kept)
+        kept = {project.id: self.aliases.warm_set(project) for project in self.store.list_projects()}
+        for project_id, deployment_ids in kept.items():
+            self.runtime.keep_warm(project_id, deployment_ids)
         # Environments READY apps lack (after a restore, say) are rebuilt, production's first; collection
         # waits, as it would not see an environment that is being made as in use.
         with self.retention.collection_paused():
-            restored = set(self.apps.restore_environments(first=warm))
+            restored = set(self.apps.restore_environments(first=set().union(*kept.values())))
+        # Read again: a deploy or rollback during a long rebuild has moved the warm sets since.
         for project in self.store.list_projects() if restored else []:
-            if self.aliases.warm_set(project) & restored:
-                self.runtime.keep_warm(project.id, self.aliases.warm_set(project))
+            current = self.aliases.warm_set(project)
+            if current & restored:
+                self.runtime.keep_warm(project.id, current)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -174,8 +174,8 @@ def rollback(
     token: TokenDep,
     body: Annotated[RollbackRequest, Depends(JsonBody(RollbackRequest))],
 ) -> dict[str, Any]:
-    move = p.aliases.rollback(project, body.deployment_id, token)
-    return {**move_json(move), "rolledBackAt": move_json(move)["at"]}
+    answer = move_json(p.aliases.rollback(project, body.deployment_id, token))
+    return {**answer, "rolledBackAt": answer["at"]}
 
 
 @router.post("/projects/{project}/promote", **answers(Promoted, 401, 404, 409, 413, 422, 503, tag="projects"))
@@ -185,8 +185,8 @@ def promote(
     token: TokenDep,
     body: Annotated[PromoteRequest, Depends(JsonBody(PromoteRequest))],
 ) -> dict[str, Any]:
-    move = p.aliases.promote(project, body.deployment_id, token)
-    return {**move_json(move), "promotedAt": move_json(move)["at"]}
+    answer = move_json(p.aliases.promote(project, body.deployment_id, token))
+    return {**answer, "promotedAt": answer["at"]}
 
 
 @router.post("/projects/{project}/unpin", **answers(ProjectInfo, 401, 404, 409, 503, tag="projects"))
