@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from anchor_deploy.adapters import backup_archive as fmt
+from anchor_deploy.adapters.blob_integrity import hash_file
 from anchor_deploy.adapters.fs_blobs import FsBlobStore
 from anchor_deploy.adapters.sqlite_store import referenced_blobs
 from anchor_deploy.model.errors import BackupFailed
@@ -143,11 +144,7 @@ class BackupExporter:
 
 
 def _member(name: str, path: Path) -> fmt.Member:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(fmt.CHUNK):
-            digest.update(chunk)
-    return fmt.Member(name, path.stat().st_size, digest.hexdigest(), os.stat(path).st_mode & 0o777)
+    return fmt.Member(name, path.stat().st_size, hash_file(path), os.stat(path).st_mode & 0o777)
 
 
 class BackupStream:
