@@ -46,7 +46,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from anchor_deploy.adapters.caddy_process import socket_dir  # noqa: E402
+from anchor_deploy.adapters.local.caddy_process import socket_dir  # noqa: E402
 from anchor_deploy.cli.client import ApiClient  # noqa: E402
 from anchor_deploy.cli.deploy import deploy  # noqa: E402
 from anchor_deploy.model.names import deployment_host, production_host  # noqa: E402

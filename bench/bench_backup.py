@@ -32,11 +32,11 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from anchor_deploy.adapters.backup_export import BackupExporter  # noqa: E402
-from anchor_deploy.adapters.backup_restore import restore_archive  # noqa: E402
 from anchor_deploy.adapters.fernet_box import FernetBox  # noqa: E402
-from anchor_deploy.adapters.fs_blobs import FsBlobStore  # noqa: E402
-from anchor_deploy.adapters.sqlite_store import SqliteStore  # noqa: E402
+from anchor_deploy.adapters.local.backup_export import BackupExporter  # noqa: E402
+from anchor_deploy.adapters.local.backup_restore import restore_archive  # noqa: E402
+from anchor_deploy.adapters.local.fs_blobs import FsBlobStore  # noqa: E402
+from anchor_deploy.adapters.local.sqlite_store import SqliteStore  # noqa: E402
 from anchor_deploy.model.entities import (  # noqa: E402
     Deployment,
     DeploymentStatus,

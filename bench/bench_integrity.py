@@ -35,8 +35,8 @@ SRC = REPO / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from anchor_deploy.adapters.fs_blobs import FsBlobStore  # noqa: E402
-from anchor_deploy.adapters.fs_deployments import FsDeploymentFiles  # noqa: E402
+from anchor_deploy.adapters.local.fs_blobs import FsBlobStore  # noqa: E402
+from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles  # noqa: E402
 from anchor_deploy.model.manifest import ManifestFile  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "integrity.json"

@@ -18,28 +18,28 @@ import idna
 
 from anchor_deploy import __version__
 from anchor_deploy.adapters.acme_issuer import AcmeIssuer
-from anchor_deploy.adapters.activator import Activator
-from anchor_deploy.adapters.backup_export import BackupExporter
-from anchor_deploy.adapters.backup_restore import restore_archive, verify_archive
-from anchor_deploy.adapters.caddy_config import EdgePaths, HttpsEdge, WorkerSockets, edge_config
-from anchor_deploy.adapters.caddy_edge import SymlinkDomainEdge, SymlinkEdge
-from anchor_deploy.adapters.caddy_process import CaddyProcess, socket_dir
-from anchor_deploy.adapters.cert_files import CertificateEndpoint, CertificateFiles
-from anchor_deploy.adapters.cgroups import CgroupLimits
 from anchor_deploy.adapters.dns_lookup import DnsPythonLookup
-from anchor_deploy.adapters.dns_server import ZoneServer
 from anchor_deploy.adapters.fernet_box import FernetBox
-from anchor_deploy.adapters.fs_blobs import FsBlobStore
-from anchor_deploy.adapters.fs_deployments import FsDeploymentFiles
-from anchor_deploy.adapters.internal_ca import InternalCA, InternalIssuer
-from anchor_deploy.adapters.process_run import BuildSandbox
+from anchor_deploy.adapters.local.activator import Activator
+from anchor_deploy.adapters.local.backup_export import BackupExporter
+from anchor_deploy.adapters.local.backup_restore import restore_archive, verify_archive
+from anchor_deploy.adapters.local.caddy_config import EdgePaths, HttpsEdge, WorkerSockets, edge_config
+from anchor_deploy.adapters.local.caddy_edge import SymlinkDomainEdge, SymlinkEdge
+from anchor_deploy.adapters.local.caddy_process import CaddyProcess, socket_dir
+from anchor_deploy.adapters.local.cert_files import CertificateEndpoint, CertificateFiles
+from anchor_deploy.adapters.local.cgroups import CgroupLimits
+from anchor_deploy.adapters.local.dns_server import ZoneServer
+from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
+from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
+from anchor_deploy.adapters.local.internal_ca import InternalCA, InternalIssuer
+from anchor_deploy.adapters.local.process_run import BuildSandbox
+from anchor_deploy.adapters.local.sandbox import JobLimits, Mount, Network, Sandbox, SandboxMode
+from anchor_deploy.adapters.local.sqlite_store import SqliteStore
+from anchor_deploy.adapters.local.tls_probe import EdgeTlsProbe
+from anchor_deploy.adapters.local.venv_builder import VenvBuilder
+from anchor_deploy.adapters.local.worker_runtime import WorkerPolicy, WorkerRuntime
 from anchor_deploy.adapters.public_suffix_list import BundledPublicSuffixes
-from anchor_deploy.adapters.sandbox import JobLimits, Mount, Network, Sandbox, SandboxMode
-from anchor_deploy.adapters.sqlite_store import SqliteStore
-from anchor_deploy.adapters.tls_probe import EdgeTlsProbe
 from anchor_deploy.adapters.unicode_scripts import UcdScripts
-from anchor_deploy.adapters.venv_builder import VenvBuilder
-from anchor_deploy.adapters.worker_runtime import WorkerPolicy, WorkerRuntime
 from anchor_deploy.model.entities import HostKind
 from anchor_deploy.model.errors import EdgeError
 from anchor_deploy.model.logs import BuildLogCap

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from anchor_deploy.adapters.acme_issuer import AcmeIssuer
-from anchor_deploy.adapters.internal_ca import InternalCA
+from anchor_deploy.adapters.local.internal_ca import InternalCA
 from anchor_deploy.model.errors import IssuanceFailed
 from anchor_deploy.ports.domains import Certificate
 from tests.pebble_support import ChallTestServer, Pebble, free_port

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters import backup_archive as fmt
-from anchor_deploy.adapters.backup_export import BackupExporter, BackupStream
-from anchor_deploy.adapters.backup_restore import restore_archive, verify_archive
 from anchor_deploy.adapters.fernet_box import FernetBox
-from anchor_deploy.adapters.fs_blobs import FsBlobStore
-from anchor_deploy.adapters.internal_ca import InternalCA
-from anchor_deploy.adapters.sqlite_store import SqliteStore
+from anchor_deploy.adapters.local import backup_archive as fmt
+from anchor_deploy.adapters.local.backup_export import BackupExporter, BackupStream
+from anchor_deploy.adapters.local.backup_restore import restore_archive, verify_archive
+from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
+from anchor_deploy.adapters.local.internal_ca import InternalCA
+from anchor_deploy.adapters.local.sqlite_store import SqliteStore
 from anchor_deploy.model.entities import Deployment, DeploymentStatus, HostKind, HostRoute, Project, Target
 from anchor_deploy.model.errors import BackupInvalid
 from anchor_deploy.model.manifest import ManifestFile

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters import fs_blobs
-from anchor_deploy.adapters.fs_blobs import EPOCH_MTIME, FsBlobStore
-from anchor_deploy.adapters.fs_deployments import FsDeploymentFiles
+from anchor_deploy.adapters.local import fs_blobs
+from anchor_deploy.adapters.local.fs_blobs import EPOCH_MTIME, FsBlobStore
+from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
 from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.errors import BlobRejected
 from anchor_deploy.model.manifest import ETAG_SUFFIX, ManifestFile

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters.fs_blobs import FsBlobStore
-from anchor_deploy.adapters.fs_deployments import FsDeploymentFiles
+from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
+from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
 from anchor_deploy.model.errors import BlobUnavailable
 from anchor_deploy.model.integrity import CopyKind, StoredCopy
 from anchor_deploy.model.manifest import ManifestFile

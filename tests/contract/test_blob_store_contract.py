@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters.fs_blobs import FsBlobStore
+from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
 from anchor_deploy.model.errors import BlobRejected, BlobTooLarge
 from anchor_deploy.model.integrity import CopyKind
 from anchor_deploy.ports import BlobStore

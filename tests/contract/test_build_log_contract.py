@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters.sqlite_store import SqliteStore
+from anchor_deploy.adapters.local.sqlite_store import SqliteStore
 from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.ports.fakes import FakeStore
 from tests.contract.test_store_contract import add_deployment, add_project

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from cryptography import x509
 
-from anchor_deploy.adapters import cert_files
-from anchor_deploy.adapters.caddy_edge import SymlinkDomainEdge
-from anchor_deploy.adapters.cert_files import CertificateEndpoint, CertificateFiles
-from anchor_deploy.adapters.internal_ca import InternalCA, InternalIssuer
+from anchor_deploy.adapters.local import cert_files
+from anchor_deploy.adapters.local.caddy_edge import SymlinkDomainEdge
+from anchor_deploy.adapters.local.cert_files import CertificateEndpoint, CertificateFiles
+from anchor_deploy.adapters.local.internal_ca import InternalCA, InternalIssuer
 from anchor_deploy.model.errors import EdgeError
 from anchor_deploy.ports.domains import Certificate
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters.fs_blobs import FsBlobStore
-from anchor_deploy.adapters.fs_deployments import MARKER, FsDeploymentFiles
+from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
+from anchor_deploy.adapters.local.fs_deployments import MARKER, FsDeploymentFiles
 from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.errors import BlobUnavailable
 from anchor_deploy.model.manifest import ETAG_SUFFIX, ManifestFile
@@ -227,7 +227,7 @@ def test_fs_a_damaged_blob_is_served_until_relinked_then_right(
 def test_fs_each_inode_is_hashed_once_per_process(
     fs: tuple[FsBlobStore, FsDeploymentFiles], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from anchor_deploy.adapters import fs_blobs
+    from anchor_deploy.adapters.local import fs_blobs
 
     blobs, files = fs
     hashed: list[Path] = []

@@ -16,7 +16,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from anchor_deploy.adapters.dns_server import ZoneServer
+from anchor_deploy.adapters.local.dns_server import ZoneServer
 
 ZONE = "acme.test"
 TIMEOUT = 2.0

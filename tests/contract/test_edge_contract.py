@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters.caddy_edge import SymlinkEdge
+from anchor_deploy.adapters.local.caddy_edge import SymlinkEdge
 from anchor_deploy.model.entities import HostKind
 from anchor_deploy.model.errors import EdgeError
 from anchor_deploy.ports import Edge

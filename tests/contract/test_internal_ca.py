@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from anchor_deploy.adapters.internal_ca import InternalCA, InternalIssuer
+from anchor_deploy.adapters.local.internal_ca import InternalCA, InternalIssuer
 from tests.support import write_old_style_root
 
 

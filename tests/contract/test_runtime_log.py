@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters import runtime_log
-from anchor_deploy.adapters.runtime_log import (
+from anchor_deploy.adapters.local import runtime_log
+from anchor_deploy.adapters.local.runtime_log import (
     CappedLog,
     Line,
     LineSplitter,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters.sqlite_migrations import (
+from anchor_deploy.adapters.local.sqlite_migrations import (
     _RELEASE_1_SCHEMA,
     LATEST,
     MIGRATIONS,
@@ -24,7 +24,7 @@ from anchor_deploy.adapters.sqlite_migrations import (
     schema_version,
     split_statements,
 )
-from anchor_deploy.adapters.sqlite_store import SqliteStore
+from anchor_deploy.adapters.local.sqlite_store import SqliteStore
 from anchor_deploy.model.entities import Token, TokenSource
 from anchor_deploy.model.errors import SchemaTooNew
 
@@ -195,7 +195,7 @@ def test_a_crash_point_stops_before_the_commit_and_the_retry_applies_once(tmp_pa
 
 KILLED_MIGRATOR = """
 import os, signal, sqlite3, sys
-from anchor_deploy.adapters.sqlite_migrations import Migration, migrate
+from anchor_deploy.adapters.local.sqlite_migrations import Migration, migrate
 TWO = {two!r}
 migrations = tuple(Migration(v, w, s) for v, w, s in TWO)
 def kill(point):
@@ -225,7 +225,7 @@ def test_a_process_killed_inside_a_migration_leaves_it_undone(tmp_path: Path) ->
 # -- several processes starting at once ----------------------------------------------------------------
 RACER = """
 import sqlite3, sys, time
-from anchor_deploy.adapters.sqlite_migrations import Migration, migrate
+from anchor_deploy.adapters.local.sqlite_migrations import Migration, migrate
 slow = ("INSERT INTO work WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) "
         "SELECT x FROM c")
 migrations = (

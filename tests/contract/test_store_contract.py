@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters.sqlite_store import SqliteStore
+from anchor_deploy.adapters.local.sqlite_store import SqliteStore
 from anchor_deploy.model.domains import CdnStatus, CertificateStatus, DnsStatus, Domain, IssuedInfo
 from anchor_deploy.model.entities import (
     Deployment,

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from anchor_deploy.adapters.caddy_process import socket_dir
+from anchor_deploy.adapters.local.caddy_process import socket_dir
 from tests.e2e.apps_support import (
     app_files,
     app_platform,

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from anchor_deploy.adapters.caddy_config import FILE_404_BODY, HTML_CACHE, IMMUTABLE_CACHE
+from anchor_deploy.adapters.local.caddy_config import FILE_404_BODY, HTML_CACHE, IMMUTABLE_CACHE
 from tests.e2e.harness import AnchorProcess, ensure_project, upload_and_deploy
 
 FUTURE = "Fri, 01 Jan 2100 00:00:00 GMT"

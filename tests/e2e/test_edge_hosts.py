@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from anchor_deploy.adapters.caddy_config import EDGE_404_BODY, FILE_404_BODY, MISDIRECTED_BODY
+from anchor_deploy.adapters.local.caddy_config import EDGE_404_BODY, FILE_404_BODY, MISDIRECTED_BODY
 from tests.e2e.dns_support import Resolver, UserDns
 from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project, upload_and_deploy
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from anchor_deploy.adapters.sqlite_migrations import LATEST
+from anchor_deploy.adapters.local.sqlite_migrations import LATEST
 from tests.e2e.apps_support import app_platform, edge_get, host_of
 from tests.e2e.harness import AnchorProcess, upload_and_deploy, wait_final
 from tests.fixtures.make_datadir_v1 import OUT as FIXTURE

@@ -95,7 +95,7 @@ def test_inner_layer_imports(path: Path) -> None:
         ("import importlib\nimportlib.import_module('boto3')", "anchor_deploy.services.x", True),
         ("__import__('uvicorn')", "anchor_deploy.services.x", True),
         ("from starlette.requests import Request", "anchor_deploy.services.x", True),
-        ("from anchor_deploy.adapters.sqlite_store import SqliteStore", "anchor_deploy.services.x", True),
+        ("from anchor_deploy.adapters.local.sqlite_store import X", "anchor_deploy.services.x", True),
         ("from anchor_deploy import wiring", "anchor_deploy.services.x", True),
         ("import anchor_deploy.api.app", "anchor_deploy.services.x", True),
         ("from ..adapters import fs_blobs", "anchor_deploy.services.x", True),

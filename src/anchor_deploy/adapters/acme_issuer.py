@@ -32,7 +32,7 @@ from josepy.errors import DeserializationError
 from josepy.jwa import ES256, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC, JWKRSA
 
-from anchor_deploy.adapters.internal_ca import write_private
+from anchor_deploy.adapters.local.internal_ca import write_private
 from anchor_deploy.model.errors import IssuanceFailed
 from anchor_deploy.ports.domains import Certificate, ValidationZone
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from anchor_deploy.adapters.process_run import BuildSandbox, run_step
-from anchor_deploy.adapters.sandbox import Mount
+from anchor_deploy.adapters.local.process_run import BuildSandbox, run_step
+from anchor_deploy.adapters.local.sandbox import Mount
 from anchor_deploy.model.errors import BuildFailed
 from anchor_deploy.ports.runtime import BuildLimits
 

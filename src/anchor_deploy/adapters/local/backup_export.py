@@ -24,10 +24,10 @@ from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
-from anchor_deploy.adapters import backup_archive as fmt
-from anchor_deploy.adapters.blob_integrity import hash_file
-from anchor_deploy.adapters.fs_blobs import FsBlobStore
-from anchor_deploy.adapters.sqlite_store import referenced_blobs
+from anchor_deploy.adapters.local import backup_archive as fmt
+from anchor_deploy.adapters.local.blob_integrity import hash_file
+from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
+from anchor_deploy.adapters.local.sqlite_store import referenced_blobs
 from anchor_deploy.model.errors import BackupFailed
 
 log = logging.getLogger(__name__)

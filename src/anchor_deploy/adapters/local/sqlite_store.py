@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from anchor_deploy.adapters.sqlite_busy import BusyAwareConnection
-from anchor_deploy.adapters.sqlite_migrations import migrate
+from anchor_deploy.adapters.local.sqlite_busy import BusyAwareConnection
+from anchor_deploy.adapters.local.sqlite_migrations import migrate
 from anchor_deploy.model.apps import parse_app_config
 from anchor_deploy.model.domains import CdnStatus, CertificateStatus, DnsStatus, Domain, IssuedInfo
 from anchor_deploy.model.entities import (

@@ -8,8 +8,9 @@ environment that holds only what the job passes. When the platform runs as root,
 unprivileged uid of its own (one per project) with no capabilities; otherwise it keeps the platform's uid
 inside a user namespace, where the unmounted data dir is out of reach all the same.
 
-Limits: memory and process count through cgroups where the machine offers them (``adapters/cgroups.py``),
-with ``RLIMIT_AS`` and ``RLIMIT_NPROC`` as the fallback, and ``RLIMIT_NOFILE`` always.
+Limits: memory and process count through cgroups where the machine offers them
+(``adapters/local/cgroups.py``), with ``RLIMIT_AS`` and ``RLIMIT_NPROC`` as the fallback, and
+``RLIMIT_NOFILE`` always.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anchor_deploy.adapters.cgroups import CgroupLimits, join
+from anchor_deploy.adapters.local.cgroups import CgroupLimits, join
 from anchor_deploy.model.errors import SandboxUnavailable
 
 _PR_SET_PDEATHSIG = 1

@@ -5,7 +5,7 @@ production never reuses a keep-alive connection to the old version) once ``<that
 asks the activator, which calls ``ensure``. A crashed worker keeps its ``.up`` marker while it is restarted
 with backoff, so Caddy's dial retries wait for it instead of failing.
 
-Each worker runs in the sandbox (``adapters/sandbox.py``) and can write only to its own folder
+Each worker runs in the sandbox (``adapters/local/sandbox.py``) and can write only to its own folder
 ``worker/<deployment id>.d/`` (its socket and activity marker); ``<id>.sock`` is a link into that folder, so
 no worker can touch another's socket or the platform's markers.
 """
@@ -27,13 +27,20 @@ from pathlib import Path
 
 import httpx
 
-from anchor_deploy.adapters.runtime_log import CappedLog, line_text, read_lines, tail_log
-from anchor_deploy.adapters.sandbox import JobLimits, Mount, Network, Sandbox, SandboxJob, tree_cpu_seconds
+from anchor_deploy.adapters.local.runtime_log import CappedLog, line_text, read_lines, tail_log
+from anchor_deploy.adapters.local.sandbox import (
+    JobLimits,
+    Mount,
+    Network,
+    Sandbox,
+    SandboxJob,
+    tree_cpu_seconds,
+)
 from anchor_deploy.model.errors import WorkerFailed
 from anchor_deploy.ports.runtime import SpecLoader, WorkerSpec
 
 log = logging.getLogger(__name__)
-BOOT = Path(__file__).resolve().parent.parent / "runtime" / "boot.py"
+BOOT = Path(__file__).resolve().parent.parent.parent / "runtime" / "boot.py"
 _UNHEALTHY_GRACE = 1.0
 
 

@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from anchor_deploy.adapters import backup_archive as fmt
 from anchor_deploy.adapters.fernet_box import FernetBox
-from anchor_deploy.adapters.fs_blobs import BLOB_MODE, EPOCH_MTIME
-from anchor_deploy.adapters.sqlite_store import referenced_blobs
+from anchor_deploy.adapters.local import backup_archive as fmt
+from anchor_deploy.adapters.local.fs_blobs import BLOB_MODE, EPOCH_MTIME
+from anchor_deploy.adapters.local.sqlite_store import referenced_blobs
 from anchor_deploy.model.errors import BackupInvalid, InvalidInput
 
 Sink = Callable[[str, fmt.Kind, Iterator[bytes]], None]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anchor_deploy.adapters.sandbox import JobLimits, Mount, Network, Sandbox, SandboxJob
+from anchor_deploy.adapters.local.sandbox import JobLimits, Mount, Network, Sandbox, SandboxJob
 from anchor_deploy.model.errors import BuildFailed, SandboxUnavailable
 from anchor_deploy.ports.runtime import BuildLimits
 
@@ -73,7 +73,7 @@ def _wait(proc: subprocess.Popen[bytes], remaining: float, log: Callable[[str], 
 
     def pump() -> None:
         # In bounded chunks, lines cut at LINE_MAX: a step printing without newlines costs no memory.
-        from anchor_deploy.adapters.runtime_log import line_text, read_lines
+        from anchor_deploy.adapters.local.runtime_log import line_text, read_lines
 
         assert proc.stdout is not None
         for batch in read_lines(proc.stdout):

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from anchor_deploy.adapters.blob_integrity import (
+from anchor_deploy.adapters.local.blob_integrity import (
     Pace,
     Quarantine,
     VerifiedInodes,

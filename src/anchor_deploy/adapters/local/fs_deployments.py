@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from anchor_deploy.adapters.fs_blobs import FsBlobStore
+from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
 from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.errors import BlobUnavailable
 from anchor_deploy.model.manifest import ETAG_SUFFIX, ManifestFile

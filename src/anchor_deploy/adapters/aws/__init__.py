@@ -1,0 +1,1 @@
+"""The AWS provider: DynamoDB, S3, Lambda versions and aliases, CloudFront."""
