@@ -1,0 +1,49 @@
+"""AWS clients configured only by the standard AWS environment and config files.
+
+Region, credentials, profiles and endpoints come from where every AWS tool reads them (``AWS_REGION``,
+``AWS_PROFILE``, ``AWS_ACCESS_KEY_ID``…, ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>``,
+``~/.aws/config``), so a moto server or LocalStack is reached with no setting of the platform's own.
+Retries use botocore's standard mode: throttling and transient errors are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+RETRIES = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=60)
+
+
+class AwsClients:
+    """One boto3 session, one client per service, made on first use and shared between threads
+    (botocore clients are thread-safe; the session is not, so clients are made under a lock)."""
+
+    def __init__(self, session: boto3.Session | None = None, config: Config = RETRIES) -> None:
+        self._session = session or boto3.Session()
+        self._config = config
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def region(self) -> str:
+        region = self._session.region_name
+        if not region:
+            raise RuntimeError("no AWS region: set AWS_REGION (or a region in the AWS config profile)")
+        return str(region)
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._session.client(service, config=self._config)
+            return self._clients[service]
+
+    def regional(self, service: str, region: str) -> Any:
+        """A client pinned to another region (ACM for CloudFront lives in us-east-1)."""
+        key = f"{service}@{region}"
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = self._session.client(service, region_name=region, config=self._config)
+            return self._clients[key]
