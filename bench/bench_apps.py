@@ -230,7 +230,7 @@ def build_breakdown(deployment: dict[str, Any], lines: list[dict[str, Any]]) -> 
 
 
 def worker_socket(anchor: Anchor, deployment_id: str) -> Path:
-    # The same folder the platform picks (wiring.py: socket_dir(<data>/run)); it exists already.
+    # The same folder the platform picks (providers/local.py: socket_dir(<data>/run)); it exists already.
     return socket_dir(anchor.data_dir.resolve() / "run") / "worker" / f"{deployment_id}.sock"
 
 

@@ -649,7 +649,7 @@ def setup_projects(anchor: Anchor, total: int, workers: int, timeout: float = 36
 
 def measure_reconcile_pass(data_dir: Path) -> dict[str, Any]:
     """Diagnostic, after `anchor up` has stopped: what one periodic reconciler pass costs with this data."""
-    from anchor_deploy.wiring import build_platform
+    from anchor_deploy.providers.local import build_platform
 
     platform_ = build_platform(Settings(data_dir=data_dir, base_domain=BASE_DOMAIN), with_caddy=False)
     times = []

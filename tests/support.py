@@ -89,7 +89,7 @@ def write_old_style_root(folder: Path) -> None:
 
 
 def to_ascii(label: str) -> str:
-    """IDNA (UTS #46) to an A-label, as wiring.py gives the domain service; ValueError for a bad name."""
+    """IDNA (UTS #46) to an A-label, as the local provider gives the domain service; ValueError if bad."""
     try:
         return idna.encode(label, uts46=True).decode()
     except idna.IDNAError as exc:

@@ -125,7 +125,7 @@ def test_an_app_deployed_with_a_project_token_cannot_escape(anchor: AnchorProces
             str(data / "anchor.db"),
             str(data / "ca" / "root.key"),
             str(victim_app),
-            str(Path(anchor_deploy.__file__).parent / "wiring.py"),  # the platform's code
+            str(Path(anchor_deploy.__file__).parent / "providers" / "local.py"),  # the platform's code
             str(Path(sys.prefix) / "pyvenv.cfg"),  # the platform's Python environment
             "/etc/shadow",
             "/tmp/escape-probe.txt",  # control: written below, its own /tmp

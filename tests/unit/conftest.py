@@ -1,4 +1,4 @@
-"""The services assembled from the in-memory fakes, as wiring.py assembles them from the real adapters."""
+"""The services assembled from the in-memory fakes, as providers/local.py assembles them from adapters."""
 
 from __future__ import annotations
 

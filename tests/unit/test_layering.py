@@ -21,7 +21,7 @@ FORBIDDEN_LIBRARIES = {
     "starlette",
     "uvicorn",
 }
-OUTER_LAYERS = ("anchor_deploy.adapters", "anchor_deploy.api", "anchor_deploy.cli", "anchor_deploy.wiring")
+OUTER_LAYERS = ("anchor_deploy.adapters", "anchor_deploy.api", "anchor_deploy.cli", "anchor_deploy.providers")
 
 
 def module_name(path: Path) -> str:
@@ -96,7 +96,7 @@ def test_inner_layer_imports(path: Path) -> None:
         ("__import__('uvicorn')", "anchor_deploy.services.x", True),
         ("from starlette.requests import Request", "anchor_deploy.services.x", True),
         ("from anchor_deploy.adapters.local.sqlite_store import X", "anchor_deploy.services.x", True),
-        ("from anchor_deploy import wiring", "anchor_deploy.services.x", True),
+        ("from anchor_deploy import providers", "anchor_deploy.services.x", True),
         ("import anchor_deploy.api.app", "anchor_deploy.services.x", True),
         ("from ..adapters import fs_blobs", "anchor_deploy.services.x", True),
         ("from ..cli.main import main", "anchor_deploy.services.x", True),
@@ -109,7 +109,7 @@ def test_inner_layer_imports(path: Path) -> None:
         ("from .errors import InvalidName", "anchor_deploy.model.x", False),
         ("from anchor_deploy.model.errors import Conflict", "anchor_deploy.model.x", False),
         ("import threading, hashlib", "anchor_deploy.model.x", False),
-        ("from anchor_deploy.wiringless import x", "anchor_deploy.services.x", False),
+        ("from anchor_deploy.providersless import x", "anchor_deploy.services.x", False),
     ],
 )
 def test_the_checker_catches_what_it_should(source: str, module: str, bad: bool) -> None:

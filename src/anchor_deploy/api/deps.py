@@ -11,8 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from anchor_deploy.model.entities import Project, Token
 from anchor_deploy.model.errors import BodyTooLarge, InvalidInput
 from anchor_deploy.model.limits import check_json_shape
+from anchor_deploy.providers.local import Platform
 from anchor_deploy.services.auth import require_admin
-from anchor_deploy.wiring import Platform
 
 
 def platform(request: Request) -> Platform:

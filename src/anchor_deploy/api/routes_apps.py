@@ -19,7 +19,7 @@ from anchor_deploy.api.schemas_areas import EnvList, EnvVarInfo
 from anchor_deploy.api.schemas_requests import EnvRequest
 from anchor_deploy.api.serialize import env_json, iso
 from anchor_deploy.model.errors import InvalidInput
-from anchor_deploy.wiring import Platform
+from anchor_deploy.providers.local import Platform
 
 router = APIRouter(prefix="/v1")
 _FINAL = ("READY", "ERROR", "CANCELED")

@@ -20,8 +20,8 @@ from anchor_deploy.api.schemas_areas import CertificateAuthority, DomainInfo, Do
 from anchor_deploy.api.schemas_requests import DomainRequest
 from anchor_deploy.api.serialize import domain_json, quota_json, record_json
 from anchor_deploy.model.entities import Project
+from anchor_deploy.providers.local import Platform
 from anchor_deploy.services.domains import DomainView
-from anchor_deploy.wiring import Platform
 
 router = APIRouter(prefix="/v1/projects/{project}/domains")
 lookup_router = APIRouter(prefix="/v1")

@@ -24,7 +24,7 @@ from anchor_deploy.settings import Settings
 def backup(file: Path, as_json: bool) -> None:
     """Save a backup of the running platform to FILE ('-': stdout): the database, the blobs it uses, the
     keys and the certificates. Needs an unrestricted token; the platform keeps serving meanwhile."""
-    from anchor_deploy.wiring import verify_backup
+    from anchor_deploy.providers.local import verify_backup
 
     api = client()
     if str(file) == "-":
@@ -61,7 +61,7 @@ def backup(file: Path, as_json: bool) -> None:
 def restore(file: Path, data_dir: Path | None, as_json: bool) -> None:
     """Restore a backup FILE ('-': stdin) into an empty data directory; then `anchor up` on it rebuilds the
     deployments, the edge and the apps' environments. A directory with anything in it is refused."""
-    from anchor_deploy.wiring import restore_backup
+    from anchor_deploy.providers.local import restore_backup
 
     target = Settings.from_env(data_dir=data_dir).data_dir.resolve()
     with contextlib.ExitStack() as stack:

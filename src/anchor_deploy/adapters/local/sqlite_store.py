@@ -356,7 +356,7 @@ class SqliteStore:
         return hosts
 
     # -- build logs --------------------------------------------------------------------------------
-    build_log_cap = BuildLogCap()  # wiring sets the configured one
+    build_log_cap = BuildLogCap()  # the local provider sets the configured one
 
     def append_log(self, deployment_id: str, lines: Sequence[str]) -> None:
         if not lines:
