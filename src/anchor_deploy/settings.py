@@ -20,6 +20,7 @@ DEFAULT_DNS_ADDR = "127.0.0.1:8053"
 ISSUERS = ("internal", "acme")
 SANDBOX_MODES = ("bwrap", "off")
 APP_NETWORKS = ("none", "host")
+PROVIDERS = ("local", "aws")
 
 
 def parse_addr(value: str, setting: str) -> tuple[str, int]:
@@ -39,6 +40,7 @@ def _default_caddy() -> str:
 
 @dataclass(frozen=True)
 class Settings:
+    provider: str = "local"  # where the platform runs: "local" (this machine) or "aws"
     data_dir: Path = Path(".anchor")
     api_addr: str = DEFAULT_API_ADDR
     http_addr: str = DEFAULT_HTTP_ADDR
@@ -97,6 +99,7 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         names = {
+            "provider": "ANCHOR_PROVIDER",
             "data_dir": "ANCHOR_DATA_DIR",
             "api_addr": "ANCHOR_API_ADDR",
             "http_addr": "ANCHOR_HTTP_ADDR",
@@ -191,6 +194,8 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise InvalidInput(f"ANCHOR_PROVIDER must be local or aws, got {self.provider!r}")
         parse_addr(self.api_addr, "ANCHOR_API_ADDR")
         parse_addr(self.http_addr, "ANCHOR_HTTP_ADDR")
         numbers = (

@@ -25,7 +25,7 @@ from anchor_deploy.cli.domains import ca, domains
 from anchor_deploy.cli.fsck import fsck
 from anchor_deploy.cli.login import login
 from anchor_deploy.cli.tokens import tokens
-from anchor_deploy.settings import Settings
+from anchor_deploy.settings import PROVIDERS, Settings
 
 
 @click.group()
@@ -41,13 +41,24 @@ def main() -> None:
 @click.option("--api-addr", help="API listen address [ANCHOR_API_ADDR, 127.0.0.1:8400].")
 @click.option("--http-addr", help="Edge HTTP listen address [ANCHOR_HTTP_ADDR, 127.0.0.1:8000].")
 @click.option("--base-domain", help="Base domain of deployment URLs [ANCHOR_BASE_DOMAIN, localhost].")
+@click.option(
+    "--provider",
+    type=click.Choice(PROVIDERS),
+    help="Where deployments run: this machine or AWS [ANCHOR_PROVIDER, local].",
+)
 @fails_cleanly
-def up(data_dir: Path | None, api_addr: str | None, http_addr: str | None, base_domain: str | None) -> None:
+def up(
+    data_dir: Path | None,
+    api_addr: str | None,
+    http_addr: str | None,
+    base_domain: str | None,
+    provider: str | None,
+) -> None:
     """Run the platform: API, build queue, reconciler and the Caddy edge."""
     from anchor_deploy.cli.up import run_platform
 
     settings = Settings.from_env(
-        data_dir=data_dir, api_addr=api_addr, http_addr=http_addr, base_domain=base_domain
+        data_dir=data_dir, api_addr=api_addr, http_addr=http_addr, base_domain=base_domain, provider=provider
     )
     run_platform(settings, say=click.echo)
 

@@ -14,7 +14,8 @@ import uvicorn
 
 from anchor_deploy.api.app import create_app
 from anchor_deploy.api.http_protocol import timed_protocol
-from anchor_deploy.providers.local import Platform, build_platform
+from anchor_deploy.providers import build_platform
+from anchor_deploy.providers.local import Platform
 from anchor_deploy.settings import Settings, parse_addr
 
 log = logging.getLogger("anchor")

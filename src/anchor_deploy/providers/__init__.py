@@ -1,1 +1,17 @@
-"""Providers: one assembly of adapters and services per place the platform runs (local: this machine)."""
+"""Providers: one assembly of adapters and services per place the platform runs, chosen by
+ANCHOR_PROVIDER (local: this machine; aws: Lambda, DynamoDB, S3, CloudFront)."""
+
+from __future__ import annotations
+
+from anchor_deploy.model.errors import InvalidInput
+from anchor_deploy.providers.local import Platform
+from anchor_deploy.settings import Settings
+
+
+def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
+    """The platform of ``settings.provider``, not started."""
+    if settings.provider == "aws":
+        raise InvalidInput("the AWS provider is not assembled yet")
+    from anchor_deploy.providers.local import build_platform as build_local
+
+    return build_local(settings, with_caddy=with_caddy)
