@@ -1,0 +1,120 @@
+"""The platform under test, whichever provider runs it: one scenario suite, two providers.
+
+A scenario speaks to the platform only through its API and CLI (as a user does) and reads what it serves
+through ``fetch(host, path)``. Each provider adds what only it can check: on AWS, that the ``production``
+Lambda alias names the deployment's version (never ``$LATEST``) and that a rollback left CloudFront alone.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from tests.e2e.apps_support import wheelhouse
+from tests.e2e.harness import AnchorProcess
+
+
+@dataclass(frozen=True)
+class Served:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+class PlatformUnderTest(Protocol):
+    provider: str
+    anchor: AnchorProcess
+
+    def api(self, token: str | None = None) -> httpx.Client: ...
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]: ...
+
+    def fetch(self, host: str, path: str = "/") -> Served: ...
+
+    def check_production(self, project: str, deployment_id: str) -> None:
+        """What the provider's data plane says production is (AWS: the Lambda alias), beyond the bytes."""
+        ...
+
+    def cdn_marker(self, project: str) -> object:
+        """Something that changes whenever the project's CDN configuration is updated (None: no CDN)."""
+        ...
+
+    def check_project_gone(self, project_id: str, deployment_ids: list[str]) -> None: ...
+
+    def stored_text(self) -> Iterator[tuple[str, bytes]]:
+        """Every stored record or file of the platform (where a secret must never be in clear)."""
+        ...
+
+
+def host_of(url: str) -> str:
+    return url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+
+
+@dataclass
+class LocalPlatform:
+    anchor: AnchorProcess
+    provider: str = "local"
+
+    def api(self, token: str | None = None) -> httpx.Client:
+        return self.anchor.api(token)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.anchor.cli(*args, check=check)
+
+    def fetch(self, host: str, path: str = "/") -> Served:
+        response = httpx.get(f"{self.anchor.edge_url}{path}", headers={"Host": host}, timeout=30)
+        return Served(response.status_code, dict(response.headers), response.content)
+
+    def check_production(self, project: str, deployment_id: str) -> None:
+        with self.api() as api:
+            assert api.get(f"/v1/projects/{project}").json()["productionDeploymentId"] == deployment_id
+
+    def cdn_marker(self, project: str) -> object:
+        return None
+
+    def check_project_gone(self, project_id: str, deployment_ids: list[str]) -> None:
+        for deployment_id in deployment_ids:
+            assert not (self.anchor.data_dir / "deployments" / deployment_id).exists()
+
+    def stored_text(self) -> Iterator[tuple[str, bytes]]:
+        for path in self.anchor.data_dir.rglob("*"):
+            if "envs" in path.relative_to(self.anchor.data_dir).parts:
+                continue
+            if path.is_file() and not path.is_symlink():
+                yield str(path), path.read_bytes()
+
+
+@contextmanager
+def local_platform(root: Path) -> Iterator[LocalPlatform]:
+    anchor = AnchorProcess(
+        root / "data", extra_env={"ANCHOR_PIP_ARGS": f"--no-index --find-links {wheelhouse()}"}
+    ).start()
+    try:
+        yield LocalPlatform(anchor)
+    finally:
+        anchor.stop()
+
+
+def json_of(done: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(done.stdout)
+
+
+@contextmanager
+def open_platform(provider: str, root: Path, request: Any) -> Iterator[PlatformUnderTest]:
+    """The platform for ``provider``, started in ``root`` (``request`` gives access to other fixtures)."""
+    if provider == "local":
+        with local_platform(root) as platform:
+            yield platform
+        return
+    raise ValueError(f"unknown provider {provider!r}")
