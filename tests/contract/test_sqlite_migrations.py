@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,35 @@ def test_split_statements_keeps_each_statement_whole() -> None:
 
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+
+def _rows(db: sqlite3.Connection, names: Iterable[str]) -> dict[str, list[tuple[object, ...]]]:
+    return {name: db.execute(f"SELECT * FROM {name} ORDER BY rowid").fetchall() for name in names}
+
+
+def test_version_3_adds_leases_to_a_database_the_last_release_made_keeping_its_rows(tmp_path: Path) -> None:
+    """tests/fixtures/database-v2.sql was written by the release before leases (its own SqliteStore, see
+    make_database_v2.py): the new code upgrades it to version 3, every table and row as it was, and the
+    leases work on it."""
+    path = tmp_path / "anchor.db"
+    db = connect(path)
+    db.executescript((REPO / "tests" / "fixtures" / "database-v2.sql").read_text())
+    before = tables(db)
+    names = [n for n, sql in before.items() if sql.startswith("CREATE TABLE") and n != "sqlite_sequence"]
+    rows = _rows(db, names)
+    assert schema_version(db) == 2 and "leases" not in before and sum(map(len, rows.values())) > 40
+    store = SqliteStore(path, clock=lambda: 1000.0)
+    assert schema_version(db) == LATEST >= 3
+    after = tables(db)
+    assert {n: after[n] for n in before} == before and _rows(db, names) == rows
+    assert after.keys() - before.keys() == {"leases"}
+    fresh = connect(tmp_path / "fresh.db")
+    migrate(fresh)
+    assert tables(fresh) == after  # an upgraded database has exactly a new one's schema
+    project = store.project_by_name("site")
+    assert project is not None and project.pinned and project.production_deployment_id == "dpl_site00000000"
+    reasons = [m.reason.value for m in store.alias_history("prj_api")]
+    assert reasons == ["deploy", "promote", "rollback", "unpin"]
+    assert store.acquire_lease("loop:reconcile", "a:1:x", 30.0)
+    assert not store.acquire_lease("loop:reconcile", "b:2:y", 30.0)
+    assert store.lease_holder("loop:reconcile") == ("a:1:x", 1030.0)

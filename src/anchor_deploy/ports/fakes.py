@@ -78,6 +78,7 @@ class FakeStore:
         self._move_ids = itertools.count(1)
         self._env: dict[tuple[str, str], tuple[bytes, bool, float]] = {}
         self._domains: dict[str, tuple[Domain, tuple[bytes, bytes] | None]] = {}
+        self._leases: dict[str, tuple[str, float]] = {}  # name -> (holder, expires at)
 
     # -- tokens ------------------------------------------------------------------------------------
     def add_token(self, token: Token, secret_hash: str) -> None:
@@ -456,6 +457,29 @@ class FakeStore:
     def delete_domain(self, name: str) -> bool:
         with self._lock:
             return self._domains.pop(name, None) is not None
+
+    # -- leases ------------------------------------------------------------------------------------
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        with self._lock:
+            now = self._clock()
+            held = self._leases.get(name)
+            if held is not None and held[1] > now and held[0] != holder:
+                return False
+            self._leases[name] = (holder, now + ttl)
+            return True
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        with self._lock:
+            held = self._leases.get(name)
+            if held is None or held[0] != holder:
+                return False
+            del self._leases[name]
+            return True
+
+    def lease_holder(self, name: str) -> tuple[str, float] | None:
+        with self._lock:
+            held = self._leases.get(name)
+            return held if held is not None and held[1] > self._clock() else None
 
 
 def _name(domain: Domain) -> str:

@@ -18,6 +18,7 @@ from anchor_deploy.model.entities import (
     TokenSource,
 )
 from anchor_deploy.model.manifest import ManifestFile
+from anchor_deploy.ports.leases import LeaseRepository
 
 
 class TokenRepository(Protocol):
@@ -191,6 +192,7 @@ class Store(
     BuildLogRepository,
     EnvRepository,
     DomainRepository,
+    LeaseRepository,
     Protocol,
 ):
     """All repositories of one database."""

@@ -9,6 +9,8 @@ Retries use botocore's standard mode: throttling and transient errors are retrie
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -26,6 +28,7 @@ class AwsClients:
         self._config = config
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[str, str], None]] = []
 
     @property
     def region(self) -> str:
@@ -37,7 +40,7 @@ class AwsClients:
     def client(self, service: str) -> Any:
         with self._lock:
             if service not in self._clients:
-                self._clients[service] = self._session.client(service, config=self._config)
+                self._clients[service] = self._watched(self._session.client(service, config=self._config))
             return self._clients[service]
 
     def regional(self, service: str, region: str) -> Any:
@@ -45,5 +48,27 @@ class AwsClients:
         key = f"{service}@{region}"
         with self._lock:
             if key not in self._clients:
-                self._clients[key] = self._session.client(service, region_name=region, config=self._config)
+                client = self._session.client(service, region_name=region, config=self._config)
+                self._clients[key] = self._watched(client)
             return self._clients[key]
+
+    def on_call(self, listener: Callable[[str, str], None]) -> None:
+        """Tell ``listener(service, operation)`` of every API call made from now on (one per call, retries
+        not counted): the benchmark's and the tests' call counts."""
+        self._listeners.append(listener)
+
+    def count_calls(self) -> Counter[str]:
+        """A counter of "service:Operation" that grows with every call made from now on."""
+        counts: Counter[str] = Counter()
+        self.on_call(lambda service, operation: counts.update([f"{service}:{operation}"]))
+        return counts
+
+    def _watched(self, client: Any) -> Any:
+        service = client.meta.service_model.service_name
+
+        def tell(model: Any, **_: Any) -> None:
+            for listener in list(self._listeners):
+                listener(service, model.name)
+
+        client.meta.events.register("before-call.*.*", tell)
+        return client

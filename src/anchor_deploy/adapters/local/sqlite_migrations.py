@@ -151,9 +151,20 @@ ALTER TABLE tokens ADD COLUMN last_used_at REAL;
 UPDATE tokens SET source = 'generated' WHERE project_id IS NULL AND name = 'admin';
 """
 
+# Leases (ports/leases.py): several control-plane processes sharing the database do each background job
+# once. A row is held by ``holder`` until ``expires_at`` (the store's clock); nothing else refers to it.
+_VERSION_3 = """
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of the first release", split_statements(_RELEASE_1_SCHEMA)),
     Migration(2, "tokens: source and last use", split_statements(_VERSION_2)),
+    Migration(3, "leases for background work", split_statements(_VERSION_3)),
 )
 LATEST = MIGRATIONS[-1].version
 MIGRATION_WAIT = 600.0  # seconds a starting process waits for another process's migration to finish

@@ -659,3 +659,26 @@ class SqliteStore:
     def delete_domain(self, name: str) -> bool:
         with self._write() as db:
             return db.execute("DELETE FROM domains WHERE name = ?", (name,)).rowcount == 1
+
+    # -- leases ------------------------------------------------------------------------------------
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        # One statement: insert a free lease, or take the row over only if it expired or is the holder's
+        # own (a renewal); a refused conflict changes no row.
+        now = self._clock()
+        cursor = self._db().execute(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+            "SET holder = excluded.holder, expires_at = excluded.expires_at "
+            "WHERE leases.expires_at <= ? OR leases.holder = excluded.holder",
+            (name, holder, now + ttl, now),
+        )
+        return cursor.rowcount == 1
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        cursor = self._db().execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+        return cursor.rowcount == 1
+
+    def lease_holder(self, name: str) -> tuple[str, float] | None:
+        row = self._one(
+            "SELECT holder, expires_at FROM leases WHERE name = ? AND expires_at > ?", name, self._clock()
+        )
+        return None if row is None else (str(row[0]), float(row[1]))
