@@ -1,4 +1,6 @@
-"""The BlobStore port's contract: FsBlobStore on a real directory and the in-memory fake pass it."""
+"""The BlobStore port's contract: FsBlobStore on a real directory, S3BlobStore on the moto server and the
+in-memory fake pass it. The integrity half (the BlobChecker port: fsck, the scrub) is the local stores' only:
+S3 keeps and checks its own checksums."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from anchor_deploy.adapters.aws.clients import AwsClients
+from anchor_deploy.adapters.aws.s3_blobs import S3BlobStore
 from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
 from anchor_deploy.model.errors import BlobRejected, BlobTooLarge
 from anchor_deploy.model.integrity import CopyKind
@@ -24,17 +28,38 @@ ROTTEN = b"hello, ancher\n"  # DATA after bit rot: the same size
 LIMIT = 1024
 
 
+AnyStore = FsBlobStore | FakeBlobStore | S3BlobStore
+
+
+@pytest.fixture(params=["fs", "fake", "s3"])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> AnyStore:
+    if request.param == "s3":
+        request.getfixturevalue("aws")  # an empty moto S3, reached through the standard AWS variables
+        clients = AwsClients()
+        clients.client("s3").create_bucket(Bucket="anchor-blobs")
+        return S3BlobStore(clients, "anchor-blobs", spool_dir=tmp_path)
+    return checked_store(request.param, tmp_path)
+
+
 @pytest.fixture(params=["fs", "fake"])
-def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> FsBlobStore | FakeBlobStore:
-    if request.param == "fs":
-        return FsBlobStore(tmp_path / "blobs")
-    return FakeBlobStore()
+def checked(request: pytest.FixtureRequest, tmp_path: Path) -> FsBlobStore | FakeBlobStore:
+    """The stores that are also BlobCheckers (fsck and the scrub check them)."""
+    return checked_store(request.param, tmp_path)
 
 
-def damage(blobs: FsBlobStore | FakeBlobStore, digest: str, data: bytes) -> None:
-    """Rewrite a held blob's bytes behind the store's back (in place on disk: the inode links share)."""
+def checked_store(kind: str, tmp_path: Path) -> FsBlobStore | FakeBlobStore:
+    return FsBlobStore(tmp_path / "blobs") if kind == "fs" else FakeBlobStore()
+
+
+def damage(blobs: AnyStore, digest: str, data: bytes) -> None:
+    """Rewrite a held blob's bytes behind the store's back (in place on disk: the inode links share; in
+    S3, another writer's PutObject over the key, with the checksum of what it wrote)."""
     if isinstance(blobs, FakeBlobStore):
         blobs.damage(digest, data)
+        return
+    if isinstance(blobs, S3BlobStore):
+        s3 = AwsClients().client("s3")
+        s3.put_object(Bucket=blobs.bucket, Key=blobs.key(digest), Body=data, ChecksumAlgorithm="SHA256")
         return
     path = blobs.path(digest)
     os.chmod(path, 0o644)
@@ -144,7 +169,7 @@ def test_concurrent_puts_of_one_blob_all_succeed(blobs: BlobStore) -> None:
 
 
 # -- integrity: both stores -------------------------------------------------------------------------
-def test_every_store_is_told_of_what_it_stored(blobs: FsBlobStore | FakeBlobStore) -> None:
+def test_every_store_is_told_of_what_it_stored(blobs: AnyStore) -> None:
     told: list[tuple[str, bool]] = []
     blobs.on_stored = lambda digest, replaced: told.append((digest, replaced))
     blobs.put(sha(DATA), iter([DATA]), LIMIT)
@@ -152,7 +177,7 @@ def test_every_store_is_told_of_what_it_stored(blobs: FsBlobStore | FakeBlobStor
     assert told == [(sha(DATA), False)]
 
 
-def test_an_upload_replaces_a_damaged_blob(blobs: FsBlobStore | FakeBlobStore) -> None:
+def test_an_upload_replaces_a_damaged_blob(blobs: AnyStore) -> None:
     digest = sha(DATA)
     told: list[tuple[str, bool]] = []
     blobs.put(digest, iter([DATA]), LIMIT)
@@ -161,11 +186,12 @@ def test_an_upload_replaces_a_damaged_blob(blobs: FsBlobStore | FakeBlobStore) -
     assert blobs.put(digest, iter([DATA]), LIMIT) == len(DATA)  # checked, found wrong, replaced
     assert blobs.read(digest) == DATA
     assert told == [(digest, True)]
-    assert blobs.corrupt() == {} and blobs.missing([digest]) == []
+    assert isinstance(blobs, S3BlobStore) or blobs.corrupt() == {}
+    assert blobs.missing([digest]) == []
     assert blobs.put(digest, iter([DATA]), LIMIT) == 0
 
 
-def test_a_wrong_upload_never_replaces_a_damaged_blob(blobs: FsBlobStore | FakeBlobStore) -> None:
+def test_a_wrong_upload_never_replaces_a_damaged_blob(blobs: AnyStore) -> None:
     digest = sha(DATA)
     blobs.put(digest, iter([DATA]), LIMIT)
     damage(blobs, digest, ROTTEN)
@@ -174,50 +200,52 @@ def test_a_wrong_upload_never_replaces_a_damaged_blob(blobs: FsBlobStore | FakeB
     assert blobs.read(digest) == ROTTEN  # left for the right bytes (or fsck --repair)
 
 
-def test_check_finds_damage_and_the_blob_is_then_asked_for(blobs: FsBlobStore | FakeBlobStore) -> None:
+def test_check_finds_damage_and_the_blob_is_then_asked_for(checked: FsBlobStore | FakeBlobStore) -> None:
     good, bad = sha(b"good"), sha(DATA)
     for data in (b"good", DATA):
-        blobs.put(sha(data), iter([data]), LIMIT)
-    copies = {c.digest: c for c in blobs.copies() if c.kind is CopyKind.BLOB}
+        checked.put(sha(data), iter([data]), LIMIT)
+    copies = {c.digest: c for c in checked.copies() if c.kind is CopyKind.BLOB}
     assert set(copies) == {good, bad} and copies[bad].size == len(DATA)
     assert copies[bad].name == f"{bad[:2]}/{bad}"
-    damage(blobs, bad, ROTTEN)
+    damage(checked, bad, ROTTEN)
     paced: list[int] = []
-    assert blobs.check(copies[good], paced.append) is None
-    assert blobs.missing([good, bad]) == []  # not known to be damaged yet
-    assert blobs.check(copies[bad], paced.append) == f"content hashes to {sha(ROTTEN)}"
+    assert checked.check(copies[good], paced.append) is None
+    assert checked.missing([good, bad]) == []  # not known to be damaged yet
+    assert checked.check(copies[bad], paced.append) == f"content hashes to {sha(ROTTEN)}"
     assert sum(paced) == len(b"good") + len(DATA)
-    assert blobs.corrupt() == {copies[bad].name: f"content hashes to {sha(ROTTEN)}"}
-    assert blobs.missing([good, bad]) == [bad]
-    assert blobs.has(bad)  # still there: only fsck --repair or an upload moves it
+    assert checked.corrupt() == {copies[bad].name: f"content hashes to {sha(ROTTEN)}"}
+    assert checked.missing([good, bad]) == [bad]
+    assert checked.has(bad)  # still there: only fsck --repair or an upload moves it
 
 
-def test_quarantine_keeps_the_bytes_aside_and_the_blob_is_missing(blobs: FsBlobStore | FakeBlobStore) -> None:
+def test_quarantine_keeps_the_bytes_aside_and_the_blob_is_missing(
+    checked: FsBlobStore | FakeBlobStore,
+) -> None:
     digest = sha(DATA)
-    blobs.put(digest, iter([DATA]), LIMIT)
-    damage(blobs, digest, ROTTEN)
-    copy = next(c for c in blobs.copies() if c.digest == digest and c.kind is CopyKind.BLOB)
-    assert blobs.check(copy) is not None
-    where = blobs.quarantine(copy, "fsck --repair: content hashes to something else")
+    checked.put(digest, iter([DATA]), LIMIT)
+    damage(checked, digest, ROTTEN)
+    copy = next(c for c in checked.copies() if c.digest == digest and c.kind is CopyKind.BLOB)
+    assert checked.check(copy) is not None
+    where = checked.quarantine(copy, "fsck --repair: content hashes to something else")
     assert "quarantine" in where
-    assert not blobs.has(digest) and blobs.missing([digest]) == [digest]
-    assert blobs.corrupt() == {}
-    assert not blobs.restore(digest)  # no good copy left
+    assert not checked.has(digest) and checked.missing([digest]) == [digest]
+    assert checked.corrupt() == {}
+    assert not checked.restore(digest)  # no good copy left
     with pytest.raises(FileNotFoundError):
-        blobs.check(copy)
+        checked.check(copy)
     with pytest.raises(FileNotFoundError):
-        blobs.quarantine(copy, "twice")
-    assert blobs.put(digest, iter([DATA]), LIMIT) == len(DATA)
-    assert blobs.restore(digest) and blobs.read(digest) == DATA
+        checked.quarantine(copy, "twice")
+    assert checked.put(digest, iter([DATA]), LIMIT) == len(DATA)
+    assert checked.restore(digest) and checked.read(digest) == DATA
 
 
-def test_a_collected_blob_is_no_longer_reported_damaged(blobs: FsBlobStore | FakeBlobStore) -> None:
+def test_a_collected_blob_is_no_longer_reported_damaged(checked: FsBlobStore | FakeBlobStore) -> None:
     digest = sha(DATA)
-    blobs.put(digest, iter([DATA]), LIMIT)
-    damage(blobs, digest, ROTTEN)
-    assert blobs.check(next(c for c in blobs.copies() if c.kind is CopyKind.BLOB)) is not None
-    assert blobs.collect(set(), older_than=time.time() + 60) == 1
-    assert blobs.corrupt() == {}
+    checked.put(digest, iter([DATA]), LIMIT)
+    damage(checked, digest, ROTTEN)
+    assert checked.check(next(c for c in checked.copies() if c.kind is CopyKind.BLOB)) is not None
+    assert checked.collect(set(), older_than=time.time() + 60) == 1
+    assert checked.corrupt() == {}
 
 
 # -- FsBlobStore only ------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ AnchorError
 │   └── FsckRunning              one fsck at a time
 ├── BlobRejected (400/413)        digest mismatch, too large
 │   └── BlobUnavailable (503)     a stored blob is missing or damaged on disk
+├── BlobStoreUnavailable (503)    the blob store (S3) refused or could not be reached; nothing changed
 ├── BodyTooLarge (413)            a request body over its route's limit (ANCHOR_MAX_JSON_BODY)
 ├── BadRequest (400)              a request HTTP cannot take (a Content-Length that is no number)
 ├── EdgeError (503)               the data plane could not be changed (the reconciler retries)
@@ -145,6 +146,13 @@ class BlobUnavailable(BlobRejected):
     (in ``extra``) names it: the reconciler retries the deployment once that blob is uploaded again."""
 
     code = "blob_unavailable"
+    status = 503
+
+
+class BlobStoreUnavailable(AnchorError):
+    """The blob store service (S3) failed or refused a request after the SDK's retries; nothing changed."""
+
+    code = "blob_store_unavailable"
     status = 503
 
 

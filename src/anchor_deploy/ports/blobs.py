@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.integrity import StoredCopy
@@ -32,6 +33,29 @@ class BlobStore(Protocol):
 
     def read(self, digest: str) -> bytes:
         """The bytes of a held blob (small files: requirements, configs). BlobRejected if not held."""
+        ...
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where a client sends one blob itself, bypassing the API: a ``method`` request to ``url`` with exactly
+    ``headers`` (they are signed into the URL: the store refuses other bytes, and a blob it holds) and the
+    blob's bytes as the body, before ``expires_at`` (a time)."""
+
+    sha256: str
+    url: str
+    headers: Mapping[str, str]
+    expires_at: float
+    method: Literal["PUT"] = "PUT"
+
+
+@runtime_checkable
+class DirectUploads(Protocol):
+    """Offered by a blob store that clients can upload to directly (S3: presigned PUT URLs). Optional: a
+    store without it is uploaded to through the API's blob route only."""
+
+    def upload_targets(self, digests: Sequence[str]) -> list[UploadTarget]:
+        """One target per digest, in the same order. Signing needs no request to the store."""
         ...
 
 

@@ -43,6 +43,16 @@ class AwsClients:
                 self._clients[service] = self._watched(self._session.client(service, config=self._config))
             return self._clients[service]
 
+    def presigner(self, service: str) -> Any:
+        """A client whose presigned URLs are SigV4 (botocore presigns S3 with SigV2 unless the config names a
+        signature version, and SigV2 signs no headers: a checksum or If-None-Match would not be bound)."""
+        key = f"{service}#presign"
+        with self._lock:
+            if key not in self._clients:
+                config = self._config.merge(Config(signature_version="s3v4" if service == "s3" else "v4"))
+                self._clients[key] = self._session.client(service, config=config)
+            return self._clients[key]
+
     def regional(self, service: str, region: str) -> Any:
         """A client pinned to another region (ACM for CloudFront lives in us-east-1)."""
         key = f"{service}@{region}"
