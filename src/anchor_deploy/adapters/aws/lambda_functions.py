@@ -1,0 +1,484 @@
+"""Lambda functions: one per project; every deployment is a published version with its own alias and URL.
+
+A project's function is ``<prefix><project id>``. Publishing a deployment updates ``$LATEST`` (configuration,
+then code, each with the function's RevisionId as compare-and-set and waiting for LastUpdateStatus
+Successful) and publishes a version whose Description is the deployment id, with the package's CodeSha256, so
+a version is never cut from code another writer put there meanwhile. A retry after a crash finds that version
+by its Description instead of publishing a second one.
+
+Each deployment gets an alias named after its deployment id, pointing at its version, with its own function
+URL, so each deployment keeps its own URL until retention prunes it. Function URLs use AuthType NONE (with
+the two resource-policy statements a public URL needs): a deployment's URL is served to browsers directly,
+with no CloudFront in front to sign requests (AWS_IAM with CloudFront OAC would make those URLs
+unreachable, and OAC would make every POST body carry a payload hash). The project's production URL is
+the alias named ``production`` (moved by LambdaEdge) behind CloudFront. ``$LATEST`` is never served.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from anchor_deploy.adapters.aws.client_errors import is_error
+from anchor_deploy.model.errors import EdgeError
+
+PRODUCTION_ALIAS = "production"
+LATEST = "$LATEST"
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_RETRYABLE = ("PreconditionFailedException", "ResourceConflictException")
+_NOT_FOUND = "ResourceNotFoundException"
+
+
+class ClientSource(Protocol):
+    """Where clients come from (AwsClients; a fake in tests)."""
+
+    def client(self, service: str) -> Any: ...
+
+
+class LambdaPackageLike(Protocol):
+    """What publishing reads from a built package (the packaging's LambdaPackage, or any object alike)."""
+
+    @property
+    def code_sha256(self) -> str: ...  # base64 SHA-256 of the zip, as Lambda reports CodeSha256
+
+    @property
+    def handler(self) -> str: ...
+
+    @property
+    def runtime(self) -> str: ...
+
+    @property
+    def needs_s3(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    role_arn: str
+    bucket: str  # where packages too large for a direct upload go, under packages/<project>/
+    prefix: str = "anchor-"
+    memory_mb: int = 1024
+    timeout_s: int = 30
+    attempts: int = 5  # publish rounds when another writer changed the function meanwhile
+    page_size: int = 50  # MaxItems of ListVersionsByFunction and ListAliases
+
+
+@dataclass(frozen=True)
+class ProductionAlias:
+    version: str
+    revision_id: str | None
+
+
+@dataclass
+class PruneResult:
+    aliases: list[str] = field(default_factory=list)
+    versions: list[str] = field(default_factory=list)
+
+
+class AliasChanged(Exception):
+    """The production alias changed (or appeared) since it was read: read it again."""
+
+
+class NotPublished(EdgeError):
+    """A deployment with no published version on its project's function."""
+
+
+def deployment_alias(deployment_id: str) -> str:
+    """The alias of one deployment: its id, which is already valid Lambda alias syntax."""
+    if not _ALIAS.fullmatch(deployment_id) or deployment_id.isdigit() or deployment_id == PRODUCTION_ALIAS:
+        raise ValueError(f"{deployment_id!r} cannot name a Lambda alias")
+    return deployment_id
+
+
+def package_zip(package: object) -> bytes:
+    """The zip of a package: its ``read()``, else the bytes or the file it carries."""
+    read = getattr(package, "read", None)
+    if callable(read):
+        return bytes(read())
+    content = getattr(package, "zip_bytes", None)
+    if isinstance(content, bytes):
+        return content
+    path = getattr(package, "zip_path", None)
+    if isinstance(path, str | Path):
+        return Path(path).read_bytes()
+    raise TypeError(f"{type(package).__name__} carries no zip (read(), zip_bytes or zip_path)")
+
+
+def package_key(project_id: str, code_sha256: str) -> str:
+    """S3 key of a package: the base64 digest has '/' and '+', so the key spells it in hex."""
+    return f"packages/{project_id}/{base64.b64decode(code_sha256).hex()}.zip"
+
+
+class LambdaFunctions:
+    def __init__(self, clients: ClientSource, settings: FunctionSettings) -> None:
+        self._clients = clients
+        self._lambda = clients.client("lambda")
+        self.settings = settings
+        self._versions: dict[tuple[str, str], str] = {}  # (project, deployment) -> version: never changes
+        self._lock = threading.Lock()
+
+    def function_name(self, project_id: str) -> str:
+        name = self.settings.prefix + project_id
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"{name!r} cannot name a Lambda function")
+        return name
+
+    # -- publishing ----------------------------------------------------------------------------------
+    def publish(
+        self, project_id: str, deployment_id: str, package: LambdaPackageLike, environment: dict[str, str]
+    ) -> str:
+        """Publish the deployment as a version (or find the one a crashed attempt published), give it its
+        alias and URL; returns the version."""
+        name = self.function_name(project_id)
+        for _ in range(self.settings.attempts):
+            version = self._version_described(name, deployment_id)
+            if version is None:
+                try:
+                    version = self._publish_new(project_id, deployment_id, package, environment)
+                except ClientError as error:
+                    if is_error(error, *_RETRYABLE):
+                        continue
+                    raise
+                if version is None:
+                    continue
+            self.ensure_deployment_alias(project_id, deployment_id, version)
+            return version
+        raise EdgeError(f"could not publish {deployment_id}: its function kept changing under it")
+
+    def _publish_new(
+        self, project_id: str, deployment_id: str, package: LambdaPackageLike, environment: dict[str, str]
+    ) -> str | None:
+        name = self.function_name(project_id)
+        code = self._code(project_id, package)
+        config = self._configuration(name)
+        if config is None:
+            self._create(name, deployment_id, package, environment, code)
+        else:
+            self._wait_updated(name)
+            self._lambda.update_function_configuration(
+                FunctionName=name,
+                Handler=package.handler,
+                Runtime=package.runtime,
+                Environment={"Variables": dict(environment)},
+                Description=deployment_id,
+                **_revision(self._configuration(name)),
+            )
+            self._wait_updated(name)
+            self._lambda.update_function_code(
+                FunctionName=name, **code, **_revision(self._configuration(name))
+            )
+            self._wait_updated(name)
+        config = self._configuration(name)
+        if config is None or config.get("CodeSha256") != package.code_sha256:
+            return None  # another writer's code is in $LATEST now: start over
+        published: dict[str, Any] = self._lambda.publish_version(
+            FunctionName=name, CodeSha256=package.code_sha256, Description=deployment_id, **_revision(config)
+        )
+        if published.get("Description") != deployment_id:
+            return None  # Lambda answered with an older version (nothing had changed): start over
+        return str(published["Version"])
+
+    def _create(
+        self,
+        name: str,
+        deployment_id: str,
+        package: LambdaPackageLike,
+        environment: dict[str, str],
+        code: dict[str, Any],
+    ) -> None:
+        self._lambda.create_function(
+            FunctionName=name,
+            Role=self.settings.role_arn,
+            Handler=package.handler,
+            Runtime=package.runtime,
+            Code=code,
+            Description=deployment_id,
+            Environment={"Variables": dict(environment)},
+            MemorySize=self.settings.memory_mb,
+            Timeout=self.settings.timeout_s,
+            Publish=False,
+        )
+        self._lambda.get_waiter("function_active_v2").wait(FunctionName=name)
+
+    def _code(self, project_id: str, package: LambdaPackageLike) -> dict[str, Any]:
+        content = package_zip(package)
+        if not package.needs_s3:
+            return {"ZipFile": content}
+        key = package_key(project_id, package.code_sha256)
+        self._clients.client("s3").put_object(Bucket=self.settings.bucket, Key=key, Body=content)
+        return {"S3Bucket": self.settings.bucket, "S3Key": key}
+
+    def _configuration(self, name: str, qualifier: str | None = None) -> dict[str, Any] | None:
+        extra = {"Qualifier": qualifier} if qualifier else {}
+        try:
+            config: dict[str, Any] = self._lambda.get_function_configuration(FunctionName=name, **extra)
+        except ClientError as error:
+            if is_error(error, _NOT_FOUND):
+                return None
+            raise
+        return config
+
+    def _wait_updated(self, name: str) -> None:
+        self._lambda.get_waiter("function_updated_v2").wait(FunctionName=name)
+
+    def _version_described(self, name: str, deployment_id: str) -> str | None:
+        for version in self.versions(name):
+            if version.get("Version") != LATEST and version.get("Description") == deployment_id:
+                return str(version["Version"])
+        return None
+
+    # -- per-deployment aliases ----------------------------------------------------------------------
+    def version_of(self, project_id: str, deployment_id: str) -> str | None:
+        """The version a deployment's alias names (None: not published, or pruned)."""
+        with self._lock:
+            cached = self._versions.get((project_id, deployment_id))
+        if cached is not None:
+            return cached
+        alias = self._alias(self.function_name(project_id), deployment_alias(deployment_id))
+        if alias is None:
+            return None
+        version = str(alias["FunctionVersion"])
+        self._remember(project_id, deployment_id, version)
+        return version
+
+    def ensure_deployment_alias(self, project_id: str, deployment_id: str, version: str | None = None) -> str:
+        """The deployment's alias (made if missing, from its published version) and URL; its version."""
+        name = self.function_name(project_id)
+        alias = deployment_alias(deployment_id)
+        found = self._alias(name, alias)
+        if found is not None and (version is None or found["FunctionVersion"] == version):
+            version = str(found["FunctionVersion"])
+        else:
+            version = version or self._version_described(name, deployment_id)
+            if version is None:
+                raise NotPublished(f"{deployment_id} has no published Lambda version")
+            self._point_deployment_alias(name, alias, deployment_id, version, found)
+        self._ensure_url(name, alias)
+        self._remember(project_id, deployment_id, version)
+        return version
+
+    def _point_deployment_alias(
+        self, name: str, alias: str, deployment_id: str, version: str, found: dict[str, Any] | None
+    ) -> None:
+        if found is not None:
+            self._lambda.update_alias(
+                FunctionName=name, Name=alias, FunctionVersion=version, **_revision(found)
+            )
+            return
+        try:
+            self._lambda.create_alias(
+                FunctionName=name, Name=alias, FunctionVersion=version, Description=deployment_id
+            )
+        except ClientError as error:
+            if not is_error(error, "ResourceConflictException"):
+                raise  # a conflict is another writer making the same alias to the same version
+
+    def deployment_url(self, project_id: str, deployment_id: str) -> str | None:
+        return self._url(self.function_name(project_id), deployment_alias(deployment_id))
+
+    def production_url(self, project_id: str) -> str:
+        """The production alias's function URL (made if missing; the alias must exist): the CDN's origin."""
+        return self._ensure_url(self.function_name(project_id), PRODUCTION_ALIAS)
+
+    def _remember(self, project_id: str, deployment_id: str, version: str) -> None:
+        with self._lock:
+            self._versions[(project_id, deployment_id)] = version
+
+    def _alias(self, name: str, alias: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self._lambda.get_alias(FunctionName=name, Name=alias)
+        except ClientError as error:
+            if is_error(error, _NOT_FOUND):
+                return None
+            raise
+        return found
+
+    def _url(self, name: str, alias: str) -> str | None:
+        try:
+            config = self._lambda.get_function_url_config(FunctionName=name, Qualifier=alias)
+        except ClientError as error:
+            if is_error(error, _NOT_FOUND):
+                return None
+            raise
+        return str(config["FunctionUrl"])
+
+    def _ensure_url(self, name: str, alias: str) -> str:
+        url = self._url(name, alias)
+        if url is not None:
+            return url
+        self._allow_public_url(name, alias)
+        try:
+            made = self._lambda.create_function_url_config(
+                FunctionName=name, Qualifier=alias, AuthType="NONE"
+            )
+        except ClientError as error:
+            if is_error(error, "ResourceConflictException") and (url := self._url(name, alias)):
+                return url
+            raise
+        return str(made["FunctionUrl"])
+
+    def _allow_public_url(self, name: str, alias: str) -> None:
+        """A public function URL needs both statements: invoking through the URL, and the invoke it makes."""
+        statements: list[dict[str, Any]] = [
+            {
+                "StatementId": "anchor-url",
+                "Action": "lambda:InvokeFunctionUrl",
+                "FunctionUrlAuthType": "NONE",
+            },
+            {
+                "StatementId": "anchor-url-invoke",
+                "Action": "lambda:InvokeFunction",
+                "InvokedViaFunctionUrl": True,
+            },
+        ]
+        for statement in statements:
+            try:
+                self._lambda.add_permission(FunctionName=name, Qualifier=alias, Principal="*", **statement)
+            except ClientError as error:
+                if not is_error(error, "ResourceConflictException"):
+                    raise  # a conflict: the statement is there already
+
+    # -- production alias ----------------------------------------------------------------------------
+    def production(self, project_id: str) -> ProductionAlias | None:
+        found = self._alias(self.function_name(project_id), PRODUCTION_ALIAS)
+        if found is None:
+            return None
+        return ProductionAlias(str(found["FunctionVersion"]), found.get("RevisionId"))
+
+    def move_production(self, project_id: str, version: str, read: ProductionAlias | None) -> None:
+        """Point ``production`` at ``version`` if it is still as ``read`` (None: it did not exist)."""
+        if version == LATEST:
+            raise ValueError("production never serves $LATEST")
+        name = self.function_name(project_id)
+        try:
+            if read is None:
+                self._lambda.create_alias(FunctionName=name, Name=PRODUCTION_ALIAS, FunctionVersion=version)
+            else:
+                extra = {"RevisionId": read.revision_id} if read.revision_id else {}
+                self._lambda.update_alias(
+                    FunctionName=name, Name=PRODUCTION_ALIAS, FunctionVersion=version, **extra
+                )
+        except ClientError as error:
+            if is_error(error, *_RETRYABLE):
+                raise AliasChanged(f"the production alias of {name} changed since it was read") from error
+            raise
+
+    def remove_production(self, project_id: str) -> None:
+        self._delete_alias(self.function_name(project_id), PRODUCTION_ALIAS)
+
+    def deployment_of_version(self, project_id: str, version: str) -> str | None:
+        config = self._configuration(self.function_name(project_id), version)
+        return None if config is None else str(config.get("Description") or "") or None
+
+    # -- listing, retention, deletion ----------------------------------------------------------------
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        return list(self._pages(self._lambda.list_versions_by_function, "Versions", FunctionName=name))
+
+    def aliases(self, name: str) -> list[dict[str, Any]]:
+        return list(self._pages(self._lambda.list_aliases, "Aliases", FunctionName=name))
+
+    def _pages(self, call: Callable[..., Any], key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a Marker-paginated Lambda listing; a missing function lists nothing."""
+        marker: str | None = None
+        while True:
+            extra = {"Marker": marker} if marker else {}
+            try:
+                page = call(MaxItems=self.settings.page_size, **kwargs, **extra)
+            except ClientError as error:
+                if is_error(error, _NOT_FOUND):
+                    return
+                raise
+            yield from page.get(key, [])
+            marker = page.get("NextMarker")
+            if not marker:
+                return
+
+    def prune(self, project_id: str, keep_deployment_ids: set[str] | frozenset[str]) -> PruneResult:
+        """Delete the aliases of deployments not kept, then versions nothing points at and no kept deployment
+        published; never ``production``'s version."""
+        name = self.function_name(project_id)
+        result = PruneResult()
+        aliases = self.aliases(name)
+        referenced: set[str] = set()
+        for alias in aliases:
+            deployment_id = alias.get("Description") or ""
+            if alias["Name"] == PRODUCTION_ALIAS or deployment_id in keep_deployment_ids:
+                referenced.add(str(alias["FunctionVersion"]))
+                continue
+            self._delete_url(name, alias["Name"])
+            self._delete_alias(name, alias["Name"])
+            self._forget(project_id, deployment_id)
+            result.aliases.append(alias["Name"])
+        for version in self.versions(name):
+            number = str(version["Version"])
+            if number == LATEST or number in referenced or version.get("Description") in keep_deployment_ids:
+                continue
+            try:
+                self._lambda.delete_function(FunctionName=name, Qualifier=number)
+            except ClientError as error:
+                if not is_error(error, _NOT_FOUND):
+                    raise
+            result.versions.append(number)
+        return result
+
+    def delete_function(self, project_id: str) -> None:
+        """The function with every version, alias and URL, and its uploaded packages; idempotent."""
+        name = self.function_name(project_id)
+        try:
+            self._lambda.delete_function(FunctionName=name)
+        except ClientError as error:
+            if not is_error(error, _NOT_FOUND):
+                raise
+        with self._lock:
+            for key in [key for key in self._versions if key[0] == project_id]:
+                del self._versions[key]
+        self._delete_packages(project_id)
+
+    def _delete_packages(self, project_id: str) -> None:
+        s3 = self._clients.client("s3")
+        prefix = f"packages/{project_id}/"
+        token: dict[str, str] = {}
+        while True:
+            try:
+                page = s3.list_objects_v2(Bucket=self.settings.bucket, Prefix=prefix, **token)
+            except ClientError as error:
+                if is_error(error, "NoSuchBucket"):
+                    return
+                raise
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=self.settings.bucket, Delete={"Objects": keys, "Quiet": True})
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def _delete_alias(self, name: str, alias: str) -> None:
+        try:
+            self._lambda.delete_alias(FunctionName=name, Name=alias)
+        except ClientError as error:
+            if not is_error(error, _NOT_FOUND):
+                raise
+
+    def _delete_url(self, name: str, alias: str) -> None:
+        try:
+            self._lambda.delete_function_url_config(FunctionName=name, Qualifier=alias)
+        except ClientError as error:
+            if not is_error(error, _NOT_FOUND):
+                raise
+
+    def _forget(self, project_id: str, deployment_id: str) -> None:
+        with self._lock:
+            self._versions.pop((project_id, deployment_id), None)
+
+
+def _revision(answer: dict[str, Any] | None) -> dict[str, str]:
+    """The RevisionId compare-and-set argument, when Lambda reported one."""
+    revision = (answer or {}).get("RevisionId")
+    return {"RevisionId": str(revision)} if revision else {}
