@@ -29,6 +29,18 @@ class Answer(BaseModel):
 
 
 # -- errors --------------------------------------------------------------------------------------------------
+class UploadTargetInfo(Answer):
+    """A direct upload of one blob to the blob store (S3: a presigned URL): send its bytes as the body of a
+    ``method`` request to ``url`` with exactly ``headers`` (they are signed), before ``expiresAt``. The store
+    refuses other bytes, and a blob it already holds (412: upload that one through PUT /v1/blobs/{digest})."""
+
+    sha256: str
+    method: Literal["PUT"]
+    url: str
+    headers: dict[str, str]
+    expires_at: Timestamp
+
+
 class ErrorDetail(BaseModel):
     """``code`` is stable (clients branch on it), ``message`` is for people. Some errors add fields."""
 
@@ -38,6 +50,11 @@ class ErrorDetail(BaseModel):
     message: str = Field(examples=["project 'blog' not found"])
     missing: list[str] | None = Field(
         None, description="missing_files: the sha256 of each blob to upload before deploying"
+    )
+    uploads: list[UploadTargetInfo] | None = Field(
+        None,
+        description="missing_files, when the blob store takes direct uploads: where to send each blob of "
+        "`missing`, in its order (else, and for a blob the store refuses with 412, PUT /v1/blobs/{digest})",
     )
     digest: str | None = Field(None, description="blob_unavailable: the blob that is missing or damaged")
     problem: str | None = Field(None, description="blob_unavailable: what is wrong with it")

@@ -7,6 +7,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from anchor_deploy.model.apps import AppConfig, parse_app_config
@@ -33,12 +34,25 @@ from anchor_deploy.model.manifest import ManifestFile, parse_manifest
 from anchor_deploy.model.names import deployment_host, is_deployment_id, new_deployment_id
 from anchor_deploy.model.text import plural
 from anchor_deploy.ports import BlobStore, DeploymentFiles, Store
+from anchor_deploy.ports.blobs import DirectUploads, UploadTarget
 from anchor_deploy.services.aliases import AliasService
 from anchor_deploy.services.apps import AppBuilds, EnvService, detect_app
 from anchor_deploy.services.auth import can_access
 from anchor_deploy.services.edge_sync import EdgeSync
 
 log = logging.getLogger(__name__)
+
+
+def upload_json(target: UploadTarget) -> dict[str, Any]:
+    """An upload target as the 409 missing_files answer carries it."""
+    expires = datetime.fromtimestamp(target.expires_at, UTC).isoformat(timespec="milliseconds")
+    return {
+        "sha256": target.sha256,
+        "method": target.method,
+        "url": target.url,
+        "headers": dict(target.headers),
+        "expiresAt": expires.replace("+00:00", "Z"),
+    }
 
 
 class DeploymentService:
@@ -78,7 +92,7 @@ class DeploymentService:
         app = self._app_config(body, files)
         missing = self._blobs.missing(f.sha256 for f in files)
         if missing:
-            raise MissingFiles(f"{plural(len(missing), 'file')} must be uploaded first", missing=missing)
+            raise self._missing_files(missing)
         sealed_env = b""
         if app is not None and self._env is not None:
             sealed_env = self._env.seal(self._env.freeze(project, app))
@@ -107,6 +121,15 @@ class DeploymentService:
             self._cancel_queued(project, deployment)
         self.on_created(deployment.id)
         return deployment
+
+    def _missing_files(self, missing: list[str]) -> MissingFiles:
+        """The 409 that lists the blobs to upload; with a store that takes direct uploads (S3), also where
+        to send each one (``uploads``), in the same order."""
+        message = f"{plural(len(missing), 'file')} must be uploaded first"
+        if not isinstance(self._blobs, DirectUploads):
+            return MissingFiles(message, missing=missing)
+        uploads = [upload_json(target) for target in self._blobs.upload_targets(missing)]
+        return MissingFiles(message, missing=missing, uploads=uploads)
 
     def _app_config(self, body: dict[str, Any], files: tuple[ManifestFile, ...]) -> AppConfig | None:
         if body.get("app") is None:
