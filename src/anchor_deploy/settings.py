@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping
@@ -31,6 +32,21 @@ def parse_addr(value: str, setting: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# A stack name is part of every AWS name the platform makes (function names, a bucket name): short, lowercase,
+# and without "_", which the project function names use after it (see adapters/aws/names.py).
+AWS_STACK_MAX = 21
+_AWS_STACK = re.compile(r"^[a-z](?:[a-z0-9-]{0,19}[a-z0-9])?$")
+
+
+def parse_stack_name(value: str, setting: str = "--stack") -> str:
+    if not _AWS_STACK.fullmatch(value):
+        raise InvalidInput(
+            f"{setting} must be 1-{AWS_STACK_MAX} characters of a-z, 0-9 and hyphens, starting with a letter "
+            f"and ending with a letter or digit, got {value!r}"
+        )
+    return value
+
+
 def _default_caddy() -> str:
     beside_python = Path(sys.executable).parent / "caddy"
     if beside_python.exists():
@@ -41,6 +57,7 @@ def _default_caddy() -> str:
 @dataclass(frozen=True)
 class Settings:
     provider: str = "local"  # where the platform runs: "local" (this machine) or "aws"
+    aws_stack: str = "anchor-deploy"  # the CloudFormation stack of the AWS provider (`anchor aws bootstrap`)
     data_dir: Path = Path(".anchor")
     api_addr: str = DEFAULT_API_ADDR
     http_addr: str = DEFAULT_HTTP_ADDR
@@ -91,6 +108,12 @@ class Settings:
     # The background scrub of stored blobs: a full pass at most every interval (s), at most rate bytes/s
     scrub_interval: float = 24 * 3600.0  # 0: off
     scrub_rate: int = 20 * 1024 * 1024  # 0: off
+    # Leases shared by control-plane processes on one database (services/runner.py): a lease lasts lease_ttl
+    # seconds, its holder renews it every lease_heartbeat (0: a third of the TTL), free work is looked for
+    # every lease_poll seconds.
+    lease_ttl: float = 30.0
+    lease_heartbeat: float = 0.0
+    lease_poll: float = 2.0
     # Test-only fault injection, e.g. "rollback:after_commit" makes the process SIGKILL itself there.
     fault: str | None = None
 
@@ -100,6 +123,7 @@ class Settings:
         values: dict[str, Any] = {}
         names = {
             "provider": "ANCHOR_PROVIDER",
+            "aws_stack": "ANCHOR_AWS_STACK",
             "data_dir": "ANCHOR_DATA_DIR",
             "api_addr": "ANCHOR_API_ADDR",
             "http_addr": "ANCHOR_HTTP_ADDR",
@@ -146,6 +170,9 @@ class Settings:
             "build_log_max_lines": "ANCHOR_BUILD_LOG_MAX_LINES",
             "scrub_interval": "ANCHOR_SCRUB_INTERVAL",
             "scrub_rate": "ANCHOR_SCRUB_RATE",
+            "lease_ttl": "ANCHOR_LEASE_TTL",
+            "lease_heartbeat": "ANCHOR_LEASE_HEARTBEAT",
+            "lease_poll": "ANCHOR_LEASE_POLL",
         }
         for attr, var in names.items():
             if env.get(var):
@@ -183,6 +210,9 @@ class Settings:
             ("sandbox_uid_base", int),
             ("scrub_interval", float),
             ("scrub_rate", int),
+            ("lease_ttl", float),
+            ("lease_heartbeat", float),
+            ("lease_poll", float),
         ):
             if attr in values:
                 try:
@@ -196,6 +226,7 @@ class Settings:
     def validate(self) -> None:
         if self.provider not in PROVIDERS:
             raise InvalidInput(f"ANCHOR_PROVIDER must be local or aws, got {self.provider!r}")
+        parse_stack_name(self.aws_stack, "ANCHOR_AWS_STACK")
         parse_addr(self.api_addr, "ANCHOR_API_ADDR")
         parse_addr(self.http_addr, "ANCHOR_HTTP_ADDR")
         numbers = (
@@ -222,6 +253,12 @@ class Settings:
         )
         if min(numbers) <= 0:
             raise InvalidInput("sizes, counts and timeouts in the settings must be positive")
+        heartbeat = self.lease_heartbeat_seconds
+        if not 0 < heartbeat <= self.lease_ttl / 2 or not 0 < self.lease_poll < self.lease_ttl:
+            raise InvalidInput(
+                "ANCHOR_LEASE_TTL, ANCHOR_LEASE_HEARTBEAT and ANCHOR_LEASE_POLL must be positive, the "
+                "heartbeat at most half the TTL and the poll shorter than the TTL"
+            )
         if min(self.scrub_interval, self.scrub_rate) < 0:
             raise InvalidInput("ANCHOR_SCRUB_INTERVAL and ANCHOR_SCRUB_RATE must be 0 (off) or positive")
         if min(self.log_max_bytes, self.build_log_max_bytes) < 65536 or self.build_log_max_lines < 100:
@@ -250,6 +287,10 @@ class Settings:
                 ipaddress.ip_address(resolver[0])
             except ValueError as exc:
                 raise InvalidInput(f"ANCHOR_DNS_RESOLVERS must list IP[:port], got {resolver[0]!r}") from exc
+
+    @property
+    def lease_heartbeat_seconds(self) -> float:
+        return self.lease_heartbeat or self.lease_ttl / 3
 
     @property
     def edge_host(self) -> str:

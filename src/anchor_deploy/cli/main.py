@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from anchor_deploy.cli.aws import aws
 from anchor_deploy.cli.backup import backup, restore
 from anchor_deploy.cli.common import (
     client,
@@ -345,6 +346,7 @@ main.add_command(ca)
 main.add_command(tokens)
 main.add_command(backup)
 main.add_command(restore)
+main.add_command(aws)
 
 if __name__ == "__main__":
     main()

@@ -30,7 +30,9 @@ AnchorError
 ├── BackupInvalid (422)           an archive that is not a whole anchor backup, or a restore refused
 ├── StoreBusy (503)               the database's write lock is held elsewhere (with Retry-After)
 ├── BuildFailed / WorkerFailed    an app's build or worker failed (recorded on the deployment)
-└── IssuanceFailed                a certificate authority refused or failed (recorded on the domain)
+├── IssuanceFailed                a certificate authority refused or failed (recorded on the domain)
+├── StackMissing (503)            the AWS provider's CloudFormation stack is missing: `anchor aws bootstrap`
+└── StackFailed (502)             `anchor aws bootstrap`/`destroy`: CloudFormation or AWS refused
 """
 
 from __future__ import annotations
@@ -223,4 +225,18 @@ class IssuanceFailed(AnchorError):
     """A certificate could not be issued (or revoked); the message is shown as the domain's statusReason."""
 
     code = "issuance_failed"
+    status = 502
+
+
+class StackMissing(AnchorError):
+    """The AWS provider's CloudFormation stack does not exist or is not usable: `anchor aws bootstrap`."""
+
+    code = "stack_missing"
+    status = 503
+
+
+class StackFailed(AnchorError):
+    """`anchor aws bootstrap` or `anchor aws destroy` could not finish (CloudFormation or AWS said why)."""
+
+    code = "stack_failed"
     status = 502

@@ -17,6 +17,11 @@ class BackgroundLoop:
         self._wake.set()
 
     def start(self) -> None:
+        """Start the loop; again after a stop too (the lease runner stops a loop whose lease was lost and
+        starts it when the lease is back)."""
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=10)  # the previous run's last pass
+        self._stop.clear()  # (a wake asked for meanwhile stays: the loop's first round comes at once)
         self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
         self._thread.start()
 

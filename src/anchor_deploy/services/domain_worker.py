@@ -51,6 +51,7 @@ class DomainWorker(BackgroundLoop):
         self._threads = threads
         self._per_project = max(1, min(per_project, threads))
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="domain-check")
+        self._pool_closed = False
         self._converge_every = converge_every
         # Bookkeeping of the threads (the domain rows stay the truth): asked for, running, turn last given.
         self._mutex = threading.Lock()
@@ -61,6 +62,12 @@ class DomainWorker(BackgroundLoop):
 
     # -- CheckRunner -------------------------------------------------------------------------------
     def request(self, name: str, project_id: str) -> Future[None]:
+        if not self.active:
+            # Another control-plane process holds the domain checks' lease: it checks the domain when due
+            # (a retry made it due now); nothing runs here, so nobody waits here.
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
         with self._mutex:
             check = self._running.get(name) or self._queued.get(name)
             if check is None:
@@ -78,9 +85,21 @@ class DomainWorker(BackgroundLoop):
             return dict(Counter(c.project_id for c in self._running.values()))
 
     # -- the loop ----------------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        """Whether the checks run in this process now (started, and not stopped since)."""
+        return self._thread is not None and not self._stop.is_set()
+
+    def start(self) -> None:
+        if self._pool_closed:  # started again after a stop (its lease came back to this process)
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="domain-check")
+            self._pool_closed = False
+        super().start()
+
     def stop(self) -> None:
         super().stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool_closed = True
         with self._mutex:
             left = [*self._queued.values(), *self._running.values()]
             self._queued.clear()
