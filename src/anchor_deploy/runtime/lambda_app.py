@@ -40,8 +40,8 @@ def unseal_environment(kms: Any = None) -> list[str]:
     opened = []
     for name in sealed:
         key = name.removeprefix(SEALED_PREFIX)
-        blob = base64.b64decode(os.environ[name])
-        os.environ[key] = kms.decrypt(CiphertextBlob=blob)["Plaintext"].decode("utf-8")
+        blob = base64.b64decode(os.environ[name])  # empty for an empty secret
+        os.environ[key] = kms.decrypt(CiphertextBlob=blob)["Plaintext"].decode("utf-8") if blob else ""
         del os.environ[name]
         opened.append(key)
     return opened

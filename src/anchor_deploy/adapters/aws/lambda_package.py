@@ -316,8 +316,8 @@ def version_environment(
         if key in LAMBDA_RESERVED_ENV or key.startswith("AWS_LAMBDA_"):
             raise BuildFailed(f"{key} is set by the Lambda runtime itself; rename the variable")
         value = frozen.values[key]
-        if key in frozen.secret_keys:
-            sealed = box.seal(value.encode("utf-8"))
+        if key in frozen.secret_keys:  # an empty secret stays empty (KMS seals 1 byte or more)
+            sealed = box.seal(value.encode("utf-8")) if value else b""
             environment[SEALED_PREFIX + key] = base64.b64encode(sealed).decode("ascii")
         else:
             environment[key] = value
