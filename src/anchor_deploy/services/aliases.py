@@ -46,6 +46,10 @@ class AliasService:
         self.on_moved: Callable[[Project, AliasMove], None] = lambda _project, _move: None
 
     def _project_lock(self, project_id: str) -> threading.Lock:
+        """An in-process optimization only: this process's writers of one project take turns instead of
+        losing compare-and-set rounds to each other. Correctness never depends on it: moves from several
+        control-plane processes are serialized by the store's compare-and-set (move_production), and the
+        edge converges on the last one by EdgeSync's rule (services/edge_sync.py)."""
         with self._guard:
             return self._locks.setdefault(project_id, threading.Lock())
 

@@ -427,7 +427,8 @@ class DomainService:
     def _attach(self, domain: Domain) -> None:
         """Install the certificate and the edge link, then prove it with a real handshake."""
         try:
-            self._install(domain)
+            if not self._install(domain):
+                return
             served = self.probe.served_serial(self._probe_name(domain))
         except (OSError, EdgeError) as exc:
             self._cdn_failed(domain, str(exc))
@@ -448,7 +449,13 @@ class DomainService:
             next_check_at=self._later(failures),
         )
 
-    def _install(self, domain: Domain) -> None:
+    def _install(self, domain: Domain) -> bool:
+        """Install the certificate files and attach the name; False if the domain turned out to be going.
+
+        The per-name lock serializes this process's threads only: another control-plane process may remove
+        the domain meanwhile. Its removal marks the row first, then detaches; so the row is read again after
+        attaching, and what was installed for a domain being removed is taken down again. Whichever comes
+        last, the name ends detached (and the domain worker's converge drops any leftover)."""
         assert domain.certificate is not None
         if self.certificates.serial(domain.name) != domain.certificate.serial:
             stored = self.store.domain_certificate(domain.name)
@@ -471,6 +478,12 @@ class DomainService:
         if project is None:
             raise OSError("the project is gone")
         self.edge.attach(domain.name, production_host(project.name, self.settings.base_domain))
+        fresh = self.store.domain(domain.name)
+        if fresh is None or fresh.deleting or fresh.project_id != domain.project_id:
+            self.edge.detach(domain.name)
+            self.certificates.remove(domain.name)
+            return False
+        return True
 
     def _probe_name(self, domain: Domain) -> str:
         return "anchor-probe." + domain.base_name if domain.name.startswith("*.") else domain.name
