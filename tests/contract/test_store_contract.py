@@ -33,6 +33,7 @@ from anchor_deploy.model.manifest import ManifestFile
 from anchor_deploy.ports import Store
 from anchor_deploy.ports.domains import DomainStore
 from anchor_deploy.ports.fakes import FakeStore
+from tests.contract.dynamo_support import dynamo_store
 from tests.support import TickingClock, sha
 
 Q, B, R, E, C = (
@@ -50,10 +51,12 @@ def clock() -> TickingClock:
     return TickingClock()
 
 
-@pytest.fixture(params=["sqlite", "fake"])
+@pytest.fixture(params=["sqlite", "fake", "dynamo"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, clock: TickingClock) -> Iterator[Store]:
     if request.param == "sqlite":
         yield SqliteStore(tmp_path / "anchor.db", clock=clock)
+    elif request.param == "dynamo":
+        yield dynamo_store(request, clock)
     else:
         yield FakeStore(clock=clock)
 

@@ -1,0 +1,217 @@
+"""The DynamoDB calls the store makes, on one table: reads that follow every page, conditional writes,
+transactions (at most 100 items) whose cancellation says which item's condition failed, and batch deletes
+(at most 25 keys a call) that retry what DynamoDB left unprocessed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from anchor_deploy.adapters.aws.dynamo_codec import Item, decode, encode, key
+
+TRANSACTION_MAX = 100  # items in one TransactWriteItems
+BATCH_MAX = 25  # requests in one BatchWriteItem
+_UNPROCESSED_ROUNDS = 8
+
+
+class TransactionCanceled(Exception):
+    """A transaction was refused: ``reasons[i]`` is the code for operation i (None: not the cause)."""
+
+    def __init__(self, reasons: list[str | None]) -> None:
+        super().__init__(f"transaction canceled: {reasons}")
+        self.reasons = reasons
+
+    def failed(self, index: int) -> bool:
+        return index < len(self.reasons) and self.reasons[index] == "ConditionalCheckFailed"
+
+    @property
+    def conflicted(self) -> bool:
+        """Only other transactions in flight on the same items were the cause: worth trying again."""
+        codes = {r for r in self.reasons if r is not None}
+        return bool(codes) and codes <= {"TransactionConflict"}
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _expression(
+    condition: str | None, names: Mapping[str, str] | None, values: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if condition:
+        found["ConditionExpression"] = condition
+    if names:
+        found["ExpressionAttributeNames"] = dict(names)
+    if values:
+        found["ExpressionAttributeValues"] = encode(values)
+    return found
+
+
+class DynamoTable:
+    """One table through one low-level client. ``page_size`` caps each Query page (None: DynamoDB's 1 MB)."""
+
+    def __init__(self, client: Any, name: str, page_size: int | None = None) -> None:
+        self.client = client
+        self.name = name
+        self.page_size = page_size
+
+    # -- operations (for transactions, or one by one through ``write``) ----------------------------
+    def put(
+        self,
+        item: Item,
+        condition: str | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body = {"TableName": self.name, "Item": encode(item), **_expression(condition, names, values)}
+        return {"Put": body}
+
+    def update(
+        self,
+        pk: str,
+        sk: str,
+        update: str,
+        condition: str | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        expression = _expression(condition, names, values)
+        return {
+            "Update": {"TableName": self.name, "Key": key(pk, sk), "UpdateExpression": update, **expression}
+        }
+
+    def delete(
+        self,
+        pk: str,
+        sk: str,
+        condition: str | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body = {"TableName": self.name, "Key": key(pk, sk), **_expression(condition, names, values)}
+        return {"Delete": body}
+
+    def check(
+        self,
+        pk: str,
+        sk: str,
+        condition: str,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body = {"TableName": self.name, "Key": key(pk, sk), **_expression(condition, names, values)}
+        return {"ConditionCheck": body}
+
+    # -- writes ------------------------------------------------------------------------------------
+    def write(self, operation: dict[str, Any], returning: str | None = None) -> Item | None:
+        """One Put/Update/Delete on its own; None if its condition failed, else the item ``returning``
+        asks for (ALL_NEW, ALL_OLD; {} when nothing is asked or there was no old item)."""
+        (kind, body), *_ = operation.items()
+        call = {"Put": self.client.put_item, "Update": self.client.update_item}.get(
+            kind, self.client.delete_item
+        )
+        extra = {"ReturnValues": returning} if returning else {}
+        try:
+            answer = call(**body, **extra)
+        except ClientError as error:
+            if _error_code(error) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return decode(answer.get("Attributes", {}))
+
+    def transact(self, operations: Sequence[dict[str, Any]]) -> None:
+        """All of ``operations`` or none; TransactionCanceled with the per-operation reasons."""
+        if not 0 < len(operations) <= TRANSACTION_MAX:
+            raise ValueError(f"a transaction holds 1 to {TRANSACTION_MAX} items, not {len(operations)}")
+        try:
+            self.client.transact_write_items(TransactItems=list(operations))
+        except ClientError as error:
+            if _error_code(error) != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons") or []
+            codes = [None if r.get("Code") in (None, "None") else str(r["Code"]) for r in reasons]
+            raise TransactionCanceled(codes) from None
+
+    def batch_delete(self, keys: Sequence[tuple[str, str]]) -> int:
+        """Delete ``keys`` in BatchWriteItem calls of at most 25 (what DynamoDB leaves unprocessed is sent
+        again with backoff); returns the number of calls made."""
+        calls = 0
+        for start in range(0, len(keys), BATCH_MAX):
+            chunk = [{"DeleteRequest": {"Key": key(pk, sk)}} for pk, sk in keys[start : start + BATCH_MAX]]
+            calls += self._batch_write(chunk)
+        return calls
+
+    def batch_put(self, items: Sequence[Item]) -> None:
+        for start in range(0, len(items), BATCH_MAX):
+            self._batch_write([{"PutRequest": {"Item": encode(i)}} for i in items[start : start + BATCH_MAX]])
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> int:
+        calls = 0
+        for attempt in range(_UNPROCESSED_ROUNDS):
+            answer = self.client.batch_write_item(RequestItems={self.name: requests})
+            calls += 1
+            requests = answer.get("UnprocessedItems", {}).get(self.name, [])
+            if not requests:
+                return calls
+            time.sleep(min(0.05 * 2**attempt, 2.0))
+        raise RuntimeError(f"DynamoDB left {len(requests)} writes unprocessed after {calls} calls")
+
+    # -- reads -------------------------------------------------------------------------------------
+    def get(self, pk: str, sk: str, projection: Sequence[str] = ()) -> Item | None:
+        """A strongly consistent read of one item."""
+        extra: dict[str, Any] = {}
+        if projection:
+            extra["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(projection)))
+            extra["ExpressionAttributeNames"] = {f"#p{i}": name for i, name in enumerate(projection)}
+        answer = self.client.get_item(TableName=self.name, Key=key(pk, sk), ConsistentRead=True, **extra)
+        found = answer.get("Item")
+        return None if found is None else decode(found)
+
+    def query(
+        self,
+        condition: str,
+        values: Mapping[str, Any],
+        names: Mapping[str, str] | None = None,
+        index: str | None = None,
+        forward: bool = True,
+        limit: int | None = None,
+        projection: str | None = None,
+        filter_expression: str | None = None,
+    ) -> Iterator[Item]:
+        """Every matching item, page after page (following LastEvaluatedKey), at most ``limit`` of them.
+        Reads of the table are strongly consistent; an index is read as it is (eventually consistent)."""
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "KeyConditionExpression": condition,
+            "ScanIndexForward": forward,
+            **_expression(None, names, values),
+        }
+        if index:
+            request["IndexName"] = index
+        else:
+            request["ConsistentRead"] = True
+        if projection:
+            request["ProjectionExpression"] = projection
+        if filter_expression:
+            request["FilterExpression"] = filter_expression
+        yielded = 0
+        while True:
+            page = self.page_size
+            if limit is not None and filter_expression is None:
+                page = min(page or limit, limit - yielded)
+            if page:
+                request["Limit"] = page
+            answer = self.client.query(**request)
+            for raw in answer.get("Items", []):
+                yield decode(raw)
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                return
+            request["ExclusiveStartKey"] = last

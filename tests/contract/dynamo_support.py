@@ -1,0 +1,80 @@
+"""DynamoStore on the tests' moto server, and watching the calls it makes.
+
+moto's server answers requests on many threads with no isolation between them: a TransactWriteItems checks
+its conditions and writes without a lock, and on a refusal puts back a copy of the whole table taken before
+it started, erasing what another thread wrote meanwhile. DynamoDB isolates every request. So the store's
+client here sends one request at a time (``one_call_at_a_time``): the store's threads still race each
+other between their reads and their conditional writes, as they do on DynamoDB; only the emulator's
+own missing isolation is taken away.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from anchor_deploy.adapters.aws.clients import AwsClients
+from anchor_deploy.adapters.aws.dynamo_schema import create_table
+from anchor_deploy.adapters.aws.dynamo_store import DynamoStore
+
+TABLE = "anchor-test"
+
+
+def one_call_at_a_time(client: Any) -> None:
+    lock = threading.Lock()
+
+    def before(context: dict[str, Any], **_kwargs: Any) -> None:
+        if not lock.acquire(timeout=60):
+            raise RuntimeError("a DynamoDB call waited 60 s for the previous one")
+        context["moto_lock_held"] = True
+
+    def after(context: dict[str, Any], **_kwargs: Any) -> None:
+        if context.pop("moto_lock_held", False):
+            lock.release()
+
+    client.meta.events.register("before-call.dynamodb", before)
+    client.meta.events.register("after-call.dynamodb", after)
+    client.meta.events.register("after-call-error.dynamodb", after)
+
+
+def dynamo_store(
+    request: pytest.FixtureRequest, clock: Callable[[], float], page_size: int | None = None
+) -> DynamoStore:
+    """A DynamoStore on a fresh table of the test's moto server (reset for every test)."""
+    request.getfixturevalue("aws")
+    clients = AwsClients()
+    create_table(clients, TABLE)
+    one_call_at_a_time(clients.client("dynamodb"))
+    return DynamoStore(clients, TABLE, clock, page_size=page_size)
+
+
+@dataclass
+class CallLog:
+    """The DynamoDB calls a client made: (operation, number of items written) in order."""
+
+    calls: list[tuple[str, int]] = field(default_factory=list)
+
+    def sizes(self, operation: str) -> list[int]:
+        return [n for name, n in self.calls if name == operation]
+
+
+def _written(operation: str, params: dict[str, Any]) -> int:
+    if operation == "TransactWriteItems":
+        return len(params.get("TransactItems", []))
+    if operation == "BatchWriteItem":
+        return sum(len(requests) for requests in params.get("RequestItems", {}).values())
+    return 1 if operation in ("PutItem", "UpdateItem", "DeleteItem") else 0
+
+
+def record_calls(client: Any) -> CallLog:
+    log = CallLog()
+
+    def before(model: Any, params: dict[str, Any], **_kwargs: Any) -> None:
+        log.calls.append((model.name, _written(model.name, params)))
+
+    client.meta.events.register("before-parameter-build.dynamodb", before)
+    return log
