@@ -206,10 +206,14 @@ def test_current_reports_what_is_on_disk(symlinks: SymlinkEdge, tmp_path: Path) 
     by_hand = tmp_path / "edge" / "d" / "site-yyyyyyyyyyyy.test"
     os.symlink(f"../../deployments/{Y}", by_hand)
     (tmp_path / "edge" / "a" / ".tmp-crashed").symlink_to("../../deployments/x")
+    os.utime(tmp_path / "edge" / "a" / ".tmp-crashed", (1.0, 1.0), follow_symlinks=False)
+    # A fresh one may be another process's switch between its symlink and its rename: not reported, kept.
+    (tmp_path / "edge" / "a" / ".tmp-switching").symlink_to("../../deployments/x")
     (tmp_path / "edge" / "a" / "junk.test").write_text("not a link")
     reopened = SymlinkEdge(tmp_path / "edge", tmp_path / "deployments")
     assert dict(reopened.current()) == {"site.test": (A, X), "site-yyyyyyyyyyyy.test": (D, Y)}
-    assert tree(tmp_path / "edge") == ["a", "a/site.test", "d", "d/site-yyyyyyyyyyyy.test"]
+    kept = ["a", "a/.tmp-switching", "a/site.test", "d", "d/site-yyyyyyyyyyyy.test"]
+    assert tree(tmp_path / "edge") == kept
 
 
 def test_remove_deletes_the_link_of_either_kind(symlinks: SymlinkEdge, tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ is never touched, so no keep-alive connection is dropped and the cost does not g
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from anchor_deploy.model.errors import EdgeError
 from anchor_deploy.model.names import is_valid_hostname
 
 _KIND_DIR = {HostKind.ALIAS: "a", HostKind.DEPLOYMENT: "d"}
+_TMP_STALE = 60.0  # seconds after which a temporary link is a crash's leftover
 
 
 def _swap_link(link: Path, target: str, failure: str) -> None:
@@ -76,7 +79,11 @@ class SymlinkEdge:
             with os.scandir(self.kind_root(kind)) as entries:
                 for entry in entries:
                     if entry.name.startswith(".tmp-"):
-                        os.unlink(entry.path)
+                        # A crash's leftover; a fresh one may be another control-plane process's switch
+                        # between its symlink and its rename: left alone.
+                        with contextlib.suppress(FileNotFoundError):
+                            if time.time() - entry.stat(follow_symlinks=False).st_mtime > _TMP_STALE:
+                                os.unlink(entry.path)
                         continue
                     try:
                         found[entry.name] = (kind, os.path.basename(os.readlink(entry.path)))
