@@ -23,7 +23,7 @@ from anchor_deploy.adapters.aws import s3_blobs
 from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.adapters.aws.s3_blobs import S3BlobStore, checksum_of
 from anchor_deploy.cli.client import ApiClient
-from anchor_deploy.cli.deploy import upload
+from anchor_deploy.cli.deploy import _upload_asked, upload
 from anchor_deploy.cli.direct_upload import DirectUploader, read_targets
 from anchor_deploy.model.errors import BlobRejected, BlobStoreUnavailable
 from anchor_deploy.services.deployments import upload_json
@@ -273,3 +273,21 @@ def test_direct_uploads_carry_exactly_the_signed_headers_and_no_api_token(
     assert "authorization" not in headers
     assert headers["x-amz-checksum-sha256"] == signed["x-amz-checksum-sha256"]
     assert headers["if-none-match"] == "*"
+
+
+def test_a_round_sends_only_the_offered_blobs_when_targets_are_offered(
+    store: S3BlobStore, api: tuple[ApiClient, list[tuple[str, dict[str, str]]]], tmp_path: Path
+) -> None:
+    client, seen = api
+    by_digest = {}
+    for name, data in {"a": DATA, "b": OTHER}.items():
+        (tmp_path / name).write_bytes(data)
+        by_digest[sha(data)] = (tmp_path / name, len(data))
+    capped = {
+        "missing": list(by_digest),
+        "uploads": [upload_json(t) for t in store.upload_targets([sha(DATA)])],
+    }
+    assert _upload_asked(client, capped, by_digest, None) == (1, len(DATA))
+    assert store.missing(list(by_digest)) == [sha(OTHER)] and seen == []  # the rest: next round
+    assert _upload_asked(client, {"missing": list(by_digest)}, by_digest, None) == (2, len(DATA) + len(OTHER))
+    assert sorted(path for path, _ in seen) == sorted(f"/v1/blobs/{d}" for d in by_digest)

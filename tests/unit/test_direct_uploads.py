@@ -13,6 +13,7 @@ from anchor_deploy.cli.direct_upload import Target, read_targets
 from anchor_deploy.model.errors import MissingFiles
 from anchor_deploy.ports.blobs import DirectUploads, UploadTarget
 from anchor_deploy.ports.fakes import FakeBlobStore
+from anchor_deploy.services import deployments
 from anchor_deploy.services.deployments import DeploymentService
 from tests.support import sha
 from tests.unit.conftest import ADMIN, BASE, MAX_FILE, App
@@ -108,3 +109,12 @@ def test_a_store_without_direct_uploads_answers_as_before(app: App) -> None:
 )
 def test_malformed_targets_are_skipped(uploads: object) -> None:
     assert read_targets({"code": "missing_files", "missing": ["a" * 64], "uploads": uploads}) == {}
+
+
+def test_an_answer_offers_at_most_max_upload_targets(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deployments, "MAX_UPLOAD_TARGETS", 2)
+    store = FakeDirectStore()
+    service = DeploymentService(app.store, store, app.files, app.aliases, app.sync, BASE, MAX_FILE, app.clock)
+    error = refusal(service, app, manifest(b"a", b"b", b"c"))
+    assert error.extra["missing"] == [sha(b"a"), sha(b"b"), sha(b"c")]
+    assert [u["sha256"] for u in error.extra["uploads"]] == [sha(b"a"), sha(b"b")]

@@ -53,8 +53,9 @@ class ErrorDetail(BaseModel):
     )
     uploads: list[UploadTargetInfo] | None = Field(
         None,
-        description="missing_files, when the blob store takes direct uploads: where to send each blob of "
-        "`missing`, in its order (else, and for a blob the store refuses with 412, PUT /v1/blobs/{digest})",
+        description="missing_files, when the blob store takes direct uploads: where to send each of the "
+        "first 1,000 blobs of `missing`, in its order (ask again for the rest; else, and for a blob the "
+        "store refuses with 412, PUT /v1/blobs/{digest})",
     )
     digest: str | None = Field(None, description="blob_unavailable: the blob that is missing or damaged")
     problem: str | None = Field(None, description="blob_unavailable: what is wrong with it")

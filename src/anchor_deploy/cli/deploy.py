@@ -21,6 +21,7 @@ from anchor_deploy.cli.direct_upload import DirectUploader, read_targets
 from anchor_deploy.cli.ignore import IGNORE_FILE, VENV_MARKER, IgnoreRules, Skipped, Why, read_ignore_file
 
 _READ = 1024 * 1024
+_TARGETS_PER_ROUND = 500  # the fewest direct upload targets a server offers per answer, for the round limit
 
 
 @dataclass
@@ -190,18 +191,18 @@ def deploy(
         if ensure_project:
             _ensure_project(client, project)
         uploaded_files = uploaded_bytes = 0
-        for _round in range(3):
+        by_digest = {m["sha256"]: (plan.files[m["path"]], m["size"]) for m in manifest}
+        # A store that takes direct uploads may offer targets for only part of the blobs per answer.
+        for _round in range(3 + len(manifest) // _TARGETS_PER_ROUND):
             try:
                 created = client.post(f"/v1/projects/{project}/deployments", body)
                 break
             except ClientError as exc:
                 if exc.code != "missing_files":
                     raise
-                by_digest = {m["sha256"]: (plan.files[m["path"]], m["size"]) for m in manifest}
-                missing = [d for d in exc.body.get("missing", []) if d in by_digest]
-                uploaded_files += len(missing)
-                with DirectUploader(read_targets(exc.body)) as direct:
-                    uploaded_bytes += upload(client, missing, by_digest, progress, direct)
+                files, sent = _upload_asked(client, exc.body, by_digest, progress)
+                uploaded_files += files
+                uploaded_bytes += sent
         else:
             raise ClientError("the server kept asking for files; giving up")
     final = wait_ready(client, created["id"], on_status, on_log)
@@ -216,6 +217,21 @@ def _ensure_project(client: ApiClient, project: str) -> None:
         if exc.code != "project_not_found":
             raise
         client.post("/v1/projects", {"name": project})
+
+
+def _upload_asked(
+    client: ApiClient,
+    answer: dict[str, Any],
+    by_digest: dict[str, tuple[Path, int]],
+    progress: Progress | None,
+) -> tuple[int, int]:
+    """Upload what a missing_files answer asks for: the blobs it offers direct targets for if any (the
+    rest are asked again on the next round), else all of them through the API. (files, bytes) sent."""
+    missing = [d for d in answer.get("missing", []) if d in by_digest]
+    targets = read_targets(answer)
+    batch = [d for d in missing if d in targets] or missing
+    with DirectUploader(targets) as direct:
+        return len(batch), upload(client, batch, by_digest, progress, direct)
 
 
 def upload(

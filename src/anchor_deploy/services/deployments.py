@@ -41,6 +41,8 @@ from anchor_deploy.services.auth import can_access
 from anchor_deploy.services.edge_sync import EdgeSync
 
 log = logging.getLogger(__name__)
+# Direct upload targets in one missing_files answer (a presigned URL is some 700 bytes of JSON).
+MAX_UPLOAD_TARGETS = 1000
 
 
 def upload_json(target: UploadTarget) -> dict[str, Any]:
@@ -124,11 +126,13 @@ class DeploymentService:
 
     def _missing_files(self, missing: list[str]) -> MissingFiles:
         """The 409 that lists the blobs to upload; with a store that takes direct uploads (S3), also where
-        to send each one (``uploads``), in the same order."""
+        to send the first MAX_UPLOAD_TARGETS of them (``uploads``), in the same order: the answer stays
+        under a megabyte, and the client asks again for the rest."""
         message = f"{plural(len(missing), 'file')} must be uploaded first"
         if not isinstance(self._blobs, DirectUploads):
             return MissingFiles(message, missing=missing)
-        uploads = [upload_json(target) for target in self._blobs.upload_targets(missing)]
+        targets = self._blobs.upload_targets(missing[:MAX_UPLOAD_TARGETS])
+        uploads = [upload_json(target) for target in targets]
         return MissingFiles(message, missing=missing, uploads=uploads)
 
     def _app_config(self, body: dict[str, Any], files: tuple[ManifestFile, ...]) -> AppConfig | None:
