@@ -65,10 +65,6 @@ class Manifest:
     deployment_id: str
     files: dict[str, Served]
 
-    def is_directory(self, path: str) -> bool:
-        prefix = f"{path}/" if path else ""
-        return any(name.startswith(prefix) for name in self.files)
-
 
 def load_manifest(path: Path) -> Manifest:
     raw = json.loads(path.read_text("utf-8"))
