@@ -11,6 +11,7 @@ conditions nor give a created stack its outputs.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.adapters.aws.names import (
+    CONTROL_PLANE_CODE_PREFIX,
     USABLE_STATUSES,
     AwsResources,
     StackNames,
@@ -30,11 +32,12 @@ from anchor_deploy.adapters.aws.names import (
 )
 from anchor_deploy.adapters.aws.template import (
     CODE_KEY_PARAMETER,
+    CODE_KEY_PATTERN,
     WITH_CONTROL_PLANE,
     stack_template,
     template_body,
 )
-from anchor_deploy.model.errors import StackFailed
+from anchor_deploy.model.errors import InvalidInput, StackFailed
 
 CHANGE_SET_TIMEOUT = 300.0  # seconds CloudFormation may take to compute a change set
 STACK_WAIT = {"Delay": 5, "MaxAttempts": 360}  # 30 minutes: a CloudFront-free stack takes a few
@@ -112,6 +115,11 @@ class StackDeployer:
         """What deploying the template would do (``code_key``: the control plane's package; None keeps
         the stack's current one). A new stack: every resource of the template (all to add); an existing
         one: a change set, which ``apply`` executes as it was shown."""
+        if code_key is not None and not re.fullmatch(CODE_KEY_PATTERN, code_key):
+            raise InvalidInput(
+                f"--control-plane-code-key must be a .zip key under {CONTROL_PLANE_CODE_PREFIX} in the "
+                f"stack's bucket, got {code_key!r}"
+            )
         with aws_errors(f"cannot plan stack {self.stack!r}"):
             found = describe_stack(self._cfn, self.stack)
             if found is not None and found["StackStatus"] not in SETTLED:
@@ -121,6 +129,12 @@ class StackDeployer:
                 )
             exists = found is not None and found["StackStatus"] != "REVIEW_IN_PROGRESS"
             plan = Plan(self.stack, self.region, exists, code_key=code_key)
+            if not exists and code_key:
+                raise InvalidInput(
+                    f"stack {self.stack!r} does not exist yet, nor its bucket for the control plane's "
+                    "package: run `anchor aws bootstrap` without --control-plane-code-key first, upload the "
+                    "package, then run it with the key"
+                )
             if not exists:
                 plan.changes = list(_template_resources(self.stack, with_control_plane=bool(code_key)))
                 return plan

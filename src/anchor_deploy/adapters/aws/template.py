@@ -32,6 +32,7 @@ CONTROL_PLANE_HANDLER = "anchor_deploy.runtime.lambda_control.handler"
 CONTROL_PLANE_RUNTIME = "python3.11"
 SCHEDULE = "rate(1 minute)"
 LOG_RETENTION_DAYS = 30
+CODE_KEY_PATTERN = f"^{CONTROL_PLANE_CODE_PREFIX}[A-Za-z0-9._/-]+[.]zip$"
 
 
 def stack_template(stack: str) -> dict[str, Any]:
@@ -48,7 +49,7 @@ def stack_template(stack: str) -> dict[str, Any]:
             CODE_KEY_PARAMETER: {
                 "Type": "String",
                 "Default": "",
-                "AllowedPattern": f"^$|^{CONTROL_PLANE_CODE_PREFIX}[A-Za-z0-9._/-]+[.]zip$",
+                "AllowedPattern": f"^$|{CODE_KEY_PATTERN}",
                 "Description": "The control plane's Lambda package (zip) in the stack's bucket; empty: no "
                 "control-plane function, URL or schedule",
             }

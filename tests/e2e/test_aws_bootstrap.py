@@ -1,0 +1,170 @@
+"""`anchor aws bootstrap` and `anchor aws destroy` against the moto server, the CLI run as a subprocess with
+only the standard AWS variables pointing it there.
+
+moto's CloudFormation cannot create Lambda function URLs (AWS::Lambda::Url is not in its resource map), so
+these runs leave ``ControlPlaneCodeKey`` empty: the control-plane function, URL and schedule are left out by
+the template's own condition. moto also ignores a bucket's public access block, ownership controls and
+lifecycle rules and does not create bucket policies; tests/unit/test_aws_template.py checks those in the
+template itself.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from typing import Any
+
+import boto3
+import pytest
+
+from anchor_deploy.adapters.aws import dynamo_schema
+from anchor_deploy.adapters.aws.clients import AwsClients
+from anchor_deploy.adapters.aws.names import StackNames, discover
+from anchor_deploy.model.errors import StackMissing
+from tests.aws_support import MotoServer
+
+STACK = "anchor-e2e"
+NAMES = StackNames(STACK)
+
+
+def anchor_aws(aws: MotoServer, *args: str, stack: str = STACK) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ANCHOR_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "anchor_deploy.cli.main", "aws", *args, "--stack", stack],
+        env={**environ, **aws.environ()},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def stacks() -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = boto3.client("cloudformation").describe_stacks()["Stacks"]
+    return [s for s in found if s["StackStatus"] != "DELETE_COMPLETE"]
+
+
+def zipped() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return {}\n")
+    return buffer.getvalue()
+
+
+def make_function(name: str, role: str) -> None:
+    boto3.client("lambda").create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=role,
+        Handler="handler.handler",
+        Code={"ZipFile": zipped()},
+    )
+
+
+def function_names() -> set[str]:
+    return {f["FunctionName"] for f in boto3.client("lambda").list_functions()["Functions"]}
+
+
+def test_without_yes_and_without_a_terminal_nothing_is_created(aws: MotoServer) -> None:
+    result = anchor_aws(aws, "bootstrap")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "--yes" in result.stderr and "Traceback" not in result.stderr
+    assert stacks() == []
+    assert boto3.client("dynamodb").list_tables()["TableNames"] == []
+    assert boto3.client("s3").list_buckets()["Buckets"] == []
+
+
+def test_bootstrap_creates_the_stack_once_and_destroy_removes_everything(aws: MotoServer) -> None:
+    created = anchor_aws(aws, "bootstrap", "--yes")
+    assert created.returncode == 0, created.stderr
+    assert "AWS::DynamoDB::Table" in created.stdout and "AWS::IAM::Role" in created.stdout
+    assert "AWS::Lambda::Function" not in created.stdout  # no control-plane package given
+    resources = discover(AwsClients(), STACK)
+    assert resources.table == NAMES.table and resources.bucket == NAMES.bucket(resources.account, "us-east-1")
+    assert resources.function_prefix == NAMES.function_prefix and resources.control_plane_url is None
+
+    table = boto3.client("dynamodb").describe_table(TableName=resources.table)["Table"]
+    indexes = {i["IndexName"]: i["KeySchema"] for i in table["GlobalSecondaryIndexes"]}
+    expected = {
+        i["IndexName"]: i["KeySchema"] for i in dynamo_schema.table_spec("x")["GlobalSecondaryIndexes"]
+    }
+    assert indexes == expected and len(indexes) == 4
+    s3 = boto3.client("s3")
+    (rule,) = s3.get_bucket_encryption(Bucket=resources.bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert rule["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] == resources.key_arn
+    kms = boto3.client("kms")
+    # (not DescribeKey: moto answers 500 for a key CloudFormation made, its key policy kept as an object)
+    assert resources.key_arn in {k["KeyArn"] for k in kms.list_keys()["Keys"]}
+    assert resources.key_arn.endswith(f":key/{resources.key_id}")
+    assert kms.get_key_rotation_status(KeyId=resources.key_id)["KeyRotationEnabled"] is True
+    aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
+    assert aliases[NAMES.key_alias] == resources.key_id
+    iam = boto3.client("iam")
+    for role, arn in (
+        (NAMES.runtime_role, resources.runtime_role_arn),
+        (NAMES.control_plane_role, resources.control_plane_role_arn),
+    ):
+        assert iam.get_role(RoleName=role)["Role"]["Arn"] == arn
+        assert iam.list_role_policies(RoleName=role)["PolicyNames"]
+
+    before = boto3.client("cloudformation").describe_stack_events(StackName=STACK)["StackEvents"]
+    again = anchor_aws(aws, "bootstrap", "--yes")
+    assert again.returncode == 0, again.stderr
+    assert "up to date" in again.stdout
+    after = boto3.client("cloudformation").describe_stack_events(StackName=STACK)["StackEvents"]
+    assert len(after) == len(before) and discover(AwsClients(), STACK) == resources
+
+    # What the control plane made outside the stack: a project function and its log group; blobs.
+    make_function(NAMES.project_function("web"), resources.runtime_role_arn)
+    make_function("someone-elses-function", resources.runtime_role_arn)
+    boto3.client("logs").create_log_group(logGroupName=f"/aws/lambda/{NAMES.project_function('web')}")
+    s3.put_object(Bucket=resources.bucket, Key="blobs/" + "ab" * 32, Body=b"bytes")
+
+    refused = anchor_aws(aws, "destroy")
+    assert refused.returncode == 1 and "--yes" in refused.stderr and stacks()
+    destroyed = anchor_aws(aws, "destroy", "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert NAMES.project_function("web") in destroyed.stdout and "warning" in destroyed.stderr
+    assert stacks() == []
+    assert boto3.client("dynamodb").list_tables()["TableNames"] == []
+    assert resources.bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert function_names() == {"someone-elses-function"}
+    assert boto3.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"] == []
+    assert [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(STACK)] == []
+    with pytest.raises(StackMissing, match="anchor aws bootstrap"):
+        discover(AwsClients(), STACK)
+
+    nothing = anchor_aws(aws, "destroy", "--yes")
+    assert nothing.returncode == 0 and "nothing to delete" in nothing.stdout
+
+
+def test_discover_without_a_stack_says_to_bootstrap(aws: MotoServer) -> None:
+    with pytest.raises(StackMissing) as raised:
+        discover(AwsClients(), STACK)
+    assert str(raised.value) == f"no AWS stack {STACK!r} in us-east-1: run `anchor aws bootstrap`"
+
+
+@pytest.mark.parametrize(
+    ("args", "stack", "words"),
+    [
+        (("bootstrap", "--yes"), "Bad_Name", "--stack must be"),
+        (("destroy", "--yes"), "x" * 30, "--stack must be"),
+        (("bootstrap", "--yes", "--control-plane-code-key", "elsewhere/cp.zip"), STACK, "control-plane/"),
+        (
+            ("bootstrap", "--yes", "--control-plane-code-key", "control-plane/cp.zip"),
+            STACK,
+            "does not exist yet",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(
+    aws: MotoServer, args: tuple[str, ...], stack: str, words: str
+) -> None:
+    result = anchor_aws(aws, *args, stack=stack)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and words in result.stderr and "Traceback" not in result.stderr
+    assert stacks() == []
