@@ -19,12 +19,9 @@ from collections.abc import Iterator
 import pytest
 
 from anchor_deploy.adapters.aws.clients import AwsClients
+from anchor_deploy.adapters.aws.lambda_code import package_key
 from anchor_deploy.adapters.aws.lambda_edge import LambdaEdge
-from anchor_deploy.adapters.aws.lambda_functions import (
-    FunctionSettings,
-    LambdaFunctions,
-    package_key,
-)
+from anchor_deploy.adapters.aws.lambda_functions import FunctionSettings, LambdaFunctions
 from anchor_deploy.adapters.aws.lambda_invoke import LambdaInvoker
 from anchor_deploy.adapters.aws.lambda_package import LambdaPackage
 from anchor_deploy.model.entities import HostKind
@@ -42,7 +39,8 @@ A, D = HostKind.ALIAS, HostKind.DEPLOYMENT
 def package(text: str, needs_s3: bool = False) -> LambdaPackage:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", f"def handle(event, context):\n    return {text!r}\n")
+        entry = zipfile.ZipInfo("handler.py", date_time=(2026, 1, 1, 0, 0, 0))  # the same bytes every time
+        archive.writestr(entry, f"def handle(event, context):\n    return {text!r}\n")
     data = buffer.getvalue()
     digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
     return LambdaPackage(

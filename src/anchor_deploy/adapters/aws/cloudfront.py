@@ -84,9 +84,7 @@ class CloudFrontDistributions:
         found = self.find(project_id)
         if found is None:
             try:
-                made = self._cloudfront.create_distribution(
-                    DistributionConfig=self._config(project_id, origin)
-                )
+                made = self._create(project_id, origin)
                 return str(made["Distribution"]["Id"]), str(made["Distribution"]["DomainName"])
             except ClientError as error:
                 if not is_error(error, "DistributionAlreadyExists"):

@@ -16,17 +16,17 @@ the alias named ``production`` (moved by LambdaEdge) behind CloudFront. ``$LATES
 
 from __future__ import annotations
 
-import base64
 import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from anchor_deploy.adapters.aws.client_errors import is_error
+from anchor_deploy.adapters.aws.lambda_code import LambdaPackageLike, code_argument, delete_packages
+from anchor_deploy.adapters.aws.lambda_urls import delete_url, ensure_url, url_of
 from anchor_deploy.model.errors import EdgeError
 
 PRODUCTION_ALIAS = "production"
@@ -41,22 +41,6 @@ class ClientSource(Protocol):
     """Where clients come from (AwsClients; a fake in tests)."""
 
     def client(self, service: str) -> Any: ...
-
-
-class LambdaPackageLike(Protocol):
-    """What publishing reads from a built package (the packaging's LambdaPackage, or any object alike)."""
-
-    @property
-    def code_sha256(self) -> str: ...  # base64 SHA-256 of the zip, as Lambda reports CodeSha256
-
-    @property
-    def handler(self) -> str: ...
-
-    @property
-    def runtime(self) -> str: ...
-
-    @property
-    def needs_s3(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -95,25 +79,6 @@ def deployment_alias(deployment_id: str) -> str:
     if not _ALIAS.fullmatch(deployment_id) or deployment_id.isdigit() or deployment_id == PRODUCTION_ALIAS:
         raise ValueError(f"{deployment_id!r} cannot name a Lambda alias")
     return deployment_id
-
-
-def package_zip(package: object) -> bytes:
-    """The zip of a package: its ``read()``, else the bytes or the file it carries."""
-    read = getattr(package, "read", None)
-    if callable(read):
-        return bytes(read())
-    content = getattr(package, "zip_bytes", None)
-    if isinstance(content, bytes):
-        return content
-    path = getattr(package, "zip_path", None)
-    if isinstance(path, str | Path):
-        return Path(path).read_bytes()
-    raise TypeError(f"{type(package).__name__} carries no zip (read(), zip_bytes or zip_path)")
-
-
-def package_key(project_id: str, code_sha256: str) -> str:
-    """S3 key of a package: the base64 digest has '/' and '+', so the key spells it in hex."""
-    return f"packages/{project_id}/{base64.b64decode(code_sha256).hex()}.zip"
 
 
 class LambdaFunctions:
@@ -156,7 +121,7 @@ class LambdaFunctions:
         self, project_id: str, deployment_id: str, package: LambdaPackageLike, environment: dict[str, str]
     ) -> str | None:
         name = self.function_name(project_id)
-        code = self._code(project_id, package)
+        code = code_argument(self._clients.client("s3"), self.settings.bucket, project_id, package)
         config = self._configuration(name)
         if config is None:
             self._create(name, deployment_id, package, environment, code)
@@ -207,14 +172,6 @@ class LambdaFunctions:
         )
         self._lambda.get_waiter("function_active_v2").wait(FunctionName=name)
 
-    def _code(self, project_id: str, package: LambdaPackageLike) -> dict[str, Any]:
-        content = package_zip(package)
-        if not package.needs_s3:
-            return {"ZipFile": content}
-        key = package_key(project_id, package.code_sha256)
-        self._clients.client("s3").put_object(Bucket=self.settings.bucket, Key=key, Body=content)
-        return {"S3Bucket": self.settings.bucket, "S3Key": key}
-
     def _configuration(self, name: str, qualifier: str | None = None) -> dict[str, Any] | None:
         extra = {"Qualifier": qualifier} if qualifier else {}
         try:
@@ -260,7 +217,7 @@ class LambdaFunctions:
             if version is None:
                 raise NotPublished(f"{deployment_id} has no published Lambda version")
             self._point_deployment_alias(name, alias, deployment_id, version, found)
-        self._ensure_url(name, alias)
+        ensure_url(self._lambda, name, alias)
         self._remember(project_id, deployment_id, version)
         return version
 
@@ -281,11 +238,11 @@ class LambdaFunctions:
                 raise  # a conflict is another writer making the same alias to the same version
 
     def deployment_url(self, project_id: str, deployment_id: str) -> str | None:
-        return self._url(self.function_name(project_id), deployment_alias(deployment_id))
+        return url_of(self._lambda, self.function_name(project_id), deployment_alias(deployment_id))
 
     def production_url(self, project_id: str) -> str:
         """The production alias's function URL (made if missing; the alias must exist): the CDN's origin."""
-        return self._ensure_url(self.function_name(project_id), PRODUCTION_ALIAS)
+        return ensure_url(self._lambda, self.function_name(project_id), PRODUCTION_ALIAS)
 
     def _remember(self, project_id: str, deployment_id: str, version: str) -> None:
         with self._lock:
@@ -299,51 +256,6 @@ class LambdaFunctions:
                 return None
             raise
         return found
-
-    def _url(self, name: str, alias: str) -> str | None:
-        try:
-            config = self._lambda.get_function_url_config(FunctionName=name, Qualifier=alias)
-        except ClientError as error:
-            if is_error(error, _NOT_FOUND):
-                return None
-            raise
-        return str(config["FunctionUrl"])
-
-    def _ensure_url(self, name: str, alias: str) -> str:
-        url = self._url(name, alias)
-        if url is not None:
-            return url
-        self._allow_public_url(name, alias)
-        try:
-            made = self._lambda.create_function_url_config(
-                FunctionName=name, Qualifier=alias, AuthType="NONE"
-            )
-        except ClientError as error:
-            if is_error(error, "ResourceConflictException") and (url := self._url(name, alias)):
-                return url
-            raise
-        return str(made["FunctionUrl"])
-
-    def _allow_public_url(self, name: str, alias: str) -> None:
-        """A public function URL needs both statements: invoking through the URL, and the invoke it makes."""
-        statements: list[dict[str, Any]] = [
-            {
-                "StatementId": "anchor-url",
-                "Action": "lambda:InvokeFunctionUrl",
-                "FunctionUrlAuthType": "NONE",
-            },
-            {
-                "StatementId": "anchor-url-invoke",
-                "Action": "lambda:InvokeFunction",
-                "InvokedViaFunctionUrl": True,
-            },
-        ]
-        for statement in statements:
-            try:
-                self._lambda.add_permission(FunctionName=name, Qualifier=alias, Principal="*", **statement)
-            except ClientError as error:
-                if not is_error(error, "ResourceConflictException"):
-                    raise  # a conflict: the statement is there already
 
     # -- production alias ----------------------------------------------------------------------------
     def production(self, project_id: str) -> ProductionAlias | None:
@@ -412,7 +324,7 @@ class LambdaFunctions:
             if alias["Name"] == PRODUCTION_ALIAS or deployment_id in keep_deployment_ids:
                 referenced.add(str(alias["FunctionVersion"]))
                 continue
-            self._delete_url(name, alias["Name"])
+            delete_url(self._lambda, name, alias["Name"])
             self._delete_alias(name, alias["Name"])
             self._forget(project_id, deployment_id)
             result.aliases.append(alias["Name"])
@@ -439,36 +351,11 @@ class LambdaFunctions:
         with self._lock:
             for key in [key for key in self._versions if key[0] == project_id]:
                 del self._versions[key]
-        self._delete_packages(project_id)
-
-    def _delete_packages(self, project_id: str) -> None:
-        s3 = self._clients.client("s3")
-        prefix = f"packages/{project_id}/"
-        token: dict[str, str] = {}
-        while True:
-            try:
-                page = s3.list_objects_v2(Bucket=self.settings.bucket, Prefix=prefix, **token)
-            except ClientError as error:
-                if is_error(error, "NoSuchBucket"):
-                    return
-                raise
-            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-            if keys:
-                s3.delete_objects(Bucket=self.settings.bucket, Delete={"Objects": keys, "Quiet": True})
-            if not page.get("IsTruncated"):
-                return
-            token = {"ContinuationToken": page["NextContinuationToken"]}
+        delete_packages(self._clients.client("s3"), self.settings.bucket, project_id)
 
     def _delete_alias(self, name: str, alias: str) -> None:
         try:
             self._lambda.delete_alias(FunctionName=name, Name=alias)
-        except ClientError as error:
-            if not is_error(error, _NOT_FOUND):
-                raise
-
-    def _delete_url(self, name: str, alias: str) -> None:
-        try:
-            self._lambda.delete_function_url_config(FunctionName=name, Qualifier=alias)
         except ClientError as error:
             if not is_error(error, _NOT_FOUND):
                 raise
