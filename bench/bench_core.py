@@ -656,7 +656,7 @@ def measure_reconcile_pass(data_dir: Path) -> dict[str, Any]:
     changed: dict[str, int] = {}
     for _ in range(2):
         started = time.perf_counter()
-        report = platform_.reconciler.run_once()
+        report = platform_.services.reconciler.run_once()
         times.append(time.perf_counter() - started)
         changed = {k: len(v) for k, v in vars(report).items() if v}
     return {"pass_s": [round(t, 3) for t in times], "changed_on_last_pass": changed}

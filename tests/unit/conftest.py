@@ -8,14 +8,33 @@ import pytest
 
 from anchor_deploy.model.entities import Deployment, Project, Target, Token
 from anchor_deploy.model.names import production_host
-from anchor_deploy.ports.fakes import FakeBlobStore, FakeDeploymentFiles, FakeEdge, FakeStore
-from anchor_deploy.services.aliases import AliasService, Faults
+from anchor_deploy.ports.fakes import (
+    FakeBlobStore,
+    FakeDeploymentFiles,
+    FakeEdge,
+    FakeEnvironments,
+    FakePublicSuffixes,
+    FakeRuntime,
+    FakeStore,
+    FakeUnicodeScripts,
+)
+from anchor_deploy.providers.services import Adapters, DomainAdapters, Hooks, Services, assemble
+from anchor_deploy.services.aliases import AliasService
 from anchor_deploy.services.auth import TokenService
 from anchor_deploy.services.deployments import DeploymentService
 from anchor_deploy.services.edge_sync import EdgeSync
 from anchor_deploy.services.projects import ProjectService
 from anchor_deploy.services.reconcile import Reconciler
+from anchor_deploy.settings import Settings
 from tests.support import TickingClock, sha
+from tests.unit.domain_fakes import (
+    FakeDnsLookup,
+    FakeDomainEdge,
+    FakeIssuer,
+    FakeProbe,
+    FakeServedCertificates,
+    XorBox,
+)
 
 BASE = "anchor.test"
 MAX_FILE = 1 << 20
@@ -35,6 +54,8 @@ class App:
     projects: ProjectService
     tokens: TokenService
     reconciler: Reconciler
+    services: Services
+    runtime: FakeRuntime
     submitted: list[str] = field(default_factory=list)
     edge_failures: list[str] = field(default_factory=list)
 
@@ -72,32 +93,68 @@ class App:
         return None if found is None else found[1]
 
 
-def make_app() -> App:
-    clock = TickingClock()
-    store = FakeStore(clock)
+class StaticStatus:
+    """The provider's parts as the fakes have them: no edge process, user code not confined."""
+
+    def edge_healthy(self) -> bool | None:
+        return None
+
+    def user_code(self) -> tuple[str | None, bool]:
+        return None, True
+
+
+def fake_adapters(clock: TickingClock) -> Adapters:
     blobs = FakeBlobStore()
-    files = FakeDeploymentFiles(blobs)
-    edge = FakeEdge()
-    sync = EdgeSync(store, edge)
-    aliases = AliasService(store, sync, BASE, Faults())
-    deployments = DeploymentService(store, blobs, files, aliases, sync, BASE, MAX_FILE, clock)
+    certificates = FakeServedCertificates()
+    domain_edge = FakeDomainEdge()
+    return Adapters(
+        store=FakeStore(clock),
+        blobs=blobs,
+        files=FakeDeploymentFiles(blobs),
+        edge=FakeEdge(),
+        environments=FakeEnvironments(),
+        runtime=FakeRuntime(),
+        box=XorBox(),
+        domains=DomainAdapters(
+            lookup=FakeDnsLookup(),
+            issuer=FakeIssuer(clock),
+            certificates=certificates,
+            edge=domain_edge,
+            probe=FakeProbe(certificates, domain_edge),
+            suffixes=FakePublicSuffixes(),
+            scripts=FakeUnicodeScripts(),
+        ),
+        status=StaticStatus(),
+    )
+
+
+def make_app() -> App:
+    """The services as every provider assembles them (providers/services.py), on the fakes; builds are
+    recorded in ``submitted`` instead of queued, edge failures in ``edge_failures``."""
+    clock = TickingClock()
+    adapters = fake_adapters(clock)
     submitted: list[str] = []
     edge_failures: list[str] = []
-    reconciler = Reconciler(store, files, edge, aliases, submitted.append, files.present)
-    sync.on_failure = lambda: edge_failures.append("sync")
-    projects = ProjectService(store, edge, files, BASE, clock, lambda: edge_failures.append("projects"))
+    hooks = Hooks(submit_build=submitted.append, on_edge_failure=lambda: edge_failures.append("edge"))
+    settings = Settings(base_domain=BASE, max_blob_size=MAX_FILE)
+    services = assemble(settings, adapters, clock, hooks)
+    assert isinstance(adapters.store, FakeStore) and isinstance(adapters.blobs, FakeBlobStore)
+    assert isinstance(adapters.files, FakeDeploymentFiles) and isinstance(adapters.edge, FakeEdge)
+    assert isinstance(adapters.runtime, FakeRuntime)
     return App(
         clock,
-        store,
-        blobs,
-        files,
-        edge,
-        sync,
-        aliases,
-        deployments,
-        projects,
-        TokenService(store, clock),
-        reconciler,
+        adapters.store,
+        adapters.blobs,
+        adapters.files,
+        adapters.edge,
+        services.sync,
+        services.aliases,
+        services.deployments,
+        services.projects,
+        services.tokens,
+        services.reconciler,
+        services,
+        adapters.runtime,
         submitted,
         edge_failures,
     )

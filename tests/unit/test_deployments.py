@@ -250,7 +250,7 @@ def test_edge_failure_does_not_fail_the_build_and_wakes_the_reconciler(app: App)
     app.edge.failing = True
     assert app.deployments.build(dpl.id).status == DeploymentStatus.READY
     assert app.production(project) == dpl.id  # committed: the reconciler converges the edge
-    assert app.edge_failures and set(app.edge_failures) == {"sync"}
+    assert app.edge_failures and set(app.edge_failures) == {"edge"}
     app.edge.failing = False
     app.reconciler.run_once()
     assert app.served(project) == dpl.id

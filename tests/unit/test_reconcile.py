@@ -71,7 +71,7 @@ def test_stops_serving_hosts_of_a_deleted_project(app: App) -> None:
     app.edge.failing = True
     with pytest.raises(EdgeError):  # the edge is down: the delete is committed, the reconciler finishes it
         app.projects.delete("site", ALICE)
-    assert app.store.project_by_name("site") is None and app.edge_failures == ["projects"]
+    assert app.store.project_by_name("site") is None and app.edge_failures == ["edge"]
     app.edge.failing = False
     app.reconciler.run_once()
     assert app.files.present() == [kept.id]

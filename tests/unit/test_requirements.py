@@ -13,7 +13,7 @@ from anchor_deploy.model.apps import requirements_from_pyproject, validate_requi
 from anchor_deploy.model.entities import DeploymentStatus
 from anchor_deploy.model.errors import InvalidInput
 from anchor_deploy.ports.runtime import WorkerSpec
-from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
+from anchor_deploy.services.apps import AppBuilds, BuildSettings
 from tests.unit.conftest import ADMIN, App
 
 SHA256 = "a" * 64
@@ -249,14 +249,6 @@ class _Runtime:
         self.started.append(spec.deployment_id)
 
 
-class _Box:
-    def seal(self, plaintext: bytes) -> bytes:
-        return plaintext
-
-    def open(self, sealed: bytes) -> bytes:
-        return sealed
-
-
 def _app_deployment(app: App, requirements: bytes, status: DeploymentStatus) -> tuple[AppBuilds, _Envs, str]:
     project = app.project()
     files = {"app.py": b"app = None", "requirements.txt": requirements}
@@ -273,7 +265,7 @@ def _app_deployment(app: App, requirements: bytes, status: DeploymentStatus) -> 
         app.files,
         envs,  # type: ignore[arg-type]
         _Runtime(),  # type: ignore[arg-type]
-        EnvService(app.store, _Box()),
+        app.services.env,  # the box the deployment's environment was sealed with
         BuildSettings(),
     )
     return builds, envs, deployment.id

@@ -14,7 +14,7 @@ from anchor_deploy.api.routes_apps import router as apps_router
 from anchor_deploy.api.routes_domains import lookup_router as domain_lookup_router
 from anchor_deploy.api.routes_domains import router as domains_router
 from anchor_deploy.api.routes_fsck import router as fsck_router
-from anchor_deploy.providers.local import Platform
+from anchor_deploy.providers.platform import Platform
 
 
 def create_app(platform: Platform) -> FastAPI:

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from anchor_deploy.model.entities import Project, Token
 from anchor_deploy.model.errors import BodyTooLarge, InvalidInput
 from anchor_deploy.model.limits import check_json_shape
-from anchor_deploy.providers.local import Platform
+from anchor_deploy.providers.platform import Platform
 from anchor_deploy.services.auth import require_admin
 
 

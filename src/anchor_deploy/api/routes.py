@@ -37,8 +37,7 @@ from anchor_deploy.api.schemas_requests import (
     TokenRequest,
 )
 from anchor_deploy.api.serialize import deployment_json, move_json, project_json, scrub_json, token_json
-from anchor_deploy.model.errors import BlobTooLarge, InvalidInput
-from anchor_deploy.model.manifest import is_sha256
+from anchor_deploy.model.errors import BlobTooLarge
 
 router = APIRouter(prefix="/v1")
 _CHUNK = 256 * 1024
@@ -59,26 +58,21 @@ _BLOB_BODY = {
 def health(p: PlatformDep) -> dict[str, Any]:
     """``ok``: the API answers. ``status``: "degraded" when a deployment cannot be served, a stored blob
     is known to be damaged, or the edge is down; else "ok"."""
-    edge = p.caddy.healthy() if p.caddy else None
-    sandbox = p.sandbox.describe() if p.sandbox else None
-    usable = p.sandbox is None or p.sandbox.problem is None
-    damaged = len(p.reconciler.damaged())
-    corrupt = len(p.blobs.corrupt())
+    report = p.health.report()
     return {
         "ok": True,
-        "status": "degraded" if damaged or corrupt or edge is False else "ok",
+        "status": "degraded" if report.degraded else "ok",
         "version": __version__,
-        "edge": edge,
-        "sandbox": {"description": sandbox, "ok": usable},
-        "damagedDeployments": damaged,
-        "corruptBlobs": corrupt,
-        "scrub": scrub_json(p.scrubber),
+        "edge": report.edge,
+        "sandbox": {"description": report.user_code, "ok": report.apps_can_run},
+        "damagedDeployments": report.damaged_deployments,
+        "corruptBlobs": report.corrupt_blobs,
+        "scrub": scrub_json(report.scrubber),
     }
 
 
 def _damage(p: PlatformDep, deployment_id: str) -> str | None:
-    found = p.reconciler.damage_of(deployment_id)
-    return found.reason if found else None
+    return p.health.damage_of(deployment_id)
 
 
 @router.post("/tokens", status_code=201, **answers(TokenCreated, 401, 403, 404, 413, 422, 503, tag="tokens"))
@@ -207,9 +201,8 @@ def alias_history(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
     openapi_extra=_BLOB_BODY,
 )
 async def put_blob(p: PlatformDep, _token: TokenDep, digest: BlobName, request: Request) -> Response:
-    if not is_sha256(digest):
-        raise InvalidInput("the blob name must be its sha256: 64 lowercase hex characters")
-    limit = p.settings.max_blob_size
+    p.uploads.check_name(digest)
+    limit = p.uploads.max_size
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BlobTooLarge(f"blob is larger than the {limit}-byte limit")
@@ -222,7 +215,7 @@ async def put_blob(p: PlatformDep, _token: TokenDep, digest: BlobName, request: 
                 raise BlobTooLarge(f"blob is larger than the {limit}-byte limit")
             spool.write(chunk)
         spool.seek(0)
-        stored = await run_in_threadpool(p.blobs.put, digest, _chunks(spool), limit)
+        stored = await run_in_threadpool(p.uploads.put, digest, _chunks(spool))
     return Response(status_code=201 if stored else 200)
 
 

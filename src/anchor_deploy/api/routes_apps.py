@@ -19,7 +19,7 @@ from anchor_deploy.api.schemas_areas import EnvList, EnvVarInfo
 from anchor_deploy.api.schemas_requests import EnvRequest
 from anchor_deploy.api.serialize import env_json, iso
 from anchor_deploy.model.errors import InvalidInput
-from anchor_deploy.providers.local import Platform
+from anchor_deploy.providers.platform import Platform
 
 router = APIRouter(prefix="/v1")
 _FINAL = ("READY", "ERROR", "CANCELED")
@@ -96,7 +96,7 @@ def deployment_logs(
     if not 0 <= after <= _MAX_SEQ or not 1 <= limit <= _LIMIT:
         raise InvalidInput(f"after must be from 0 to {_MAX_SEQ} and limit from 1 to {_LIMIT}")
     if source == "runtime":
-        return {"source": "runtime", "lines": p.runtime.runtime_log(deployment.id, limit)}
+        return {"source": "runtime", "lines": p.deployments.runtime_log(deployment.id, limit)}
     if follow:
         return StreamingResponse(
             _follow(p, deployment.id, after),
@@ -116,7 +116,7 @@ async def _follow(p: Platform, deployment_id: str, after: int) -> AsyncIterator[
         for row in rows:
             after = row[0]
             yield f"event: line\nid: {row[0]}\ndata: {json.dumps(_line(*row))}\n\n"
-        deployment = await run_in_threadpool(p.store.deployment, deployment_id)
+        deployment = await run_in_threadpool(p.deployments.find, deployment_id)
         if deployment is None or deployment.status.value in _FINAL:
             if not rows:  # the last lines were sent before the status was read
                 status = deployment.status.value if deployment else "DELETED"

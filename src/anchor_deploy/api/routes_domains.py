@@ -20,7 +20,7 @@ from anchor_deploy.api.schemas_areas import CertificateAuthority, DomainInfo, Do
 from anchor_deploy.api.schemas_requests import DomainRequest
 from anchor_deploy.api.serialize import domain_json, quota_json, record_json
 from anchor_deploy.model.entities import Project
-from anchor_deploy.providers.local import Platform
+from anchor_deploy.providers.platform import Platform
 from anchor_deploy.services.domains import DomainView
 
 router = APIRouter(prefix="/v1/projects/{project}/domains")
@@ -55,11 +55,12 @@ async def find_domain(p: PlatformDep, token: TokenDep, name: str, check: bool = 
     return domain_json(view, project, p.settings)
 
 
-@lookup_router.get("/ca", **answers(CertificateAuthority, 401, 503, tag="platform"))
+@lookup_router.get("/ca", **answers(CertificateAuthority, 401, 404, 503, tag="platform"))
 def certificate_authority(p: PlatformDep, token: TokenDep) -> dict[str, Any]:
-    """The local CA's root certificate (the `internal` issuer's), to trust in a browser or curl."""
-    root = p.internal_ca.root_path
-    return {"path": str(root), "pem": root.read_text(), "issuer": p.settings.issuer}
+    """The local CA's root certificate (the `internal` issuer's), to trust in a browser or curl; 404 when
+    the platform has no CA of its own."""
+    path, pem = p.authority.root_certificate()
+    return {"path": path, "pem": pem, "issuer": p.settings.issuer}
 
 
 @router.post("", status_code=201, **answers(DomainInfo, 401, 404, 409, 413, 422, 503, tag="domains"))

@@ -15,7 +15,7 @@ import uvicorn
 from anchor_deploy.api.app import create_app
 from anchor_deploy.api.http_protocol import timed_protocol
 from anchor_deploy.providers import build_platform
-from anchor_deploy.providers.local import Platform
+from anchor_deploy.providers.platform import Platform
 from anchor_deploy.settings import Settings, parse_addr
 
 log = logging.getLogger("anchor")
@@ -63,20 +63,8 @@ def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -
     api_host, api_port = parse_addr(settings.api_addr, "ANCHOR_API_ADDR")
     say(f"anchor-deploy is up: API http://{settings.api_addr}  edge http://{settings.http_addr}")
     say(f"data dir: {settings.data_dir.resolve()}")
-    issuer = "local CA" if settings.issuer == "internal" else f"ACME {settings.acme_directory}"
-    say(
-        f"custom domains: https://{settings.https_addr} (certificates: {issuer}; "
-        f"trust {platform.internal_ca.root_path} for the local CA)"
-    )
-    say(platform.sandbox_line())
-    ca = platform.internal_ca
-    if ca.replaced_root is not None:
-        say(
-            f"the local CA got a new root that strict TLS clients accept: trust {ca.root_path} instead of "
-            f"the old one (kept as {ca.replaced_root.name}); its certificates are being re-issued"
-        )
-    if platform.zone_server is not None:
-        say(f"validation zone {settings.validation_zone_name} served by DNS at {settings.dns_addr} (UDP+TCP)")
+    for line in platform.notes():
+        say(line)
     for token in admin.revoked:
         say(f"ANCHOR_ADMIN_TOKEN changed: the previous env admin token ({token.id}) is revoked")
     if admin.secret:

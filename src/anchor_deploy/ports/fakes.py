@@ -34,24 +34,28 @@ from anchor_deploy.model.errors import (
     BlobRejected,
     BlobTooLarge,
     BlobUnavailable,
+    BuildFailed,
     Conflict,
     DeploymentNotFound,
     DomainTaken,
     EdgeError,
     NameTaken,
     ProjectNotFound,
+    WorkerFailed,
 )
 from anchor_deploy.model.integrity import CopyKind, StoredCopy
 from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.model.manifest import ManifestFile, is_sha256
 from anchor_deploy.model.names import is_valid_hostname
+from anchor_deploy.ports.runtime import BuildLimits, WorkerSpec
 
 if TYPE_CHECKING:
     from anchor_deploy.ports import BlobChecker, BlobStore, DeploymentFiles, Edge, Store
     from anchor_deploy.ports.domains import DomainStore
     from anchor_deploy.ports.names import PublicSuffixes, UnicodeScripts
+    from anchor_deploy.ports.runtime import AppRuntime, EnvironmentBuilder
 
-__all__ = ["FakeBlobStore", "FakeDeploymentFiles", "FakeEdge", "FakeStore"]
+__all__ = ["FakeBlobStore", "FakeDeploymentFiles", "FakeEdge", "FakeEnvironments", "FakeRuntime", "FakeStore"]
 
 
 @dataclass(slots=True)
@@ -768,6 +772,80 @@ class FakeUnicodeScripts:
         return next(found, frozenset({"Unknown"}))
 
 
+
+class FakeEnvironments:
+    """An EnvironmentBuilder keyed by (requirements, python): ``ensure`` makes one unless it exists;
+    ``broken`` requirements fail their build."""
+
+    def __init__(self, broken: bytes | None = None) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[tuple[bytes, str | None], Path] = {}
+        self.broken = broken
+        self.installed: list[bytes] = []
+
+    def ensure(
+        self, requirements: bytes, python: str | None, limits: BuildLimits, log: Callable[[str], None]
+    ) -> Path:
+        if requirements == self.broken:
+            raise BuildFailed("pip install failed: no matching distribution")
+        with self._lock:
+            if (requirements, python) not in self._made:
+                self.installed.append(requirements)
+                digest = hashlib.sha256(requirements).hexdigest()[:12]
+                self._made[requirements, python] = Path("/envs") / f"{digest}-{python or 'default'}"
+            return self._made[requirements, python]
+
+    def locate(self, requirements: bytes, python: str | None) -> Path | None:
+        with self._lock:
+            return self._made.get((requirements, python))
+
+    def collect(self, keep: set[Path]) -> int:
+        with self._lock:
+            gone = [k for k, env in self._made.items() if env not in keep]
+            for k in gone:
+                del self._made[k]
+            return len(gone)
+
+
+class FakeRuntime:
+    """An AppRuntime whose workers are names in a set: ``failing`` deployments fail their health check."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running: set[str] = set()
+        self.warm: dict[str, set[str]] = {}
+        self.failing: set[str] = set()
+        self.logs: dict[str, list[str]] = {}
+
+    def ensure(self, spec: WorkerSpec, timeout: float) -> None:
+        if spec.deployment_id in self.failing:
+            raise WorkerFailed(f"the worker of {spec.deployment_id} never became healthy")
+        with self._lock:
+            self.running.add(spec.deployment_id)
+
+    def stop(self, deployment_id: str) -> None:
+        with self._lock:
+            self.running.discard(deployment_id)
+
+    def discard(self, deployment_id: str) -> None:
+        with self._lock:
+            self.running.discard(deployment_id)
+            self.logs.pop(deployment_id, None)
+
+    def stop_project(self, project_id: str, deployment_ids: list[str]) -> None:
+        with self._lock:
+            self.warm.pop(project_id, None)
+        for deployment_id in deployment_ids:
+            self.discard(deployment_id)
+
+    def keep_warm(self, project_id: str, deployment_ids: set[str]) -> None:
+        with self._lock:
+            self.warm[project_id] = set(deployment_ids)
+
+    def runtime_log(self, deployment_id: str, limit: int = 200) -> list[str]:
+        with self._lock:
+            return self.logs.get(deployment_id, [])[-limit:]
+
 if TYPE_CHECKING:
 
     def _fake_name_data(
@@ -782,3 +860,6 @@ if TYPE_CHECKING:
 
     def _fake_store_serves_domains(store: FakeStore) -> DomainStore:
         return store
+
+    def _fake_runtimes(runtime: FakeRuntime, envs: FakeEnvironments) -> tuple[AppRuntime, EnvironmentBuilder]:
+        return runtime, envs

@@ -63,6 +63,10 @@ class AppRuntime(Protocol):
 
     def stop(self, deployment_id: str) -> None: ...
 
+    def discard(self, deployment_id: str) -> None:
+        """The deployment is deleted: stop its worker and drop its runtime log."""
+        ...
+
     def stop_project(self, project_id: str, deployment_ids: list[str]) -> None:
         """The project is gone: stop its workers now and keep none of them warm."""
         ...

@@ -4,7 +4,7 @@ ANCHOR_PROVIDER (local: this machine; aws: Lambda, DynamoDB, S3, CloudFront)."""
 from __future__ import annotations
 
 from anchor_deploy.model.errors import InvalidInput
-from anchor_deploy.providers.local import Platform
+from anchor_deploy.providers.platform import Platform
 from anchor_deploy.settings import Settings
 
 

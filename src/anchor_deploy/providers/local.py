@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import logging
 import os
 import shlex
-import signal
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-
-import idna
 
 from anchor_deploy import __version__
 from anchor_deploy.adapters.acme_issuer import AcmeIssuer
@@ -38,281 +32,116 @@ from anchor_deploy.adapters.local.sqlite_store import SqliteStore
 from anchor_deploy.adapters.local.tls_probe import EdgeTlsProbe
 from anchor_deploy.adapters.local.venv_builder import VenvBuilder
 from anchor_deploy.adapters.local.worker_runtime import WorkerPolicy, WorkerRuntime
-from anchor_deploy.adapters.public_suffix_list import BundledPublicSuffixes
-from anchor_deploy.adapters.unicode_scripts import UcdScripts
 from anchor_deploy.model.entities import HostKind
-from anchor_deploy.model.errors import EdgeError
 from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.ports.domains import Issuer
-from anchor_deploy.services.aliases import AliasService, Faults
-from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
-from anchor_deploy.services.auth import AdminSetup, TokenService
-from anchor_deploy.services.deployments import BuildQueue, DeploymentService
-from anchor_deploy.services.domain_worker import DomainWorker
-from anchor_deploy.services.domains import DomainService, DomainSettings
-from anchor_deploy.services.edge_sync import EdgeSync
-from anchor_deploy.services.integrity import IntegrityService
-from anchor_deploy.services.projects import ProjectService
-from anchor_deploy.services.reconcile import Reconciler
-from anchor_deploy.services.retention import Retention
-from anchor_deploy.services.scrub import Scrubber
+from anchor_deploy.ports.runtime import SpecLoader, WorkerSpec
+from anchor_deploy.providers.local_parts import LocalLifecycle, LocalRoot, LocalStatus
+from anchor_deploy.providers.platform import Platform
+from anchor_deploy.providers.services import Adapters, DomainAdapters, assemble, faults_from
+from anchor_deploy.services.operator import BackupService
 from anchor_deploy.settings import Settings, parse_addr
-
-log = logging.getLogger(__name__)
-
-
-def _kill_self() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-@dataclass
-class Platform:
-    settings: Settings
-    store: SqliteStore
-    blobs: FsBlobStore
-    files: FsDeploymentFiles
-    edge: SymlinkEdge
-    tokens: TokenService
-    projects: ProjectService
-    deployments: DeploymentService
-    aliases: AliasService
-    builds: BuildQueue
-    reconciler: Reconciler
-    caddy: CaddyProcess | None
-    env: EnvService
-    apps: AppBuilds
-    runtime: WorkerRuntime
-    activator: Activator
-    retention: Retention
-    domains: DomainService
-    domain_worker: DomainWorker
-    certificate_endpoint: CertificateEndpoint
-    internal_ca: InternalCA
-    backups: BackupExporter
-    zone_server: ZoneServer | None = None
-    sandbox: Sandbox | None = None
-    integrity: IntegrityService = field(kw_only=True)
-    scrubber: Scrubber = field(kw_only=True)
-    _stopping: threading.Event = field(default_factory=threading.Event)
-
-    def start(self) -> AdminSetup:
-        """Converge the edge on the database, start Caddy and the loops; return what became of the admin
-        token (a new secret to show once, env admin tokens revoked)."""
-        admin = self.tokens.ensure_admin(self.settings.admin_token)
-        self.files.sweep_temporaries()
-        self.backups.sweep()
-        if self.sandbox is not None:
-            self.sandbox.probe()
-            self.sandbox.cgroups.sweep()
-        self.runtime.start()
-        self.builds.start()
-        self.reconciler.run_once(startup=True)
-        self.activator.start()
-        if self.zone_server:
-            try:
-                self.zone_server.start()
-            except OSError as exc:
-                raise EdgeError(
-                    f"the validation zone's DNS server cannot listen on {self.settings.dns_addr} "
-                    f"(ANCHOR_DNS_ADDR): {exc.strerror or exc}"
-                ) from exc
-        self.certificate_endpoint.start()
-        if self.caddy:
-            self.caddy.start()
-        self.reconciler.start()
-        self.scrubber.start()
-        self.domain_worker.start()
-        threading.Thread(target=self._warm_production, name="warm-up", daemon=True).start()
-        threading.Thread(target=self._collect_garbage, name="gc", daemon=True).start()
-        return admin
-
-    def sandbox_line(self) -> str:
-        """One line for the operator: how user code is confined, or why apps will not run."""
-        sandbox = self.sandbox
-        if sandbox is None or sandbox.mode is SandboxMode.OFF:
-            return "WARNING: ANCHOR_APP_SANDBOX=off: app builds and workers run with the platform's rights"
-        if sandbox.problem:
-            return (
-                f"apps will not run: the app sandbox is unavailable ({sandbox.problem}); static sites are "
-                "served as usual; set ANCHOR_APP_SANDBOX=off to run apps unsandboxed"
-            )
-        return f"apps run sandboxed: {sandbox.describe()}"
-
-    def _collect_garbage(self, every: float = 600.0) -> None:
-        while not self._stopping.wait(every):
-            try:
-                blobs, envs = self.retention.collect(time.time())
-                if blobs or envs:
-                    log.info("collected %d unused blobs and %d unused environments", blobs, envs)
-            except Exception:
-                log.exception("garbage collection failed")
-
-    def _warm_production(self) -> None:
-        kept = {project.id: self.aliases.warm_set(project) for project in self.store.list_projects()}
-        for project_id, deployment_ids in kept.items():
-            self.runtime.keep_warm(project_id, deployment_ids)
-        # Environments READY apps lack (after a restore, say) are rebuilt, production's first; collection
-        # waits, as it would not see an environment that is being made as in use.
-        with self.retention.collection_paused():
-            restored = set(self.apps.restore_environments(first=set().union(*kept.values())))
-        # Read again: a deploy or rollback during a long rebuild has moved the warm sets since.
-        for project in self.store.list_projects() if restored else []:
-            current = self.aliases.warm_set(project)
-            if current & restored:
-                self.runtime.keep_warm(project.id, current)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.domain_worker.stop()
-        self.reconciler.stop()
-        self.scrubber.stop()
-        self.builds.stop()
-        if self.caddy:
-            self.caddy.stop()
-        self.activator.stop()
-        self.certificate_endpoint.stop()
-        if self.zone_server:
-            self.zone_server.stop()
-        self.runtime.shutdown()
-        if self.sandbox is not None:
-            self.sandbox.cgroups.close()
 
 
 def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     data = settings.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
-    clock = time.time
-    faults = Faults(settings.fault, _kill_self)
+    faults = faults_from(settings)
     store = SqliteStore(
-        data / "anchor.db", clock=clock, fault=faults.hit, busy_timeout=settings.db_busy_timeout
+        data / "anchor.db", clock=time.time, fault=faults.hit, busy_timeout=settings.db_busy_timeout
     )
     store.build_log_cap = BuildLogCap(settings.build_log_max_lines, settings.build_log_max_bytes)
     blobs = FsBlobStore(data / "blobs")
     files = FsDeploymentFiles(data / "deployments", blobs)
     edge = SymlinkEdge(data / "edge", data / "deployments")
-    sync = EdgeSync(store, edge)
-    aliases = AliasService(store, sync, settings.base_domain, faults)
     sockets = socket_dir(data / "run")
-    box = FernetBox.from_key_file(data / "secrets.key")
-    env = EnvService(store, box)
     sandbox, policy, build_box = _sandbox(settings, data)
     envs = VenvBuilder(data / "envs", build_box, shlex.split(settings.pip_args))
-    apps_ref: list[AppBuilds] = []
+    specs = _SpecRelay()
     runtime = WorkerRuntime(
         sockets,
         data / "logs" / "runtime",
-        lambda d: apps_ref[0].spec(d),
+        specs.load,
         settings.idle_timeout,
         policy,
         log_max_bytes=settings.log_max_bytes,
     )
-    build_settings = BuildSettings(settings.build_timeout, settings.build_memory, settings.health_timeout)
-    apps = AppBuilds(store, blobs, files, envs, runtime, env, build_settings)
-    apps_ref.append(apps)
-    # Production and the previous production stay warm; taken from the move itself, not the history,
-    # so a rollback's cost does not grow with the number of earlier moves.
-    aliases.on_moved = lambda project, move: runtime.keep_warm(
-        project.id, {move.to_deployment_id, move.from_deployment_id or move.to_deployment_id}
-    )
-    activator = Activator(
-        sockets / "activator.sock", runtime, apps.spec, runtime.socket, settings.health_timeout
-    )
-    deployments = DeploymentService(
-        store, blobs, files, aliases, sync, settings.base_domain, settings.max_blob_size, clock, apps, env
-    )
-    builds = BuildQueue(deployments.build, settings.build_workers)
-    deployments.on_created = builds.submit
-    reconciler = Reconciler(store, files, edge, aliases, builds.submit, files.present)
-    sync.on_failure = reconciler.request
-    integrity = IntegrityService(store, blobs, files, reconciler, runtime.stop)
-    blobs.on_stored = integrity.blob_stored
-    scrubber = Scrubber(blobs, settings.scrub_interval, settings.scrub_rate)
-    projects = ProjectService(store, edge, files, settings.base_domain, clock, reconciler.request)
-    retention = Retention(store, files, edge, blobs, envs, runtime.discard, apps.requirements_of)
-    backups = BackupExporter(data, blobs, retention.collection_paused, __version__, clock)
-    deployments.on_ready = retention.prune
-    workers = WorkerSockets(sockets, activator.socket_path)
     certificates = CertificateFiles(data / "certificates")
-    endpoint = CertificateEndpoint(certificates)
     internal_ca = InternalCA(data / "ca")
-    zone_server = None
-    issuer: Issuer
-    if settings.issuer == "acme":
-        host, port = parse_addr(settings.dns_addr, "ANCHOR_DNS_ADDR")
-        zone_server = ZoneServer(settings.validation_zone_name, host, port)
-        issuer = AcmeIssuer(
-            settings.acme_directory,
-            data / "acme",
-            zone_server,
-            email=settings.acme_email or None,
-            ca_bundle=settings.acme_ca_bundle or None,
-        )
-    else:
-        issuer = InternalIssuer(internal_ca, datetime.timedelta(seconds=settings.certificate_lifetime))
-    domain_settings = DomainSettings(
-        base_domain=settings.base_domain,
-        validation_zone=settings.validation_zone_name,
-        edge_hostname=settings.edge_host,
-        edge_addresses=settings.edge_address_list,
-        validation_deadline=settings.validation_deadline,
-        check_min=settings.domain_check_min,
-        check_max=settings.domain_check_max,
-        caa_identity=settings.caa_identity if settings.issuer == "acme" else "",
-        quota=settings.domain_quota,
-    )
+    zone_server = _zone_server(settings)
     domain_edge = SymlinkDomainEdge(data / "edge" / "c", edge.kind_root(HostKind.ALIAS))
-    domains = DomainService(
-        store,
-        DnsPythonLookup(settings.resolver_list),
-        issuer,
-        certificates,
-        domain_edge,
-        EdgeTlsProbe(parse_addr(settings.https_addr, "ANCHOR_HTTPS_ADDR")),
-        box,
-        domain_settings,
-        clock,
-        _idna_to_ascii,
-        _idna_to_unicode,
-        BundledPublicSuffixes(),
-        UcdScripts(),
-        zone_server,
+    status = LocalStatus(sandbox)
+    adapters = Adapters(
+        store=store,
+        blobs=blobs,
+        files=files,
+        edge=edge,
+        environments=envs,
+        runtime=runtime,
+        box=FernetBox.from_key_file(data / "secrets.key"),
+        domains=DomainAdapters(
+            lookup=DnsPythonLookup(settings.resolver_list),
+            issuer=_issuer(settings, data, zone_server, internal_ca),
+            certificates=certificates,
+            edge=domain_edge,
+            probe=EdgeTlsProbe(parse_addr(settings.https_addr, "ANCHOR_HTTPS_ADDR")),
+            zone=zone_server,
+        ),
+        status=status,
+        root_certificate=LocalRoot(internal_ca),
     )
-    domain_worker = DomainWorker(domains)
-    domains.on_change = domain_worker.wake
-    domains.checks = domain_worker
-    domains.fault = faults.hit
-    projects.before_delete = domains.remove_all
-    projects.after_delete = lambda project, deployment_ids: runtime.stop_project(project.id, deployment_ids)
-    https = HttpsEdge(settings.https_addr, settings.https_port, endpoint.url)
-    caddy = _caddy(settings, data, edge, sockets, workers, domain_edge, https) if with_caddy else None
-    return Platform(
+    services = assemble(settings, adapters, faults=faults)
+    specs.source = services.apps.spec  # workers restarted by the runtime are built from the database
+    activator = Activator(
+        sockets / "activator.sock", runtime, services.apps.spec, runtime.socket, settings.health_timeout
+    )
+    backups = BackupExporter(data, blobs, services.retention.collection_paused, __version__, time.time)
+    endpoint = CertificateEndpoint(certificates)
+    if with_caddy:
+        https = HttpsEdge(settings.https_addr, settings.https_port, endpoint.url)
+        workers = WorkerSockets(sockets, activator.socket_path)
+        status.caddy = _caddy(settings, data, edge, sockets, workers, domain_edge, https)
+    lifecycle = LocalLifecycle(
         settings,
-        store,
-        blobs,
         files,
-        edge,
-        TokenService(store, clock),
-        projects,
-        deployments,
-        aliases,
-        builds,
-        reconciler,
-        caddy,
-        env,
-        apps,
+        backups,
         runtime,
         activator,
-        retention,
-        domains,
-        domain_worker,
         endpoint,
         internal_ca,
-        backups,
+        caddy=status.caddy,
+        zone_server=zone_server,
+        sandbox=sandbox,
+    )
+    return Platform(settings, services, lifecycle, BackupService(backups))
+
+
+class _SpecRelay:
+    """The runtime is built before the services that say how to run a deployment: it asks through this."""
+
+    source: SpecLoader | None = None
+
+    def load(self, deployment_id: str) -> WorkerSpec | None:
+        return self.source(deployment_id) if self.source else None
+
+
+def _zone_server(settings: Settings) -> ZoneServer | None:
+    if settings.issuer != "acme":
+        return None
+    host, port = parse_addr(settings.dns_addr, "ANCHOR_DNS_ADDR")
+    return ZoneServer(settings.validation_zone_name, host, port)
+
+
+def _issuer(settings: Settings, data: Path, zone_server: ZoneServer | None, ca: InternalCA) -> Issuer:
+    if zone_server is None:
+        return InternalIssuer(ca, datetime.timedelta(seconds=settings.certificate_lifetime))
+    return AcmeIssuer(
+        settings.acme_directory,
+        data / "acme",
         zone_server,
-        sandbox,
-        integrity=integrity,
-        scrubber=scrubber,
+        email=settings.acme_email or None,
+        ca_bundle=settings.acme_ca_bundle or None,
     )
 
 
@@ -348,20 +177,6 @@ def _sandbox(settings: Settings, data: Path) -> tuple[Sandbox, WorkerPolicy, Bui
         sandbox, settings.app_max_processes, settings.app_open_files, settings.sandbox_uid_base, extra
     )
     return sandbox, policy, box
-
-
-def _idna_to_ascii(label: str) -> str:
-    try:
-        return idna.encode(label, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def _idna_to_unicode(label: str) -> str:
-    try:
-        return str(idna.decode(label))
-    except idna.IDNAError as exc:
-        raise ValueError(str(exc)) from exc
 
 
 def _caddy(

@@ -36,14 +36,21 @@ class Faults:
 
 
 class AliasService:
-    def __init__(self, store: Store, edge_sync: EdgeSync, base_domain: str, faults: Faults) -> None:
+    def __init__(
+        self,
+        store: Store,
+        edge_sync: EdgeSync,
+        base_domain: str,
+        faults: Faults,
+        on_moved: Callable[[Project, AliasMove], None] = lambda _project, _move: None,
+    ) -> None:
         self._store = store
         self._sync = edge_sync
         self._base = base_domain
         self._faults = faults
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self.on_moved: Callable[[Project, AliasMove], None] = lambda _project, _move: None
+        self.on_moved = on_moved  # told of every move (the runtime keeps production warm)
 
     def _project_lock(self, project_id: str) -> threading.Lock:
         """An in-process optimization only: this process's writers of one project take turns instead of

@@ -195,6 +195,14 @@ class AppBuilds:
         except AnchorError:
             return False  # e.g. its Python is gone: the rebuild says so in the build log
 
+    def keep_warm(self, project_id: str, deployment_ids: set[str]) -> None:
+        """The project's versions that stay running; the others stop when idle."""
+        self._runtime.keep_warm(project_id, deployment_ids)
+
+    def runtime_log(self, deployment_id: str, limit: int = 200) -> list[str]:
+        """The last ``limit`` lines the app's workers wrote."""
+        return self._runtime.runtime_log(deployment_id, limit)
+
     def spec(self, deployment_id: str, allow_building: bool = False) -> WorkerSpec | None:
         deployment = self._store.deployment(deployment_id)
         ok = (

@@ -70,6 +70,7 @@ class DeploymentService:
         clock: Callable[[], float],
         apps: AppBuilds | None = None,
         env: EnvService | None = None,
+        on_ready: Callable[[Project], object] = lambda _project: None,
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -81,8 +82,8 @@ class DeploymentService:
         self._clock = clock
         self._apps = apps
         self._env = env
-        self.on_created: Callable[[str], None] = lambda _id: None
-        self.on_ready: Callable[[Project], object] = lambda _project: None
+        self.on_created: Callable[[str], None] = lambda _id: None  # the build queue: set by the assembly
+        self.on_ready = on_ready  # a deployment became READY in the project (retention prunes)
 
     def create(self, project: Project, body: dict[str, Any], token: Token) -> Deployment:
         """Validate the manifest; 409 missing_files if blobs are lacking; else record a QUEUED deployment."""
@@ -224,6 +225,14 @@ class DeploymentService:
             self._store.append_log(deployment_id, line.splitlines() or [""])
 
         return append
+
+    def find(self, deployment_id: str) -> Deployment | None:
+        """The deployment as the database has it now (its caller was authorized for it already)."""
+        return self._store.deployment(deployment_id)
+
+    def runtime_log(self, deployment_id: str, limit: int = 200) -> builtins.list[str]:
+        """The last lines an app deployment's workers wrote; none for a static one."""
+        return self._apps.runtime_log(deployment_id, limit) if self._apps else []
 
     def logs(self, deployment_id: str, after: int = 0) -> builtins.list[tuple[int, float, str]]:
         return self._store.read_log(deployment_id, after)

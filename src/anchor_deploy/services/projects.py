@@ -21,6 +21,8 @@ class ProjectService:
         base_domain: str,
         clock: Callable[[], float],
         on_edge_failure: Callable[[], None],
+        before_delete: Callable[[Project], None] = lambda project: None,
+        after_delete: Callable[[Project, list[str]], None] = lambda project, deployments: None,
     ) -> None:
         self._store = store
         self._edge = edge
@@ -29,9 +31,9 @@ class ProjectService:
         self._clock = clock
         self._on_edge_failure = on_edge_failure
         # Runs once the delete is authorized, before the rows go: custom domains are unserved and revoked.
-        self.before_delete: Callable[[Project], None] = lambda project: None
+        self.before_delete = before_delete
         # Runs once the rows are gone, with the project's deployment ids: its app workers are stopped.
-        self.after_delete: Callable[[Project, list[str]], None] = lambda project, deployments: None
+        self.after_delete = after_delete
 
     def create(self, name: object, token: Token) -> Project:
         require_admin(token)
@@ -54,6 +56,10 @@ class ProjectService:
         if fresh is None:
             raise ProjectNotFound(f"project {project.name!r} not found")
         return fresh
+
+    def all(self) -> list[Project]:
+        """Every project (the platform's own start-up work, not a caller's view)."""
+        return self._store.list_projects()
 
     def list(self, token: Token) -> list[Project]:
         return [p for p in self._store.list_projects() if token.project_id in (None, p.id)]

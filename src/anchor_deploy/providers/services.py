@@ -1,0 +1,247 @@
+"""The services built from a provider's adapters: the same assembly for every provider (local, AWS) and
+for the unit tests (the fakes of ports/fakes.py). Callbacks between services are passed to constructors
+where the order allows it, and set in ``_connect`` where two of them need each other."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from anchor_deploy.adapters.idna_labels import idna_to_ascii, idna_to_unicode
+from anchor_deploy.adapters.public_suffix_list import BundledPublicSuffixes
+from anchor_deploy.adapters.unicode_scripts import UcdScripts
+from anchor_deploy.model.entities import AliasMove, Project
+from anchor_deploy.ports import BlobChecker, BlobStore, DeploymentFiles, Edge
+from anchor_deploy.ports.domains import (
+    DnsLookup,
+    DomainEdge,
+    DomainStore,
+    Issuer,
+    ServedCertificates,
+    TlsProbe,
+    ValidationZone,
+)
+from anchor_deploy.ports.names import PublicSuffixes, UnicodeScripts
+from anchor_deploy.ports.operations import ProviderStatus, RootCertificate
+from anchor_deploy.ports.runtime import AppRuntime, EnvironmentBuilder, SecretBox
+from anchor_deploy.services.aliases import AliasService, Faults
+from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
+from anchor_deploy.services.auth import TokenService
+from anchor_deploy.services.deployments import BuildQueue, DeploymentService
+from anchor_deploy.services.domain_worker import DomainWorker
+from anchor_deploy.services.domains import DomainService, DomainSettings
+from anchor_deploy.services.edge_sync import EdgeSync
+from anchor_deploy.services.health import HealthService
+from anchor_deploy.services.integrity import IntegrityService
+from anchor_deploy.services.operator import AuthorityService
+from anchor_deploy.services.projects import ProjectService
+from anchor_deploy.services.reconcile import Reconciler
+from anchor_deploy.services.retention import Retention
+from anchor_deploy.services.scrub import Scrubber
+from anchor_deploy.services.uploads import UploadService
+from anchor_deploy.settings import Settings
+
+
+class CheckedBlobStore(BlobStore, BlobChecker, Protocol):
+    """A blob store whose stored copies fsck and the scrub can check."""
+
+
+@dataclass(frozen=True)
+class DomainAdapters:
+    """What custom domains need of a provider."""
+
+    lookup: DnsLookup
+    issuer: Issuer
+    certificates: ServedCertificates
+    edge: DomainEdge
+    probe: TlsProbe
+    zone: ValidationZone | None = None  # the validation zone's DNS server, when the platform runs one
+    suffixes: PublicSuffixes = field(default_factory=BundledPublicSuffixes)
+    scripts: UnicodeScripts = field(default_factory=UcdScripts)
+    to_ascii: Callable[[str], str] = idna_to_ascii
+    to_unicode: Callable[[str], str] = idna_to_unicode
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """One adapter per port: what a provider plugs into the services."""
+
+    store: DomainStore
+    blobs: CheckedBlobStore
+    files: DeploymentFiles
+    edge: Edge
+    environments: EnvironmentBuilder
+    runtime: AppRuntime
+    box: SecretBox  # seals env values, frozen environments and certificate keys at rest
+    domains: DomainAdapters
+    status: ProviderStatus
+    root_certificate: RootCertificate | None = None  # the platform's own CA, if it has one
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Seams a caller may take over: tests observe them; None keeps the assembly's own."""
+
+    submit_build: Callable[[str], None] | None = None  # default: the build queue
+    on_edge_failure: Callable[[], None] | None = None  # default: ask the reconciler for a pass
+
+
+@dataclass
+class Services:
+    """Every service, and the background loops the platform starts and stops."""
+
+    tokens: TokenService
+    projects: ProjectService
+    deployments: DeploymentService
+    aliases: AliasService
+    env: EnvService
+    apps: AppBuilds
+    domains: DomainService
+    integrity: IntegrityService
+    uploads: UploadService
+    health: HealthService
+    authority: AuthorityService
+    sync: EdgeSync
+    builds: BuildQueue
+    reconciler: Reconciler
+    retention: Retention
+    scrubber: Scrubber
+    domain_worker: DomainWorker
+
+
+def _kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def faults_from(settings: Settings) -> Faults:
+    """The test-only crash points of ANCHOR_FAULT: the process kills itself there."""
+    return Faults(settings.fault, _kill_self)
+
+
+def assemble(
+    settings: Settings,
+    adapters: Adapters,
+    clock: Callable[[], float] = time.time,
+    hooks: Hooks = Hooks(),
+    faults: Faults | None = None,
+) -> Services:
+    """The services on ``adapters``, connected, not started (Platform.start starts their loops)."""
+    a = adapters
+    faults = faults or faults_from(settings)
+    sync = EdgeSync(a.store, a.edge)
+    aliases = AliasService(a.store, sync, settings.base_domain, faults, _keep_production_warm(a.runtime))
+    env = EnvService(a.store, a.box)
+    build_settings = BuildSettings(settings.build_timeout, settings.build_memory, settings.health_timeout)
+    apps = AppBuilds(a.store, a.blobs, a.files, a.environments, a.runtime, env, build_settings)
+    retention = Retention(
+        a.store, a.files, a.edge, a.blobs, a.environments, a.runtime.discard, apps.requirements_of
+    )
+    deployments = DeploymentService(
+        a.store,
+        a.blobs,
+        a.files,
+        aliases,
+        sync,
+        settings.base_domain,
+        settings.max_blob_size,
+        clock,
+        apps,
+        env,
+        on_ready=retention.prune,
+    )
+    builds = BuildQueue(deployments.build, settings.build_workers)
+    submit = hooks.submit_build or builds.submit
+    reconciler = Reconciler(a.store, a.files, a.edge, aliases, submit, a.files.present)
+    on_edge_failure = hooks.on_edge_failure or reconciler.request
+    integrity = IntegrityService(a.store, a.blobs, a.files, reconciler, a.runtime.stop)
+    scrubber = Scrubber(a.blobs, settings.scrub_interval, settings.scrub_rate)
+    domains = _domains(settings, a, clock, faults)
+    projects = ProjectService(
+        a.store,
+        a.edge,
+        a.files,
+        settings.base_domain,
+        clock,
+        on_edge_failure,
+        before_delete=domains.remove_all,
+        after_delete=lambda project, ids: a.runtime.stop_project(project.id, ids),
+    )
+    services = Services(
+        tokens=TokenService(a.store, clock),
+        projects=projects,
+        deployments=deployments,
+        aliases=aliases,
+        env=env,
+        apps=apps,
+        domains=domains,
+        integrity=integrity,
+        uploads=UploadService(a.blobs, settings.max_blob_size),
+        health=HealthService(a.status, reconciler, a.blobs, scrubber),
+        authority=AuthorityService(a.root_certificate),
+        sync=sync,
+        builds=builds,
+        reconciler=reconciler,
+        retention=retention,
+        scrubber=scrubber,
+        domain_worker=DomainWorker(domains),
+    )
+    _connect(services, a, submit, on_edge_failure)
+    return services
+
+
+def _connect(
+    s: Services, a: Adapters, submit: Callable[[str], None], on_edge_failure: Callable[[], None]
+) -> None:
+    """The hooks between parts that need each other, all set here."""
+    s.deployments.on_created = submit  # a new deployment is queued for its build
+    s.sync.on_failure = on_edge_failure  # a failed edge apply is retried by a reconciler pass
+    a.blobs.on_stored = s.integrity.blob_stored  # a replaced damaged blob heals its deployments
+    s.domains.on_change = s.domain_worker.wake
+    s.domains.checks = s.domain_worker
+
+
+def _keep_production_warm(runtime: AppRuntime) -> Callable[[Project, AliasMove], None]:
+    # Production and the previous production stay warm; taken from the move itself, not the history,
+    # so a rollback's cost does not grow with the number of earlier moves.
+    def moved(project: Project, move: AliasMove) -> None:
+        runtime.keep_warm(
+            project.id, {move.to_deployment_id, move.from_deployment_id or move.to_deployment_id}
+        )
+
+    return moved
+
+
+def _domains(settings: Settings, a: Adapters, clock: Callable[[], float], faults: Faults) -> DomainService:
+    d = a.domains
+    domain_settings = DomainSettings(
+        base_domain=settings.base_domain,
+        validation_zone=settings.validation_zone_name,
+        edge_hostname=settings.edge_host,
+        edge_addresses=settings.edge_address_list,
+        validation_deadline=settings.validation_deadline,
+        check_min=settings.domain_check_min,
+        check_max=settings.domain_check_max,
+        caa_identity=settings.caa_identity if settings.issuer == "acme" else "",
+        quota=settings.domain_quota,
+    )
+    return DomainService(
+        a.store,
+        d.lookup,
+        d.issuer,
+        d.certificates,
+        d.edge,
+        d.probe,
+        a.box,
+        domain_settings,
+        clock,
+        d.to_ascii,
+        d.to_unicode,
+        d.suffixes,
+        d.scripts,
+        d.zone,
+        fault=faults.hit,
+    )
