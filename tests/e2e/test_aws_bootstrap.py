@@ -11,6 +11,7 @@ template itself.
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -112,9 +113,15 @@ def test_bootstrap_creates_the_stack_once_and_destroy_removes_everything(aws: Mo
         assert iam.list_role_policies(RoleName=role)["PolicyNames"]
 
     before = boto3.client("cloudformation").describe_stack_events(StackName=STACK)["StackEvents"]
-    again = anchor_aws(aws, "bootstrap", "--yes")
+    again = anchor_aws(aws, "bootstrap", "--yes", "--json")
     assert again.returncode == 0, again.stderr
-    assert "up to date" in again.stdout
+    answer = json.loads(again.stdout)
+    assert answer["action"] == "none" and answer["changes"] == [] and "up to date" in again.stderr
+    assert (answer["bucket"], answer["keyArn"], answer["table"]) == (
+        resources.bucket,
+        resources.key_arn,
+        NAMES.table,
+    )
     after = boto3.client("cloudformation").describe_stack_events(StackName=STACK)["StackEvents"]
     assert len(after) == len(before) and discover(AwsClients(), STACK) == resources
 
@@ -126,9 +133,11 @@ def test_bootstrap_creates_the_stack_once_and_destroy_removes_everything(aws: Mo
 
     refused = anchor_aws(aws, "destroy")
     assert refused.returncode == 1 and "--yes" in refused.stderr and stacks()
-    destroyed = anchor_aws(aws, "destroy", "--yes")
+    destroyed = anchor_aws(aws, "destroy", "--yes", "--json")
     assert destroyed.returncode == 0, destroyed.stderr
-    assert NAMES.project_function("web") in destroyed.stdout and "warning" in destroyed.stderr
+    gone = {(r["resourceType"], r["name"], r["where"]) for r in json.loads(destroyed.stdout)["deleted"]}
+    assert ("AWS::Lambda::Function", NAMES.project_function("web"), "outside the stack") in gone
+    assert ("AWS::DynamoDB::Table", NAMES.table, "stack") in gone and "warning" in destroyed.stderr
     assert stacks() == []
     assert boto3.client("dynamodb").list_tables()["TableNames"] == []
     assert resources.bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}

@@ -7,13 +7,23 @@ removed, so they reach AWS directly (the AWS adapters are imported when a comman
 
 from __future__ import annotations
 
+import re
+from dataclasses import asdict
 from typing import Any
 
 import click
 from rich.table import Table
 
 from anchor_deploy.cli.client import ClientError
-from anchor_deploy.cli.common import confirm_or_fail, err, fails_cleanly, has_terminal, out
+from anchor_deploy.cli.common import (
+    confirm_or_fail,
+    emit,
+    err,
+    fails_cleanly,
+    has_terminal,
+    json_option,
+    out,
+)
 from anchor_deploy.settings import Settings, parse_stack_name
 
 NO_TERMINAL = "no terminal to confirm on: pass --yes to go ahead without asking; nothing was changed"
@@ -36,8 +46,9 @@ def aws() -> None:
     "the control-plane function, its URL and its schedule. Default: the stack's current one (none at first).",
 )
 @yes_option
+@json_option
 @fails_cleanly
-def bootstrap(stack: str | None, code_key: str | None, yes: bool) -> None:
+def bootstrap(stack: str | None, code_key: str | None, yes: bool, as_json: bool) -> None:
     """Create or update the stack: shows every resource it would create or change, then asks."""
     from anchor_deploy.adapters.aws.stack_deploy import StackDeployer, connect
 
@@ -46,33 +57,42 @@ def bootstrap(stack: str | None, code_key: str | None, yes: bool) -> None:
         raise ClientError(NO_TERMINAL)
     deployer = StackDeployer(connect(), name)
     plan = deployer.plan(code_key)
+    shown = err if as_json else out  # with --json, stdout is the JSON answer alone
+    action = "none" if plan.up_to_date else "update" if plan.exists else "create"
+    changes = [_camel(asdict(change)) for change in plan.changes]
     if plan.up_to_date:
-        out.print(f"stack {name} in {plan.region} is up to date; nothing changed", highlight=False)
-        _print_resources(deployer.apply(plan, _say))
-        return
-    verb = "update" if plan.exists else "create"
-    table = Table("action", "resource", "type", "replacement")
-    for change in plan.changes:
-        table.add_row(
-            change.action, change.physical_id or change.logical_id, change.resource_type, change.replacement
-        )
-    out.print(f"{verb} stack {name} in {plan.region}:", highlight=False)
-    out.print(table)
-    try:
-        confirm_or_fail(f"{verb} stack {name}?", yes)
-    except ClientError:
-        deployer.discard(plan)
-        raise
+        shown.print(f"stack {name} in {plan.region} is up to date; nothing changed", highlight=False)
+    else:
+        table = Table("action", "resource", "type", "replacement")
+        for change in plan.changes:
+            table.add_row(
+                change.action,
+                change.physical_id or change.logical_id,
+                change.resource_type,
+                change.replacement,
+            )
+        shown.print(f"{action} stack {name} in {plan.region}:", highlight=False)
+        shown.print(table)
+        try:
+            confirm_or_fail(f"{action} stack {name}?", yes)
+        except ClientError:
+            deployer.discard(plan)
+            raise
     resources = deployer.apply(plan, _say)
-    out.print(f"stack {name} {verb}d", highlight=False)
-    _print_resources(resources)
+    data = {**_camel(asdict(resources)), "action": action, "changes": changes}
+    emit(
+        data,
+        as_json,
+        lambda: _print_resources(resources, "" if plan.up_to_date else f"stack {name} {action}d"),
+    )
 
 
 @aws.command()
 @stack_option
 @yes_option
+@json_option
 @fails_cleanly
-def destroy(stack: str | None, yes: bool) -> None:
+def destroy(stack: str | None, yes: bool, as_json: bool) -> None:
     """Delete the stack and everything the platform made with it: every project's functions,
     distributions, blobs and data."""
     from anchor_deploy.adapters.aws.stack_deploy import connect
@@ -83,16 +103,20 @@ def destroy(stack: str | None, yes: bool) -> None:
         raise ClientError(NO_TERMINAL)
     destroyer = StackDestroyer(connect(), name)
     plan = destroyer.plan()
+    deleted = [_camel(asdict(resource)) for resource in plan.resources]
+    data = {"stack": name, "region": plan.region, "stackStatus": plan.stack_status, "deleted": deleted}
     if plan.empty:
-        out.print(
-            f"no stack {name} in {plan.region} and nothing of it outside; nothing to delete", highlight=False
-        )
+        message = f"no stack {name} in {plan.region} and nothing of it outside; nothing to delete"
+        emit(data, as_json, lambda: out.print(message, highlight=False))
         return
+    shown = err if as_json else out
     table = Table("resource", "type", "where")
     for resource in plan.resources:
         table.add_row(resource.name, resource.resource_type, resource.where)
-    out.print(f"destroy stack {name} in {plan.region} ({plan.stack_status or 'no stack'}):", highlight=False)
-    out.print(table)
+    shown.print(
+        f"destroy stack {name} in {plan.region} ({plan.stack_status or 'no stack'}):", highlight=False
+    )
+    shown.print(table)
     err.print(
         "[yellow]warning:[/yellow] every blob in the bucket and every record in the table (projects, "
         "deployments, tokens, domains) is deleted, and every project function; this cannot be undone",
@@ -100,10 +124,8 @@ def destroy(stack: str | None, yes: bool) -> None:
     )
     confirm_or_fail(f"destroy stack {name} and all its data?", yes)
     destroyer.destroy(plan, _say)
-    out.print(
-        f"stack {name} destroyed (its KMS key is scheduled for deletion after its 7-day pending window)",
-        highlight=False,
-    )
+    message = f"stack {name} destroyed (its KMS key is scheduled for deletion after its 7-day pending window)"
+    emit(data, as_json, lambda: out.print(message, highlight=False))
 
 
 def _stack_name(option: str | None) -> str:
@@ -112,11 +134,18 @@ def _stack_name(option: str | None) -> str:
     return Settings.from_env().aws_stack
 
 
+def _camel(fields: dict[str, Any]) -> dict[str, Any]:
+    """JSON keys as the API writes them (keyArn, not key_arn)."""
+    return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key): value for key, value in fields.items()}
+
+
 def _say(line: str) -> None:
     err.print(line, highlight=False)
 
 
-def _print_resources(resources: Any) -> None:
+def _print_resources(resources: Any, headline: str) -> None:
+    if headline:
+        out.print(headline, highlight=False)
     table = Table(show_header=False, box=None)
     for label, value in (
         ("table", resources.table),
