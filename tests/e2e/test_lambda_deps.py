@@ -84,5 +84,6 @@ def test_refused_requirements_and_failed_installs(builder: LambdaDependencies) -
     with pytest.raises(BuildFailed):
         builder.ensure(b"no-such-package-anywhere==1.0\n", AppConfig(python="3.11"), _limits(), log.append)
     assert any("no-such-package-anywhere" in line for line in log), log
+    assert "Lambda builds install wheels only (manylinux2014_x86_64, CPython 3.11)" in log[-1], log
     # A failed build leaves no folder that a later build could take for complete.
     assert [p.name for p in builder.root.iterdir() if not p.name.startswith(".")] == []

@@ -101,6 +101,13 @@ class LambdaDependencies:
             log(f"installing Lambda dependencies {key} for Python {python_version} on {PLATFORM}")
             try:
                 self._install(folder, requirements, python_version, limits, log)
+            except BuildFailed:
+                shutil.rmtree(folder, ignore_errors=True)
+                log(
+                    f"Lambda builds install wheels only ({PLATFORM}, CPython {python_version}): a package "
+                    "published only as source, or without a wheel for that platform, cannot be installed"
+                )
+                raise
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
