@@ -119,3 +119,23 @@ def test_the_checker_catches_what_it_should(source: str, module: str, bad: bool)
 def test_relative_imports_resolve_from_a_package_init() -> None:
     assert violations("from .adapters import x", "anchor_deploy", is_package=True)
     assert not violations("from .errors import x", "anchor_deploy.model", is_package=True)
+
+
+# Offline tools that act on one provider's storage themselves, with no platform running: `anchor restore`
+# and `anchor backup`'s check (a local data dir), `anchor aws bootstrap|destroy` (the AWS stack).
+PROVIDER_TOOLS = {"anchor_deploy.cli.backup", "anchor_deploy.cli.aws"}
+
+
+def edge_modules() -> list[Path]:
+    paths = sorted((PACKAGE_ROOT / "api").rglob("*.py")) + sorted((PACKAGE_ROOT / "cli").rglob("*.py"))
+    return [p for p in paths if module_name(p) not in PROVIDER_TOOLS]
+
+
+@pytest.mark.parametrize("path", edge_modules(), ids=lambda p: module_name(p))
+def test_api_and_cli_reach_no_adapter(path: Path) -> None:
+    """The API and the CLI talk to services (through providers.platform.Platform) and never to an adapter
+    or to one provider's assembly; only `anchor up` picks the provider, through providers.build_platform."""
+    names = imported_modules(path.read_text(), module_name(path), path.name == "__init__.py")
+    reached = [n for n in names if n.startswith(("anchor_deploy.adapters", "anchor_deploy.providers."))]
+    allowed = ("anchor_deploy.providers.platform", "anchor_deploy.providers.build_platform")
+    assert [n for n in reached if not n.startswith(allowed)] == []
