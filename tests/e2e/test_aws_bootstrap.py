@@ -23,7 +23,7 @@ import pytest
 
 from anchor_deploy.adapters.aws import dynamo_schema
 from anchor_deploy.adapters.aws.clients import AwsClients
-from anchor_deploy.adapters.aws.names import StackNames, discover
+from anchor_deploy.adapters.aws.names import STACK_TAG, StackNames, discover
 from anchor_deploy.model.errors import StackMissing
 from tests.aws_support import MotoServer
 
@@ -63,6 +63,43 @@ def make_function(name: str, role: str) -> None:
         Handler="handler.handler",
         Code={"ZipFile": zipped()},
     )
+
+
+def make_distribution(reference: str, stack_tag: str) -> str:
+    config = {
+        "CallerReference": reference,
+        "Comment": reference,
+        "Enabled": True,
+        "Origins": {
+            "Quantity": 1,
+            "Items": [
+                {
+                    "Id": "function",
+                    "DomainName": "example.lambda-url.us-east-1.on.aws",
+                    "CustomOriginConfig": {
+                        "HTTPPort": 80,
+                        "HTTPSPort": 443,
+                        "OriginProtocolPolicy": "https-only",
+                    },
+                }
+            ],
+        },
+        "DefaultCacheBehavior": {
+            "TargetOriginId": "function",
+            "ViewerProtocolPolicy": "redirect-to-https",
+            "CachePolicyId": "658327ea-f89d-4fab-a63d-7e88639e58f6",
+        },
+    }
+    tags = {"Items": [{"Key": STACK_TAG, "Value": stack_tag}]}
+    answer = boto3.client("cloudfront").create_distribution_with_tags(
+        DistributionConfigWithTags={"DistributionConfig": config, "Tags": tags}
+    )
+    return str(answer["Distribution"]["Id"])
+
+
+def distribution_ids() -> set[str]:
+    listed = boto3.client("cloudfront").list_distributions()["DistributionList"]
+    return {d["Id"] for d in listed.get("Items") or []}
 
 
 def function_names() -> set[str]:
@@ -130,6 +167,8 @@ def test_bootstrap_creates_the_stack_once_and_destroy_removes_everything(aws: Mo
     make_function("someone-elses-function", resources.runtime_role_arn)
     boto3.client("logs").create_log_group(logGroupName=f"/aws/lambda/{NAMES.project_function('web')}")
     s3.put_object(Bucket=resources.bucket, Key="blobs/" + "ab" * 32, Body=b"bytes")
+    ours = make_distribution("project-web", STACK)
+    theirs = make_distribution("another-stack", "another")
 
     refused = anchor_aws(aws, "destroy")
     assert refused.returncode == 1 and "--yes" in refused.stderr and stacks()
@@ -142,6 +181,7 @@ def test_bootstrap_creates_the_stack_once_and_destroy_removes_everything(aws: Mo
     assert boto3.client("dynamodb").list_tables()["TableNames"] == []
     assert resources.bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert function_names() == {"someone-elses-function"}
+    assert distribution_ids() == {theirs} and ours in destroyed.stdout
     assert boto3.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"] == []
     assert [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(STACK)] == []
     with pytest.raises(StackMissing, match="anchor aws bootstrap"):
