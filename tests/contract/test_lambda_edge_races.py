@@ -135,6 +135,23 @@ def test_an_alias_that_keeps_moving_fails_after_bounded_attempts(fake: FakeLambd
     assert production(fake) == "1"
 
 
+def test_the_first_point_makes_production_with_its_url_and_later_moves_keep_it(
+    fake: FakeLambda, hosts: FakeHosts
+) -> None:
+    functions = functions_on(fake)
+    edge = LambdaEdge(functions, hosts)
+    hosts.production[PROJECT] = deployment(1)
+    edge.point(HOST, A, deployment(1))
+    url = fake.urls["production"]
+    assert functions.production_url(PROJECT) == url
+    hosts.production[PROJECT] = deployment(2)
+    fake.calls.clear()
+    edge.point(HOST, A, deployment(2))
+    assert fake.urls["production"] == url  # CloudFront's origin does not change with a move
+    assert fake.calls == {"GetAlias": 2, "UpdateAlias": 1}  # deployment 2's version was not known yet
+    assert production(fake) == "2"
+
+
 def test_each_deployment_alias_has_its_own_url(fake: FakeLambda) -> None:
     functions = functions_on(fake)
     for n in (1, 2, 3):
@@ -167,5 +184,5 @@ def test_prune_pages_through_versions_and_aliases(hosts: FakeHosts) -> None:
     assert sorted(fake.aliases) == sorted(["production", *(keep - {deployment(120)})])
     assert len(result.aliases) == 109 - 4
     assert len(result.versions) == 120 - 6
-    assert fake.urls == {}  # the pruned aliases' URLs went with them
+    assert set(fake.urls) == {"production"}  # the pruned aliases' URLs went with them
     assert functions.version_of(PROJECT, deployment(1)) is None

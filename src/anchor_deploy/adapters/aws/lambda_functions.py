@@ -265,7 +265,8 @@ class LambdaFunctions:
         return ProductionAlias(str(found["FunctionVersion"]), found.get("RevisionId"))
 
     def move_production(self, project_id: str, version: str, read: ProductionAlias | None) -> None:
-        """Point ``production`` at ``version`` if it is still as ``read`` (None: it did not exist)."""
+        """Point ``production`` at ``version`` if it is still as ``read`` (None: it did not exist, and it is
+        made with its function URL, CloudFront's origin; a move afterwards is the one UpdateAlias)."""
         if version == LATEST:
             raise ValueError("production never serves $LATEST")
         name = self.function_name(project_id)
@@ -281,6 +282,8 @@ class LambdaFunctions:
             if is_error(error, *_RETRYABLE):
                 raise AliasChanged(f"the production alias of {name} changed since it was read") from error
             raise
+        if read is None:
+            ensure_url(self._lambda, name, PRODUCTION_ALIAS)
 
     def remove_production(self, project_id: str) -> None:
         self._delete_alias(self.function_name(project_id), PRODUCTION_ALIAS)
