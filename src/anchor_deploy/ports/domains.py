@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from anchor_deploy.model.domains import Domain
-from anchor_deploy.ports.store import Store
+from anchor_deploy.ports.store import DomainRepository, ProjectRepository, Store
 
 
 @dataclass(frozen=True)
@@ -142,4 +142,8 @@ class DomainQueue(Protocol):
 
 
 class DomainStore(Store, DomainQueue, Protocol):
-    """The store as the domain service uses it."""
+    """The whole store with its domain queue: what a provider's store offers."""
+
+
+class DomainRepositories(DomainRepository, DomainQueue, ProjectRepository, Protocol):
+    """The store as the domain service uses it: domains, their queue, their projects."""

@@ -196,3 +196,20 @@ class Store(
     Protocol,
 ):
     """All repositories of one database."""
+
+
+# What the services need, each of them: a service takes the repositories it uses, not the whole Store.
+class ReleaseRepositories(ProjectRepository, DeploymentRepository, AliasRepository, Protocol):
+    """Projects, their deployments and production's history: alias moves, retention."""
+
+
+class BuildRepositories(ProjectRepository, DeploymentRepository, BuildLogRepository, Protocol):
+    """Deployments with their projects and build logs: creating and building deployments."""
+
+
+class ServingRepositories(ProjectRepository, DeploymentRepository, HostRepository, Protocol):
+    """What the reconciler converges the data planes on: deployments, projects, every host's target."""
+
+
+class ProjectRepositories(ProjectRepository, DeploymentRepository, Protocol):
+    """Projects with their deployments: creating and deleting projects."""

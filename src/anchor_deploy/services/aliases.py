@@ -17,7 +17,7 @@ from anchor_deploy.model.entities import (
 )
 from anchor_deploy.model.errors import Conflict, DeploymentNotFound, DeploymentNotReady, NoRollbackTarget
 from anchor_deploy.model.names import production_host
-from anchor_deploy.ports import Store
+from anchor_deploy.ports.store import ReleaseRepositories
 from anchor_deploy.services.edge_sync import EdgeSync
 
 _CAS_ATTEMPTS = 20
@@ -38,7 +38,7 @@ class Faults:
 class AliasService:
     def __init__(
         self,
-        store: Store,
+        store: ReleaseRepositories,
         edge_sync: EdgeSync,
         base_domain: str,
         faults: Faults,

@@ -20,7 +20,7 @@ from anchor_deploy.model.apps import (
 from anchor_deploy.model.entities import Deployment, DeploymentStatus, Project
 from anchor_deploy.model.errors import AnchorError, InvalidInput, NotFound
 from anchor_deploy.model.manifest import ManifestFile
-from anchor_deploy.ports import BlobStore, DeploymentFiles, Store
+from anchor_deploy.ports import BlobStore, DeploymentFiles
 from anchor_deploy.ports.runtime import (
     AppRuntime,
     BuildLimits,
@@ -28,12 +28,13 @@ from anchor_deploy.ports.runtime import (
     SecretBox,
     WorkerSpec,
 )
+from anchor_deploy.ports.store import BuildRepositories, EnvRepository
 
 
 class EnvService:
     """A project's environment variables. Values are sealed at rest; secret ones are never shown again."""
 
-    def __init__(self, store: Store, box: SecretBox) -> None:
+    def __init__(self, store: EnvRepository, box: SecretBox) -> None:
         self._store = store
         self._box = box
 
@@ -100,7 +101,7 @@ class AppBuilds:
 
     def __init__(
         self,
-        store: Store,
+        store: BuildRepositories,
         blobs: BlobStore,
         files: DeploymentFiles,
         envs: EnvironmentBuilder,

@@ -20,7 +20,7 @@ from anchor_deploy.model.errors import (
     TokenNotFound,
     Unauthorized,
 )
-from anchor_deploy.ports import Store
+from anchor_deploy.ports.store import TokenRepository
 
 TOKEN_PREFIX = "anc_"  # noqa: S105 - a prefix, not a secret
 _MAX_NAME = 64
@@ -43,7 +43,7 @@ def hash_secret(secret: str) -> str:
 
 
 class TokenService:
-    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(self, store: TokenRepository, clock: Callable[[], float]) -> None:
         self._store = store
         self._clock = clock
 

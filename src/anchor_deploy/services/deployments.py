@@ -33,8 +33,9 @@ from anchor_deploy.model.logs import BUILD_DONE_LINE, error_summary
 from anchor_deploy.model.manifest import ManifestFile, parse_manifest
 from anchor_deploy.model.names import deployment_host, is_deployment_id, new_deployment_id
 from anchor_deploy.model.text import plural
-from anchor_deploy.ports import BlobStore, DeploymentFiles, Store
+from anchor_deploy.ports import BlobStore, DeploymentFiles
 from anchor_deploy.ports.blobs import DirectUploads, UploadTarget
+from anchor_deploy.ports.store import BuildRepositories
 from anchor_deploy.services.aliases import AliasService
 from anchor_deploy.services.apps import AppBuilds, EnvService, detect_app
 from anchor_deploy.services.auth import can_access
@@ -60,7 +61,7 @@ def upload_json(target: UploadTarget) -> dict[str, Any]:
 class DeploymentService:
     def __init__(
         self,
-        store: Store,
+        store: BuildRepositories,
         blobs: BlobStore,
         files: DeploymentFiles,
         aliases: AliasService,

@@ -56,7 +56,7 @@ from anchor_deploy.ports.domains import (
     DnsLookup,
     DnsOutcome,
     DomainEdge,
-    DomainStore,
+    DomainRepositories,
     Issuer,
     ServedCertificates,
     TlsProbe,
@@ -119,7 +119,7 @@ class CheckRunner(Protocol):
 
 @dataclass
 class DomainService:
-    store: DomainStore
+    store: DomainRepositories
     lookup: DnsLookup
     issuer: Issuer
     certificates: ServedCertificates

@@ -19,7 +19,8 @@ import threading
 from collections.abc import Callable
 
 from anchor_deploy.model.entities import HostKind
-from anchor_deploy.ports import Edge, Store
+from anchor_deploy.ports import Edge
+from anchor_deploy.ports.store import HostRepository
 
 log = logging.getLogger(__name__)
 _APPLY_ROUNDS = 5  # writes of one apply before it gives up and leaves the host to the reconciler
@@ -31,7 +32,7 @@ class EdgeSync:
     processes does not depend on it. A failure wakes the reconciler instead of failing the request: the move
     is committed, and the reconciler converges the edge."""
 
-    def __init__(self, store: Store, edge: Edge) -> None:
+    def __init__(self, store: HostRepository, edge: Edge) -> None:
         self._store = store
         self._edge = edge
         self._locks: dict[str, threading.Lock] = {}

@@ -18,7 +18,8 @@ from anchor_deploy.model.integrity import (
     ProblemKind,
     StoredCopy,
 )
-from anchor_deploy.ports import BlobChecker, DeploymentFiles, Store
+from anchor_deploy.ports import BlobChecker, DeploymentFiles
+from anchor_deploy.ports.store import DeploymentRepository
 from anchor_deploy.services.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ _NEEDING_BLOBS = [DeploymentStatus.READY, DeploymentStatus.QUEUED, DeploymentSta
 class IntegrityService:
     def __init__(
         self,
-        store: Store,
+        store: DeploymentRepository,
         blobs: BlobChecker,
         files: DeploymentFiles,
         reconciler: Reconciler,

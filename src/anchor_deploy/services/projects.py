@@ -8,14 +8,15 @@ from collections.abc import Callable
 from anchor_deploy.model.entities import HostKind, HostRoute, Project, Token
 from anchor_deploy.model.errors import ProjectNotFound
 from anchor_deploy.model.names import production_host, validate_project_name
-from anchor_deploy.ports import DeploymentFiles, Edge, Store
+from anchor_deploy.ports import DeploymentFiles, Edge
+from anchor_deploy.ports.store import ProjectRepositories
 from anchor_deploy.services.auth import can_access, require_admin
 
 
 class ProjectService:
     def __init__(
         self,
-        store: Store,
+        store: ProjectRepositories,
         edge: Edge,
         files: DeploymentFiles,
         base_domain: str,

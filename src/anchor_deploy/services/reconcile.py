@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from anchor_deploy.model.entities import Deployment, DeploymentStatus
 from anchor_deploy.model.errors import AnchorError
-from anchor_deploy.ports import DeploymentFiles, Edge, Store
+from anchor_deploy.ports import DeploymentFiles, Edge
+from anchor_deploy.ports.store import ServingRepositories
 from anchor_deploy.services.aliases import AliasService
 from anchor_deploy.services.background import BackgroundLoop
 
@@ -51,7 +52,7 @@ class Reconciler(BackgroundLoop):
 
     def __init__(
         self,
-        store: Store,
+        store: ServingRepositories,
         files: DeploymentFiles,
         edge: Edge,
         aliases: AliasService,

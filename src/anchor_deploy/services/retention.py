@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anchor_deploy.model.entities import DeploymentStatus, Project, last_switch
-from anchor_deploy.ports import BlobStore, DeploymentFiles, Edge, Store
+from anchor_deploy.ports import BlobStore, DeploymentFiles, Edge
 from anchor_deploy.ports.runtime import EnvironmentBuilder
+from anchor_deploy.ports.store import ReleaseRepositories
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class RetentionPolicy:
 class Retention:
     def __init__(
         self,
-        store: Store,
+        store: ReleaseRepositories,
         files: DeploymentFiles,
         edge: Edge,
         blobs: BlobStore,
