@@ -100,12 +100,19 @@ def region_of(clients: Any) -> str:
 class StackDeployer:
     """Creates or updates the stack ``stack`` wherever the standard AWS environment points."""
 
-    def __init__(self, clients: Any, stack: str, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        clients: Any,
+        stack: str,
+        sleep: Callable[[float], None] = time.sleep,
+        stack_wait: dict[str, int] | None = None,
+    ) -> None:
         self.names = StackNames(stack)
         self.stack = stack
         self.clients = clients
         self.region = region_of(clients)
         self._sleep = sleep
+        self._stack_wait = stack_wait or STACK_WAIT
 
     @property
     def _cfn(self) -> Any:
@@ -196,7 +203,7 @@ class StackDeployer:
 
     def _wait(self, waiter: str, stack: str) -> None:
         try:
-            self._cfn.get_waiter(waiter).wait(StackName=stack, WaiterConfig=STACK_WAIT)
+            self._cfn.get_waiter(waiter).wait(StackName=stack, WaiterConfig=self._stack_wait)
         except WaiterError as exc:
             raise StackFailed(f"stack {self.stack!r} failed: {self._first_failure(stack) or exc}") from exc
 
