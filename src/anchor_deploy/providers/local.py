@@ -40,6 +40,7 @@ from anchor_deploy.providers.local_parts import LocalLifecycle, LocalRoot, Local
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.providers.services import Adapters, DomainAdapters, assemble, faults_from
 from anchor_deploy.services.operator import BackupService
+from anchor_deploy.services.runner import same_machine_liveness
 from anchor_deploy.settings import Settings, parse_addr
 
 
@@ -90,6 +91,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         ),
         status=status,
         root_certificate=LocalRoot(internal_ca),
+        lease_holder_alive=same_machine_liveness(),  # processes sharing a data dir share this machine
     )
     services = assemble(settings, adapters, faults=faults)
     specs.source = services.apps.spec  # workers restarted by the runtime are built from the database

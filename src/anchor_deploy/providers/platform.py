@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -100,11 +99,8 @@ class Platform:
         s.builds.start()
         s.reconciler.run_once(startup=True)
         self.lifecycle.serve()
-        s.reconciler.start()
-        s.scrubber.start()
-        s.domain_worker.start()
+        s.runner.start()  # the reconciler's passes, domain checks, scrub and GC, each while its lease is held
         threading.Thread(target=self._warm_production, name="warm-up", daemon=True).start()
-        threading.Thread(target=self._collect_garbage, name="gc", daemon=True).start()
         return admin
 
     def notes(self) -> list[str]:
@@ -113,20 +109,9 @@ class Platform:
     def stop(self) -> None:
         self._stopping.set()
         s = self.services
-        s.domain_worker.stop()
-        s.reconciler.stop()
-        s.scrubber.stop()
+        s.runner.stop()
         s.builds.stop()
         self.lifecycle.stop()
-
-    def _collect_garbage(self, every: float = 600.0) -> None:
-        while not self._stopping.wait(every):
-            try:
-                blobs, envs = self.services.retention.collect(time.time())
-                if blobs or envs:
-                    log.info("collected %d unused blobs and %d unused environments", blobs, envs)
-            except Exception:
-                log.exception("garbage collection failed")
 
     def _warm_production(self) -> None:
         s = self.services

@@ -4,6 +4,7 @@ where the order allows it, and set in ``_connect`` where two of them need each o
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -31,7 +32,7 @@ from anchor_deploy.ports.runtime import AppRuntime, EnvironmentBuilder, SecretBo
 from anchor_deploy.services.aliases import AliasService, Faults
 from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
 from anchor_deploy.services.auth import TokenService
-from anchor_deploy.services.deployments import BuildQueue, DeploymentService
+from anchor_deploy.services.deployments import DeploymentService
 from anchor_deploy.services.domain_worker import DomainWorker
 from anchor_deploy.services.domains import DomainService, DomainSettings
 from anchor_deploy.services.edge_sync import EdgeSync
@@ -41,9 +42,12 @@ from anchor_deploy.services.operator import AuthorityService
 from anchor_deploy.services.projects import ProjectService
 from anchor_deploy.services.reconcile import Reconciler
 from anchor_deploy.services.retention import Retention
+from anchor_deploy.services.runner import LeasedBuilds, LeaseKeeper, LeaseTiming, PeriodicJob, Runner
 from anchor_deploy.services.scrub import Scrubber
 from anchor_deploy.services.uploads import UploadService
 from anchor_deploy.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class CheckedBlobStore(BlobStore, BlobChecker, Protocol):
@@ -80,6 +84,9 @@ class Adapters:
     domains: DomainAdapters
     status: ProviderStatus
     root_certificate: RootCertificate | None = None  # the platform's own CA, if it has one
+    # Whether a lease holder still runs, as far as the provider can tell (the local one sees its machine's
+    # processes); by default every holder is alive and its leases are taken over when they expire.
+    lease_holder_alive: Callable[[str], bool] = lambda _holder: True
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,8 @@ class Services:
     health: HealthService
     authority: AuthorityService
     sync: EdgeSync
-    builds: BuildQueue
+    builds: LeasedBuilds
+    runner: Runner  # the singleton loops, each while this process holds its lease, and the leases' heartbeat
     reconciler: Reconciler
     retention: Retention
     scrubber: Scrubber
@@ -153,7 +161,9 @@ def assemble(
         env,
         on_ready=retention.prune,
     )
-    builds = BuildQueue(deployments.build, settings.build_workers)
+    timing = LeaseTiming(settings.lease_ttl, settings.lease_heartbeat_seconds, settings.lease_poll)
+    runner = Runner(LeaseKeeper(a.store, timing, holder_alive=a.lease_holder_alive))
+    builds = LeasedBuilds(a.store, runner.keeper, deployments.build, settings.build_workers)
     submit = hooks.submit_build or builds.submit
     reconciler = Reconciler(a.store, a.files, a.edge, aliases, submit, a.files.present)
     on_edge_failure = hooks.on_edge_failure or reconciler.request
@@ -184,13 +194,30 @@ def assemble(
         authority=AuthorityService(a.root_certificate),
         sync=sync,
         builds=builds,
+        runner=runner,
         reconciler=reconciler,
         retention=retention,
         scrubber=scrubber,
         domain_worker=DomainWorker(domains),
     )
     _connect(services, a, submit, on_edge_failure)
+    _singletons(services)
     return services
+
+
+def _singletons(s: Services) -> None:
+    """The loops one control-plane process runs for all of them sharing the database (services/runner.py)."""
+    s.runner.singleton("reconcile", s.reconciler)
+    s.runner.singleton("domains", s.domain_worker)
+    if s.scrubber.enabled:
+        s.runner.singleton("scrub", s.scrubber)
+    s.runner.singleton("gc", PeriodicJob("gc", lambda: _collect_garbage(s.retention), 600.0))
+
+
+def _collect_garbage(retention: Retention) -> None:
+    blobs, envs = retention.collect(time.time())
+    if blobs or envs:
+        log.info("collected %d unused blobs and %d unused environments", blobs, envs)
 
 
 def _connect(
