@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import builtins
 import logging
-import queue
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -238,34 +236,3 @@ class DeploymentService:
     def logs(self, deployment_id: str, after: int = 0) -> builtins.list[tuple[int, float, str]]:
         return self._store.read_log(deployment_id, after)
 
-
-class BuildQueue:
-    """A bounded pool of build threads fed by deployment ids."""
-
-    def __init__(self, build: Callable[[str], object], workers: int) -> None:
-        self._build = build
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._threads = [
-            threading.Thread(target=self._run, name=f"build-{i}", daemon=True) for i in range(workers)
-        ]
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, deployment_id: str) -> None:
-        self._queue.put(deployment_id)
-
-    def stop(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-        for thread in self._threads:
-            if thread.ident is not None:
-                thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while (deployment_id := self._queue.get()) is not None:
-            try:
-                self._build(deployment_id)
-            except Exception:
-                log.exception("build of %s crashed", deployment_id)
