@@ -149,6 +149,31 @@ def test_a_crash_before_publish_version_publishes_once_on_retry(
     assert versions(functions) == {"1": D1, "2": D2}
 
 
+def test_a_version_is_never_cut_from_another_writers_configuration(
+    functions: LambdaFunctions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    functions.publish(PROJECT, D1, package("one"), {"A": "1"})
+    name = functions.function_name(PROJECT)
+    lam = functions._lambda
+    real = lam.update_function_code
+    interleaved = []
+
+    def then_another_writer(**kwargs: object) -> object:
+        answer = real(**kwargs)
+        if not interleaved:  # another process publishing D3 changes the configuration in between
+            interleaved.append(True)
+            lam.update_function_configuration(
+                FunctionName=name, Environment={"Variables": {"A": "3"}}, Description=D3
+            )
+        return answer
+
+    monkeypatch.setattr(lam, "update_function_code", then_another_writer)
+    assert functions.publish(PROJECT, D2, package("two"), {"A": "2"}) == "2"
+    two = lam.get_function_configuration(FunctionName=name, Qualifier="2")
+    assert (two["Description"], two["Environment"]["Variables"]) == (D2, {"A": "2"})
+    assert versions(functions) == {"1": D1, "2": D2}
+
+
 def test_a_large_package_goes_through_s3(functions: LambdaFunctions, clients: AwsClients) -> None:
     big = package("through s3", needs_s3=True)
     functions.publish(PROJECT, D1, big, {})

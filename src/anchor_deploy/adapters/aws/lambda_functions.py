@@ -141,8 +141,9 @@ class LambdaFunctions:
             )
             self._wait_updated(name)
         config = self._configuration(name)
-        if config is None or config.get("CodeSha256") != package.code_sha256:
-            return None  # another writer's code is in $LATEST now: start over
+        if config is None or not _is_ours(config, deployment_id, package, environment):
+            return None  # another writer changed $LATEST meanwhile: start over
+        # The RevisionId of the read that found $LATEST to be ours: nothing can change it before the version.
         published: dict[str, Any] = self._lambda.publish_version(
             FunctionName=name, CodeSha256=package.code_sha256, Description=deployment_id, **_revision(config)
         )
@@ -366,6 +367,20 @@ class LambdaFunctions:
     def _forget(self, project_id: str, deployment_id: str) -> None:
         with self._lock:
             self._versions.pop((project_id, deployment_id), None)
+
+
+def _is_ours(
+    config: dict[str, Any], deployment_id: str, package: LambdaPackageLike, environment: dict[str, str]
+) -> bool:
+    """Whether ``$LATEST`` holds exactly this deployment's code and configuration."""
+    variables = (config.get("Environment") or {}).get("Variables") or {}
+    return (
+        config.get("CodeSha256") == package.code_sha256
+        and config.get("Description") == deployment_id
+        and config.get("Handler") == package.handler
+        and config.get("Runtime") == package.runtime
+        and variables == environment
+    )
 
 
 def _revision(answer: dict[str, Any] | None) -> dict[str, str]:
