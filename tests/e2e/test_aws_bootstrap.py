@@ -20,10 +20,12 @@ from typing import Any
 
 import boto3
 import pytest
+from click.testing import CliRunner
 
 from anchor_deploy.adapters.aws import dynamo_schema
 from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.adapters.aws.names import STACK_TAG, StackNames, discover
+from anchor_deploy.cli.main import main
 from anchor_deploy.model.errors import StackMissing
 from tests.aws_support import MotoServer
 
@@ -217,3 +219,25 @@ def test_bad_input_is_one_line_and_changes_nothing(
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and words in result.stderr and "Traceback" not in result.stderr
     assert stacks() == []
+
+
+def test_on_a_terminal_it_asks_and_no_changes_nothing(
+    aws: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anchor_deploy.cli.aws as cli_aws
+    import anchor_deploy.cli.common as cli_common
+
+    monkeypatch.setattr(cli_aws, "has_terminal", lambda: True)
+    monkeypatch.setattr(cli_common, "has_terminal", lambda: True)
+    runner = CliRunner()
+    declined = runner.invoke(main, ["aws", "bootstrap", "--stack", STACK], input="n\n")
+    assert declined.exit_code == 1 and "canceled" in declined.output and "AWS::S3::Bucket" in declined.output
+    assert stacks() == []
+    accepted = runner.invoke(main, ["aws", "bootstrap", "--stack", STACK], input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert [s["StackName"] for s in stacks()] == [STACK]
+    kept = runner.invoke(main, ["aws", "destroy", "--stack", STACK], input="n\n")
+    assert kept.exit_code == 1 and "canceled" in kept.output
+    assert [s["StackName"] for s in stacks()] == [STACK] and boto3.client("dynamodb").list_tables()[
+        "TableNames"
+    ]
