@@ -1,10 +1,13 @@
 """Lambda functions: one per project; every deployment is a published version with its own alias and URL.
 
 A project's function is ``<prefix><project id>``. Publishing a deployment updates ``$LATEST`` (configuration,
-then code, each with the function's RevisionId as compare-and-set and waiting for LastUpdateStatus
-Successful) and publishes a version whose Description is the deployment id, with the package's CodeSha256, so
-a version is never cut from code another writer put there meanwhile. A retry after a crash finds that version
-by its Description instead of publishing a second one.
+then code, each passing the function's RevisionId and waiting for LastUpdateStatus Successful), reads it
+back, and publishes a version only if that read shows exactly this deployment's code (CodeSha256),
+handler, runtime, environment and description, passing the read's RevisionId and the package's CodeSha256:
+so a version is never cut from what another writer put in ``$LATEST`` meanwhile (it starts over, a bounded
+number of times). The version's Description is the deployment id: a retry after a crash finds it by that
+instead of publishing a second one. Concurrent publishes to one project only cost retries; a per-project
+lease around ``publish`` avoids even those.
 
 Each deployment gets an alias named after its deployment id, pointing at its version, with its own function
 URL, so each deployment keeps its own URL until retention prunes it. Function URLs use AuthType NONE (with
