@@ -13,7 +13,7 @@ from anchor_deploy.adapters.aws.lambda_edge import LambdaEdge
 from anchor_deploy.adapters.aws.lambda_functions import FunctionSettings, LambdaFunctions
 from anchor_deploy.model.entities import HostKind
 from anchor_deploy.model.errors import EdgeError
-from tests.aws_fakes import FakeClients, FakeHosts, FakeLambda
+from tests.aws_fakes import FakeClients, FakeHosts, FakeLambda, client_error
 
 PROJECT = "prj_0123456789abcdef"
 HOST = "site.example.test"
@@ -186,3 +186,21 @@ def test_prune_pages_through_versions_and_aliases(hosts: FakeHosts) -> None:
     assert len(result.versions) == 120 - 6
     assert set(fake.urls) == {"production"}  # the pruned aliases' URLs went with them
     assert functions.version_of(PROJECT, deployment(1)) is None
+
+
+def test_lambda_failures_are_edge_errors(
+    fake: FakeLambda, hosts: FakeHosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edge = LambdaEdge(functions_on(fake), hosts)
+    hosts.production[PROJECT] = deployment(1)
+
+    def refused(**_: object) -> None:
+        raise client_error("ServiceException", "GetAlias")
+
+    monkeypatch.setattr(fake, "get_alias", refused)
+    monkeypatch.setattr(fake, "list_aliases", refused)
+    with pytest.raises(EdgeError, match="Lambda could not serve"):
+        edge.point(HOST, A, deployment(1))
+    with pytest.raises(EdgeError, match="Lambda could not serve"):
+        edge.current()
+    assert "production" not in fake.aliases

@@ -15,8 +15,11 @@ change.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from anchor_deploy.adapters.aws.lambda_functions import (
     PRODUCTION_ALIAS,
@@ -46,10 +49,11 @@ class LambdaEdge:
     def point(self, host: str, kind: HostKind, deployment_id: str) -> None:
         _check(host)
         route = self._route(host)
-        if kind is HostKind.DEPLOYMENT:
-            self._functions.ensure_deployment_alias(route.project_id, deployment_id)
-        else:
-            self._point_production(host, route.project_id)
+        with _lambda_failures(host):
+            if kind is HostKind.DEPLOYMENT:
+                self._functions.ensure_deployment_alias(route.project_id, deployment_id)
+            else:
+                self._point_production(host, route.project_id)
 
     def _route(self, host: str) -> HostRoute:
         found = self._hosts.host_target(host)
@@ -84,7 +88,8 @@ class LambdaEdge:
             return
         route, target = found
         if route.kind is HostKind.ALIAS and target is None:
-            self._functions.remove_production(route.project_id)
+            with _lambda_failures(host):
+                self._functions.remove_production(route.project_id)
 
     def current(self) -> Mapping[str, tuple[HostKind, str]]:
         """Every host the database knows that a Lambda alias serves now: one paginated ListAliases per
@@ -94,8 +99,9 @@ class LambdaEdge:
             by_project[route.project_id].append(route)
         served: dict[str, tuple[HostKind, str]] = {}
         for project_id, routes in by_project.items():
-            aliases = self._functions.aliases(self._functions.function_name(project_id))
-            production = self._production_deployment(project_id, aliases)
+            with _lambda_failures(project_id):
+                aliases = self._functions.aliases(self._functions.function_name(project_id))
+                production = self._production_deployment(project_id, aliases)
             named = {str(alias["Name"]) for alias in aliases}
             for route in routes:
                 if route.kind is HostKind.ALIAS and production is not None:
@@ -118,6 +124,15 @@ class LambdaEdge:
             if same and alias.get("Description"):
                 return str(alias["Description"])
         return self._functions.deployment_of_version(project_id, version)
+
+
+@contextmanager
+def _lambda_failures(subject: str) -> Iterator[None]:
+    """Lambda's refusals and unreachability as the port's EdgeError (the reconciler retries)."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as error:
+        raise EdgeError(f"Lambda could not serve {subject}: {error}") from error
 
 
 def _check(host: str) -> None:
