@@ -137,9 +137,9 @@ def test_bootstrap_creates_the_stack_once_and_destroy_removes_everything(aws: Mo
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
     assert rule["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] == resources.key_arn
     kms = boto3.client("kms")
-    # (not DescribeKey: moto answers 500 for a key CloudFormation made, its key policy kept as an object)
-    assert resources.key_arn in {k["KeyArn"] for k in kms.list_keys()["Keys"]}
-    assert resources.key_arn.endswith(f":key/{resources.key_id}")
+    assert kms.describe_key(KeyId=resources.key_id)["KeyMetadata"]["Arn"] == resources.key_arn
+    policy = json.loads(kms.get_key_policy(KeyId=resources.key_id, PolicyName="default")["Policy"])
+    assert policy["Statement"][0]["Principal"] == {"AWS": f"arn:aws:iam::{resources.account}:root"}
     assert kms.get_key_rotation_status(KeyId=resources.key_id)["KeyRotationEnabled"] is True
     aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
     assert aliases[NAMES.key_alias] == resources.key_id

@@ -46,6 +46,7 @@ SCOPABLE: dict[str, tuple[str, ...]] = {
     "kms:Decrypt": ("key",),
     "kms:Encrypt": ("key",),
     "kms:GenerateDataKey": ("key",),
+    "kms:DescribeKey": ("key",),
     "lambda:AddPermission": ("function",),
     "lambda:CreateAlias": ("function",),
     "lambda:CreateFunction": ("function",),
@@ -81,6 +82,8 @@ SCOPABLE: dict[str, tuple[str, ...]] = {
     "cloudformation:DescribeStacks": ("stack",),
     "cloudfront:CreateDistribution": (),
     "cloudfront:ListDistributions": (),
+    "cloudfront:CreateCachePolicy": (),
+    "cloudfront:ListCachePolicies": (),
     "cloudfront:CreateInvalidation": ("distribution",),
     "cloudfront:DeleteDistribution": ("distribution",),
     "cloudfront:GetDistribution": ("distribution",),
@@ -119,8 +122,8 @@ def policies(template: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
             found.append((logical_id, "identity", policy["PolicyDocument"]))
         if "AssumeRolePolicyDocument" in properties:
             found.append((logical_id, "trust", properties["AssumeRolePolicyDocument"]))
-        if "KeyPolicy" in properties:
-            found.append((logical_id, "key", properties["KeyPolicy"]))
+        if "KeyPolicy" in properties:  # JSON text under Fn::Sub
+            found.append((logical_id, "key", json.loads(properties["KeyPolicy"]["Fn::Sub"])))
         if resource["Type"].endswith("Policy") and "PolicyDocument" in properties:
             found.append((logical_id, "resource", properties["PolicyDocument"]))
     return found
@@ -239,9 +242,7 @@ def test_resource_policies_allow_no_one_and_deny_plain_http() -> None:
             if kind == "resource":
                 assert statement["Effect"] == "Deny", logical_id
             if kind == "key":  # in a key policy Resource "*" is the key itself; only the account's IAM
-                assert statement["Principal"] == {
-                    "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
-                }
+                assert statement["Principal"] == {"AWS": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
             if kind == "trust":
                 assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
     (tls,) = template["Resources"]["BucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]

@@ -35,6 +35,20 @@ LOG_RETENTION_DAYS = 30
 CODE_KEY_PATTERN = f"^{CONTROL_PLANE_CODE_PREFIX}[A-Za-z0-9._/-]+[.]zip$"
 
 
+KEY_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "AccountIamPolicies",
+            "Effect": "Allow",
+            "Principal": {"AWS": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        }
+    ],
+}
+
+
 def stack_template(stack: str) -> dict[str, Any]:
     names = StackNames(stack)
     resources = {
@@ -78,21 +92,9 @@ def _storage(names: StackNames) -> dict[str, Any]:
                 "EnableKeyRotation": True,
                 "PendingWindowInDays": 7,
                 # The account's IAM policies decide who uses the key (the roles below), as with AWS's
-                # default key policy; in a key policy, Resource "*" is this key.
-                "KeyPolicy": {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "AccountIamPolicies",
-                            "Effect": "Allow",
-                            "Principal": {
-                                "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
-                            },
-                            "Action": "kms:*",
-                            "Resource": "*",
-                        }
-                    ],
-                },
+                # default key policy; in a key policy, Resource "*" is this key. As JSON text (CloudFormation
+                # takes an object or text): moto's DescribeKey reads a key's policy as text.
+                "KeyPolicy": {"Fn::Sub": json.dumps(KEY_POLICY, sort_keys=True)},
             },
         },
         "KeyAlias": {

@@ -28,6 +28,10 @@ WILDCARDS: dict[str, str] = {
     "known before, and the action takes no resource type",
     "cloudfront:ListDistributions": "finding a project's distribution again after a crash; a list action "
     "with no resource type",
+    "cloudfront:CreateCachePolicy": "the one cache policy every project's distribution shares (made on "
+    "first use); its id is not known before, and the action takes no resource type",
+    "cloudfront:ListCachePolicies": "finding that shared cache policy again; a list action with no resource "
+    "type",
     "lambda:ListFunctions": "the reconciler finds project functions that the database no longer knows; a "
     "list action with no resource type",
     "acm:RequestCertificate": "a custom domain's certificate for CloudFront; the certificate's id is not "
@@ -56,7 +60,7 @@ _S3_OBJECTS = [
     "s3:PutObject",
 ]
 _S3_BUCKET = ["s3:ListBucket", "s3:ListBucketMultipartUploads"]
-_KMS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+_KMS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
 _LAMBDA = [
     "lambda:AddPermission",
     "lambda:CreateAlias",
