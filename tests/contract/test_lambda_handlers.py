@@ -80,7 +80,7 @@ def packaged_manifest(package: LambdaPackage) -> lambda_static.Manifest:
     with zipfile.ZipFile(io.BytesIO(package.read())) as archive, archive.open(MANIFEST_NAME) as source:
         raw = json.load(source)
     files = {p: lambda_static.Served(p, e["sha256"], e["size"], e["type"]) for p, e in raw["files"].items()}
-    return lambda_static.Manifest(raw["deployment"], files)
+    return lambda_static.Manifest("", files)
 
 
 @pytest.fixture

@@ -72,7 +72,7 @@ def load_manifest(path: Path) -> Manifest:
         name: Served(name, entry["sha256"], int(entry["size"]), entry["type"])
         for name, entry in raw["files"].items()
     }
-    return Manifest(raw["deployment"], files)
+    return Manifest(os.environ.get("ANCHOR_DEPLOYMENT_ID", ""), files)
 
 
 # -- finding what a path names ------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
-"""A deployment's code on its way to Lambda: the zip itself, or (when too large for a direct upload) an S3
-object ``packages/<project>/<sha256 hex>.zip`` in the platform's bucket, removed with the project."""
+"""A deployment's code on its way to Lambda: an S3 object ``packages/<project>/<sha256 hex>.zip`` in the
+platform's bucket, content-addressed and written once (a HEAD first: the same files make the same zip, so an
+unchanged redeploy makes no PUT), removed with the project. Kept in S3 rather than sent inline so that a
+version can be published again from the package alone (after a crash, or a function deleted by hand) and so
+that an offline run can execute exactly what Lambda was given."""
 
 from __future__ import annotations
 
@@ -51,11 +54,19 @@ def package_key(project_id: str, code_sha256: str) -> str:
 
 def code_argument(s3: Any, bucket: str, project_id: str, package: LambdaPackageLike) -> dict[str, Any]:
     """The ``Code`` of CreateFunction / the arguments of UpdateFunctionCode, uploading the zip if needed."""
-    content = package_zip(package)
-    if not package.needs_s3:
-        return {"ZipFile": content}
     key = package_key(project_id, package.code_sha256)
-    s3.put_object(Bucket=bucket, Key=key, Body=content)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if not is_error(error, "404", "NoSuchKey", "NotFound"):
+            raise
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=package_zip(package),
+            ChecksumSHA256=package.code_sha256,
+            ChecksumAlgorithm="SHA256",
+        )
     return {"S3Bucket": bucket, "S3Key": key}
 
 

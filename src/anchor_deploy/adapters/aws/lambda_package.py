@@ -166,7 +166,10 @@ def _manifest_entry(deployment_id: str, served: Mapping[str, ManifestFile], app:
         path: {"sha256": f.sha256, "size": f.size, "type": content_type(path)}
         for path, f in sorted(served.items())
     }
-    document: dict[str, object] = {"format": 1, "deployment": deployment_id, "files": files}
+    # The deployment id is not in the zip (it is in the version's environment, ANCHOR_DEPLOYMENT_ID): the same
+    # files make the same zip, stored once, so an unchanged redeploy uploads nothing, not even its package.
+    del deployment_id
+    document: dict[str, object] = {"format": 1, "files": files}
     if app is not None:
         document["app"] = {"entry": app.entry, "static": app.static_dir}
     data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
