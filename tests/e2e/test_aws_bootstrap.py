@@ -171,6 +171,13 @@ def test_bootstrap_creates_the_stack_once_and_destroy_removes_everything(aws: Mo
     s3.put_object(Bucket=resources.bucket, Key="blobs/" + "ab" * 32, Body=b"bytes")
     ours = make_distribution("project-web", STACK)
     theirs = make_distribution("another-stack", "another")
+    acm = boto3.client("acm", region_name="us-east-1")
+    certificates = {
+        tag: acm.request_certificate(
+            DomainName=f"{tag}.example.com", Tags=[{"Key": STACK_TAG, "Value": tag}]
+        )["CertificateArn"]
+        for tag in (STACK, "another")
+    }
 
     refused = anchor_aws(aws, "destroy")
     assert refused.returncode == 1 and "--yes" in refused.stderr and stacks()
@@ -184,6 +191,8 @@ def test_bootstrap_creates_the_stack_once_and_destroy_removes_everything(aws: Mo
     assert resources.bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert function_names() == {"someone-elses-function"}
     assert distribution_ids() == {theirs} and ours in destroyed.stdout
+    left = {c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]}
+    assert left == {certificates["another"]} and certificates[STACK] in destroyed.stdout
     assert boto3.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"] == []
     assert [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(STACK)] == []
     with pytest.raises(StackMissing, match="anchor aws bootstrap"):

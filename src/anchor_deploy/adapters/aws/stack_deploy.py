@@ -205,7 +205,9 @@ class StackDeployer:
         try:
             self._cfn.get_waiter(waiter).wait(StackName=stack, WaiterConfig=self._stack_wait)
         except WaiterError as exc:
-            raise StackFailed(f"stack {self.stack!r} failed: {self._first_failure(stack) or exc}") from exc
+            raise StackFailed(
+                f"stack {self.stack!r} failed: {first_failure(self._cfn, stack, self.stack) or exc}"
+            ) from exc
 
     def _code_parameter(self, code_key: str | None, exists: bool) -> dict[str, Any]:
         if code_key is None and exists:
@@ -234,25 +236,25 @@ class StackDeployer:
             self._sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def _first_failure(self, stack: str) -> str:
-        """The first resource that failed in the stack's latest operation, in CloudFormation's words."""
-        try:
-            events = self._cfn.describe_stack_events(StackName=stack)["StackEvents"]
-        except (ClientError, BotoCoreError):
-            return ""
-        failed = [
-            e
-            for e in events
-            if e.get("ResourceStatus", "").endswith("_FAILED")
-            and e.get("ResourceStatusReason")
-            and e.get("LogicalResourceId") != self.stack
-        ]
-        if not failed:
-            return ""
-        first = failed[-1]  # events come newest first
-        return (
-            f"{first['LogicalResourceId']} ({first.get('ResourceType', '')}): {first['ResourceStatusReason']}"
-        )
+
+def first_failure(cloudformation: Any, stack: str, name: str) -> str:
+    """The first resource that failed in the stack's latest operation, in CloudFormation's words
+    (``stack``: its name or id; ``name``: its name, whose own events only repeat the cause)."""
+    try:
+        events = cloudformation.describe_stack_events(StackName=stack)["StackEvents"]
+    except (ClientError, BotoCoreError):
+        return ""
+    failed = [
+        e
+        for e in events
+        if e.get("ResourceStatus", "").endswith("_FAILED")
+        and e.get("ResourceStatusReason")
+        and e.get("LogicalResourceId") != name
+    ]
+    if not failed:
+        return ""
+    first = failed[-1]  # events come newest first
+    return f"{first['LogicalResourceId']} ({first.get('ResourceType', '')}): {first['ResourceStatusReason']}"
 
 
 def _template_resources(stack: str, with_control_plane: bool) -> Iterator[Change]:

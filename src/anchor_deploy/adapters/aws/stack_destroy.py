@@ -1,9 +1,10 @@
 """`anchor aws destroy`: everything of one stack deleted, inside the stack and out.
 
 Outside the stack the control plane made project functions (named with the stack's function prefix),
-their log groups, and CloudFront distributions (tagged with ``STACK_TAG``): those go first. The bucket is
-emptied next (CloudFormation cannot delete a bucket that holds objects), then the stack is deleted, which
-deletes the table, the bucket, the roles, and schedules the key's deletion (its pending window).
+their log groups, CloudFront distributions and ACM certificates (tagged with ``STACK_TAG``): distributions
+and functions go first. The bucket is emptied next (CloudFormation cannot delete a bucket that holds
+objects), then the stack is deleted, which deletes the table, the bucket, the roles, and schedules the key's
+deletion (its pending window); the certificates go last, when no distribution uses them any more.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from anchor_deploy.adapters.aws.client_errors import is_error
 from anchor_deploy.adapters.aws.names import STACK_TAG, StackNames, describe_stack
-from anchor_deploy.adapters.aws.stack_deploy import STACK_WAIT, aws_errors, region_of
+from anchor_deploy.adapters.aws.stack_deploy import STACK_WAIT, aws_errors, first_failure, region_of
 from anchor_deploy.model.errors import StackFailed
 
 DISTRIBUTION_WAIT = {"Delay": 30, "MaxAttempts": 120}  # a disabled distribution deploys in minutes
 DELETE_BATCH = 1000  # keys per DeleteObjects call
+CERTIFICATE_REGION = "us-east-1"  # CloudFront's certificates live in ACM there, whatever the stack's region
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,12 @@ class DestroyPlan:
     functions: list[str] = field(default_factory=list)
     log_groups: list[str] = field(default_factory=list)
     distributions: list[str] = field(default_factory=list)  # ids
+    certificates: list[str] = field(default_factory=list)  # ARNs (ACM in us-east-1, for CloudFront)
 
     @property
     def empty(self) -> bool:
-        return self.stack_status is None and not (self.functions or self.log_groups or self.distributions)
+        outside = self.functions or self.log_groups or self.distributions or self.certificates
+        return self.stack_status is None and not outside
 
 
 class StackDestroyer:
@@ -70,12 +74,15 @@ class StackDestroyer:
             plan.functions = sorted(self._project_functions())
             plan.log_groups = sorted(self._project_log_groups())
             plan.distributions = sorted(self._tagged_distributions())
+            plan.certificates = sorted(self._tagged_certificates())
         for name in plan.functions:
             plan.resources.append(Resource("AWS::Lambda::Function", name, "outside the stack"))
         for name in plan.log_groups:
             plan.resources.append(Resource("AWS::Logs::LogGroup", name, "outside the stack"))
         for ident in plan.distributions:
             plan.resources.append(Resource("AWS::CloudFront::Distribution", ident, "outside the stack"))
+        for arn in plan.certificates:
+            plan.resources.append(Resource("AWS::CertificateManager::Certificate", arn, "outside the stack"))
         return plan
 
     def destroy(self, plan: DestroyPlan, say: Callable[[str], None]) -> None:
@@ -96,8 +103,16 @@ class StackDestroyer:
             if plan.stack_status is not None:
                 say(f"deleting stack {self.stack} in {self.region}…")
                 cfn = self.clients.client("cloudformation")
+                stack_id = cfn.describe_stacks(StackName=self.stack)["Stacks"][0]["StackId"]
                 cfn.delete_stack(StackName=self.stack)
-                cfn.get_waiter("stack_delete_complete").wait(StackName=self.stack, WaiterConfig=STACK_WAIT)
+                try:
+                    cfn.get_waiter("stack_delete_complete").wait(StackName=stack_id, WaiterConfig=STACK_WAIT)
+                except WaiterError as exc:
+                    why = first_failure(cfn, stack_id, self.stack) or exc
+                    raise StackFailed(f"cannot delete stack {self.stack!r}: {why}") from exc
+            for arn in plan.certificates:
+                say(f"deleting certificate {arn}…")
+                _ignore_missing(self._acm.delete_certificate, CertificateArn=arn)
 
     def _stack_resources(self) -> Iterator[dict[str, Any]]:
         paginator = self.clients.client("cloudformation").get_paginator("list_stack_resources")
@@ -128,6 +143,18 @@ class StackDestroyer:
                 tags = cloudfront.list_tags_for_resource(Resource=summary["ARN"])["Tags"].get("Items") or []
                 if any(t["Key"] == STACK_TAG and t.get("Value") == self.stack for t in tags):
                     yield summary["Id"]
+
+    @property
+    def _acm(self) -> Any:
+        return self.clients.regional("acm", CERTIFICATE_REGION)
+
+    def _tagged_certificates(self) -> Iterator[str]:
+        for page in self._acm.get_paginator("list_certificates").paginate():
+            for summary in page["CertificateSummaryList"]:
+                arn = summary["CertificateArn"]
+                tags = self._acm.list_tags_for_certificate(CertificateArn=arn).get("Tags") or []
+                if any(t["Key"] == STACK_TAG and t.get("Value") == self.stack for t in tags):
+                    yield arn
 
     def _delete_distribution(self, ident: str) -> None:
         cloudfront = self.clients.client("cloudfront")
