@@ -241,3 +241,11 @@ def test_fs_each_inode_is_hashed_once_per_process(
     fresh = FsBlobStore(blobs.root)  # a new process: each inode once, however many files link it
     FsDeploymentFiles(files.root, fresh).materialize("dpl_bbbbbbbbbbbb", manifest)
     assert len(hashed) == 1
+
+
+def test_each_apps_files_have_a_stable_reference_of_their_own(rig: Rig) -> None:
+    """The services hand the reference to the runtime as it is: one per deployment, the same every time."""
+    other = "dpl_bbbbbbbbbbbb"
+    mine = rig.files.app_files(DPL)
+    assert isinstance(mine, str) and mine and mine == rig.files.app_files(DPL)
+    assert rig.files.app_files(other) != mine

@@ -173,8 +173,8 @@ class StatusSpy:
         self.seen.append(found.status)
         self.app.files.materialize(deployment_id, files, app)
 
-    def app_dir(self, deployment_id: str) -> Any:
-        return self.app.files.app_dir(deployment_id)
+    def app_files(self, deployment_id: str) -> str:
+        return self.app.files.app_files(deployment_id)
 
     def exists(self, deployment_id: str) -> bool:
         return self.app.files.exists(deployment_id)

@@ -229,15 +229,15 @@ class _Envs:
         self.installed: list[bytes] = []
         self.located: list[bytes] = []
 
-    def ensure(self, requirements: bytes, python: str | None, limits: object, log: object) -> Path:
+    def ensure(self, requirements: bytes, python: str | None, limits: object, log: object) -> str:
         self.installed.append(requirements)
-        return Path("/envs/x")
+        return "/envs/x"
 
-    def locate(self, requirements: bytes, python: str | None) -> Path:
+    def locate(self, requirements: bytes, python: str | None) -> str:
         self.located.append(requirements)
-        return Path("/envs/x")
+        return "/envs/x"
 
-    def collect(self, keep: set[Path]) -> int:
+    def collect(self, keep: set[str]) -> int:
         return 0
 
 
@@ -290,7 +290,7 @@ def test_an_app_built_before_a_stricter_check_still_finds_its_environment(app: A
     requirements = b"flask\npkg @ http://files.example.com/pkg-1.0-py3-none-any.whl\n"
     builds, envs, deployment_id = _app_deployment(app, requirements, DeploymentStatus.READY)
     spec = builds.spec(deployment_id)
-    assert spec is not None and spec.env_dir == Path("/envs/x")
+    assert spec is not None and spec.environment == "/envs/x"
     assert builds.requirements_of(deployment_id) == (requirements, None)
     assert envs.located == [requirements] and envs.installed == []
     with pytest.raises(InvalidInput):

@@ -3,8 +3,6 @@ environments a restored data dir lacks rebuilt at start."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from anchor_deploy.model.entities import DeploymentStatus
 from anchor_deploy.model.errors import BuildFailed
 from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
@@ -21,18 +19,18 @@ class _Envs:
         self.installed: list[bytes] = []
         self.broken = broken
 
-    def ensure(self, requirements: bytes, python: str | None, limits: object, log: object) -> Path:
+    def ensure(self, requirements: bytes, python: str | None, limits: object, log: object) -> str:
         if requirements not in self.present:
             if requirements == self.broken:
                 raise BuildFailed("pip install failed: no matching distribution")
             self.installed.append(requirements)
             self.present.add(requirements)
-        return Path("/envs") / sha(requirements)[:8]
+        return "/envs/" + sha(requirements)[:8]
 
-    def locate(self, requirements: bytes, python: str | None) -> Path | None:
-        return Path("/envs") / sha(requirements)[:8] if requirements in self.present else None
+    def locate(self, requirements: bytes, python: str | None) -> str | None:
+        return "/envs/" + sha(requirements)[:8] if requirements in self.present else None
 
-    def collect(self, keep: set[Path]) -> int:
+    def collect(self, keep: set[str]) -> int:
         return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from anchor_deploy.model.apps import AppConfig
@@ -110,8 +109,9 @@ class DeploymentFiles(Protocol):
         deployment is not built; BlobUnavailable if such a blob is not usable."""
         ...
 
-    def app_dir(self, deployment_id: str) -> Path:
-        """Where the app's own copy of the files lives (its working directory)."""
+    def app_files(self, deployment_id: str) -> str:
+        """A reference to the app's own copy of the files (opaque to the services: the provider's runtime
+        knows what it names; locally, the app's working directory)."""
         ...
 
     def exists(self, deployment_id: str) -> bool: ...

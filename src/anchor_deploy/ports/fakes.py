@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from anchor_deploy.model.apps import AppConfig
@@ -681,8 +680,8 @@ class FakeDeploymentFiles:
                     count += 1
             return count
 
-    def app_dir(self, deployment_id: str) -> Path:
-        return Path("/fake-deployments") / deployment_id / "app"
+    def app_files(self, deployment_id: str) -> str:
+        return f"fake-deployments/{deployment_id}/app"
 
     def exists(self, deployment_id: str) -> bool:
         with self._lock:
@@ -779,27 +778,27 @@ class FakeEnvironments:
 
     def __init__(self, broken: bytes | None = None) -> None:
         self._lock = threading.Lock()
-        self._made: dict[tuple[bytes, str | None], Path] = {}
+        self._made: dict[tuple[bytes, str | None], str] = {}
         self.broken = broken
         self.installed: list[bytes] = []
 
     def ensure(
         self, requirements: bytes, python: str | None, limits: BuildLimits, log: Callable[[str], None]
-    ) -> Path:
+    ) -> str:
         if requirements == self.broken:
             raise BuildFailed("pip install failed: no matching distribution")
         with self._lock:
             if (requirements, python) not in self._made:
                 self.installed.append(requirements)
                 digest = hashlib.sha256(requirements).hexdigest()[:12]
-                self._made[requirements, python] = Path("/envs") / f"{digest}-{python or 'default'}"
+                self._made[requirements, python] = f"env-{digest}-{python or 'default'}"
             return self._made[requirements, python]
 
-    def locate(self, requirements: bytes, python: str | None) -> Path | None:
+    def locate(self, requirements: bytes, python: str | None) -> str | None:
         with self._lock:
             return self._made.get((requirements, python))
 
-    def collect(self, keep: set[Path]) -> int:
+    def collect(self, keep: set[str]) -> int:
         with self._lock:
             gone = [k for k, env in self._made.items() if env not in keep]
             for k in gone:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from anchor_deploy.model.apps import AppConfig
@@ -28,16 +27,17 @@ class BuildLimits:
 class EnvironmentBuilder(Protocol):
     def ensure(
         self, requirements: bytes, python: str | None, limits: BuildLimits, log: Callable[[str], None]
-    ) -> Path:
-        """A virtual environment with ``requirements`` (and the worker server) installed, reused when one
-        with the same dependency set exists. Returns its directory. Raises BuildFailed with the cause."""
+    ) -> str:
+        """An environment with ``requirements`` (and the worker server) installed, reused when one with the
+        same dependency set exists. Returns its reference (opaque to the services: only the provider's
+        runtime knows what it names). Raises BuildFailed with the cause."""
         ...
 
-    def locate(self, requirements: bytes, python: str | None) -> Path | None:
-        """The complete environment for this dependency set, if there is one."""
+    def locate(self, requirements: bytes, python: str | None) -> str | None:
+        """The reference of the complete environment for this dependency set, if there is one."""
         ...
 
-    def collect(self, keep: set[Path]) -> int:
+    def collect(self, keep: set[str]) -> int:
         """Delete the environments not in ``keep``; return how many."""
         ...
 
@@ -47,8 +47,8 @@ class WorkerSpec:
     """Everything needed to run one app version: the local Lambda version."""
 
     deployment_id: str
-    env_dir: Path
-    app_dir: Path
+    environment: str  # EnvironmentBuilder's reference to the installed dependencies
+    app_files: str  # DeploymentFiles' reference to the app's own copy of its files
     app: AppConfig
     environ: dict[str, str] = field(default_factory=dict)
     redact: tuple[str, ...] = ()

@@ -213,14 +213,14 @@ class AppBuilds:
         )
         if deployment is None or deployment.app is None or deployment.status not in ok:
             return None
-        env_dir = self._envs.locate(self.requirements(deployment_id, check=False), deployment.app.python)
-        if env_dir is None:
+        environment = self._envs.locate(self.requirements(deployment_id, check=False), deployment.app.python)
+        if environment is None:
             return None
         frozen = self._env.unseal(self._store.sealed_env(deployment_id))
         return WorkerSpec(
             deployment_id,
-            env_dir,
-            self._files.app_dir(deployment_id),
+            environment,
+            self._files.app_files(deployment_id),
             deployment.app,
             environ=dict(frozen.values),
             redact=tuple(frozen.secret_values),

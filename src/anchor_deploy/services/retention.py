@@ -7,7 +7,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from anchor_deploy.model.entities import DeploymentStatus, Project, last_switch
 from anchor_deploy.ports import BlobStore, DeploymentFiles, Edge
@@ -101,7 +100,7 @@ class Retention:
                 return 0, 0
             busy = self._store.deployments_with_status([DeploymentStatus.QUEUED, DeploymentStatus.BUILDING])
             used_blobs: set[str] = set()
-            used_envs: set[Path] = set()
+            used_envs: set[str] = set()
             for project in self._store.list_projects():
                 for deployment in self._store.list_deployments(project.id):
                     used_blobs.update(f.sha256 for f in self._store.manifest(deployment.id))

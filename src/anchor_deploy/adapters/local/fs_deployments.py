@@ -41,6 +41,10 @@ class FsDeploymentFiles:
     def app_dir(self, deployment_id: str) -> Path:
         return self.directory(deployment_id) / "app"
 
+    def app_files(self, deployment_id: str) -> str:
+        """The app's working directory, as a reference the local runtime turns back into a path."""
+        return str(self.app_dir(deployment_id))
+
     def materialize(
         self, deployment_id: str, files: Sequence[ManifestFile], app: AppConfig | None = None
     ) -> None:

@@ -83,7 +83,8 @@ class VenvBuilder:
 
     def ensure(
         self, requirements: bytes, python: str | None, limits: BuildLimits, log: Callable[[str], None]
-    ) -> Path:
+    ) -> str:
+        """The environment's directory, as the reference the local runtime turns back into a path."""
         found = self._python(python)
         python_version = found.version
         key = self.key(requirements, python_version)
@@ -94,16 +95,19 @@ class VenvBuilder:
                     f"reusing environment {key} (Python {python_version}, same dependencies): "
                     "nothing to install"
                 )
-                return env_dir
+                return str(env_dir)
             shutil.rmtree(env_dir, ignore_errors=True)  # a half-made one from a crash or a failed build
             log(f"creating environment {key} with Python {python_version}")
             try:
                 self._create(found, env_dir, requirements, limits, log)
+                (env_dir / COMPLETE).write_text(key)
+            except OSError as exc:  # the disk, not the dependencies: the port fails with BuildFailed
+                shutil.rmtree(env_dir, ignore_errors=True)
+                raise BuildFailed(f"could not create environment {key}: {exc.strerror or exc}") from exc
             except BaseException:
                 shutil.rmtree(env_dir, ignore_errors=True)
                 raise
-            (env_dir / COMPLETE).write_text(key)
-            return env_dir
+            return str(env_dir)
 
     def _create(
         self,
@@ -149,14 +153,14 @@ class VenvBuilder:
         log("$ pip install " + " ".join([*runtime_requirements(), "-r", "requirements.txt"]))
         step(pip, what="pip install")
 
-    def locate(self, requirements: bytes, python: str | None) -> Path | None:
+    def locate(self, requirements: bytes, python: str | None) -> str | None:
         env_dir = self.root / self.key(requirements, self._python(python).version)
-        return env_dir if (env_dir / COMPLETE).exists() else None
+        return str(env_dir) if (env_dir / COMPLETE).exists() else None
 
-    def collect(self, keep: set[Path]) -> int:
+    def collect(self, keep: set[str]) -> int:
         removed = 0
         for env_dir in list(self.root.iterdir()):
-            if env_dir.is_dir() and env_dir not in keep:
+            if env_dir.is_dir() and str(env_dir) not in keep:
                 self.remove(env_dir.name)
                 removed += 1
         return removed

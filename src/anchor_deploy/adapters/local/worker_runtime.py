@@ -198,18 +198,20 @@ class WorkerRuntime:
 
     def _job(self, spec: WorkerSpec) -> SandboxJob:
         own = self._own_dir(spec.deployment_id)
+        # The local adapters' references are directories: VenvBuilder's environments, FsDeploymentFiles' apps.
+        env_dir, app_dir = Path(spec.environment), Path(spec.app_files)
         environ = {
-            "PATH": f"{spec.env_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "PATH": f"{env_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin",
             "HOME": "/tmp",
             "TMPDIR": "/tmp",
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             **spec.environ,
-            "VIRTUAL_ENV": str(spec.env_dir),
+            "VIRTUAL_ENV": str(env_dir),
         }
         argv = [
-            str(spec.env_dir / "bin" / "python"),
+            str(env_dir / "bin" / "python"),
             str(BOOT),
             "--entry",
             spec.app.entry,
@@ -218,19 +220,19 @@ class WorkerRuntime:
             "--activity",
             str(own / "active"),
             "--app-dir",
-            str(spec.app_dir),
+            str(app_dir),
         ]
         mounts = (
-            Mount(spec.app_dir),
-            Mount(spec.env_dir),
-            *python_home_mounts(spec.env_dir),
+            Mount(app_dir),
+            Mount(env_dir),
+            *python_home_mounts(env_dir),
             Mount(BOOT),
             Mount(own, writable=True),
         )
         return SandboxJob(
             name=_job_name(spec.deployment_id),
             argv=argv,
-            cwd=spec.app_dir,
+            cwd=app_dir,
             env=environ,
             limits=self.policy.limits,
             uid=self.policy.uid(spec.tenant),
