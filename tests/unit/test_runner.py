@@ -38,15 +38,19 @@ class Loop:
         self.running = False
         self.starts = 0
         self.stopped = threading.Event()
+        self.events: list[str] = []
 
     def start(self) -> None:
         self.running = True
         self.starts += 1
         self.stopped.clear()
+        self.events.append("start")
 
     def stop(self) -> None:
+        time.sleep(0.05)  # a pass ending
         self.running = False
         self.stopped.set()
+        self.events.append("stop")
 
 
 class FlakyStore(FakeStore):
@@ -130,6 +134,18 @@ def test_a_holder_whose_lease_was_taken_over_stops_its_loop(store: FlakyStore, c
     assert loop_a.stopped.wait(5) and not a.runs("reconcile")
     step(clock, TIMING.heartbeat, a, b)
     assert loop_b.running and not loop_a.running and loop_a.starts == 1
+
+
+def test_a_loop_lost_and_taken_back_later_is_stopped_before_it_starts_again(
+    store: FlakyStore, clock: ManualClock
+) -> None:
+    (a, loop_a), (b, loop_b) = process(store, clock, "1"), process(store, clock, "2")
+    a.tick()
+    step(clock, TIMING.ttl + 1, b)  # a paused past its TTL: b takes over
+    step(clock, 0.0, a)  # a learns it lost the lease (its stop runs on a thread of its own)
+    step(clock, TIMING.ttl + 1, a)  # b is killed; a takes the loop back once b's lease expires
+    assert loop_a.events == ["start", "stop", "start"] and loop_a.running and a.runs("reconcile")
+    assert loop_b.starts == 1
 
 
 def test_failed_renewals_stop_the_loop_before_the_lease_can_be_taken_over(

@@ -173,6 +173,7 @@ class Runner:
         self._clock = clock
         self._jobs: dict[str, Job] = {}
         self._running: set[str] = set()
+        self._stopping: dict[str, threading.Thread] = {}  # loops whose lease was lost, being stopped
         self._mutex = threading.Lock()
         self._renewed_at = float("-inf")
         self._stop = threading.Event()
@@ -202,6 +203,9 @@ class Runner:
                 continue
             with self._mutex:
                 self._running.add(lease)
+                stopping = self._stopping.pop(lease, None)
+            if stopping is not None:
+                stopping.join()  # the stop of its previous run comes first
             log.info("this process now runs %s (holder %s)", lease, self.keeper.holder)
             job.start()
 
@@ -213,10 +217,12 @@ class Runner:
             return False
 
     def _lost(self, lease: str) -> None:
+        # Stopped on a thread of its own: a pass that is ending must not hold up the other leases' renewals.
+        stopping = threading.Thread(target=self._jobs[lease].stop, name=f"stop-{lease}", daemon=True)
         with self._mutex:
             self._running.discard(lease)
-        # Stopped on a thread of its own: a pass that is ending must not hold up the other leases' renewals.
-        threading.Thread(target=self._jobs[lease].stop, name=f"stop-{lease}", daemon=True).start()
+            self._stopping[lease] = stopping
+        stopping.start()
 
     def start(self) -> None:
         """The first round in the caller's thread (a lone process runs its loops from its first moment),
