@@ -11,6 +11,7 @@ from typing import Any
 
 import botocore.session
 import pytest
+from botocore.parsers import ResponseParserError
 from botocore.stub import ANY, Stubber
 
 from anchor_deploy.adapters.aws.names import OUTPUTS, AwsResources
@@ -225,3 +226,39 @@ def test_a_failed_creation_names_the_resource_and_why(clients: StubbedClients) -
 def test_a_bad_package_key_is_refused_before_any_call(clients: StubbedClients, key: str) -> None:
     with pytest.raises(InvalidInput, match="--control-plane-code-key"):
         StackDeployer(clients, STACK).plan(key)
+
+
+class BrokenCloudFormation:
+    def describe_stacks(self, **_: Any) -> Any:
+        raise ResponseParserError("Unable to parse response (syntax error), invalid XML received.\nb'<html>'")
+
+
+class BrokenClients:
+    region = "us-east-1"
+
+    def client(self, service: str) -> Any:
+        return BrokenCloudFormation()
+
+
+def test_an_answer_that_is_not_aws_is_one_line() -> None:
+    with pytest.raises(StackFailed) as raised:
+        StackDeployer(BrokenClients(), STACK).plan()
+    assert str(raised.value) == (
+        "cannot plan stack 'anchor-deploy': Unable to parse response (syntax error), invalid XML received."
+    )
+
+
+def test_a_change_set_without_resource_changes_still_runs(clients: StubbedClients) -> None:
+    """Only outputs or parameters differ: CloudFormation lists no resource, but the change set must run."""
+    stubber = clients.stubber
+    stubber.add_response("describe_stacks", stack("UPDATE_COMPLETE"), {"StackName": STACK})
+    expect_change_set(clients, {"UsePreviousValue": True})
+    where = {"ChangeSetName": CHANGE_SET, "StackName": STACK}
+    stubber.add_response("describe_change_set", change_set("CREATE_COMPLETE", []), where)
+    deployer = StackDeployer(clients, STACK, sleep=lambda _: None, stack_wait=QUICK)
+    plan = deployer.plan()
+    assert plan.changes == [] and not plan.up_to_date and plan.change_set == CHANGE_SET
+    stubber.add_response("execute_change_set", {}, where)
+    stubber.add_response("describe_stacks", stack("UPDATE_COMPLETE"), {"StackName": STACK})
+    stubber.add_response("describe_stacks", stack("UPDATE_COMPLETE", outputs()), {"StackName": STACK})
+    assert deployer.apply(plan, lambda _: None).bucket == "value-of-BucketName"

@@ -72,7 +72,10 @@ def bootstrap(stack: str | None, code_key: str | None, yes: bool, as_json: bool)
                 change.replacement,
             )
         shown.print(f"{action} stack {name} in {plan.region}:", highlight=False)
-        shown.print(table)
+        if plan.changes:
+            shown.print(table)
+        else:
+            shown.print("no resource changes (outputs or parameters only)", highlight=False)
         try:
             confirm_or_fail(f"{action} stack {name}?", yes)
         except ClientError:

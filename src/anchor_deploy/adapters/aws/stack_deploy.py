@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from botocore.parsers import ResponseParserError
 
 from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.adapters.aws.names import (
@@ -67,7 +68,9 @@ class Plan:
 
     @property
     def up_to_date(self) -> bool:
-        return self.exists and not self.changes
+        """Nothing to run: CloudFormation found no difference at all. (A change set with no resource
+        changes still runs: it may change outputs or parameters.)"""
+        return self.exists and self.change_set is None
 
 
 @contextmanager
@@ -80,8 +83,11 @@ def aws_errors(doing: str) -> Iterator[None]:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise StackFailed(f"{doing}: {error.get('Message') or error.get('Code') or exc}") from exc
-    except BotoCoreError as exc:
-        raise StackFailed(f"{doing}: {exc}") from exc
+    except (
+        BotoCoreError,
+        ResponseParserError,
+    ) as exc:  # an answer that is no AWS answer is no traceback either
+        raise StackFailed(f"{doing}: {str(exc).splitlines()[0]}") from exc
 
 
 def connect() -> AwsClients:
@@ -161,9 +167,10 @@ class StackDeployer:
                 raise
             plan.change_set = answer["Id"]
             described = self._wait_change_set(answer["Id"])
-            plan.changes = list(_changes(described))
-            if plan.up_to_date:
+            if described is None:  # no changes: nothing to run
                 self.discard(plan)
+            else:
+                plan.changes = list(_changes(described))
             return plan
 
     def apply(self, plan: Plan, say: Callable[[str], None]) -> AwsResources:
@@ -175,7 +182,7 @@ class StackDeployer:
                 self._cfn.execute_change_set(ChangeSetName=plan.change_set, StackName=self.stack)
                 say(f"updating stack {self.stack} in {self.region}…")
                 self._wait("stack_update_complete", self.stack)
-        return discover(self.clients, self.stack)
+            return discover(self.clients, self.stack)
 
     def discard(self, plan: Plan) -> None:
         """Delete the plan's change set, if it made one."""
@@ -214,7 +221,8 @@ class StackDeployer:
             return {"ParameterKey": CODE_KEY_PARAMETER, "UsePreviousValue": True}
         return {"ParameterKey": CODE_KEY_PARAMETER, "ParameterValue": code_key or ""}
 
-    def _wait_change_set(self, change_set: str) -> dict[str, Any]:
+    def _wait_change_set(self, change_set: str) -> dict[str, Any] | None:
+        """The change set once computed; None when CloudFormation found nothing to change."""
         deadline = time.monotonic() + CHANGE_SET_TIMEOUT
         delay = 0.2
         while True:
@@ -227,7 +235,7 @@ class StackDeployer:
             if status == "FAILED":
                 reason = described.get("StatusReason") or ""
                 if any(text in reason for text in NO_CHANGES):
-                    return {**described, "Changes": []}
+                    return None
                 raise StackFailed(f"cannot plan stack {self.stack!r}: {reason or 'the change set failed'}")
             if time.monotonic() > deadline:
                 raise StackFailed(
@@ -242,7 +250,7 @@ def first_failure(cloudformation: Any, stack: str, name: str) -> str:
     (``stack``: its name or id; ``name``: its name, whose own events only repeat the cause)."""
     try:
         events = cloudformation.describe_stack_events(StackName=stack)["StackEvents"]
-    except (ClientError, BotoCoreError):
+    except (ClientError, BotoCoreError, ResponseParserError):
         return ""
     failed = [
         e
