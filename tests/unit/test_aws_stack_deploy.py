@@ -262,3 +262,24 @@ def test_a_change_set_without_resource_changes_still_runs(clients: StubbedClient
     stubber.add_response("describe_stacks", stack("UPDATE_COMPLETE"), {"StackName": STACK})
     stubber.add_response("describe_stacks", stack("UPDATE_COMPLETE", outputs()), {"StackName": STACK})
     assert deployer.apply(plan, lambda _: None).bucket == "value-of-BucketName"
+
+
+def test_discover_without_credentials_is_one_line() -> None:
+    from botocore.exceptions import NoCredentialsError
+
+    from anchor_deploy.adapters.aws.names import discover
+
+    class NoCredentials:
+        region = "us-east-1"
+
+        def client(self, service: str) -> Any:
+            class Calls:
+                def describe_stacks(self, **_: Any) -> Any:
+                    raise NoCredentialsError()
+
+            return Calls()
+
+    with pytest.raises(
+        StackFailed, match="cannot read AWS stack 'anchor-deploy': Unable to locate credentials"
+    ):
+        discover(NoCredentials(), STACK)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from anchor_deploy.model.errors import StackFailed, StackMissing
 from anchor_deploy.settings import parse_stack_name
@@ -129,6 +129,8 @@ def discover(clients: Any, stack: str) -> AwsResources:
         found = describe_stack(clients.client("cloudformation"), stack)
     except ClientError as exc:
         raise StackFailed(f"cannot read AWS stack {stack!r}: {_aws_message(exc)}") from exc
+    except BotoCoreError as exc:  # no credentials, no endpoint
+        raise StackFailed(f"cannot read AWS stack {stack!r}: {exc}") from exc
     region = clients.region
     if found is None:
         raise StackMissing(f"no AWS stack {stack!r} in {region}: run `anchor aws bootstrap`")
