@@ -19,8 +19,10 @@ from anchor_deploy.adapters.local import fs_blobs
 from anchor_deploy.adapters.local.fs_blobs import EPOCH_MTIME, FsBlobStore
 from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
 from anchor_deploy.model.apps import AppConfig
-from anchor_deploy.model.errors import BlobRejected
+from anchor_deploy.model.errors import BlobRejected, BlobUnavailable, CopyGone
+from anchor_deploy.model.integrity import CopyKind
 from anchor_deploy.model.manifest import ETAG_SUFFIX, ManifestFile
+from anchor_deploy.services.scrub import Scrubber
 from tests.support import run_concurrently, sha
 
 ICON = b"\x89PNG the same icon in every folder\n"
@@ -248,3 +250,23 @@ def test_collection_spares_a_fresh_upload_for_its_grace_period(tmp_path: Path) -
     assert blobs.missing([sha(ICON), sha(OTHER)]) == []
     assert blobs.collect(set(), older_than=time.time() + 1) == 2
     assert blobs.missing([sha(ICON)]) == [sha(ICON)]
+
+
+def test_a_copy_that_cannot_be_read_is_reported_and_the_pass_goes_on(tmp_path: Path) -> None:
+    """The blob store fails with the platform's errors: an unreadable copy is BlobUnavailable (not an
+    OSError the scrub would have to know), reported as damage; a vanished one is CopyGone, skipped."""
+    store = FsBlobStore(tmp_path / "blobs")
+    unreadable, fine = b"will be a directory", b"fine"
+    for data in (unreadable, fine):
+        store.put(sha(data), iter([data]), 1 << 20)
+    path = store.path(sha(unreadable))
+    path.unlink()
+    path.mkdir()  # reading it now fails with EISDIR
+    copy = next(c for c in store.copies() if c.digest == sha(unreadable) and c.kind is CopyKind.BLOB)
+    with pytest.raises(BlobUnavailable, match="cannot be read"):
+        store.check(copy)
+    status = Scrubber(store, interval=60, rate=1 << 30).run_pass()
+    assert status.last_pass_corrupt == 1 and status.last_pass_copies >= 2
+    path.rmdir()
+    with pytest.raises(CopyGone):
+        store.check(copy)

@@ -17,7 +17,7 @@ import pytest
 from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.adapters.aws.s3_blobs import S3BlobStore
 from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
-from anchor_deploy.model.errors import BlobRejected, BlobTooLarge
+from anchor_deploy.model.errors import BlobRejected, BlobTooLarge, CopyGone
 from anchor_deploy.model.integrity import CopyKind
 from anchor_deploy.ports import BlobStore
 from anchor_deploy.ports.fakes import FakeBlobStore
@@ -231,9 +231,9 @@ def test_quarantine_keeps_the_bytes_aside_and_the_blob_is_missing(
     assert not checked.has(digest) and checked.missing([digest]) == [digest]
     assert checked.corrupt() == {}
     assert not checked.restore(digest)  # no good copy left
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CopyGone):
         checked.check(copy)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CopyGone):
         checked.quarantine(copy, "twice")
     assert checked.put(digest, iter([DATA]), LIMIT) == len(DATA)
     assert checked.restore(digest) and checked.read(digest) == DATA

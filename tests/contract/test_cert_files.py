@@ -20,8 +20,10 @@ from anchor_deploy.adapters.local import cert_files
 from anchor_deploy.adapters.local.caddy_edge import SymlinkDomainEdge
 from anchor_deploy.adapters.local.cert_files import CertificateEndpoint, CertificateFiles
 from anchor_deploy.adapters.local.internal_ca import InternalCA, InternalIssuer
+from anchor_deploy.adapters.local.tls_probe import EdgeTlsProbe
 from anchor_deploy.model.errors import EdgeError
 from anchor_deploy.ports.domains import Certificate
+from tests.ports import free_port
 
 INVALID_NAMES = [
     "",
@@ -357,3 +359,19 @@ def test_attached_cleans_temporary_and_foreign_entries(
     (root / "stray.example.com").write_text("a file, not a link")
     assert domain_edge.attached() == {"www.example.com": "site.anchor.test"}
     assert sorted(p.name for p in root.iterdir()) == ["www.example.com"]
+
+
+def test_a_disk_that_refuses_is_an_edge_error_not_an_os_error(
+    files: CertificateFiles, issuer: InternalIssuer, tmp_path: Path
+) -> None:
+    """ServedCertificates fails with the platform's EdgeError (the domain service records it and retries)."""
+    certificate = issuer.issue(["www.example.test"], "v.example.test")
+    files.folder.rename(tmp_path / "moved-away")  # every write into the folder now fails with ENOENT
+    with pytest.raises(EdgeError, match=r"could not install the certificate of www\.example\.test"):
+        files.put("www.example.test", certificate)
+
+
+def test_a_probe_of_an_edge_that_does_not_answer_is_an_edge_error() -> None:
+    probe = EdgeTlsProbe(("127.0.0.1", free_port()), timeout=2.0)
+    with pytest.raises(EdgeError, match=r"could not reach the edge at 127\.0\.0\.1"):
+        probe.served_serial("www.example.test")

@@ -203,7 +203,7 @@ class FakeDomainEdge:
 
 class FakeProbe:
     """Serves what the fake edge and certificates hold: the installed serial for a routed name.
-    ``error`` makes it raise OSError, ``served`` makes it report that serial instead."""
+    ``error`` makes it raise EdgeError, ``served`` makes it report that serial instead."""
 
     def __init__(self, certificates: FakeServedCertificates, edge: FakeDomainEdge) -> None:
         self._certificates = certificates
@@ -215,14 +215,14 @@ class FakeProbe:
     def served_serial(self, name: str) -> str:
         self.probed.append(name)
         if self.error is not None:
-            raise OSError(self.error)
+            raise EdgeError(self.error)
         if self.served is not None:
             return self.served
         if self._edge.route(name) is None:
-            raise OSError(f"no route for {name} at the edge")
+            raise EdgeError(f"no route for {name} at the edge")
         certificate = self._certificates.lookup(name)
         if certificate is None:
-            raise OSError(f"TLS handshake for {name} failed: no certificate")
+            raise EdgeError(f"TLS handshake for {name} failed: no certificate")
         return certificate.serial
 
 

@@ -100,6 +100,12 @@ class DomainNotFound(NotFound):
     code = "domain_not_found"
 
 
+class CopyGone(NotFound):
+    """A stored copy of a blob listed a moment ago is gone (collected, replaced or quarantined since)."""
+
+    code = "copy_gone"
+
+
 class TokenNotFound(NotFound):
     code = "token_not_found"
 

@@ -67,7 +67,8 @@ class BlobChecker(Protocol):
 
     def check(self, copy: StoredCopy, pace: Callable[[int], None] | None = None) -> str | None:
         """None if the copy holds what its name says, else what is wrong (the store remembers it: see
-        ``corrupt``). ``pace`` is told the size of each chunk read. FileNotFoundError if the copy is gone."""
+        ``corrupt``). ``pace`` is told the size of each chunk read. CopyGone if the copy is gone,
+        BlobUnavailable if it cannot be read."""
         ...
 
     def corrupt(self) -> dict[str, str]:
@@ -75,7 +76,8 @@ class BlobChecker(Protocol):
         ...
 
     def quarantine(self, copy: StoredCopy, note: str) -> str:
-        """Set a copy aside, with ``note``, where nothing links to it any more; returns where it went."""
+        """Set a copy aside, with ``note``, where nothing links to it any more; returns where it went.
+        CopyGone if the copy is gone."""
         ...
 
     def restore(self, digest: str) -> bool:

@@ -92,10 +92,13 @@ class ServedCertificates(Protocol):
     """The certificates the edge hands out by SNI (a PEM bundle per name, keys kept 0600)."""
 
     def put(self, name: str, certificate: Certificate) -> None:
-        """Install or replace atomically: a handshake sees the old or the new bundle, never a mix."""
+        """Install or replace atomically: a handshake sees the old or the new bundle, never a mix.
+        EdgeError if it cannot be installed."""
         ...
 
-    def remove(self, name: str) -> None: ...
+    def remove(self, name: str) -> None:
+        """EdgeError if it cannot be removed."""
+        ...
 
     def names(self) -> list[str]: ...
 
@@ -120,7 +123,7 @@ class DomainEdge(Protocol):
 class TlsProbe(Protocol):
     def served_serial(self, name: str) -> str:
         """Handshake with the edge for ``name`` and return the serial of the leaf it presented; raise
-        OSError (with a readable message) if the handshake fails."""
+        EdgeError (with a readable message) if the handshake fails."""
         ...
 
 

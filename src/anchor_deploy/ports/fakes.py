@@ -35,6 +35,7 @@ from anchor_deploy.model.errors import (
     BlobUnavailable,
     BuildFailed,
     Conflict,
+    CopyGone,
     DeploymentNotFound,
     DomainTaken,
     EdgeError,
@@ -576,7 +577,7 @@ class FakeBlobStore:
         with self._lock:
             data = self._blobs.get(copy.digest)
         if data is None:
-            raise FileNotFoundError(copy.name)
+            raise CopyGone(f"{copy.name} is gone")
         if pace is not None:
             pace(len(data))
         found = hashlib.sha256(data).hexdigest()
@@ -594,7 +595,7 @@ class FakeBlobStore:
     def quarantine(self, copy: StoredCopy, note: str) -> str:
         with self._lock:
             if copy.digest not in self._blobs:
-                raise FileNotFoundError(copy.name)
+                raise CopyGone(f"{copy.name} is gone")
             self.quarantined[copy.name] = (self._blobs.pop(copy.digest), note)
             self._corrupt.pop(copy.name, None)
         return f"quarantine/{copy.name}"

@@ -430,7 +430,7 @@ class DomainService:
             if not self._install(domain):
                 return
             served = self.probe.served_serial(self._probe_name(domain))
-        except (OSError, EdgeError) as exc:
+        except EdgeError as exc:
             self._cdn_failed(domain, str(exc))
             return
         assert domain.certificate is not None
@@ -460,7 +460,7 @@ class DomainService:
         if self.certificates.serial(domain.name) != domain.certificate.serial:
             stored = self.store.domain_certificate(domain.name)
             if stored is None:
-                raise OSError("the certificate is missing from the database")
+                raise EdgeError("the certificate is missing from the database")
             chain, sealed_key = stored
             info = domain.certificate
             self.certificates.put(
@@ -476,7 +476,7 @@ class DomainService:
             )
         project = self.store.project_by_id(domain.project_id)
         if project is None:
-            raise OSError("the project is gone")
+            raise EdgeError("the project is gone")
         self.edge.attach(domain.name, production_host(project.name, self.settings.base_domain))
         fresh = self.store.domain(domain.name)
         if fresh is None or fresh.deleting or fresh.project_id != domain.project_id:
@@ -642,7 +642,7 @@ class DomainService:
                     with self._lock(name):
                         self._install(domain)
                     report["installed"].append(name)
-                except (OSError, EdgeError, ValueError, InvalidInput) as exc:
+                except (EdgeError, ValueError, InvalidInput) as exc:
                     log.warning("could not install %s at the edge: %s", name, exc)
         for name in set(attached) - set(live):
             with self._lock(name):

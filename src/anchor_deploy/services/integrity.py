@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from anchor_deploy.model.entities import Deployment, DeploymentStatus
-from anchor_deploy.model.errors import BlobUnavailable, FsckRunning
+from anchor_deploy.model.errors import BlobUnavailable, CopyGone, FsckRunning
 from anchor_deploy.model.integrity import (
     BlobProblem,
     CopyKind,
@@ -79,7 +79,7 @@ class IntegrityService:
         for copy in self._blobs.copies():
             try:
                 wrong = self._blobs.check(copy)
-            except FileNotFoundError:
+            except CopyGone:
                 continue  # collected (or replaced) since it was listed
             report.copies_checked += 1
             report.bytes_checked += copy.size
@@ -121,7 +121,7 @@ class IntegrityService:
                     note = f"fsck --repair: {by_copy[copy.name].detail}"
                     try:
                         by_copy[copy.name].action = f"quarantined to {self._blobs.quarantine(copy, note)}"
-                    except FileNotFoundError:
+                    except CopyGone:
                         by_copy[copy.name].action = "gone before it could be quarantined"
                 usable = self._blobs.restore(digest)
                 users = next(iter(by_copy[c.name].deployments for c in copies), [])

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from anchor_deploy.model.errors import BlobUnavailable, CopyGone
 from anchor_deploy.ports import BlobChecker
 from anchor_deploy.services.background import BackgroundLoop
 
@@ -95,10 +96,10 @@ class Scrubber(BackgroundLoop):
                     return self.status
                 try:
                     wrong = self._blobs.check(copy, pace)
-                except FileNotFoundError:
+                except CopyGone:
                     continue  # collected or quarantined since it was listed
-                except OSError as exc:
-                    wrong = f"cannot be read: {exc.strerror or exc}"
+                except BlobUnavailable as exc:
+                    wrong = exc.message  # cannot be read
                 checked += 1
                 if wrong is not None:
                     corrupt.add(copy.name)

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 
+from anchor_deploy.model.errors import EdgeError
 from anchor_deploy.ports.domains import Certificate
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,22 @@ class CertificateFiles:
     def put(self, name: str, certificate: Certificate) -> None:
         path = self._path(name)
         tmp = path.with_name(f".tmp-{secrets.token_hex(6)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(certificate.chain_pem.rstrip(b"\n") + b"\n" + certificate.key_pem)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(certificate.chain_pem.rstrip(b"\n") + b"\n" + certificate.key_pem)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise EdgeError(f"could not install the certificate of {name}: {exc.strerror or exc}") from exc
 
     def remove(self, name: str) -> None:
-        self._path(name).unlink(missing_ok=True)
+        try:
+            self._path(name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise EdgeError(f"could not remove the certificate of {name}: {exc.strerror or exc}") from exc
 
     def names(self) -> list[str]:
         found = []

@@ -36,7 +36,7 @@ from anchor_deploy.adapters.local.blob_integrity import (
     hash_file,
     scan_copies,
 )
-from anchor_deploy.model.errors import BlobRejected, BlobTooLarge, BlobUnavailable
+from anchor_deploy.model.errors import BlobRejected, BlobTooLarge, BlobUnavailable, CopyGone
 from anchor_deploy.model.integrity import CopyKind, StoredCopy
 from anchor_deploy.model.manifest import is_sha256
 
@@ -254,19 +254,24 @@ class FsBlobStore:
         return scan_copies(self.root, self._etags)
 
     def check(self, copy: StoredCopy, pace: Pace | None = None) -> str | None:
-        """None if the copy holds what its name says, else what is wrong. FileNotFoundError if it is gone."""
+        """None if the copy holds what its name says, else what is wrong. CopyGone if it is gone,
+        BlobUnavailable if it cannot be read."""
         path = self.root / copy.name
-        info = os.stat(path)
-        if copy.kind is CopyKind.ETAG:
-            data = path.read_bytes()
-            if pace is not None:
-                pace(len(data))
-            wrong = (
-                None if data == etag_content(copy.digest) else f"holds {data[:80]!r}, not the quoted digest"
-            )
-        else:
-            found = hash_file(path, pace)
-            wrong = None if found == copy.digest else f"content hashes to {found}"
+        try:
+            info = os.stat(path)
+            if copy.kind is CopyKind.ETAG:
+                data = path.read_bytes()
+                if pace is not None:
+                    pace(len(data))
+                quoted = data == etag_content(copy.digest)
+                wrong = None if quoted else f"holds {data[:80]!r}, not the quoted digest"
+            else:
+                found = hash_file(path, pace)
+                wrong = None if found == copy.digest else f"content hashes to {found}"
+        except FileNotFoundError as exc:
+            raise CopyGone(f"{copy.name} is gone") from exc
+        except OSError as exc:
+            raise BlobUnavailable(f"cannot be read: {exc.strerror or exc}", digest=copy.digest) from exc
         if wrong is None:
             self._corrupt.pop(copy.name, None)
             if copy.kind is not CopyKind.ETAG:
@@ -285,7 +290,10 @@ class FsBlobStore:
         path = self.root / copy.name
         with contextlib.suppress(FileNotFoundError):
             self._verified.forget(os.stat(path))
-        kept = self._quarantine.keep(path, copy.name, note)
+        try:
+            kept = self._quarantine.keep(path, copy.name, note)
+        except FileNotFoundError as exc:
+            raise CopyGone(f"{copy.name} is gone") from exc
         self._corrupt.pop(copy.name, None)
         self._spare_hint.pop(
             self._etags / copy.digest if copy.kind is CopyKind.ETAG else self.path(copy.digest), None

@@ -7,6 +7,8 @@ import ssl
 
 from cryptography import x509
 
+from anchor_deploy.model.errors import EdgeError
+
 
 class EdgeTlsProbe:
     def __init__(self, address: tuple[str, int], timeout: float = 5.0) -> None:
@@ -29,10 +31,10 @@ class EdgeTlsProbe:
             ):
                 der = tls.getpeercert(binary_form=True)
         except ssl.SSLError as exc:
-            raise OSError(f"TLS handshake for {name} failed: {exc.reason or exc}") from exc
+            raise EdgeError(f"TLS handshake for {name} failed: {exc.reason or exc}") from exc
         except OSError as exc:
             host, port = self._address
-            raise OSError(f"could not reach the edge at {host}:{port}: {exc.strerror or exc}") from exc
+            raise EdgeError(f"could not reach the edge at {host}:{port}: {exc.strerror or exc}") from exc
         if not der:
-            raise OSError(f"the edge presented no certificate for {name}")
+            raise EdgeError(f"the edge presented no certificate for {name}")
         return format(x509.load_der_x509_certificate(der).serial_number, "x")
