@@ -96,10 +96,10 @@ class Platform:
         s = self.services
         admin = s.tokens.ensure_admin(self.settings.admin_token)
         self.lifecycle.prepare()
-        s.builds.start()
         s.reconciler.run_once(startup=True)
         self.lifecycle.serve()
         s.runner.start()  # the reconciler's passes, domain checks, scrub and GC, each while its lease is held
+        s.builds.start()  # after the runner, whose heartbeat renews the build leases
         threading.Thread(target=self._warm_production, name="warm-up", daemon=True).start()
         return admin
 
