@@ -39,12 +39,16 @@ class Loop:
         self.starts = 0
         self.stopped = threading.Event()
         self.events: list[str] = []
+        self.wakes = 0
 
     def start(self) -> None:
         self.running = True
         self.starts += 1
         self.stopped.clear()
         self.events.append("start")
+
+    def wake(self) -> None:
+        self.wakes += 1
 
     def stop(self) -> None:
         time.sleep(0.05)  # a pass ending
@@ -163,6 +167,30 @@ def test_failed_renewals_stop_the_loop_before_the_lease_can_be_taken_over(
     store.failing = False
     step(clock, expires - clock.now, b)
     assert loop_b.running and not loop_a.running
+
+
+def test_a_round_asked_for_in_any_process_wakes_the_loop_where_it_runs_once_per_request(
+    store: FlakyStore, clock: ManualClock
+) -> None:
+    (a, loop_a), (b, loop_b) = process(store, clock, "1"), process(store, clock, "2")
+    a.tick()
+    b.tick()
+    a.request("reconcile")  # where it runs: woken at once
+    assert loop_a.wakes == 1
+    b.request("reconcile")  # elsewhere: asked through the database, seen at the holder's next round
+    assert loop_a.wakes == 1 and loop_b.wakes == 0
+    step(clock, TIMING.poll, a, b)
+    assert loop_a.wakes == 2
+    step(clock, TIMING.poll, a, b)
+    assert loop_a.wakes == 2  # one round per request
+    b.request("reconcile")
+    b.request("reconcile")  # asked again before the holder looked: one round serves both
+    step(clock, TIMING.poll, a, b)
+    assert loop_a.wakes == 3 and loop_b.wakes == 0
+    b.request("nothing-of-that-name")  # no such loop: nothing asked, nothing raised
+    store.failing = True
+    b.request("reconcile")  # the database busy: the request waits for the loop's own schedule
+    assert loop_a.wakes == 3
 
 
 def test_a_stopped_runner_gives_its_leases_up_and_a_standby_takes_them_at_once(

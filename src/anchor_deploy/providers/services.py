@@ -4,6 +4,7 @@ where the order allows it, and set in ``_connect`` where two of them need each o
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -166,7 +167,8 @@ def assemble(
     builds = LeasedBuilds(a.store, runner.keeper, deployments.build, settings.build_workers)
     submit = hooks.submit_build or builds.submit
     reconciler = Reconciler(a.store, a.files, a.edge, aliases, submit, a.files.present)
-    on_edge_failure = hooks.on_edge_failure or reconciler.request
+    # A reconcile pass here, or of the process that runs the reconciler (services/runner.py Runner.request)
+    on_edge_failure = hooks.on_edge_failure or functools.partial(runner.request, "reconcile")
     integrity = IntegrityService(a.store, a.blobs, a.files, reconciler, a.runtime.stop)
     scrubber = Scrubber(a.blobs, settings.scrub_interval, settings.scrub_rate)
     domains = _domains(settings, a, clock, faults)
@@ -227,7 +229,7 @@ def _connect(
     s.deployments.on_created = submit  # a new deployment is queued for its build
     s.sync.on_failure = on_edge_failure  # a failed edge apply is retried by a reconciler pass
     a.blobs.on_stored = s.integrity.blob_stored  # a replaced damaged blob heals its deployments
-    s.domains.on_change = s.domain_worker.wake
+    s.domains.on_change = functools.partial(s.runner.request, "domains")  # whichever process checks domains
     s.domains.checks = s.domain_worker
 
 

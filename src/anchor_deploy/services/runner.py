@@ -39,6 +39,7 @@ from anchor_deploy.ports.store import DeploymentRepository
 from anchor_deploy.services.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
+_ASKED = "asked"  # the holder of every wake: row (any process may renew it: each renewal is a new request)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,15 @@ class LeaseKeeper:
         except Exception:
             log.warning("could not release lease %s; it expires on its own", name, exc_info=True)
 
+    def ask(self, name: str) -> None:
+        """Leave a request under ``name`` in the database for whoever looks (it lasts one TTL)."""
+        self._leases.acquire_lease(name, _ASKED, self.timing.ttl)
+
+    def asked(self, name: str) -> float | None:
+        """The last request under ``name`` (its expiry: a later request has a later one), if any is live."""
+        held = self._leases.lease_holder(name)
+        return None if held is None else held[1]
+
     def renew(self) -> list[str]:
         """Renew every lease held; return the names lost (refused, or not renewable in time)."""
         lost: list[tuple[str, Callable[[], None]]] = []
@@ -157,11 +167,13 @@ class LeaseKeeper:
 
 
 class Job(Protocol):
-    """A loop that can be started and stopped, again and again."""
+    """A loop that can be started and stopped, again and again, and woken for a round now."""
 
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+    def wake(self) -> None: ...
 
 
 class Runner:
@@ -176,6 +188,7 @@ class Runner:
         self._stopping: dict[str, threading.Thread] = {}  # loops whose lease was lost, being stopped
         self._mutex = threading.Lock()
         self._renewed_at = float("-inf")
+        self._answered: dict[str, float] = {}  # loop lease -> the last request from elsewhere woken for
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -186,6 +199,20 @@ class Runner:
     def runs(self, name: str) -> bool:
         with self._mutex:
             return f"loop:{name}" in self._running
+
+    def request(self, name: str) -> None:
+        """A round of the loop ``name`` now (a failed edge apply wants a reconcile pass, a new domain a
+        check): woken here if this process runs it, else asked of its holder through the database, which
+        the holder looks at every poll. Never raises: a request that cannot be made waits for the loop's
+        own schedule."""
+        lease = f"loop:{name}"
+        try:
+            if self.runs(name):
+                self._jobs[lease].wake()
+            elif lease in self._jobs:
+                self.keeper.ask(f"wake:{lease}")
+        except Exception as exc:
+            log.warning("could not ask for a round of %s: %s", lease, exc)
 
     def tick(self) -> None:
         """Renew the leases held once a heartbeat has passed; take the free loop leases and start their
@@ -208,6 +235,17 @@ class Runner:
                 stopping.join()  # the stop of its previous run comes first
             log.info("this process now runs %s (holder %s)", lease, self.keeper.holder)
             job.start()
+        self._answer_requests()
+
+    def _answer_requests(self) -> None:
+        """Wake the loops run here that another process asked a round of since the last look."""
+        with self._mutex:
+            running = sorted(self._running)
+        for lease in running:
+            asked = self.keeper.asked(f"wake:{lease}")
+            if asked is not None and asked != self._answered.get(lease):
+                self._answered[lease] = asked
+                self._jobs[lease].wake()
 
     def _take(self, lease: str) -> bool:
         try:
