@@ -22,23 +22,34 @@ from anchor_deploy.adapters.aws.dynamo_schema import create_table
 from anchor_deploy.adapters.aws.dynamo_store import DynamoStore
 
 TABLE = "anchor-test"
+_MOTO_LOCK = threading.Lock()  # one request at a time to the emulator, from every client of this process
 
 
 def one_call_at_a_time(client: Any) -> None:
-    lock = threading.Lock()
-
     def before(context: dict[str, Any], **_kwargs: Any) -> None:
-        if not lock.acquire(timeout=60):
+        if not _MOTO_LOCK.acquire(timeout=60):
             raise RuntimeError("a DynamoDB call waited 60 s for the previous one")
         context["moto_lock_held"] = True
 
     def after(context: dict[str, Any], **_kwargs: Any) -> None:
         if context.pop("moto_lock_held", False):
-            lock.release()
+            _MOTO_LOCK.release()
 
     client.meta.events.register("before-call.dynamodb", before)
     client.meta.events.register("after-call.dynamodb", after)
     client.meta.events.register("after-call-error.dynamodb", after)
+
+
+def make_table() -> None:
+    """The store's table on the moto server (the ``aws`` fixture must be active)."""
+    create_table(AwsClients(), TABLE)
+
+
+def store_on_table(clock: Callable[[], float], page_size: int | None = None) -> DynamoStore:
+    """Another DynamoStore (its own clients, as another process would have) on the table."""
+    clients = AwsClients()
+    one_call_at_a_time(clients.client("dynamodb"))
+    return DynamoStore(clients, TABLE, clock, page_size=page_size)
 
 
 def dynamo_store(
@@ -46,10 +57,8 @@ def dynamo_store(
 ) -> DynamoStore:
     """A DynamoStore on a fresh table of the test's moto server (reset for every test)."""
     request.getfixturevalue("aws")
-    clients = AwsClients()
-    create_table(clients, TABLE)
-    one_call_at_a_time(clients.client("dynamodb"))
-    return DynamoStore(clients, TABLE, clock, page_size=page_size)
+    make_table()
+    return store_on_table(clock, page_size)
 
 
 @dataclass

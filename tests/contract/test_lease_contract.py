@@ -12,6 +12,7 @@ import pytest
 from anchor_deploy.adapters.local.sqlite_store import SqliteStore
 from anchor_deploy.ports import Store
 from anchor_deploy.ports.fakes import FakeStore
+from tests.contract.dynamo_support import make_table, store_on_table
 
 TTL = 30.0
 
@@ -42,7 +43,15 @@ def _fake(_directory: Path, clock: ManualClock) -> Store:
     return FakeStore(clock=clock)
 
 
-MAKERS: dict[str, tuple[StoreMaker, bool]] = {"fake": (_fake, False), "sqlite": (_sqlite, True)}
+def _dynamo(_directory: Path, clock: ManualClock) -> Store:
+    return store_on_table(clock)  # the table is made by the fixture, on the test's moto server
+
+
+MAKERS: dict[str, tuple[StoreMaker, bool]] = {
+    "fake": (_fake, False),
+    "sqlite": (_sqlite, True),
+    "dynamo": (_dynamo, True),
+}
 
 
 @pytest.fixture
@@ -56,7 +65,10 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store(kind: str, tmp_path: Path, clock: ManualClock) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest, kind: str, tmp_path: Path, clock: ManualClock) -> Iterator[Store]:
+    if kind == "dynamo":
+        request.getfixturevalue("aws")
+        make_table()
     yield MAKERS[kind][0](tmp_path, clock)
 
 

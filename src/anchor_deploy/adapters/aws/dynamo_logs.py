@@ -36,25 +36,27 @@ class LogItems(DynamoBase):
     def append_log(self, deployment_id: str, lines: Sequence[str]) -> None:
         """Append in order; nothing is written for a deployment that is gone (or whose project is being
         deleted), so no line outlives its deployment."""
+        head: Item | None = None
         for run in _chunks(lines) if lines else []:
-            if not self._append_run(deployment_id, run):
+            head = self._append_run(deployment_id, run)
+            if head is None:
                 return
-        head = self._table.get(deploy_pk(deployment_id), "LOGHEAD")
         if head is not None:
             self._cap_log(deployment_id, head)
 
-    def _append_run(self, deployment_id: str, run: list[str]) -> bool:
+    def _append_run(self, deployment_id: str, run: list[str]) -> Item | None:
+        """Append one run of lines; the head as it is after it (None: the deployment is gone)."""
         t = self._table
         pk = deploy_pk(deployment_id)
         for _ in range(ATTEMPTS):
             head = t.get(pk, "LOGHEAD")
             if head is None:
-                return False
+                return None
             last = int(head["last_seq"])
             at = self._clock()
             sizes = [len(line.encode()) for line in run]
             rows = [
-                t.put({"pk": pk, "sk": log_sk(seq), "seq": seq, "at": at, "line": line, "size": size})
+                t.put({"pk": pk, "sk": log_sk(seq), "seq": seq, "at": at, "line": line, "line_bytes": size})
                 for seq, line, size in zip(range(last + 1, last + 1 + len(run)), run, sizes, strict=True)
             ]
             head_update = t.update(
@@ -66,12 +68,16 @@ class LogItems(DynamoBase):
             )
             try:
                 t.transact([self._check_live(head["project_id"]), head_update, *rows])
-                return True
             except TransactionCanceled as refused:
                 if refused.failed(0):
-                    return False
+                    return None
                 if not (refused.failed(1) or refused.conflicted):
                     raise
+                continue
+            head["last_seq"] = last + len(run)
+            head["line_count"] = int(head.get("line_count", 0)) + len(run)
+            head["byte_count"] = int(head.get("byte_count", 0)) + sum(sizes)
+            return head
         raise StoreContended(f"deployment {deployment_id}: too many concurrent log appends")
 
     def _cap_log(self, deployment_id: str, head: Item) -> None:
@@ -83,9 +89,9 @@ class LogItems(DynamoBase):
             return
         pk = deploy_pk(deployment_id)
         rows = [
-            (int(i["seq"]), int(i["size"]))
+            (int(i["seq"]), int(i["line_bytes"]))
             for i in self._table.query(
-                "pk = :p AND begins_with(sk, :l)", {":p": pk, ":l": "LOG#"}, projection="seq, size"
+                "pk = :p AND begins_with(sk, :l)", {":p": pk, ":l": "LOG#"}, projection="seq, line_bytes"
             )
         ]
         cut = cap.cut(rows)
@@ -102,7 +108,7 @@ class LogItems(DynamoBase):
                     "seq": cut - 1,
                     "at": self._clock(),
                     "line": marker,
-                    "size": size,
+                    "line_bytes": size,
                 }
             )
         )
