@@ -176,9 +176,10 @@ def spawn(config: dict[str, Any]) -> subprocess.Popen[str]:
 
 def expect(child: subprocess.Popen[str], word: str, timeout: float = 60) -> list[str]:
     """The child's next line, which must start with ``word``; its other words."""
-    assert child.stdout is not None
+    stdout = child.stdout
+    assert stdout is not None
     found: list[str] = []
-    reader = threading.Thread(target=lambda: found.append(child.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader = threading.Thread(target=lambda: found.append(stdout.readline()), daemon=True)
     reader.start()
     reader.join(timeout)
     line = found[0] if found else ""

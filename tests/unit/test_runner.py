@@ -88,6 +88,12 @@ def process(
     return runner, loop
 
 
+def held(store: FakeStore, name: str) -> tuple[str, float]:
+    found = store.lease_holder(name)
+    assert found is not None, f"{name} is not held"
+    return found
+
+
 def step(clock: ManualClock, seconds: float, *runners: Runner) -> None:
     clock.advance(seconds)
     for runner in runners:
@@ -119,13 +125,13 @@ def test_a_standby_takes_a_killed_holders_loop_over_once_its_lease_expires(
 ) -> None:
     (a, loop_a), (b, loop_b) = process(store, clock, "1"), process(store, clock, "2")
     a.tick()
-    expires = store.lease_holder("loop:reconcile")[1]  # type: ignore[index]
+    expires = held(store, "loop:reconcile")[1]
     # a is killed: it ticks no more. b keeps polling and waits for the expiry, not a moment less.
     while clock.now + TIMING.poll < expires:
         step(clock, TIMING.poll, b)
         assert not loop_b.running
     step(clock, expires - clock.now, b)
-    assert loop_b.running and store.lease_holder("loop:reconcile")[0] == "host:2:r"  # type: ignore[index]
+    assert loop_b.running and held(store, "loop:reconcile")[0] == "host:2:r"
     assert loop_a.running  # (a is dead: nothing of it runs; its object just never heard)
 
 
@@ -157,7 +163,7 @@ def test_failed_renewals_stop_the_loop_before_the_lease_can_be_taken_over(
 ) -> None:
     (a, loop_a), (b, loop_b) = process(store, clock, "1"), process(store, clock, "2")
     a.tick()
-    expires = store.lease_holder("loop:reconcile")[1]  # type: ignore[index]
+    expires = held(store, "loop:reconcile")[1]
     store.failing = True  # the database is busy for a while
     step(clock, TIMING.heartbeat, a)
     assert loop_a.running  # one failed renewal: the next heartbeat still comes in time
@@ -214,7 +220,7 @@ def test_a_lease_of_a_holder_known_dead_is_taken_without_waiting(
     a.tick()
     b, loop_b = process(store, clock, "2", alive=lambda holder: holder != "host:1:r")
     step(clock, 1.0, b)
-    assert loop_b.running and store.lease_holder("loop:reconcile")[0] == "host:2:r"  # type: ignore[index]
+    assert loop_b.running and held(store, "loop:reconcile")[0] == "host:2:r"
 
 
 # -- builds ----------------------------------------------------------------------------------------------
@@ -264,7 +270,7 @@ def test_a_building_deployment_whose_builder_died_is_taken_over_after_its_lease_
     assert survivor.claim() == []
     clock.advance(1)
     assert survivor.claim() == [only]
-    assert store.lease_holder(f"build:{only}")[0] == "host:2:r"  # type: ignore[index]
+    assert held(store, f"build:{only}")[0] == "host:2:r"
 
 
 def test_builds_finished_or_canceled_are_not_claimed(store: FlakyStore, clock: ManualClock) -> None:
@@ -311,5 +317,5 @@ def test_two_processes_building_one_queue_build_each_deployment_once() -> None:
         for builds in queues:
             builds.stop()
     assert runs == Counter(dict.fromkeys(ids, 1))
-    assert all(store.deployment(d).status == DeploymentStatus.READY for d in ids)  # type: ignore[union-attr]
+    assert [d.id for d in store.deployments_with_status([DeploymentStatus.READY])] == ids
     assert all(store.lease_holder(f"build:{d}") is None for d in ids)  # every lease given back
