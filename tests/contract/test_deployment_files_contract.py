@@ -249,3 +249,27 @@ def test_each_apps_files_have_a_stable_reference_of_their_own(rig: Rig) -> None:
     mine = rig.files.app_files(DPL)
     assert isinstance(mine, str) and mine and mine == rig.files.app_files(DPL)
     assert rig.files.app_files(other) != mine
+
+
+def test_fs_a_directory_another_process_made_meanwhile_is_kept_as_it_is(
+    fs: tuple[FsBlobStore, FsDeploymentFiles], tmp_path: Path
+) -> None:
+    """Two control-plane processes materializing one deployment at once (a reconcile pass and an fsck
+    repair): the one that finishes second keeps the first one's directory, never takes it away."""
+    blobs, files = fs
+    other = FsDeploymentFiles(tmp_path / "deployments", FsBlobStore(tmp_path / "blobs"))
+    link = blobs.link
+    theirs: list[int] = []
+
+    def link_after_the_other_finished(digest: str, target: Path) -> None:
+        blobs.link = link  # type: ignore[method-assign]
+        other.materialize(DPL, [entry("index.html", INDEX)])
+        theirs.append(other.directory(DPL).stat().st_ino)
+        link(digest, target)
+
+    blobs.link = link_after_the_other_finished  # type: ignore[method-assign]
+    files.materialize(DPL, [entry("index.html", INDEX)])
+    made = files.directory(DPL)
+    assert theirs and made.stat().st_ino == theirs[0]  # the other process's directory, never taken away
+    assert (made / "public" / "index.html").read_bytes() == INDEX
+    assert os.listdir(files.root) == [DPL]  # this one's work was dropped

@@ -67,6 +67,8 @@ class FsDeploymentFiles:
             summary = {"id": deployment_id, "files": len(files), "app": app is not None}
             (work / deployment_id).touch()  # the edge learns the id from this name (caddy_config)
             (work / MARKER).write_text(json.dumps(summary))
+            if self.exists(deployment_id):
+                return  # made meanwhile by another control-plane process: served as it is
             if final.exists():  # a half-made directory from a crash: replace it
                 shutil.rmtree(final)
             os.rename(work, final)
