@@ -67,9 +67,6 @@ class CallLog:
 
     calls: list[tuple[str, int]] = field(default_factory=list)
 
-    def sizes(self, operation: str) -> list[int]:
-        return [n for name, n in self.calls if name == operation]
-
 
 def _written(operation: str, params: dict[str, Any]) -> int:
     if operation == "TransactWriteItems":
