@@ -58,6 +58,11 @@ def _default_caddy() -> str:
 class Settings:
     provider: str = "local"  # where the platform runs: "local" (this machine) or "aws"
     aws_stack: str = "anchor-deploy"  # the CloudFormation stack of the AWS provider (`anchor aws bootstrap`)
+    # How an AWS app build's health check runs the new version: "lambda" (Invoke through its alias) or
+    # "sandbox" (the published package run in the build sandbox: for emulators that cannot run code).
+    aws_invoke: str = "lambda"
+    # A CloudFront cache policy of the operator's to use instead of the platform's own (which it makes).
+    aws_cache_policy: str = ""
     data_dir: Path = Path(".anchor")
     api_addr: str = DEFAULT_API_ADDR
     http_addr: str = DEFAULT_HTTP_ADDR
@@ -124,6 +129,8 @@ class Settings:
         names = {
             "provider": "ANCHOR_PROVIDER",
             "aws_stack": "ANCHOR_AWS_STACK",
+            "aws_invoke": "ANCHOR_AWS_INVOKE",
+            "aws_cache_policy": "ANCHOR_AWS_CACHE_POLICY",
             "data_dir": "ANCHOR_DATA_DIR",
             "api_addr": "ANCHOR_API_ADDR",
             "http_addr": "ANCHOR_HTTP_ADDR",
@@ -227,6 +234,10 @@ class Settings:
         if self.provider not in PROVIDERS:
             raise InvalidInput(f"ANCHOR_PROVIDER must be local or aws, got {self.provider!r}")
         parse_stack_name(self.aws_stack, "ANCHOR_AWS_STACK")
+        if self.aws_invoke not in ("lambda", "sandbox"):
+            raise InvalidInput(f"ANCHOR_AWS_INVOKE must be lambda or sandbox, got {self.aws_invoke!r}")
+        if self.aws_cache_policy and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", self.aws_cache_policy):
+            raise InvalidInput("ANCHOR_AWS_CACHE_POLICY must be a CloudFront cache policy id")
         parse_addr(self.api_addr, "ANCHOR_API_ADDR")
         parse_addr(self.http_addr, "ANCHOR_HTTP_ADDR")
         numbers = (

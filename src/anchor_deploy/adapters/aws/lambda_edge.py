@@ -15,7 +15,7 @@ change.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -41,10 +41,18 @@ class HostTargets(Protocol):
 
 
 class LambdaEdge:
-    def __init__(self, functions: LambdaFunctions, hosts: HostTargets, attempts: int = 5) -> None:
+    def __init__(
+        self,
+        functions: LambdaFunctions,
+        hosts: HostTargets,
+        attempts: int = 5,
+        on_production_created: Callable[[str], None] = lambda _project_id: None,
+    ) -> None:
         self._functions = functions
         self._hosts = hosts
         self._attempts = attempts
+        # Told the project id when its production alias (and URL) is first made: the CDN goes in front.
+        self._on_production_created = on_production_created
 
     def point(self, host: str, kind: HostKind, deployment_id: str) -> None:
         _check(host)
@@ -74,9 +82,11 @@ class LambdaEdge:
                 return
             try:
                 self._functions.move_production(project_id, version, read)
-                return
             except AliasChanged:
                 continue
+            if read is None:
+                self._on_production_created(project_id)
+            return
         raise EdgeError(f"the production alias of {host} kept moving; the reconciler will try again")
 
     def remove(self, host: str) -> None:

@@ -347,6 +347,25 @@ class LambdaFunctions:
             result.versions.append(number)
         return result
 
+    def remove_deployment(self, project_id: str, deployment_id: str) -> bool:
+        """Delete a pruned deployment's URL, alias and version (never the version production names);
+        idempotent. True if a version was deleted."""
+        name = self.function_name(project_id)
+        version = self.version_of(project_id, deployment_id)
+        alias = deployment_alias(deployment_id)
+        delete_url(self._lambda, name, alias)
+        self._delete_alias(name, alias)
+        self._forget(project_id, deployment_id)
+        production = self.production(project_id)
+        if version is None or (production is not None and production.version == version):
+            return False
+        try:
+            self._lambda.delete_function(FunctionName=name, Qualifier=version)
+        except ClientError as error:
+            if not is_error(error, _NOT_FOUND):
+                raise
+        return True
+
     def delete_function(self, project_id: str) -> None:
         """The function with every version, alias and URL, and its uploaded packages; idempotent."""
         name = self.function_name(project_id)

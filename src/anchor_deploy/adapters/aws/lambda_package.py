@@ -23,6 +23,7 @@ import mimetypes
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -43,7 +44,10 @@ STATIC_HANDLER = f"{RUNTIME_PACKAGE}.lambda_static.handler"
 APP_HANDLER = f"{RUNTIME_PACKAGE}.lambda_app.handler"
 SEALED_PREFIX = "ANCHOR_SEALED_"
 LAMBDA_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
-DEFAULT_PYTHON = "3.12"
+# An app that names no Python gets the Lambda runtime of the platform's own Python when Lambda has one (as
+# the local provider runs it on the platform's own), else 3.12.
+_OWN_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+DEFAULT_PYTHON = _OWN_PYTHON if _OWN_PYTHON in LAMBDA_PYTHONS else "3.12"
 DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
 UNZIPPED_LIMIT = 250 * 1024 * 1024
 ENVIRONMENT_LIMIT = 4 * 1024

@@ -1,0 +1,112 @@
+"""What the AWS provider does not offer yet, said plainly instead of pretended.
+
+- Custom domains (ACM certificates attached to CloudFront) come in a later part: the domain service refuses
+  to add one on this provider (DomainSettings.unavailable), so these adapters are only ever asked to list
+  what they hold (nothing) or to take down what never was.
+- fsck and the scrub check the local disk's copies; S3 keeps and checks its own (every blob is stored with its
+  SHA-256 checksum, and one stored without it is treated as missing), so there are no copies to walk here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol
+
+from anchor_deploy.model.errors import EdgeError, NotFound
+from anchor_deploy.model.integrity import StoredCopy
+from anchor_deploy.ports import BlobStore
+from anchor_deploy.ports.blobs import DirectUploads, UploadTarget
+from anchor_deploy.ports.domains import Certificate
+
+_DOMAINS = "custom domains are not available on the AWS provider yet"
+
+
+class NoCustomDomains:
+    """Issuer, ServedCertificates, DomainEdge and TlsProbe of a provider without custom domains."""
+
+    kind = "none"
+
+    def issue(self, names: Sequence[str], validation_fqdn: str) -> Certificate:
+        raise EdgeError(_DOMAINS)
+
+    def revoke(self, chain_pem: bytes) -> None:
+        """Nothing was ever issued."""
+
+    def outdated(self, issuer: str) -> bool:
+        return False
+
+    def put(self, name: str, certificate: Certificate) -> None:
+        raise EdgeError(_DOMAINS)
+
+    def remove(self, name: str) -> None:
+        """Nothing is served."""
+
+    def names(self) -> list[str]:
+        return []
+
+    def serial(self, name: str) -> str | None:
+        return None
+
+    def attach(self, name: str, production_host: str) -> None:
+        raise EdgeError(_DOMAINS)
+
+    def detach(self, name: str) -> None:
+        """Nothing is attached."""
+
+    def attached(self) -> Mapping[str, str]:
+        return {}
+
+    def served_serial(self, name: str) -> str:
+        raise EdgeError(_DOMAINS)
+
+
+class UploadingStore(BlobStore, DirectUploads, Protocol):
+    """A blob store clients upload to directly (S3's presigned PUTs)."""
+
+
+class NoBlobChecks:
+    """A BlobStore with the BlobChecker side of a store whose service checks its own copies."""
+
+    def __init__(self, blobs: UploadingStore) -> None:
+        self._blobs = blobs
+
+    @property
+    def on_stored(self) -> Callable[[str, bool], None]:
+        return self._blobs.on_stored
+
+    @on_stored.setter
+    def on_stored(self, callback: Callable[[str, bool], None]) -> None:
+        self._blobs.on_stored = callback
+
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        return self._blobs.missing(digests)
+
+    def put(self, digest: str, chunks: Iterator[bytes], max_size: int) -> int:
+        return self._blobs.put(digest, chunks, max_size)
+
+    def collect(self, keep: set[str], older_than: float) -> int:
+        return self._blobs.collect(keep, older_than)
+
+    def read(self, digest: str) -> bytes:
+        return self._blobs.read(digest)
+
+    def upload_targets(self, digests: Sequence[str]) -> list[UploadTarget]:
+        return self._blobs.upload_targets(digests)
+
+    def copies(self) -> Iterator[StoredCopy]:
+        return iter(())
+
+    def check(self, copy: StoredCopy, pace: Callable[[int], None] | None = None) -> str | None:
+        return None
+
+    def corrupt(self) -> dict[str, str]:
+        return {}
+
+    def quarantine(self, copy: StoredCopy, note: str) -> str:
+        raise NotFound("S3 keeps no local copies to set aside")
+
+    def restore(self, digest: str) -> bool:
+        return not self._blobs.missing([digest])
+
+    def has(self, digest: str) -> bool:
+        return not self._blobs.missing([digest])
