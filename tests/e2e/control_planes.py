@@ -58,6 +58,7 @@ class ControlPlane:
     deployments: DeploymentService
     runner: Runner
     builds: LeasedBuilds
+    served_file: Callable[[str, str], bytes]  # (deployment id, path): the bytes its data plane serves there
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -110,7 +111,11 @@ def local_control_plane(shared: Path, timing: LeaseTiming, hooks: Hooks = Hooks(
     keeper = LeaseKeeper(store, timing, holder_alive=alive)
     builds = LeasedBuilds(store, keeper, deployments.build, workers=2)
     deployments.on_created = builds.submit
-    return ControlPlane(store, blobs, edge, aliases, deployments, Runner(keeper), builds)
+
+    def served_file(deployment_id: str, path: str) -> bytes:
+        return (shared / "deployments" / deployment_id / "public" / path).read_bytes()
+
+    return ControlPlane(store, blobs, edge, aliases, deployments, Runner(keeper), builds, served_file)
 
 
 FACTORIES: dict[str, Callable[[Path, LeaseTiming, Hooks], ControlPlane]] = {"local": local_control_plane}

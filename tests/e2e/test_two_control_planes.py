@@ -120,9 +120,7 @@ def test_queued_deployments_are_built_once_each_by_two_processes(
     for n, deployment_id in enumerate(ids):
         host = deployment_host("site", deployment_id, BASE)
         assert served[host] == (HostKind.DEPLOYMENT, deployment_id)
-        assert (shared / "deployments" / deployment_id / "public" / "index.html").read_bytes() == (
-            f"<h1>version {n}</h1>".encode()
-        )
+        assert plane.served_file(deployment_id, "index.html") == f"<h1>version {n}</h1>".encode()
 
 
 def test_rollbacks_sent_to_both_processes_at_once_are_serialized_and_production_ends_on_the_last(
