@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from anchor_deploy.cli.main import main
-from anchor_deploy.model.errors import InvalidInput
+from anchor_deploy.model.errors import InvalidInput, StackMissing
 from anchor_deploy.providers import build_platform
 from anchor_deploy.settings import Settings
+from tests.aws_support import MotoServer
 
 
 def test_the_provider_is_local_unless_set() -> None:
@@ -26,9 +27,11 @@ def test_an_unknown_provider_is_refused(value: str) -> None:
         Settings.from_env({"ANCHOR_PROVIDER": value})
 
 
-def test_the_aws_provider_is_refused_until_it_is_assembled(tmp_path: Path) -> None:
+def test_the_aws_provider_without_its_stack_is_refused(aws: MotoServer, tmp_path: Path) -> None:
     settings = Settings.from_env({}, provider="aws", data_dir=str(tmp_path / "data"))
-    with pytest.raises(InvalidInput, match="the AWS provider is not assembled yet"):
+    with pytest.raises(
+        StackMissing, match=r"no AWS stack 'anchor-deploy' in us-east-1: run `anchor aws bootstrap`"
+    ):
         build_platform(settings)
     assert not (tmp_path / "data").exists()
 
@@ -41,10 +44,12 @@ def test_the_local_provider_builds_the_services_on_its_data_dir(tmp_path: Path) 
     assert admin.secret is None and platform.tokens.authenticate("Bearer " + "t" * 40).project_id is None
 
 
-def test_up_with_the_aws_provider_fails_in_one_line(tmp_path: Path) -> None:
+def test_up_with_the_aws_provider_and_no_stack_fails_in_one_line(aws: MotoServer, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["up", "--provider", "aws", "--data-dir", str(tmp_path / "d")])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == ["error: the AWS provider is not assembled yet"]
+    assert result.output.strip().splitlines() == [
+        "error: no AWS stack 'anchor-deploy' in us-east-1: run `anchor aws bootstrap`"
+    ]
 
 
 def test_up_refuses_an_unknown_provider(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     files = FsDeploymentFiles(data / "deployments", blobs)
     edge = SymlinkEdge(data / "edge", data / "deployments")
     sockets = socket_dir(data / "run")
-    sandbox, policy, build_box = _sandbox(settings, data)
+    sandbox, policy, build_box = sandbox_for(settings, data)
     envs = VenvBuilder(data / "envs", build_box, shlex.split(settings.pip_args))
     specs = _SpecRelay()
     runtime = WorkerRuntime(
@@ -157,7 +157,7 @@ def verify_backup(archive: IO[bytes]) -> dict[str, Any]:
     return verify_archive(archive)
 
 
-def _sandbox(settings: Settings, data: Path) -> tuple[Sandbox, WorkerPolicy, BuildSandbox]:
+def sandbox_for(settings: Settings, data: Path) -> tuple[Sandbox, WorkerPolicy, BuildSandbox]:
     """The sandbox for user code, and how app workers and builds are confined in it."""
     mode = SandboxMode(settings.app_sandbox)
     tag = hashlib.sha256(str(data).encode()).hexdigest()[:12]

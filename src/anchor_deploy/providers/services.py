@@ -69,6 +69,7 @@ class DomainAdapters:
     scripts: UnicodeScripts = field(default_factory=UcdScripts)
     to_ascii: Callable[[str], str] = idna_to_ascii
     to_unicode: Callable[[str], str] = idna_to_unicode
+    unavailable: str = ""  # why this provider offers no custom domains (empty: it offers them)
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,7 @@ def _domains(settings: Settings, a: Adapters, clock: Callable[[], float], faults
         check_max=settings.domain_check_max,
         caa_identity=settings.caa_identity if settings.issuer == "acme" else "",
         quota=settings.domain_quota,
+        unavailable=d.unavailable,
     )
     return DomainService(
         a.store,

@@ -173,6 +173,10 @@ class DeploymentService:
             raise DeploymentNotFound(f"deployment {deployment_id[:40]!r} not found")
         return project, deployment
 
+    def with_status(self, status: DeploymentStatus) -> builtins.list[Deployment]:
+        """Every deployment in ``status``, oldest first (background rounds look for queued builds)."""
+        return self._store.deployments_with_status([status])
+
     def list(self, project: Project) -> list[Deployment]:
         return self._store.list_deployments(project.id)
 

@@ -48,6 +48,7 @@ from anchor_deploy.model.errors import (
     InvalidInput,
     IssuanceFailed,
     NotFound,
+    NotOffered,
 )
 from anchor_deploy.model.names import production_host
 from anchor_deploy.ports.domains import (
@@ -86,6 +87,7 @@ class DomainSettings:
     caa_identity: str = ""  # the CA's CAA domain ("letsencrypt.org"); empty: no CAA warning
     quota: int = DEFAULT_QUOTA  # custom domains per project (ANCHOR_DOMAIN_QUOTA)
     check_wait: float = 1.0  # how long GET and retry wait for the check they start before answering
+    unavailable: str = ""  # the provider offers no custom domains, and this says why
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ class DomainService:
         return DomainView(domain, to_unicode_name(domain.name, self.to_unicode), records, checking)
 
     def add(self, project: Project, raw_name: object) -> DomainView:
+        if self.settings.unavailable:
+            raise NotOffered(self.settings.unavailable)
         name = self.parse(raw_name)
         suffix_of, scripts_of = self.suffixes.public_suffix, self.scripts.scripts
         check_new_domain_name(name, self.settings.base_domain, suffix_of, scripts_of)
