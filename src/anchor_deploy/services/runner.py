@@ -4,7 +4,8 @@ database do each job once. Every job is guarded by a lease in the database (port
 - singleton loops (the reconciler's periodic pass, the domain checks, garbage collection, the scrub) run
   only in the process that holds ``loop:<name>``. A standby process tries to take each free loop lease every
   ``poll`` seconds, so it takes a loop over once its holder's lease expires (the holder was killed) or is
-  released (the holder stopped);
+  released (the holder stopped). A round asked for in a process that does not run the loop reaches the
+  holder through a ``wake:loop:<name>`` row (``Runner.request``);
 - builds: every process polls for QUEUED deployments and for BUILDING ones whose lease is free (their
   builder died) and claims each under ``build:<deployment id>`` before building it; the in-process
   ``submit`` only wakes the local poller, for latency. A build taken over after a crash runs again from its
