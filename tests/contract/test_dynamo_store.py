@@ -23,8 +23,10 @@ from anchor_deploy.adapters.aws.dynamo_store import DynamoStore
 from anchor_deploy.adapters.aws.dynamo_table import DynamoTable
 from anchor_deploy.model.entities import Deployment, HostKind, HostRoute, MoveReason, Project, Target, Token
 from anchor_deploy.model.errors import Conflict, NameTaken
+from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.model.manifest import ManifestFile
 from tests.contract.dynamo_support import TABLE, CallLog, dynamo_store, record_calls, store_on_table
+from tests.contract.test_build_log_contract import DROPPED, HEAD, check_shape
 from tests.contract.test_store_contract import (
     FILES,
     Q,
@@ -136,6 +138,7 @@ def test_a_deletion_cut_short_hides_the_project_and_is_finished_later(
     # Marked deleting: gone for every reader, its hosts serve nothing, nothing can be added to it.
     assert store.project_by_id(site.id) is None and store.project_by_name("site") is None
     assert [p.name for p in store.list_projects()] == ["keep"]
+    assert store.token_by_hash("site-hash") is None, "the first batch: the project's tokens stop working"
     assert store.host_target("site.test") is None and store.project_hosts(site.id) == []
     assert all(route.project_id == keep.id for route, _ in store.host_targets())
     with pytest.raises(NameTaken):  # the name is held until the deletion is finished
@@ -332,3 +335,51 @@ def test_a_failed_write_other_than_a_condition_is_not_swallowed(store: DynamoSto
         store.table.transact(
             [store.table.check(project_pk(site.id), "PROJECT", "attribute_exists(pk)")] * 101
         )
+
+
+# -- build logs (the build-log contract's cases, on smaller logs: moto takes ~10 ms a call) ------------
+def test_build_log_cap_keeps_head_marker_and_newest_lines(store: DynamoStore) -> None:
+    store.build_log_cap = BuildLogCap(max_lines=30, max_bytes=1_000_000, head_lines=HEAD)
+    dpl = add_deployment(store, add_project(store, "site"), "a1").id
+    appended = [f"line {i}" for i in range(1, 151)]
+    for line in appended:
+        store.append_log(dpl, [line])
+        assert len(store.read_log(dpl)) <= 30
+    assert check_shape(store.read_log(dpl), appended) > 100
+    batch = [f"batch line {i}" for i in range(250)]  # more than one transaction's worth at once
+    store.append_log(dpl, batch)
+    rows = store.read_log(dpl)
+    assert len(rows) <= 30 and len(rows) >= 25
+    assert check_shape(rows, appended + batch) > 350
+    assert len([text for _, _, text in rows if DROPPED.match(text)]) == 1
+
+
+def test_build_log_byte_cap_and_a_follower_that_never_repeats_a_line(store: DynamoStore) -> None:
+    cap = BuildLogCap(max_lines=1000, max_bytes=8 * 1024, head_lines=HEAD)
+    store.build_log_cap = cap
+    dpl = add_deployment(store, add_project(store, "site"), "a1").id
+    seen: list[tuple[int, str]] = []
+    after = 0
+    appended: list[str] = []
+    for burst in (6, 20, 1, 40, 2):  # the first past the head: the marker is then the first row missed
+        for _ in range(burst):
+            appended.append(f"{len(appended) + 1:06d} " + "é" * 500)  # about 1 KiB in UTF-8
+            store.append_log(dpl, [appended[-1]])
+        rows = store.read_log(dpl, after)
+        got_all = [seq for seq, _at, _text in rows] == list(range(after + 1, len(appended) + 1))
+        assert got_all or DROPPED.match(rows[0][2]), "lines went missing without a marker"
+        seen += [(seq, text) for seq, _at, text in rows]
+        after = rows[-1][0]
+    assert sum(len(text.encode()) for _, _, text in store.read_log(dpl)) <= cap.max_bytes
+    assert check_shape(store.read_log(dpl), appended) > 40
+    seqs = [seq for seq, _text in seen]
+    assert seqs == sorted(set(seqs)) and seen[-1] == (len(appended), appended[-1])
+
+
+def test_log_lines_of_a_deleted_deployment_are_not_written(store: DynamoStore) -> None:
+    site = add_project(store, "site")
+    dpl = add_deployment(store, site, "a1").id
+    store.append_log(dpl, ["one"])
+    store.delete_deployment(dpl)
+    store.append_log(dpl, ["two"])  # a build still running when its deployment went: nothing is left
+    assert store.read_log(dpl) == [] and not [k for k in keys_of(store) if k.startswith(f"DEPLOY#{dpl}")]

@@ -3,9 +3,10 @@
 1. The project's item is marked ``deleting`` (one conditional update). From then on the project is gone for
    every reader (project_by_name/id, list_projects, host_target(s), project_hosts) and every write that
    needs a live project is refused (new deployments, hosts, tokens, domains, env, alias moves, log lines).
-2. Its items are deleted in BatchWriteItem calls of at most 25 keys, in this order: hosts, tokens (with
-   their hash claims), domains (with their label claims), every deployment's own items (manifest, sealed
-   environment, build log), the deployments, the environment variables and alias history.
+2. Its items are deleted in BatchWriteItem calls of at most 25 keys, in this order: tokens (their hash
+   claims first, so they stop authenticating at once), hosts, domains (with their label claims), every
+   deployment's own items (manifest, sealed environment, build log), the deployments, the environment
+   variables and alias history.
 3. The project's item and its name claim go last, in one transaction: the name is free only then.
 
 A deletion cut short anywhere (the process killed between two batches) is finished by calling
@@ -92,12 +93,12 @@ class DeletionItems(DynamoBase):
     def _sweep(self, project_id: str) -> tuple[list[str], int]:
         """One pass over everything the project holds; (hosts deleted, items deleted)."""
         t = self._table
+        tokens = list(self._owned(project_id, "TOKEN#"))  # first: they stop authenticating at once
+        t.batch_delete([(f"TOKENHASH#{i['secret_hash']}", "CLAIM") for i in tokens])
+        t.batch_delete([(f"TOKEN#{i['id']}", "TOKEN") for i in tokens])
         hosts = [str(i["host"]) for i in self._owned(project_id, "HOST#")]
         deleted = len(hosts)
         t.batch_delete([(f"HOST#{h}", "HOST") for h in hosts])
-        tokens = list(self._owned(project_id, "TOKEN#"))
-        t.batch_delete([(f"TOKENHASH#{i['secret_hash']}", "CLAIM") for i in tokens])
-        t.batch_delete([(f"TOKEN#{i['id']}", "TOKEN") for i in tokens])
         domains = list(self._owned(project_id, "DOMAIN#"))
         t.batch_delete([(f"DOMAIN#{i['name']}", "DOMAIN") for i in domains])
         t.batch_delete([(f"LABEL#{i['validation_label']}", "CLAIM") for i in domains])
