@@ -117,4 +117,10 @@ def open_platform(provider: str, root: Path, request: Any) -> Iterator[PlatformU
         with local_platform(root) as platform:
             yield platform
         return
+    if provider == "aws":
+        from tests.e2e.aws_platform import aws_platform
+
+        with aws_platform(root, request.getfixturevalue("moto")) as aws:
+            yield aws
+        return
     raise ValueError(f"unknown provider {provider!r}")

@@ -19,7 +19,7 @@ import pytest
 from tests.e2e.apps_support import app_files, write_tree
 from tests.e2e.platforms import PlatformUnderTest, host_of, json_of, open_platform
 
-PROVIDERS = ["local"]
+PROVIDERS = ["local", "aws"]
 
 
 @pytest.fixture(scope="module", params=PROVIDERS)
@@ -53,6 +53,7 @@ def test_deploy_rollback_promote_pin_unpin_and_history(platform: PlatformUnderTe
     project = "flow"
     v1 = _deploy(platform, _site(tmp_path, "v1", "version 1"), project, "--prod", "--create")
     cdn = platform.cdn_marker(project)
+    assert (cdn is not None) == (platform.provider == "aws"), "on AWS a distribution comes with production"
     v2 = _deploy(platform, _site(tmp_path, "v2", "version 2"), project, "--prod")
     prod = _production(platform, project)
     assert platform.fetch(prod).text == "version 2"

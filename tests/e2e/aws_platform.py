@@ -1,0 +1,202 @@
+"""The AWS provider under test: `anchor aws bootstrap --yes` on the moto server, then `anchor up` with
+ANCHOR_PROVIDER=aws, reached like every platform through its API and CLI.
+
+What it serves is read the way Lambda would answer: the alias a host names (``production``, or a
+deployment's own) gives the version; the version's configuration gives the handler, the environment and
+the code's SHA-256; the code is the package the platform staged in S3; the package's handler is run in a
+fresh process with a function URL event (tests/lambda_emulator.py), since moto cannot run code. App health
+checks run the same way inside the platform (ANCHOR_AWS_INVOKE=sandbox). CloudFront is read from moto.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+from botocore.exceptions import ClientError
+
+from tests.aws_support import MotoServer, aws_environ
+from tests.e2e.apps_support import wheelhouse
+from tests.e2e.harness import AnchorProcess
+from tests.e2e.platforms import Served
+from tests.lambda_emulator import function_url_event, invoke_package
+
+# moto has no cache policy API: the distributions are given an operator's cache policy id instead.
+CACHE_POLICY = "anchor-test-cache-policy"
+
+
+def bootstrap(moto: MotoServer, stack: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "anchor_deploy.cli.main", "aws", "bootstrap", "--yes", "--stack", stack],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("ANCHOR_", "AWS_"))},
+            **moto.environ(),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@dataclass
+class AwsPlatform:
+    anchor: AnchorProcess
+    moto: MotoServer
+    stack: str
+    provider: str = "aws"
+
+    def api(self, token: str | None = None) -> httpx.Client:
+        return self.anchor.api(token)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.anchor.cli(*args, check=check)
+
+    # -- what AWS holds ----------------------------------------------------------------------------------
+    def _lambda(self) -> Any:
+        return boto3.client("lambda")
+
+    def _project_id(self, name: str) -> str | None:
+        with self.api() as api:
+            found = api.get(f"/v1/projects/{name}")
+        return str(found.json()["id"]) if found.status_code == 200 else None
+
+    def function_of(self, project_id: str) -> str | None:
+        pages = self._lambda().get_paginator("list_functions").paginate()
+        names = [f["FunctionName"] for page in pages for f in page["Functions"]]
+        return next((n for n in names if n.endswith(project_id)), None)
+
+    def alias_version(self, function: str, alias: str) -> str | None:
+        try:
+            return str(self._lambda().get_alias(FunctionName=function, Name=alias)["FunctionVersion"])
+        except ClientError:
+            return None
+
+    def version_of_deployment(self, function: str, deployment_id: str) -> str | None:
+        pages = self._lambda().get_paginator("list_versions_by_function").paginate(FunctionName=function)
+        versions = [v for page in pages for v in page["Versions"] if v["Version"] != "$LATEST"]
+        return next((str(v["Version"]) for v in versions if v.get("Description") == deployment_id), None)
+
+    def fetch(self, host: str, path: str = "/") -> Served:
+        target = self._resolve(host)
+        if target is None:
+            return Served(404, {}, b"no such host")
+        function, alias = target
+        version = self.alias_version(function, alias)
+        if version is None:
+            return Served(404, {}, b"no version behind this host")
+        config = self._lambda().get_function_configuration(FunctionName=function, Qualifier=version)
+        package = self._package(config)
+        env = dict(config.get("Environment", {}).get("Variables", {}))
+        answer = invoke_package(package, config["Handler"], env, function_url_event(path=path))
+        body = answer.get("body") or ""
+        raw = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
+        return Served(int(answer["statusCode"]), dict(answer.get("headers") or {}), raw)
+
+    def _resolve(self, host: str) -> tuple[str, str] | None:
+        label = host.split(".", 1)[0]
+        project, _, suffix = label.rpartition("-")
+        if project and len(suffix) >= 12:  # a deployment's host: <project>-<id without dpl_>
+            project_id = self._project_id(project)
+            alias = f"dpl_{suffix}"
+        else:
+            project_id, alias = self._project_id(label), "production"
+        function = self.function_of(project_id) if project_id else None
+        return (function, alias) if function else None
+
+    def _package(self, config: dict[str, Any]) -> bytes:
+        key_hex = base64.b64decode(config["CodeSha256"]).hex()
+        s3 = boto3.client("s3")
+        buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(self.stack)]
+        project_id = config["FunctionName"].rsplit("_", 1)[-1] if "_" in config["FunctionName"] else ""
+        for bucket in buckets:
+            listing = s3.list_objects_v2(Bucket=bucket, Prefix="packages/")
+            for item in listing.get("Contents", []):
+                if item["Key"].endswith(f"/{key_hex}.zip") and project_id in item["Key"]:
+                    return bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+        raise AssertionError(f"no staged package for {config['FunctionName']} version {config['Version']}")
+
+    # -- provider checks ---------------------------------------------------------------------------------
+    def check_production(self, project: str, deployment_id: str) -> None:
+        with self.api() as api:
+            answer = api.get(f"/v1/projects/{project}").json()
+        assert answer["productionDeploymentId"] == deployment_id
+        function = self.function_of(answer["id"])
+        assert function is not None
+        production = self.alias_version(function, "production")
+        assert production is not None and production != "$LATEST"
+        assert production == self.version_of_deployment(function, deployment_id)
+
+    def cdn_marker(self, project: str) -> object:
+        project_id = self._project_id(project)
+        cloudfront = boto3.client("cloudfront")
+        items = cloudfront.list_distributions()["DistributionList"].get("Items", [])
+        found = [d for d in items if d.get("Comment") == f"anchor {project_id}"]
+        if not found:
+            return None
+        config = cloudfront.get_distribution_config(Id=found[0]["Id"])
+        return (
+            found[0]["Id"],
+            config["ETag"],
+            json.dumps(config["DistributionConfig"], sort_keys=True, default=str),
+        )
+
+    def check_project_gone(self, project_id: str, deployment_ids: list[str]) -> None:
+        assert self.function_of(project_id) is None
+        items = boto3.client("cloudfront").list_distributions()["DistributionList"].get("Items", [])
+        assert not [d for d in items if d.get("Comment") == f"anchor {project_id}"]
+        for page in boto3.client("dynamodb").get_paginator("scan").paginate(TableName=f"{self.stack}-store"):
+            for item in page["Items"]:
+                assert project_id not in json.dumps(item, default=repr), item
+
+    def stored_text(self) -> Iterator[tuple[str, bytes]]:
+        for page in boto3.client("dynamodb").get_paginator("scan").paginate(TableName=f"{self.stack}-store"):
+            for item in page["Items"]:
+                yield "dynamodb item", json.dumps(item, default=str).encode()
+        s3 = boto3.client("s3")
+        for bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+            for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+                yield (
+                    f"s3://{bucket}/{item['Key']}",
+                    s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read(),
+                )
+        lam = self._lambda()
+        for function in [f["FunctionName"] for f in lam.list_functions()["Functions"]]:
+            for version in lam.list_versions_by_function(FunctionName=function)["Versions"]:
+                yield f"lambda {function}:{version['Version']}", json.dumps(version, default=str).encode()
+        for path in self.anchor.data_dir.rglob("*"):
+            if path.is_file() and not path.is_symlink() and "lambda-deps" not in path.parts:
+                yield str(path), path.read_bytes()
+
+
+@contextmanager
+def aws_platform(root: Path, moto: MotoServer) -> Iterator[AwsPlatform]:
+    moto.reset()
+    stack = "scn-" + secrets.token_hex(3)
+    bootstrap(moto, stack)
+    extra = {
+        **moto.environ(),
+        "ANCHOR_PROVIDER": "aws",
+        "ANCHOR_AWS_STACK": stack,
+        "ANCHOR_AWS_INVOKE": "sandbox",
+        "ANCHOR_AWS_CACHE_POLICY": CACHE_POLICY,
+        "ANCHOR_PIP_ARGS": f"--no-index --find-links {wheelhouse()}",
+    }
+    with aws_environ(moto):
+        anchor = AnchorProcess(root / "data", extra_env=extra).start(timeout=60)
+        try:
+            yield AwsPlatform(anchor, moto, stack)
+        finally:
+            anchor.stop()
