@@ -22,7 +22,7 @@ from anchor_deploy.adapters.aws.dynamo_codec import encode, project_pk
 from anchor_deploy.adapters.aws.dynamo_store import DynamoStore
 from anchor_deploy.adapters.aws.dynamo_table import DynamoTable
 from anchor_deploy.model.entities import Deployment, HostKind, HostRoute, MoveReason, Project, Target, Token
-from anchor_deploy.model.errors import Conflict, NameTaken
+from anchor_deploy.model.errors import Conflict, NameTaken, StoreBusy
 from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.model.manifest import ManifestFile
 from tests.contract.dynamo_support import TABLE, CallLog, dynamo_store, record_calls, store_on_table
@@ -230,8 +230,7 @@ def test_a_transaction_conflict_is_tried_again(clock: TickingClock) -> None:
         stub.add_client_error(
             "transact_write_items", "TransactionCanceledException", "conflict", 400, modeled_fields=conflict
         )
-        stub.add_response("get_item", {"Item": encode(project)})  # read again: production is still None
-        stub.add_response("transact_write_items", {})
+        stub.add_response("transact_write_items", {})  # the same transaction, sent again
         move = store.move_production("prj_1", None, "dpl_1", MoveReason.DEPLOY, "ci", False)
         stub.assert_no_pending_responses()
     assert (move.id, move.from_deployment_id, move.to_deployment_id) == (1, None, "dpl_1")
@@ -383,3 +382,21 @@ def test_log_lines_of_a_deleted_deployment_are_not_written(store: DynamoStore) -
     store.delete_deployment(dpl)
     store.append_log(dpl, ["two"])  # a build still running when its deployment went: nothing is left
     assert store.read_log(dpl) == [] and not [k for k in keys_of(store) if k.startswith(f"DEPLOY#{dpl}")]
+
+
+def test_transactions_that_keep_meeting_others_end_busy(clock: TickingClock) -> None:
+    """Conflicts that do not clear (played with Stubber) end as StoreBusy (503 busy), nothing written."""
+    store = DynamoStore(AwsClients(boto_session()), TABLE, clock)
+    conflict = {"CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}]}
+    with Stubber(store.table.client) as stub:
+        for _ in range(4):
+            stub.add_client_error(
+                "transact_write_items",
+                "TransactionCanceledException",
+                "conflict",
+                400,
+                modeled_fields=conflict,
+            )
+        with pytest.raises(StoreBusy):
+            store.add_token(Token("tok_1", "admin", None, 1.0), "hash-1")
+        stub.assert_no_pending_responses()

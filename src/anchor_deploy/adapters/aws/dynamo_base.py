@@ -14,10 +14,6 @@ LIVE_NAMES = {"#state": "state"}
 LIVE_VALUES = {":live": LIVE}
 
 
-class StoreContended(RuntimeError):
-    """A compare-and-set write lost ATTEMPTS rounds in a row to other writers."""
-
-
 class DynamoBase:
     _table: DynamoTable
     _clock: Callable[[], float]

@@ -13,7 +13,6 @@ from anchor_deploy.adapters.aws.dynamo_base import (
     LIVE_PROJECT,
     LIVE_VALUES,
     DynamoBase,
-    StoreContended,
 )
 from anchor_deploy.adapters.aws.dynamo_codec import (
     MANIFEST_CHUNK,
@@ -30,7 +29,7 @@ from anchor_deploy.adapters.aws.dynamo_codec import (
     project_pk,
 )
 from anchor_deploy.adapters.aws.dynamo_schema import PROJECT_ID_INDEX, STATUS_INDEX
-from anchor_deploy.adapters.aws.dynamo_table import TRANSACTION_MAX, TransactionCanceled
+from anchor_deploy.adapters.aws.dynamo_table import TRANSACTION_MAX, StoreContended, TransactionCanceled
 from anchor_deploy.model.entities import (
     AliasMove,
     Deployment,

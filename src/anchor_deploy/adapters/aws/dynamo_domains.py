@@ -12,11 +12,10 @@ from anchor_deploy.adapters.aws.dynamo_base import (
     LIVE_PROJECT,
     LIVE_VALUES,
     DynamoBase,
-    StoreContended,
 )
 from anchor_deploy.adapters.aws.dynamo_codec import domain_item, domain_of, domain_state, project_pk
 from anchor_deploy.adapters.aws.dynamo_schema import DUE_INDEX, LIST_INDEX, PROJECT_ID_INDEX
-from anchor_deploy.adapters.aws.dynamo_table import TransactionCanceled
+from anchor_deploy.adapters.aws.dynamo_table import StoreContended, TransactionCanceled
 from anchor_deploy.model.domains import Domain
 from anchor_deploy.model.errors import Conflict, DomainTaken
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from anchor_deploy.adapters.aws.dynamo_base import ATTEMPTS, DynamoBase, StoreContended
+from anchor_deploy.adapters.aws.dynamo_base import ATTEMPTS, DynamoBase
 from anchor_deploy.adapters.aws.dynamo_codec import Item, deploy_pk, log_sk
-from anchor_deploy.adapters.aws.dynamo_table import TRANSACTION_MAX, TransactionCanceled
+from anchor_deploy.adapters.aws.dynamo_table import TRANSACTION_MAX, StoreContended, TransactionCanceled
 from anchor_deploy.model.logs import BuildLogCap
 
 _CHUNK_BYTES = 2 * 1024 * 1024  # line bytes per append transaction (4 MB max)

@@ -11,10 +11,17 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from anchor_deploy.adapters.aws.dynamo_codec import Item, decode, encode, key
+from anchor_deploy.model.errors import StoreBusy
 
 TRANSACTION_MAX = 100  # items in one TransactWriteItems
 BATCH_MAX = 25  # requests in one BatchWriteItem
 _UNPROCESSED_ROUNDS = 8
+_CONFLICT_ROUNDS = 4
+
+
+class StoreContended(StoreBusy):
+    """A write lost every round to other writers (compare-and-set, or transactions in flight on the same
+    items); nothing changed, try again: the API answers 503 ``busy``, as for SQLite's write lock."""
 
 
 class TransactionCanceled(Exception):
@@ -29,9 +36,10 @@ class TransactionCanceled(Exception):
 
     @property
     def conflicted(self) -> bool:
-        """Only other transactions in flight on the same items were the cause: worth trying again."""
+        """Only other transactions in flight on the same items (or throttling) were the cause: worth trying
+        again. (A retried call is idempotent: botocore gives each TransactWriteItems a ClientRequestToken.)"""
         codes = {r for r in self.reasons if r is not None}
-        return bool(codes) and codes <= {"TransactionConflict"}
+        return bool(codes) and codes <= {"TransactionConflict", "ThrottlingError"}
 
 
 def _error_code(error: ClientError) -> str:
@@ -124,17 +132,25 @@ class DynamoTable:
         return decode(answer.get("Attributes", {}))
 
     def transact(self, operations: Sequence[dict[str, Any]]) -> None:
-        """All of ``operations`` or none; TransactionCanceled with the per-operation reasons."""
+        """All of ``operations`` or none; TransactionCanceled with the per-operation reasons. One canceled
+        only by other transactions in flight on its items is sent again (a few times, with backoff)."""
         if not 0 < len(operations) <= TRANSACTION_MAX:
             raise ValueError(f"a transaction holds 1 to {TRANSACTION_MAX} items, not {len(operations)}")
-        try:
-            self.client.transact_write_items(TransactItems=list(operations))
-        except ClientError as error:
-            if _error_code(error) != "TransactionCanceledException":
-                raise
-            reasons = error.response.get("CancellationReasons") or []
-            codes = [None if r.get("Code") in (None, "None") else str(r["Code"]) for r in reasons]
-            raise TransactionCanceled(codes) from None
+        for attempt in range(_CONFLICT_ROUNDS):
+            try:
+                self.client.transact_write_items(TransactItems=list(operations))
+                return
+            except ClientError as error:
+                if _error_code(error) != "TransactionCanceledException":
+                    raise
+                reasons = error.response.get("CancellationReasons") or []
+                refused = TransactionCanceled(
+                    [None if r.get("Code") in (None, "None") else str(r["Code"]) for r in reasons]
+                )
+                if not refused.conflicted:
+                    raise refused from None
+            time.sleep(min(0.02 * 2**attempt, 0.5))
+        raise StoreContended(f"a transaction on {self.name} kept meeting others on the same items")
 
     def batch_delete(self, keys: Sequence[tuple[str, str]]) -> int:
         """Delete ``keys`` in BatchWriteItem calls of at most 25 (what DynamoDB leaves unprocessed is sent
