@@ -55,7 +55,7 @@ def background_round(p: Platform, deadline: float) -> dict[str, Any]:
     """One round of the background loops, each part only if its lease is free."""
     s = p.services
     keeper = s.runner.keeper
-    done: dict[str, Any] = {"reconciled": False, "built": [], "collected": None}
+    done: dict[str, Any] = {"reconciled": False, "built": [], "leftForBuildSandbox": [], "collected": None}
     if keeper.take("loop:reconcile"):
         try:
             s.reconciler.run_once()
@@ -65,14 +65,15 @@ def background_round(p: Platform, deadline: float) -> dict[str, Any]:
     for deployment in s.deployments.with_status(DeploymentStatus.QUEUED):
         if time.monotonic() > deadline - ROUND_MARGIN:
             break
-        if deployment.app is not None:
-            continue  # needs the build sandbox: a machine's control plane builds it
+        if deployment.app is not None:  # needs the build sandbox: a machine's control plane builds it
+            done["leftForBuildSandbox"].append(deployment.id)
+            continue
         lease = f"build:{deployment.id}"
         if not keeper.take(lease):
             continue
         try:
-            s.deployments.build(deployment.id)
-            done["built"].append(deployment.id)
+            if s.deployments.build(deployment.id) is not None:  # None: another round built it meanwhile
+                done["built"].append(deployment.id)
         finally:
             keeper.release(lease)
     if keeper.take("loop:gc"):

@@ -1,0 +1,237 @@
+"""The control plane as a Lambda, called in this process with the events Lambda hands it: function URL
+requests (payload format 2.0) are the API through Mangum; EventBridge's "Scheduled Event" is one leased
+background round. The stack is bootstrapped on the moto server (`anchor aws bootstrap --yes`); what a
+published version serves is read as Lambda would answer (tests/e2e/aws_platform.py).
+
+moto cannot run code, so nothing here invokes the control-plane function itself: its handler is the same
+function Lambda would call, given the same event shapes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from anchor_deploy.providers import build_platform
+from anchor_deploy.providers.platform import Platform
+from anchor_deploy.runtime import lambda_control
+from anchor_deploy.settings import Settings
+from tests.aws_support import MotoServer
+from tests.e2e.aws_platform import CACHE_POLICY, bootstrap
+from tests.lambda_emulator import function_url_event
+
+ADMIN = "lc-admin-" + "x" * 24
+RULE = "arn:aws:events:us-east-1:123456789012:rule/anchor-control-schedule"
+
+
+class Context:
+    """What the Lambda runtime passes as the context (the part the handler reads)."""
+
+    function_name = "anchor-control"
+    aws_request_id = "test-request"
+
+    def __init__(self, millis: int = 120_000) -> None:
+        self._until = time.monotonic() + millis / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._until - time.monotonic()) * 1000)
+
+
+def scheduled_event() -> dict[str, Any]:
+    """EventBridge's event for a schedule rule's target."""
+    return {
+        "version": "0",
+        "id": secrets.token_hex(8),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-30T03:00:00Z",
+        "region": "us-east-1",
+        "resources": [RULE],
+        "detail": {},
+    }
+
+
+@pytest.fixture
+def stack(aws: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    name = "lc-" + secrets.token_hex(3)
+    bootstrap(aws, name)
+    for key in ("ANCHOR_AWS_INVOKE", "ANCHOR_PIP_ARGS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ANCHOR_PROVIDER", "aws")
+    monkeypatch.setenv("ANCHOR_AWS_STACK", name)
+    monkeypatch.setenv("ANCHOR_ADMIN_TOKEN", ADMIN)
+    monkeypatch.setenv("ANCHOR_DATA_DIR", str(tmp_path / "lambda-tmp"))
+    monkeypatch.setenv("ANCHOR_AWS_CACHE_POLICY", CACHE_POLICY)
+    monkeypatch.setattr(lambda_control, "_state", {})  # a cold start for each test
+    yield name
+
+
+def call(method: str, path: str, body: Any = None, token: str | None = ADMIN) -> tuple[int, dict[str, Any]]:
+    headers = {"content-type": "application/json"} if body is not None else {}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    raw = json.dumps(body).encode() if body is not None else None
+    event = function_url_event(method=method, path=path, headers=headers, body=raw)
+    answer = lambda_control.handler(event, Context())
+    text = answer.get("body") or ""
+    data = base64.b64decode(text) if answer.get("isBase64Encoded") else text.encode()
+    assert answer["headers"].get("content-type", "").startswith("application/json"), answer
+    return int(answer["statusCode"]), json.loads(data) if data else {}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest(files: dict[str, bytes]) -> list[dict[str, Any]]:
+    return [{"path": p, "sha256": sha(b), "size": len(b), "mode": 0o644} for p, b in files.items()]
+
+
+def queue_deployment(project: str, files: dict[str, bytes], target: str = "production") -> dict[str, Any]:
+    """The deploy protocol through function URL events, blobs PUT straight to S3's presigned URLs."""
+    body = {"files": manifest(files), "target": target}
+    status, answer = call("POST", f"/v1/projects/{project}/deployments", body)
+    assert status == 409 and answer["error"]["code"] == "missing_files", answer
+    by_digest = {sha(b): b for b in files.values()}
+    uploads = answer["error"]["uploads"]
+    assert sorted(u["sha256"] for u in uploads) == sorted(set(by_digest))
+    for upload in uploads:
+        assert upload["method"] == "PUT" and upload["url"].startswith("http://127.0.0.1:")
+        sent = httpx.put(
+            upload["url"], content=by_digest[upload["sha256"]], headers=upload["headers"], timeout=10
+        )
+        assert sent.status_code == 200, sent.text
+    status, created = call("POST", f"/v1/projects/{project}/deployments", body)
+    assert status == 201, created
+    assert created["status"] == "QUEUED"
+    return created
+
+
+def make_project(name: str) -> dict[str, Any]:
+    status, project = call("POST", "/v1/projects", {"name": name})
+    assert status == 201, project
+    return project
+
+
+def deployment(deployment_id: str) -> dict[str, Any]:
+    status, found = call("GET", f"/v1/deployments/{deployment_id}")
+    assert status == 200, found
+    return found
+
+
+def versions_of(project_id: str) -> dict[str, str]:
+    """Deployment id -> published version of the project's function (moto's listing)."""
+    lam = boto3.client("lambda")
+    names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+    function = next(n for n in names if n.endswith(project_id))
+    listed = lam.list_versions_by_function(FunctionName=function)["Versions"]
+    return {str(v["Description"]): str(v["Version"]) for v in listed if v["Version"] != "$LATEST"}
+
+
+def build_lines(deployment_id: str) -> list[str]:
+    status, answer = call("GET", f"/v1/deployments/{deployment_id}/logs")
+    assert status == 200, answer
+    return [line["text"] for line in answer["lines"]]
+
+
+# -- the API through function URL events ---------------------------------------------------------------
+def test_health_answers_json(stack: str) -> None:
+    status, answer = call("GET", "/v1/health", token=None)
+    assert status == 200
+    assert answer["status"] in ("ok", "degraded"), answer
+
+
+def test_projects_need_the_admin_token(stack: str) -> None:
+    status, refused = call("POST", "/v1/projects", {"name": "blog"}, token=None)
+    assert status == 401 and refused["error"]["code"], refused
+    status, wrong = call("POST", "/v1/projects", {"name": "blog"}, token="not-" + ADMIN)
+    assert status == 401, wrong
+    assert call("GET", "/v1/projects/blog")[0] == 404  # nothing was made
+    project = make_project("blog")
+    status, found = call("GET", "/v1/projects/blog")
+    assert status == 200 and found["id"] == project["id"]
+
+
+# -- the schedule's rounds ------------------------------------------------------------------------------
+def test_a_scheduled_round_builds_a_queued_static_deployment(stack: str) -> None:
+    project = make_project("site")
+    files = {"index.html": b"<h1>hello from the round</h1>", "about.html": b"about"}
+    queued = queue_deployment("site", files)
+    assert deployment(queued["id"])["status"] == "QUEUED"  # nothing builds outside the round
+
+    done = lambda_control.handler(scheduled_event(), Context())
+    assert done["built"] == [queued["id"]]
+    assert done["reconciled"] is True
+    ready = deployment(queued["id"])
+    assert ready["status"] == "READY", ready
+    assert queued["id"] in versions_of(project["id"])
+    status, found = call("GET", "/v1/projects/site")
+    assert status == 200 and found["productionDeploymentId"] == queued["id"]
+    assert done["collected"] is not None  # collection ran under its lease too
+
+    again = lambda_control.handler(scheduled_event(), Context())
+    assert again["built"] == [] and again["leftForBuildSandbox"] == []
+    assert list(versions_of(project["id"])) == [queued["id"]]  # nothing published twice
+    assert sum("building" in line for line in build_lines(queued["id"])) == 1
+
+
+def test_an_app_is_left_queued_for_a_machine_with_the_build_sandbox(stack: str) -> None:
+    make_project("api")
+    files = {
+        "app.py": b"from flask import Flask\napp = Flask(__name__)\n",
+        "requirements.txt": b"flask\n",
+    }
+    queued = queue_deployment("api", files)
+    assert queued["kind"] == "app", queued
+    static = queue_deployment("api", {"index.html": b"static beside"}, target="preview")
+
+    done = lambda_control.handler(scheduled_event(), Context())
+    assert done["built"] == [static["id"]]
+    assert done["leftForBuildSandbox"] == [queued["id"]]
+    assert deployment(queued["id"])["status"] == "QUEUED"
+    assert deployment(static["id"])["status"] == "READY"
+
+
+def _platform() -> Platform:
+    """Another execution environment's control plane (its own lease holder)."""
+    settings = Settings.from_env()
+    return build_platform(settings)
+
+
+def test_two_racing_rounds_build_each_deployment_once(stack: str) -> None:
+    project = make_project("race")
+    queued = [
+        queue_deployment("race", {"index.html": f"page {n}".encode()}, target="preview")["id"]
+        for n in range(3)
+    ]
+    platforms = [_platform(), _platform()]
+    answers: list[dict[str, Any]] = [{}, {}]
+    start = threading.Barrier(2)
+
+    def round_of(n: int) -> None:
+        start.wait(10)
+        answers[n] = lambda_control.background_round(platforms[n], time.monotonic() + 120)
+
+    threads = [threading.Thread(target=round_of, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    built = answers[0]["built"] + answers[1]["built"]
+    assert sorted(built) == sorted(queued)  # each once, by one round or the other
+    assert [deployment(d)["status"] for d in queued] == ["READY"] * 3
+    assert sorted(versions_of(project["id"])) == sorted(queued)  # one version each
+    for deployment_id in queued:
+        assert sum("building" in line for line in build_lines(deployment_id)) == 1
