@@ -235,3 +235,31 @@ def test_two_racing_rounds_build_each_deployment_once(stack: str) -> None:
     assert sorted(versions_of(project["id"])) == sorted(queued)  # one version each
     for deployment_id in queued:
         assert sum("building" in line for line in build_lines(deployment_id)) == 1
+
+
+# -- fsck: S3 checks its own copies, so only missing blobs are the platform's to find -------------------
+def test_fsck_on_aws_checks_no_copies_and_reports_a_missing_blob(stack: str) -> None:
+    make_project("kept")
+    page = b"<p>kept</p>"
+    queued = queue_deployment("kept", {"index.html": page})
+    lambda_control.handler(scheduled_event(), Context())
+    assert deployment(queued["id"])["status"] == "READY"
+
+    for repair in (False, True):
+        status, report = call("POST", "/v1/admin/fsck", {"repair": repair})
+        assert status == 200, report
+        assert report["clean"] is True and report["problems"] == []
+        assert report["checked"] == {"copies": 0, "bytes": 0}
+
+    s3 = boto3.client("s3")
+    bucket = next(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(stack))
+    s3.delete_object(Bucket=bucket, Key=f"blobs/{sha(page)}")
+    for repair in (False, True):
+        status, report = call("POST", "/v1/admin/fsck", {"repair": repair})
+        assert status == 200, report
+        assert report["clean"] is False
+        [problem] = report["problems"]
+        assert problem["digest"] == sha(page) and problem["problem"] == "missing"
+        assert problem["deployments"] == [queued["id"]]
+    status, refused = call("POST", "/v1/admin/fsck", {"repair": "yes"})
+    assert status == 422 and refused["error"]["code"], refused

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
-from anchor_deploy.model.errors import EdgeError, NotFound
+from anchor_deploy.model.errors import CopyGone, EdgeError
 from anchor_deploy.model.integrity import StoredCopy
 from anchor_deploy.ports import BlobStore
 from anchor_deploy.ports.blobs import DirectUploads, UploadTarget
@@ -103,7 +103,8 @@ class NoBlobChecks:
         return {}
 
     def quarantine(self, copy: StoredCopy, note: str) -> str:
-        raise NotFound("S3 keeps no local copies to set aside")
+        """No copy is ever listed here, so any copy named is one this store does not hold."""
+        raise CopyGone(f"S3 keeps no local copies to set aside ({copy.name})")
 
     def restore(self, digest: str) -> bool:
         return not self._blobs.missing([digest])
