@@ -19,10 +19,11 @@ from botocore.stub import Stubber
 
 from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.adapters.aws.dynamo_codec import encode, project_pk
+from anchor_deploy.adapters.aws.dynamo_logs import LINE_BYTES_MAX
 from anchor_deploy.adapters.aws.dynamo_store import DynamoStore
 from anchor_deploy.adapters.aws.dynamo_table import DynamoTable
 from anchor_deploy.model.entities import Deployment, HostKind, HostRoute, MoveReason, Project, Target, Token
-from anchor_deploy.model.errors import Conflict, NameTaken, StoreBusy
+from anchor_deploy.model.errors import Conflict, DeploymentNotFound, NameTaken, StoreBusy
 from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.model.manifest import ManifestFile
 from tests.contract.dynamo_support import TABLE, CallLog, dynamo_store, record_calls, store_on_table
@@ -289,7 +290,7 @@ def test_every_list_follows_its_pages(request: pytest.FixtureRequest, clock: Tic
 
 
 def test_a_manifest_bigger_than_a_transaction_is_written_before_it(store: DynamoStore) -> None:
-    store.manifest_chunk = 64  # every 64 bytes of compressed manifest its own item: hundreds of them
+    store.chunk_bytes = 64  # every 64 bytes of manifest or sealed environment its own item: hundreds
     site = add_project(store, "site")
     files = [ManifestFile(f"assets/{i}/file-{i}.js", sha(str(i).encode()), i, 0o644) for i in range(400)]
     dpl = Deployment("dpl_big", site.id, Q, Target.PREVIEW, 1.0, len(files), 9)
@@ -297,10 +298,11 @@ def test_a_manifest_bigger_than_a_transaction_is_written_before_it(store: Dynamo
     with pytest.raises(NameTaken):  # refused: the chunks written first are taken back
         store.add_deployment(dpl, files, HostRoute("site.test", HostKind.DEPLOYMENT, site.id, dpl.id))
     assert keys_of(store) == before
-    store.add_deployment(dpl, files, HostRoute("big.test", HostKind.DEPLOYMENT, site.id, dpl.id), b"env")
+    sealed = bytes(range(256)) * 8  # 32 chunks of 64 bytes
+    store.add_deployment(dpl, files, HostRoute("big.test", HostKind.DEPLOYMENT, site.id, dpl.id), sealed)
     chunks = [k for k in keys_of(store) if k.startswith("DEPLOY#dpl_big|MANIFEST#")]
     assert len(chunks) > 100
-    assert store.manifest(dpl.id) == files and store.sealed_env(dpl.id) == b"env"
+    assert store.manifest(dpl.id) == files and store.sealed_env(dpl.id) == sealed
     assert store.delete_deployment(dpl.id) == ["big.test"]
     assert keys_of(store) == before
 
@@ -400,3 +402,20 @@ def test_transactions_that_keep_meeting_others_end_busy(clock: TickingClock) -> 
         with pytest.raises(StoreBusy):
             store.add_token(Token("tok_1", "admin", None, 1.0), "hash-1")
         stub.assert_no_pending_responses()
+
+
+def test_sealed_environments_in_chunks_and_long_log_lines(store: DynamoStore) -> None:
+    store.chunk_bytes = 64
+    site = add_project(store, "site")
+    sealed = bytes(range(256)) * 2  # 8 chunks, all inside the deployment's transaction
+    dpl = Deployment("dpl_env", site.id, Q, Target.PREVIEW, 1.0, len(FILES), 2)
+    store.add_deployment(dpl, FILES, HostRoute("env.test", HostKind.DEPLOYMENT, site.id, dpl.id), sealed)
+    assert store.sealed_env(dpl.id) == sealed and store.manifest(dpl.id) == FILES
+    assert store.sealed_env(add_deployment(store, site, "plain").id) == b""
+    with pytest.raises(DeploymentNotFound):
+        store.sealed_env("dpl_nope")
+    huge = "x" * 100 + "é" * LINE_BYTES_MAX  # twice the stored limit in UTF-8
+    store.append_log(dpl.id, ["short", huge])
+    (_, _, first), (_, _, second) = store.read_log(dpl.id)
+    assert first == "short" and second.startswith("x" * 100) and second.endswith(" more bytes]")
+    assert len(second.encode()) <= LINE_BYTES_MAX + 100

@@ -97,10 +97,10 @@ def log_sk(seq: int) -> str:
 
 
 # -- manifests -------------------------------------------------------------------------------------
-MANIFEST_CHUNK = 300 * 1024  # bytes of compressed manifest per item (an item holds at most 400 KB)
+CHUNK_BYTES = 300 * 1024  # bytes of a manifest or sealed environment per item (an item holds at most 400 KB)
 
 
-def encode_manifest(files: Sequence[ManifestFile], chunk: int = MANIFEST_CHUNK) -> list[bytes]:
+def encode_manifest(files: Sequence[ManifestFile], chunk: int = CHUNK_BYTES) -> list[bytes]:
     rows = [[f.path, f.sha256, f.size, f.mode] for f in files]
     blob = zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 3)
     return [blob[i : i + chunk] for i in range(0, len(blob), chunk)] or [b""]

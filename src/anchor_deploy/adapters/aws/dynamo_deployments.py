@@ -15,7 +15,7 @@ from anchor_deploy.adapters.aws.dynamo_base import (
     DynamoBase,
 )
 from anchor_deploy.adapters.aws.dynamo_codec import (
-    MANIFEST_CHUNK,
+    CHUNK_BYTES,
     Item,
     decode_manifest,
     deploy_pk,
@@ -46,30 +46,36 @@ _TRANSACTION_BYTES = 3 * 1024 * 1024  # manifest bytes carried inside add_deploy
 
 
 class DeploymentItems(DynamoBase):
-    manifest_chunk = MANIFEST_CHUNK
+    chunk_bytes = CHUNK_BYTES
 
     # -- deployments -------------------------------------------------------------------------------
     def add_deployment(
         self, deployment: Deployment, files: Sequence[ManifestFile], host: HostRoute, sealed_env: bytes = b""
     ) -> None:
-        chunks = encode_manifest(files, self.manifest_chunk)
-        inline = len(chunks) <= TRANSACTION_MAX - 6 and sum(map(len, chunks)) <= _TRANSACTION_BYTES
+        """The manifest and the sealed environment are stored in chunks (an item holds at most 400 KB); they
+        go in the deployment's transaction when they fit in it, else are written just before it, unreachable
+        until the deployment item exists, and taken back if the transaction is refused."""
         pk = deploy_pk(deployment.id)
         chunk_items: list[Item] = [
-            {"pk": pk, "sk": f"MANIFEST#{i:06d}", "data": c} for i, c in enumerate(chunks)
+            {"pk": pk, "sk": f"MANIFEST#{i:06d}", "data": c}
+            for i, c in enumerate(encode_manifest(files, self.chunk_bytes))
         ]
-        if not inline:  # too big for one transaction: written first, unreachable until the deployment is
+        chunk_items += [
+            {"pk": pk, "sk": f"SEALED_ENV#{i:06d}", "data": sealed_env[at : at + self.chunk_bytes]}
+            for i, at in enumerate(range(0, len(sealed_env), self.chunk_bytes))
+        ]
+        size = sum(len(i["data"]) for i in chunk_items)
+        inline = len(chunk_items) <= TRANSACTION_MAX - 4 and size <= _TRANSACTION_BYTES
+        if not inline:
             self._table.batch_put(chunk_items)
         try:
-            self._insert_deployment(deployment, host, sealed_env, chunk_items if inline else [])
+            self._insert_deployment(deployment, host, chunk_items if inline else [])
         except BaseException:
             if not inline:
                 self._table.batch_delete([(pk, str(i["sk"])) for i in chunk_items])
             raise
 
-    def _insert_deployment(
-        self, deployment: Deployment, host: HostRoute, sealed_env: bytes, chunk_items: list[Item]
-    ) -> None:
+    def _insert_deployment(self, deployment: Deployment, host: HostRoute, chunk_items: list[Item]) -> None:
         t = self._table
         pk = deploy_pk(deployment.id)
         for _ in range(ATTEMPTS):
@@ -97,8 +103,6 @@ class DeploymentItems(DynamoBase):
                 ),
                 *(t.put(i) for i in chunk_items),
             ]
-            if sealed_env:
-                operations.append(t.put({"pk": pk, "sk": "SEALED_ENV", "data": sealed_env}))
             try:
                 t.transact(operations)
                 return
@@ -119,8 +123,10 @@ class DeploymentItems(DynamoBase):
 
     def sealed_env(self, deployment_id: str) -> bytes:
         self._deployment_item(deployment_id)
-        item = self._table.get(deploy_pk(deployment_id), "SEALED_ENV")
-        return b"" if item is None else bytes(item["data"])
+        chunks = self._table.query(
+            "pk = :p AND begins_with(sk, :e)", {":p": deploy_pk(deployment_id), ":e": "SEALED_ENV#"}
+        )
+        return b"".join(bytes(c["data"]) for c in chunks)
 
     def _partition_keys(self, deployment_id: str, prefix: str = "") -> list[tuple[str, str]]:
         pk = deploy_pk(deployment_id)

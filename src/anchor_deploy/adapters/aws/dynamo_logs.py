@@ -11,9 +11,19 @@ from typing import Any
 from anchor_deploy.adapters.aws.dynamo_base import ATTEMPTS, DynamoBase
 from anchor_deploy.adapters.aws.dynamo_codec import Item, deploy_pk, log_sk
 from anchor_deploy.adapters.aws.dynamo_table import TRANSACTION_MAX, StoreContended, TransactionCanceled
-from anchor_deploy.model.logs import BuildLogCap
+from anchor_deploy.model.logs import BuildLogCap, line_cut_marker
 
 _CHUNK_BYTES = 2 * 1024 * 1024  # line bytes per append transaction (4 MB max)
+LINE_BYTES_MAX = 64 * 1024
+
+
+def fit_line(line: str) -> str:
+    """A line as stored: one longer than LINE_BYTES_MAX in UTF-8 is cut there (an item holds 400 KB)."""
+    encoded = line.encode()
+    if len(encoded) <= LINE_BYTES_MAX:
+        return line
+    kept = encoded[:LINE_BYTES_MAX].decode(errors="ignore")
+    return kept + line_cut_marker(len(encoded) - len(kept.encode()))
 
 
 def _chunks(lines: Sequence[str]) -> list[list[str]]:
@@ -37,7 +47,7 @@ class LogItems(DynamoBase):
         """Append in order; nothing is written for a deployment that is gone (or whose project is being
         deleted), so no line outlives its deployment."""
         head: Item | None = None
-        for run in _chunks(lines) if lines else []:
+        for run in _chunks([fit_line(line) for line in lines]) if lines else []:
             head = self._append_run(deployment_id, run)
             if head is None:
                 return
