@@ -49,10 +49,13 @@ from anchor_deploy.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
-    """The AWS provider's platform (``with_caddy`` is the local provider's; there is no Caddy here)."""
+def build_platform(
+    settings: Settings, with_caddy: bool = True, clients: AwsClients | None = None
+) -> Platform:
+    """The AWS provider's platform (``with_caddy`` is the local provider's; there is no Caddy here).
+    ``clients``: the AWS clients every adapter shares (a benchmark passes its own to count their calls)."""
     del with_caddy
-    clients = AwsClients()
+    clients = clients or AwsClients()
     resources = discover(clients, settings.aws_stack)
     work = settings.data_dir.resolve()  # build scratch only: dependency caches, spooled uploads
     work.mkdir(parents=True, exist_ok=True)
