@@ -26,6 +26,7 @@ import pytest
 from anchor_deploy.providers import build_platform
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.runtime import lambda_control
+from anchor_deploy.services.retention import RetentionPolicy
 from anchor_deploy.settings import Settings
 from tests.aws_support import MotoServer
 from tests.e2e.aws_platform import CACHE_POLICY, bootstrap
@@ -131,12 +132,15 @@ def deployment(deployment_id: str) -> dict[str, Any]:
     return found
 
 
+def function_of(project_id: str) -> str:
+    names = [f["FunctionName"] for f in boto3.client("lambda").list_functions()["Functions"]]
+    return str(next(n for n in names if n.endswith(project_id)))
+
+
 def versions_of(project_id: str) -> dict[str, str]:
     """Deployment id -> published version of the project's function (moto's listing)."""
     lam = boto3.client("lambda")
-    names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
-    function = next(n for n in names if n.endswith(project_id))
-    listed = lam.list_versions_by_function(FunctionName=function)["Versions"]
+    listed = lam.list_versions_by_function(FunctionName=function_of(project_id))["Versions"]
     return {str(v["Description"]): str(v["Version"]) for v in listed if v["Version"] != "$LATEST"}
 
 
@@ -263,3 +267,31 @@ def test_fsck_on_aws_checks_no_copies_and_reports_a_missing_blob(stack: str) -> 
         assert problem["deployments"] == [queued["id"]]
     status, refused = call("POST", "/v1/admin/fsck", {"repair": "yes"})
     assert status == 422 and refused["error"]["code"], refused
+
+
+# -- retention: a pruned deployment's alias and version go ----------------------------------------------
+# (moto keeps one function URL per function whatever the qualifier: each alias's own URL going with it is
+# tested on tests/aws_fakes.FakeLambda in tests/contract/test_aws_retention.py)
+def aliases_of(project_id: str) -> dict[str, str]:
+    listed = boto3.client("lambda").list_aliases(FunctionName=function_of(project_id))["Aliases"]
+    return {str(a["Name"]): str(a["FunctionVersion"]) for a in listed}
+
+
+def test_retention_in_a_round_deletes_pruned_versions_and_keeps_production(stack: str) -> None:
+    project = make_project("old")
+    first = queue_deployment("old", {"index.html": b"production"})["id"]
+    lambda_control.handler(scheduled_event(), Context())
+    lambda_control.platform().services.retention.policy = RetentionPolicy(keep_newest=2, keep_production=1)
+    previews = []
+    for n in range(4):
+        previews.append(queue_deployment("old", {"index.html": f"preview {n}".encode()}, "preview")["id"])
+        lambda_control.handler(scheduled_event(), Context())
+    pruned, kept = previews[:2], [first, *previews[2:]]
+
+    assert [call("GET", f"/v1/deployments/{d}")[0] for d in pruned] == [404, 404]
+    assert sorted(versions_of(project["id"])) == sorted(kept)
+    aliases = aliases_of(project["id"])
+    assert aliases["production"] == versions_of(project["id"])[first]
+    assert set(aliases) == {"production", *kept}
+    for deployment_id in kept:
+        assert aliases[deployment_id] == versions_of(project["id"])[deployment_id]

@@ -349,9 +349,10 @@ class LambdaFunctions:
 
     def remove_deployment(self, project_id: str, deployment_id: str) -> bool:
         """Delete a pruned deployment's URL, alias and version (never the version production names);
-        idempotent. True if a version was deleted."""
+        idempotent. True if a version was deleted. A version published without its alias (a crash between
+        the two) is found by its description in the paginated version listing."""
         name = self.function_name(project_id)
-        version = self.version_of(project_id, deployment_id)
+        version = self.version_of(project_id, deployment_id) or self._version_described(name, deployment_id)
         alias = deployment_alias(deployment_id)
         delete_url(self._lambda, name, alias)
         self._delete_alias(name, alias)
