@@ -317,9 +317,11 @@ def test_times_come_back_bit_for_bit(store: DynamoStore) -> None:
         assert store.token_by_hash(f"hash-{i}") == Token(f"tok_{i}", "ci", None, at, last_used_at=at / 7)
 
 
-def test_a_failed_write_other_than_a_condition_is_not_swallowed(store: DynamoStore) -> None:
+def test_a_transaction_over_100_items_is_refused_by_moto_and_never_sent_by_the_store(
+    store: DynamoStore,
+) -> None:
     site = add_project(store, "site")
-    with pytest.raises(ClientError):  # 101 items: refused whole by DynamoDB (and by moto)
+    with pytest.raises(ClientError, match="100"):  # refused whole by DynamoDB, and by moto too
         store.table.client.transact_write_items(
             TransactItems=[
                 {
