@@ -28,6 +28,7 @@ from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.adapters.aws.kms_box import KmsBox
 from anchor_deploy.adapters.aws.lambda_package import (
     APP_HANDLER,
+    DEFAULT_PYTHON,
     MANIFEST_NAME,
     STATIC_HANDLER,
     LambdaPackage,
@@ -384,7 +385,7 @@ def test_asgi_app_with_a_kms_secret(tmp_path: Path, kms_box: KmsBox, bucket: str
 def test_wsgi_app_needs_no_dependencies(kms_box: KmsBox) -> None:
     files = _app_files(WSGI_APP)
     package = app_package("dpl_wsgi", manifest_files(files), _reader(files), None, AppConfig(entry="app:app"))
-    assert package.runtime == "python3.12"
+    assert package.runtime == f"python{DEFAULT_PYTHON}"  # no Python named: the platform's own
     frozen = FrozenEnv({"API_TOKEN": "wsgi-secret"}, frozenset({"API_TOKEN"}))
     environment = version_environment(frozen, kms_box)
     payload = bytes(range(256)) * 3

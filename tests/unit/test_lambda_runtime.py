@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import base64
+import sys
 
 import pytest
 
+from anchor_deploy.adapters.aws.lambda_package import DEFAULT_PYTHON, LAMBDA_PYTHONS, lambda_python
+from anchor_deploy.model.apps import AppConfig
+from anchor_deploy.model.errors import BuildFailed
 from anchor_deploy.runtime import lambda_app, lambda_static
 from anchor_deploy.runtime.lambda_static import Found, Manifest, Served, find
 from tests.lambda_emulator import function_url_event
@@ -132,3 +136,12 @@ def test_wsgi_response_headers_and_cookies() -> None:
         "isBase64Encoded": False,
         "cookies": ["a=1", "b=2"],
     }
+
+
+def test_an_app_without_a_python_gets_the_platforms_own_on_lambda_when_lambda_has_it() -> None:
+    own = f"{sys.version_info.major}.{sys.version_info.minor}"
+    expected = own if own in LAMBDA_PYTHONS else "3.12"
+    assert lambda_python(AppConfig()) == expected == DEFAULT_PYTHON
+    assert lambda_python(AppConfig(python="3.13")) == "3.13"
+    with pytest.raises(BuildFailed, match=r"Lambda has no Python 2\.7 runtime"):
+        lambda_python(AppConfig(python="2.7"))
