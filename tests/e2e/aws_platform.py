@@ -51,6 +51,55 @@ def bootstrap(moto: MotoServer, stack: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def function_of(project_id: str) -> str | None:
+    pages = boto3.client("lambda").get_paginator("list_functions").paginate()
+    names = [f["FunctionName"] for page in pages for f in page["Functions"]]
+    return next((n for n in names if n.endswith(project_id)), None)
+
+
+def alias_version(function: str, alias: str) -> str | None:
+    try:
+        return str(boto3.client("lambda").get_alias(FunctionName=function, Name=alias)["FunctionVersion"])
+    except ClientError:
+        return None
+
+
+def version_of_deployment(function: str, deployment_id: str) -> str | None:
+    """The published version whose description names the deployment."""
+    pages = boto3.client("lambda").get_paginator("list_versions_by_function").paginate(FunctionName=function)
+    versions = [v for page in pages for v in page["Versions"] if v["Version"] != "$LATEST"]
+    return next((str(v["Version"]) for v in versions if v.get("Description") == deployment_id), None)
+
+
+def served_by_alias(stack: str, function: str, alias: str, path: str) -> Served:
+    """What Lambda answers at ``path`` through the function's alias: the alias's version's configuration,
+    its package as staged in the stack's bucket, run with a function URL event."""
+    version = alias_version(function, alias)
+    if version is None:
+        return Served(404, {}, b"no version behind this host")
+    config = boto3.client("lambda").get_function_configuration(FunctionName=function, Qualifier=version)
+    package = staged_package(stack, config)
+    env = dict(config.get("Environment", {}).get("Variables", {}))
+    answer = invoke_package(package, config["Handler"], env, function_url_event(path=path))
+    body = answer.get("body") or ""
+    raw = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
+    return Served(int(answer["statusCode"]), dict(answer.get("headers") or {}), raw)
+
+
+def staged_package(stack: str, config: dict[str, Any]) -> bytes:
+    """The package a version's code came from: the one staged under packages/ with the code's SHA-256."""
+    key_hex = base64.b64decode(config["CodeSha256"]).hex()
+    s3 = boto3.client("s3")
+    buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(stack)]
+    project_id = config["FunctionName"].rsplit("_", 1)[-1] if "_" in config["FunctionName"] else ""
+    for bucket in buckets:
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix="packages/")
+        for item in listing.get("Contents", []):
+            if item["Key"].endswith(f"/{key_hex}.zip") and project_id in item["Key"]:
+                return bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+    raise AssertionError(f"no staged package for {config['FunctionName']} version {config['Version']}")
+
+
 @dataclass
 class AwsPlatform:
     anchor: AnchorProcess
@@ -74,36 +123,20 @@ class AwsPlatform:
         return str(found.json()["id"]) if found.status_code == 200 else None
 
     def function_of(self, project_id: str) -> str | None:
-        pages = self._lambda().get_paginator("list_functions").paginate()
-        names = [f["FunctionName"] for page in pages for f in page["Functions"]]
-        return next((n for n in names if n.endswith(project_id)), None)
+        return function_of(project_id)
 
     def alias_version(self, function: str, alias: str) -> str | None:
-        try:
-            return str(self._lambda().get_alias(FunctionName=function, Name=alias)["FunctionVersion"])
-        except ClientError:
-            return None
+        return alias_version(function, alias)
 
     def version_of_deployment(self, function: str, deployment_id: str) -> str | None:
-        pages = self._lambda().get_paginator("list_versions_by_function").paginate(FunctionName=function)
-        versions = [v for page in pages for v in page["Versions"] if v["Version"] != "$LATEST"]
-        return next((str(v["Version"]) for v in versions if v.get("Description") == deployment_id), None)
+        return version_of_deployment(function, deployment_id)
 
     def fetch(self, host: str, path: str = "/") -> Served:
         target = self._resolve(host)
         if target is None:
             return Served(404, {}, b"no such host")
         function, alias = target
-        version = self.alias_version(function, alias)
-        if version is None:
-            return Served(404, {}, b"no version behind this host")
-        config = self._lambda().get_function_configuration(FunctionName=function, Qualifier=version)
-        package = self._package(config)
-        env = dict(config.get("Environment", {}).get("Variables", {}))
-        answer = invoke_package(package, config["Handler"], env, function_url_event(path=path))
-        body = answer.get("body") or ""
-        raw = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
-        return Served(int(answer["statusCode"]), dict(answer.get("headers") or {}), raw)
+        return served_by_alias(self.stack, function, alias, path)
 
     def _resolve(self, host: str) -> tuple[str, str] | None:
         label = host.split(".", 1)[0]
@@ -115,18 +148,6 @@ class AwsPlatform:
             project_id, alias = self._project_id(label), "production"
         function = self.function_of(project_id) if project_id else None
         return (function, alias) if function else None
-
-    def _package(self, config: dict[str, Any]) -> bytes:
-        key_hex = base64.b64decode(config["CodeSha256"]).hex()
-        s3 = boto3.client("s3")
-        buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(self.stack)]
-        project_id = config["FunctionName"].rsplit("_", 1)[-1] if "_" in config["FunctionName"] else ""
-        for bucket in buckets:
-            listing = s3.list_objects_v2(Bucket=bucket, Prefix="packages/")
-            for item in listing.get("Contents", []):
-                if item["Key"].endswith(f"/{key_hex}.zip") and project_id in item["Key"]:
-                    return bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-        raise AssertionError(f"no staged package for {config['FunctionName']} version {config['Version']}")
 
     # -- provider checks ---------------------------------------------------------------------------------
     def check_production(self, project: str, deployment_id: str) -> None:

@@ -1,28 +1,33 @@
 """Control planes for tests/e2e/test_two_control_planes.py: the services of one control-plane process on a
 shared database, made by a provider's factory, and a child process that runs one of them.
 
-A factory (``FACTORIES``) takes where the shared state is, the lease timing and the test's hooks, and
-returns a ControlPlane; a second provider plugs in by adding its factory (on AWS: one moto backend for both
-processes). The child (``python -m tests.e2e.control_planes '<json>'``) speaks in lines on stdout:
-``ready`` once assembled (and started, for builders), then what its role reports; it stops when its stdin
-closes.
+A factory (``FACTORIES``) takes where the shared state is (``Shared``), the lease timing and the test's hooks,
+and returns a ControlPlane: the local provider's on one data dir, the AWS provider's (providers/aws.py's
+assembly) on one stack of one moto server, every process with its own build scratch. The child
+(``python -m tests.e2e.control_planes '<json>'``) speaks in lines on stdout: ``ready`` once assembled (and
+started, for builders), then what its role reports; it stops when its stdin closes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import os
 import secrets
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anchor_deploy.adapters.aws.clients import AwsClients
+from anchor_deploy.adapters.aws.lambda_functions import deployment_alias
 from anchor_deploy.adapters.local.caddy_edge import SymlinkEdge
 from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
 from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
@@ -30,6 +35,7 @@ from anchor_deploy.adapters.local.sqlite_store import SqliteStore
 from anchor_deploy.model.entities import HostKind, HostRoute, Project, Token
 from anchor_deploy.model.names import production_host
 from anchor_deploy.ports import BlobStore, Edge, Store
+from anchor_deploy.providers.aws import AwsLifecycle, build_platform
 from anchor_deploy.services.aliases import AliasService, Faults
 from anchor_deploy.services.deployments import DeploymentService
 from anchor_deploy.services.edge_sync import EdgeSync
@@ -40,6 +46,8 @@ from anchor_deploy.services.runner import (
     Runner,
     same_machine_liveness,
 )
+from anchor_deploy.settings import Settings
+from tests.e2e.aws_platform import CACHE_POLICY, served_by_alias
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = "localhost"
@@ -60,6 +68,9 @@ class ControlPlane:
     builds: LeasedBuilds
     served_file: Callable[[str, str], bytes]  # (deployment id, path): the bytes its data plane serves there
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # What this process asked of its data plane: "edge:point" per Edge.point, and on AWS every API call
+    # as "service:Operation" (retries not counted)
+    calls: Counter[str] = field(default_factory=Counter)
 
     def start(self) -> None:
         self.builds.start()
@@ -82,6 +93,16 @@ class ControlPlane:
 
 
 @dataclass(frozen=True)
+class Shared:
+    """Where the state the control planes share is: ``folder`` (the local provider's data dir; on AWS each
+    process's build scratch goes under it) and, on AWS, the stack whose table, bucket and functions they
+    share (on the moto server the standard AWS variables name)."""
+
+    folder: Path
+    stack: str = ""
+
+
+@dataclass(frozen=True)
 class Hooks:
     """What a test makes a control plane do besides its work: ``during_build(deployment id)`` runs while a
     build is under way (its status BUILDING, its lease held): a test blocks it there to kill the process."""
@@ -90,20 +111,16 @@ class Hooks:
     reclaim_dead: bool = False  # take a dead local holder's leases at once (the local provider's assembly)
 
 
-def local_control_plane(shared: Path, timing: LeaseTiming, hooks: Hooks = Hooks()) -> ControlPlane:
+def local_control_plane(where: Shared, timing: LeaseTiming, hooks: Hooks = Hooks()) -> ControlPlane:
     """The local provider's services on one data dir (as providers/local.py assembles them, minus the
     edge server, app runtime and domains)."""
+    shared = where.folder
     store = SqliteStore(shared / "anchor.db")
     blobs = FsBlobStore(shared / "blobs")
     files = FsDeploymentFiles(shared / "deployments", blobs)
     edge = SymlinkEdge(shared / "edge", shared / "deployments")
-    materialize = files.materialize
-
-    def materialize_during_build(deployment_id: str, *args: Any, **kwargs: Any) -> None:
-        hooks.during_build(deployment_id)
-        materialize(deployment_id, *args, **kwargs)
-
-    files.materialize = materialize_during_build  # type: ignore[method-assign]
+    _hook_materialize(files, hooks)
+    calls = _count_points(edge, Counter())
     sync = EdgeSync(store, edge)
     aliases = AliasService(store, sync, BASE, Faults())
     deployments = DeploymentService(store, blobs, files, aliases, sync, BASE, 1 << 20, time.time)
@@ -115,10 +132,112 @@ def local_control_plane(shared: Path, timing: LeaseTiming, hooks: Hooks = Hooks(
     def served_file(deployment_id: str, path: str) -> bytes:
         return (shared / "deployments" / deployment_id / "public" / path).read_bytes()
 
-    return ControlPlane(store, blobs, edge, aliases, deployments, Runner(keeper), builds, served_file)
+    return ControlPlane(
+        store, blobs, edge, aliases, deployments, Runner(keeper), builds, served_file, calls=calls
+    )
 
 
-FACTORIES: dict[str, Callable[[Path, LeaseTiming, Hooks], ControlPlane]] = {"local": local_control_plane}
+def aws_control_plane(where: Shared, timing: LeaseTiming, hooks: Hooks = Hooks()) -> ControlPlane:
+    """The AWS provider's services as providers/aws.py assembles them, on the stack of ``where``. Its
+    leases have the default liveness (a holder may run on any machine): they are taken over only when they
+    expire. Its runner runs no singleton loops, like the local one here: the builds' leases only."""
+    if hooks.reclaim_dead:
+        raise ValueError("the AWS provider takes a lease over only once it expires")
+    settings = Settings(
+        provider="aws",
+        aws_stack=where.stack,
+        aws_invoke="sandbox",
+        aws_cache_policy=CACHE_POLICY,
+        data_dir=where.folder / f"scratch-{os.getpid()}-{secrets.token_hex(3)}",
+        base_domain=BASE,
+        build_workers=2,
+        lease_ttl=timing.ttl,
+        lease_heartbeat=timing.heartbeat,
+        lease_poll=timing.poll,
+    )
+    settings.validate()
+    clients = AwsClients()
+    one_request_at_a_time(clients.client("dynamodb"), where.folder / "dynamodb.lock")
+    calls = clients.count_calls()
+    platform = build_platform(settings, clients=clients)
+    services, adapters, lifecycle = platform.services, platform.services.adapters, platform.lifecycle
+    assert isinstance(lifecycle, AwsLifecycle)
+    _hook_materialize(adapters.files, hooks)
+    _count_points(adapters.edge, calls)
+    resources = lifecycle.resources
+
+    def served_file(deployment_id: str, path: str) -> bytes:
+        deployment = adapters.store.deployment(deployment_id)
+        assert deployment is not None, deployment_id
+        function = resources.function_prefix + deployment.project_id
+        served = served_by_alias(resources.stack, function, deployment_alias(deployment_id), f"/{path}")
+        assert served.status == 200, (deployment_id, path, served)
+        return served.body
+
+    return ControlPlane(
+        adapters.store,
+        adapters.blobs,
+        adapters.edge,
+        services.aliases,
+        services.deployments,
+        Runner(services.runner.keeper),
+        services.builds,
+        served_file,
+        closers=[lifecycle.stop],
+        calls=calls,
+    )
+
+
+def one_request_at_a_time(client: Any, lock: Path) -> None:
+    """Every DynamoDB request of every process holding ``lock`` waits for the one under way: moto's server
+    answers requests on many threads with no isolation between them (a transaction's conditions are checked
+    and its writes made without a lock, and a refused one puts back a copy of the table taken before it
+    began, erasing what others wrote meanwhile), where DynamoDB isolates each request. The processes still
+    race between their reads and their conditional writes, as on DynamoDB (tests/contract/dynamo_support.py
+    does the same within one process)."""
+
+    def before(context: dict[str, Any], **_kwargs: Any) -> None:
+        held = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)  # its own open file: threads exclude each other
+        fcntl.flock(held, fcntl.LOCK_EX)
+        context["moto_lock"] = held
+
+    def after(context: dict[str, Any], **_kwargs: Any) -> None:
+        held = context.pop("moto_lock", None)
+        if held is not None:
+            os.close(held)  # releases the lock (a killed process's goes with it)
+
+    client.meta.events.register("before-call.dynamodb", before)
+    client.meta.events.register("after-call.dynamodb", after)
+    client.meta.events.register("after-call-error.dynamodb", after)
+
+
+def _hook_materialize(files: Any, hooks: Hooks) -> None:
+    """``hooks.during_build`` runs as a build materializes its deployment (BUILDING, its lease held)."""
+    materialize = files.materialize
+
+    def materialize_during_build(deployment_id: str, *args: Any, **kwargs: Any) -> None:
+        hooks.during_build(deployment_id)
+        materialize(deployment_id, *args, **kwargs)
+
+    files.materialize = materialize_during_build
+
+
+def _count_points(edge: Any, calls: Counter[str]) -> Counter[str]:
+    point = edge.point
+
+    def counted_point(*args: Any, **kwargs: Any) -> None:
+        calls.update(["edge:point"])
+        point(*args, **kwargs)
+
+    edge.point = counted_point
+    return calls
+
+
+FACTORIES: dict[str, Callable[[Shared, LeaseTiming, Hooks], ControlPlane]] = {
+    "local": local_control_plane,
+    "aws": aws_control_plane,
+}
+SEES_DEAD_HOLDERS = {"local"}  # providers that take a lease at once from a holder seen dead on this machine
 
 
 # -- the child process ----------------------------------------------------------------------------------
@@ -149,7 +268,7 @@ def _rollbacks(plane: ControlPlane, config: dict[str, Any]) -> None:
 
     with ThreadPoolExecutor(config.get("threads", 4)) as pool:
         moves = list(pool.map(rollback, config["targets"]))
-    _say("moves", json.dumps(moves, separators=(",", ":")))
+    _say("moves", json.dumps(moves, separators=(",", ":")), json.dumps(plane.calls, separators=(",", ":")))
     sys.stdin.read()
 
 
@@ -164,15 +283,18 @@ def main(argv: Sequence[str]) -> None:
     if config.get("hang"):
         hooks = dataclasses.replace(hooks, during_build=_hung_build)
     timing = LeaseTiming(**config["timing"])
-    plane = FACTORIES[config["provider"]](Path(config["shared"]), timing, hooks)
+    shared = Shared(Path(config["shared"]), config.get("stack", ""))
+    plane = FACTORIES[config["provider"]](shared, timing, hooks)
     {"build": _build, "rollbacks": _rollbacks}[config["role"]](plane, config)
 
 
-def spawn(config: dict[str, Any]) -> subprocess.Popen[str]:
-    """A control-plane child process; its first line (``ready …``) is read by ``expect``."""
+def spawn(config: dict[str, Any], env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """A control-plane child process with ``env`` added to this one's environment (on AWS: the moto
+    server's standard AWS variables); its first line (``ready …``) is read by ``expect``."""
     return subprocess.Popen(
         [sys.executable, "-m", "tests.e2e.control_planes", json.dumps(config)],
         cwd=REPO,
+        env={**os.environ, **(env or {})},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -121,6 +121,7 @@ class Services:
     retention: Retention
     scrubber: Scrubber
     domain_worker: DomainWorker
+    adapters: Adapters  # what they run on (tests reach the store, blobs, files and edge through it)
 
 
 def _kill_self() -> None:
@@ -202,6 +203,7 @@ def assemble(
         retention=retention,
         scrubber=scrubber,
         domain_worker=DomainWorker(domains),
+        adapters=a,
     )
     _connect(services, a, submit, on_edge_failure)
     _singletons(services)
