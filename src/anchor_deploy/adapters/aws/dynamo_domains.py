@@ -141,14 +141,15 @@ class DomainItems(DynamoBase):
         )
         return self._table.write(operation) is not None
 
-    def _mark(self, name: str) -> Any:
-        return self._table.update(
-            _domain_pk(name),
-            "DOMAIN",
-            "SET deleting = :yes, next_check_at = :zero, due_pk = :due",
-            _EXISTS,
-            values={":yes": True, ":zero": 0.0, ":due": "DUE"},
-        )
+    def _mark(self, name: str, was_live: bool) -> Any:
+        """Mark the domain deleting and due at once; ``was_live``: only if it was not marked yet."""
+        values: dict[str, Any] = {":yes": True, ":zero": 0.0, ":due": "DUE"}
+        condition = _EXISTS
+        if was_live:
+            condition += " AND deleting = :no"
+            values[":no"] = False
+        update = "SET deleting = :yes, next_check_at = :zero, due_pk = :due"
+        return self._table.update(_domain_pk(name), "DOMAIN", update, condition, values=values)
 
     def _uncount(self, project_id: str) -> Any:
         """One live domain fewer on the project (if its item is still there)."""
@@ -161,18 +162,15 @@ class DomainItems(DynamoBase):
         if current is None:
             return None
         marked = False
-        if not current.deleting:
-            mark = self._mark(name)
-            mark["Update"]["ConditionExpression"] += " AND deleting = :no"
-            mark["Update"]["ExpressionAttributeValues"][":no"] = {"BOOL": False}
+        if not current.deleting:  # it no longer counts against the project's quota, in the same write
             try:
-                self._table.transact([mark, self._uncount(current.project_id)])
+                self._table.transact([self._mark(name, True), self._uncount(current.project_id)])
                 marked = True
             except TransactionCanceled as refused:
-                if not (refused.failed(0) or refused.failed(1) or refused.conflicted):
+                if not (refused.failed(0) or refused.failed(1)):
                     raise
-        if not marked:
-            self._table.write(self._mark(name))
+        if not marked:  # marked meanwhile, or its project's item is gone: mark it (again) on its own
+            self._table.write(self._mark(name, False))
         return self.domain(name)
 
     def domain_certificate(self, name: str) -> tuple[bytes, bytes] | None:
