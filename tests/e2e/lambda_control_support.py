@@ -98,7 +98,8 @@ def queue_deployment(project: str, files: dict[str, bytes], target: str = "produ
     assert status == 409 and answer["error"]["code"] == "missing_files", answer
     by_digest = {sha(b): b for b in files.values()}
     uploads = answer["error"]["uploads"]
-    assert sorted(u["sha256"] for u in uploads) == sorted(set(by_digest))
+    missing = answer["error"]["missing"]
+    assert set(missing) <= set(by_digest) and sorted(u["sha256"] for u in uploads) == sorted(missing)
     for upload in uploads:
         assert upload["method"] == "PUT" and upload["url"].startswith("http://127.0.0.1:")
         sent = httpx.put(
