@@ -186,3 +186,29 @@ def test_retention_in_a_round_deletes_pruned_versions_and_keeps_production(stack
     assert set(aliases) == {"production", *kept}
     for deployment_id in kept:
         assert aliases[deployment_id] == versions_of(project["id"])[deployment_id]
+
+
+def test_two_rounds_of_one_execution_environment_take_turns(stack: str) -> None:
+    """One lease holder may take a lease it holds again: its rounds must not build side by side."""
+    project = make_project("turns")
+    queued = [
+        queue_deployment("turns", {"index.html": f"turn {n}".encode()}, target="preview")["id"]
+        for n in range(2)
+    ]
+    shared = lambda_control.platform()
+    answers: list[dict[str, Any]] = [{}, {}]
+    start = threading.Barrier(2)
+
+    def round_of(n: int) -> None:
+        start.wait(10)
+        answers[n] = lambda_control.background_round(shared, time.monotonic() + 120)
+
+    threads = [threading.Thread(target=round_of, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(answers[0]["built"] + answers[1]["built"]) == sorted(queued)
+    assert sorted(versions_of(project["id"])) == sorted(queued)
+    for deployment_id in queued:
+        assert sum("building" in line for line in build_lines(deployment_id)) == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -25,6 +26,8 @@ from anchor_deploy.settings import Settings
 log = logging.getLogger(__name__)
 ROUND_MARGIN = 10.0  # seconds left in the invocation when a round stops taking new builds
 _state: dict[str, Any] = {}
+_rounds: dict[str, threading.Lock] = {}  # lease holder -> its rounds take turns
+_rounds_guard = threading.Lock()
 
 
 def platform() -> Platform:
@@ -52,7 +55,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def background_round(p: Platform, deadline: float) -> dict[str, Any]:
-    """One round of the background loops, each part only if its lease is free."""
+    """One round of the background loops, each part only if its lease is free. Leases keep rounds of
+    different processes apart; rounds of one process (one lease holder, which may take a lease it holds
+    again) take turns."""
+    with _rounds_guard:
+        turn = _rounds.setdefault(p.services.runner.keeper.holder, threading.Lock())
+    with turn:
+        return _round(p, deadline)
+
+
+def _round(p: Platform, deadline: float) -> dict[str, Any]:
     s = p.services
     keeper = s.runner.keeper
     done: dict[str, Any] = {"reconciled": False, "built": [], "leftForBuildSandbox": [], "collected": None}
