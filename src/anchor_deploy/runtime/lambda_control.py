@@ -5,7 +5,8 @@
   its lease in DynamoDB, so a round never does what another round or an `anchor up --provider aws` process
   is doing: a reconcile pass, the queued static builds that fit in the invocation's time, and collection.
   App builds need the build sandbox (bubblewrap), which Lambda does not offer: they are left to a control
-  plane on a machine (`anchor up --provider aws`); CodeBuild is not used.
+  plane on a machine (`anchor up --provider aws`), and the round's answer lists them (leftForBuildSandbox);
+  CodeBuild is not used.
 
 The platform is built once per execution environment (cold start) and reused by later invocations.
 """
