@@ -772,7 +772,6 @@ class FakeUnicodeScripts:
         return next(found, frozenset({"Unknown"}))
 
 
-
 class FakeEnvironments:
     """An EnvironmentBuilder keyed by (requirements, python): ``ensure`` makes one unless it exists;
     ``broken`` requirements fail their build."""
@@ -845,6 +844,7 @@ class FakeRuntime:
     def runtime_log(self, deployment_id: str, limit: int = 200) -> list[str]:
         with self._lock:
             return self.logs.get(deployment_id, [])[-limit:]
+
 
 if TYPE_CHECKING:
 

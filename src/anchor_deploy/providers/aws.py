@@ -15,8 +15,7 @@ import os
 import secrets
 import shlex
 import socket
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.adapters.aws.cloudfront import CloudFrontDistributions, DistributionSettings
@@ -44,6 +43,7 @@ from anchor_deploy.providers.local import sandbox_for
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.providers.services import Adapters, DomainAdapters, assemble, faults_from
 from anchor_deploy.services.operator import BackupService
+from anchor_deploy.services.runner import PeriodicJob
 from anchor_deploy.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,25 @@ def build_platform(
         status=status,
     )
     services = assemble(settings, adapters, faults=faults)
-    lifecycle = AwsLifecycle(resources, status, production_cdn, store, time.monotonic())
+    finish = DeletionResumer(store, runtime)
+    services.runner.singleton("deletions", PeriodicJob("deletions", finish.run, 60.0))
+    lifecycle = AwsLifecycle(resources, status, production_cdn, store, finish)
     return Platform(settings, services, lifecycle, BackupService(None))
+
+
+@dataclass
+class DeletionResumer:
+    """A project deletion on DynamoDB is a resumable sequence of bounded batches: one cut short by a crash
+    is finished here (at start-up, then every minute by the process holding ``loop:deletions``), with the
+    project's function and distribution, which its deletion removes after the rows."""
+
+    store: DynamoStore
+    runtime: LambdaAppRuntime
+
+    def run(self) -> None:
+        for project_id in self.store.resume_deletions():
+            self.runtime.stop_project(project_id, [])
+            log.info("finished the deletion of project %s, cut short earlier", project_id)
 
 
 @dataclass
@@ -147,13 +164,14 @@ class AwsLifecycle:
     status: AwsStatus
     cdn: ProductionCdn
     store: DynamoStore
-    started: float
-    _notes: list[str] = field(default_factory=list)
+    deletions: DeletionResumer
 
     def prepare(self) -> None:
-        """Probe the build sandbox; nothing else is local (the data plane is Lambda and CloudFront)."""
+        """Probe the build sandbox (nothing else is local: the data plane is Lambda and CloudFront), and
+        finish the project deletions a crash cut short before the first reconcile pass."""
         self.status.sandbox.probe()
         self.status.sandbox.cgroups.sweep()
+        self.deletions.run()
 
     def serve(self) -> None:
         """Every project with a production deployment has its distribution (a crash between the first
@@ -184,4 +202,3 @@ class AwsLifecycle:
                 "sandbox (for emulators that cannot run code), not through Lambda"
             )
         return lines
-

@@ -101,4 +101,3 @@ def _deadline(context: Any) -> float:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     millis = remaining() if callable(remaining) else 60_000
     return time.monotonic() + millis / 1000.0
-
