@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from anchor_deploy.adapters.aws.cloudfront import CloudFrontDistributions, origin_domain
 from anchor_deploy.adapters.aws.lambda_code import package_zip
 from anchor_deploy.adapters.aws.lambda_deps import TARGET, LambdaDependencies
@@ -86,6 +88,8 @@ class Publisher:
         try:
             env = {**environment, "ANCHOR_DEPLOYMENT_ID": deployment_id, "ANCHOR_BLOB_BUCKET": self.bucket}
             return self.functions.publish(project_id, deployment_id, package, env)
+        except (ClientError, BotoCoreError) as exc:  # the port's error, with AWS's own reason
+            raise EdgeError(f"Lambda could not publish {deployment_id}: {exc}") from exc
         finally:
             self._store.release_lease(lease, self._holder)
             package.discard()
