@@ -525,7 +525,12 @@ def render(results: dict[str, Any]) -> None:
         rows.append((label, f["calls"], f["calls"]["writes"].get("s3:PutObject", 0), 0))
     changed = aws["changed_deploy"]["first"]
     rows.append(
-        ("deploy, 1 file changed", changed["calls"], changed["s3_put_object"], changed["presigned_puts"])
+        (
+            f"deploy, 1 file changed ({changed['offers']} offers)",
+            changed["calls"],
+            changed["s3_put_object"],
+            changed["presigned_puts"],
+        )
     )
     for label, calls, puts, presigned in rows:
         table.add_row(
