@@ -114,7 +114,10 @@ def test_a_blob_held_without_its_checksum_is_asked_for_and_replaced(store: S3Blo
     assert told == [(digest, True)] and store.missing([digest]) == []
 
 
-def test_missing_heads_each_distinct_digest_once(store: S3BlobStore) -> None:
+def test_missing_heads_each_distinct_digest_once(aws: MotoServer, tmp_path: Path) -> None:
+    clients = AwsClients()
+    clients.client("s3").create_bucket(Bucket=BUCKET)
+    store = S3BlobStore(clients, BUCKET, spool_dir=tmp_path, seen_for=0)  # every call asks S3
     held = [bytes([n]) * 3 for n in range(5)]
     for data in held:
         store.put(sha(data), iter([data]), LIMIT)
@@ -123,6 +126,36 @@ def test_missing_heads_each_distinct_digest_once(store: S3BlobStore) -> None:
     assert store.missing(asked) == [sha(b"new")]
     assert sorted(h["Key"] for h in heads) == sorted({f"blobs/{d}" for d in asked})
     assert all(h["ChecksumMode"] == "ENABLED" for h in heads)
+
+
+def test_a_blob_seen_whole_is_not_asked_about_again_for_a_while(aws: MotoServer, tmp_path: Path) -> None:
+    clients = AwsClients()
+    clients.client("s3").create_bucket(Bucket=BUCKET)
+    now = [1000.0]
+    store = S3BlobStore(clients, BUCKET, spool_dir=tmp_path, seen_for=60.0, monotonic=lambda: now[0])
+    mine, theirs, absent = sha(b"mine"), sha(DATA), sha(b"absent")
+    store.put(mine, iter([b"mine"]), LIMIT)  # our own PUT: seen whole
+    raw_s3().put_object(  # an upload straight to S3 (a presigned PUT): seen at the first HEAD
+        Bucket=BUCKET,
+        Key=f"blobs/{theirs}",
+        Body=DATA,
+        ChecksumSHA256=checksum_of(theirs),
+        ChecksumAlgorithm="SHA256",
+    )
+    heads = requests_to(store, "HeadObject")
+    assert store.missing([mine, theirs, absent]) == [absent]
+    assert sorted(h["Key"] for h in heads) == sorted([f"blobs/{theirs}", f"blobs/{absent}"])
+    heads.clear()
+    assert store.missing([mine, theirs, absent]) == [absent]  # the next offer of the same deploy
+    assert [h["Key"] for h in heads] == [f"blobs/{absent}"], "a missing blob is asked about every time"
+    heads.clear()
+    now[0] += 61  # long enough for a collection elsewhere to have deleted one: asked again
+    raw_s3().delete_object(Bucket=BUCKET, Key=f"blobs/{mine}")
+    assert store.missing([mine, theirs]) == [mine]
+    assert len(heads) == 2
+    heads.clear()
+    store.collect(set(), older_than=time.time() + 10)  # what this store collects it forgets at once
+    assert store.missing([theirs]) == [theirs] and len(heads) == 1
 
 
 # -- collect, errors ------------------------------------------------------------------------------------

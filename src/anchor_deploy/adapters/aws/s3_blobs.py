@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,12 @@ from anchor_deploy.ports.blobs import UploadTarget
 
 # botocore keeps 10 connections per client: stay under it, so no thread waits for or discards one.
 _HEAD_WORKERS = 8
+# A blob seen whole (HEAD with its checksum, or our own PUT) is not asked about again for this long: the
+# offers of one deploy (1,000 upload targets each) and its build follow each other within seconds. Kept
+# well below the collection's period, since a collection in another process may delete a blob that no
+# deployment holds.
+_SEEN_FOR = 60.0
+_SEEN_MAX = 500_000  # entries remembered at most (about 60 MB at worst); the oldest go first
 _SPOOL_IN_MEMORY = 1 << 20  # bytes of an upload kept in memory before the spool moves to a file
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 _UPLOAD_TTL = 3600  # seconds a presigned upload URL stays valid
@@ -62,9 +69,12 @@ class S3BlobStore:
         prefix: str = "blobs/",
         spool_dir: Path | None = None,
         upload_ttl: int = _UPLOAD_TTL,
+        seen_for: float = _SEEN_FOR,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``spool_dir``: where an upload larger than 1 MiB is spooled to be hashed before it is sent (the
-        system's temporary folder by default)."""
+        system's temporary folder by default). ``seen_for``: how long a blob seen whole is taken as held
+        without asking S3 again (0: always ask)."""
         self._s3 = clients.client("s3")
         self._presigner = clients.presigner("s3")
         self.bucket = bucket
@@ -72,6 +82,10 @@ class S3BlobStore:
         self._spool_dir = str(spool_dir) if spool_dir is not None else None
         self._upload_ttl = upload_ttl
         self.on_stored: Callable[[str, bool], None] = lambda _digest, _replaced: None
+        self._seen_for = seen_for
+        self._monotonic = monotonic
+        self._seen: dict[str, float] = {}  # digest -> when it was last seen whole (insertion-ordered)
+        self._seen_lock = threading.Lock()
 
     def key(self, digest: str) -> str:
         if not is_sha256(digest):
@@ -80,21 +94,44 @@ class S3BlobStore:
 
     # -- BlobStore ---------------------------------------------------------------------------------
     def missing(self, digests: Iterable[str]) -> list[str]:
-        """Blobs not held, and blobs held without their checksum (damaged): one HeadObject per digest."""
+        """Blobs not held, and blobs held without their checksum (damaged): one HeadObject per digest not
+        seen whole in the last ``_SEEN_FOR`` seconds."""
         unique = list(dict.fromkeys(digests))
         for digest in unique:
             self.key(digest)  # every digest is checked before any request
-        if len(unique) <= 1:
-            return [d for d in unique if not self._holds_good(d)]
-        with ThreadPoolExecutor(max_workers=min(_HEAD_WORKERS, len(unique))) as pool:
-            held = list(pool.map(self._holds_good, unique))
-        return [digest for digest, good in zip(unique, held, strict=True) if not good]
+        asked = [d for d in unique if not self._seen_lately(d)]
+        if len(asked) <= 1:
+            good = {d: self._holds_good(d) for d in asked}
+        else:
+            with ThreadPoolExecutor(max_workers=min(_HEAD_WORKERS, len(asked))) as pool:
+                good = dict(zip(asked, pool.map(self._holds_good, asked), strict=True))
+        return [digest for digest in unique if not good.get(digest, True)]
+
+    def _seen_lately(self, digest: str) -> bool:
+        with self._seen_lock:
+            seen = self._seen.get(digest)
+        return seen is not None and self._monotonic() - seen < self._seen_for
+
+    def _saw(self, digest: str) -> None:
+        if self._seen_for <= 0:
+            return
+        with self._seen_lock:
+            self._seen.pop(digest, None)
+            self._seen[digest] = self._monotonic()
+            while len(self._seen) > _SEEN_MAX:
+                del self._seen[next(iter(self._seen))]
+
+    def _forget(self, digests: Iterable[str]) -> None:
+        with self._seen_lock:
+            for digest in digests:
+                self._seen.pop(digest, None)
 
     def put(self, digest: str, chunks: Iterator[bytes], max_size: int) -> int:
         key = self.key(digest)
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY, dir=self._spool_dir) as spool:
             size = _spool_checked(digest, chunks, spool, max_size)
             replaced = self._write(digest, key, spool, size)
+        self._saw(digest)
         if replaced is None:
             return 0
         self.on_stored(digest, replaced)
@@ -160,7 +197,10 @@ class S3BlobStore:
     # -- S3 requests -------------------------------------------------------------------------------
     def _holds_good(self, digest: str) -> bool:
         head = self._head(digest)
-        return head is not None and head.get("ChecksumSHA256") == checksum_of(digest)
+        good = head is not None and head.get("ChecksumSHA256") == checksum_of(digest)
+        if good:
+            self._saw(digest)
+        return good
 
     def _head(self, digest: str) -> dict[str, Any] | None:
         """The object's HeadObject answer with its checksum, or None if there is none."""
@@ -220,6 +260,7 @@ class S3BlobStore:
 
     def _delete(self, keys: list[str]) -> int:
         """Delete up to 1,000 keys in one request; how many went (a key already gone counts as deleted)."""
+        self._forget(k[len(self.prefix) :] for k in keys)
         try:
             answer = self._s3.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
