@@ -223,10 +223,13 @@ def _hook_materialize(files: Any, hooks: Hooks) -> None:
 
 
 def _count_points(edge: Any, calls: Counter[str]) -> Counter[str]:
+    """Count ``edge.point`` calls (one per EdgeSync round) in ``calls``, from any thread."""
     point = edge.point
+    counting = threading.Lock()
 
     def counted_point(*args: Any, **kwargs: Any) -> None:
-        calls.update(["edge:point"])
+        with counting:
+            calls.update(["edge:point"])
         point(*args, **kwargs)
 
     edge.point = counted_point
