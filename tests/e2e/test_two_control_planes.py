@@ -237,3 +237,4 @@ def test_a_build_whose_process_was_killed_is_taken_over_and_ends_ready(
         HostKind.DEPLOYMENT,
         deployment_id,
     )
+    assert plane.served_file(deployment_id, "index.html") == b"<h1>version 0</h1>"
