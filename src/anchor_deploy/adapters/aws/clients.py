@@ -16,7 +16,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=60)
+RETRIES = Config(
+    retries={"mode": "standard", "max_attempts": 8},
+    connect_timeout=5,
+    read_timeout=60,
+    max_pool_connections=32,  # S3 HEADs a manifest's blobs 32 at a time
+)
 
 
 class AwsClients:

@@ -10,11 +10,11 @@ one is replaced with ``If-Match: <its ETag>`` (a concurrent writer wins, never t
 also upload directly with presigned PUT URLs (``upload_targets``): the checksum and If-None-Match are signed
 into the URL, so S3 enforces both on requests the platform never sees.
 
-Request cost: ``missing`` makes one HeadObject per distinct digest (a GET-class request), ``_HEAD_WORKERS``
-at a time; a listing cannot answer it (ListObjectsV2 returns no checksum values, and one page of 1,000 keys
-covers a single digest of a deploy once the bucket is large). ``put`` makes one PutObject, plus a HeadObject
-and a second PutObject only when the key is taken. ``collect`` lists 1,000 keys per request and deletes up to
-1,000 per DeleteObjects request.
+Request cost: ``missing`` makes one HeadObject per distinct digest not seen whole in the last minute (a
+GET-class request), ``_HEAD_WORKERS`` at a time; a listing cannot answer it (ListObjectsV2 returns no
+checksum values, and one page of 1,000 keys covers a single digest of a deploy once the bucket is large).
+``put`` makes one PutObject, plus a HeadObject and a second PutObject only when the key is taken.
+``collect`` lists 1,000 keys per request and deletes up to 1,000 per DeleteObjects request.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from anchor_deploy.model.manifest import is_sha256
 from anchor_deploy.ports.blobs import UploadTarget
 
 # botocore keeps 10 connections per client: stay under it, so no thread waits for or discards one.
-_HEAD_WORKERS = 8
+_HEAD_WORKERS = 32  # AwsClients keeps as many connections per client
 # A blob seen whole (HEAD with its checksum, or our own PUT) is not asked about again for this long: the
 # offers of one deploy (1,000 upload targets each) and its build follow each other within seconds. Kept
 # well below the collection's period, since a collection in another process may delete a blob that no
