@@ -195,11 +195,18 @@ class S3BlobStore:
         return targets
 
     # -- S3 requests -------------------------------------------------------------------------------
+    def held_now(self, digest: str) -> bool:
+        """Whether S3 holds the blob whole right now: always asked (fsck), never from memory."""
+        self.key(digest)
+        return self._holds_good(digest)
+
     def _holds_good(self, digest: str) -> bool:
         head = self._head(digest)
         good = head is not None and head.get("ChecksumSHA256") == checksum_of(digest)
         if good:
             self._saw(digest)
+        else:
+            self._forget([digest])
         return good
 
     def _head(self, digest: str) -> dict[str, Any] | None:
