@@ -40,8 +40,10 @@ from anchor_deploy.services.auth import can_access
 from anchor_deploy.services.edge_sync import EdgeSync
 
 log = logging.getLogger(__name__)
-# Direct upload targets in one missing_files answer (a presigned URL is some 700 bytes of JSON).
-MAX_UPLOAD_TARGETS = 1000
+# Direct upload targets in one missing_files answer: a presigned URL is some 700 bytes of JSON, so 5,000 are
+# about 3.5 MB, within the 6 MB a Lambda (the control-plane function) may answer. Fewer answers mean fewer
+# offers, and each offer checks the store for every blob still missing.
+MAX_UPLOAD_TARGETS = 5000
 
 
 def upload_json(target: UploadTarget) -> dict[str, Any]:
@@ -127,7 +129,7 @@ class DeploymentService:
     def _missing_files(self, missing: list[str]) -> MissingFiles:
         """The 409 that lists the blobs to upload; with a store that takes direct uploads (S3), also where
         to send the first MAX_UPLOAD_TARGETS of them (``uploads``), in the same order: the answer stays
-        under a megabyte, and the client asks again for the rest."""
+        within a Lambda's answer limit, and the client asks again for the rest."""
         message = f"{plural(len(missing), 'file')} must be uploaded first"
         if not isinstance(self._blobs, DirectUploads):
             return MissingFiles(message, missing=missing)
