@@ -132,22 +132,22 @@ class AwsPlatform:
         return version_of_deployment(function, deployment_id)
 
     def fetch(self, host: str, path: str = "/") -> Served:
-        target = self._resolve(host)
-        if target is None:
-            return Served(404, {}, b"no such host")
-        function, alias = target
-        return served_by_alias(self.stack, function, alias, path)
+        """A host's answer, for hosts of the platform's own names (the local edge's); AWS serves none."""
+        raise AssertionError(f"the AWS provider serves no host {host!r}: ask production() or deployment()")
 
-    def _resolve(self, host: str) -> tuple[str, str] | None:
-        label = host.split(".", 1)[0]
-        project, _, suffix = label.rpartition("-")
-        if project and len(suffix) >= 12:  # a deployment's host: <project>-<id without dpl_>
-            project_id = self._project_id(project)
-            alias = f"dpl_{suffix}"
-        else:
-            project_id, alias = self._project_id(label), "production"
-        function = self.function_of(project_id) if project_id else None
-        return (function, alias) if function else None
+    def production(self, project: dict[str, Any], path: str = "/") -> Served:
+        """What CloudFront's origin, the function's ``production`` alias, answers."""
+        return self._alias_answer(project["id"], "production", path)
+
+    def deployment(self, deployment: dict[str, Any], path: str = "/") -> Served:
+        """What the deployment's own alias (behind its function URL) answers."""
+        return self._alias_answer(deployment["projectId"], deployment["id"], path)
+
+    def _alias_answer(self, project_id: str, alias: str, path: str) -> Served:
+        function = self.function_of(project_id)
+        if function is None:
+            return Served(404, {}, b"no function: the project is gone")
+        return served_by_alias(self.stack, function, alias, path)
 
     # -- provider checks ---------------------------------------------------------------------------------
     def check_production(self, project: str, deployment_id: str) -> None:
@@ -159,6 +159,14 @@ class AwsPlatform:
         production = self.alias_version(function, "production")
         assert production is not None and production != "$LATEST"
         assert production == self.version_of_deployment(function, deployment_id)
+        # The URLs the API shows are AWS's: the distribution's domain, the deployment's function URL.
+        items = boto3.client("cloudfront").list_distributions()["DistributionList"].get("Items", [])
+        [distribution] = [d for d in items if d.get("Comment") == f"anchor {answer['id']}"]
+        assert answer["productionUrl"] == f"https://{distribution['DomainName']}"
+        with self.api() as api:
+            url = api.get(f"/v1/deployments/{deployment_id}").json()["url"]
+        own = boto3.client("lambda").get_function_url_config(FunctionName=function, Qualifier=deployment_id)
+        assert url == own["FunctionUrl"]
 
     def cdn_marker(self, project: str) -> object:
         project_id = self._project_id(project)

@@ -42,6 +42,14 @@ class PlatformUnderTest(Protocol):
 
     def fetch(self, host: str, path: str = "/") -> Served: ...
 
+    def production(self, project: dict[str, Any], path: str = "/") -> Served:
+        """What the project's production URL serves (``project``: the API's answer for it)."""
+        ...
+
+    def deployment(self, deployment: dict[str, Any], path: str = "/") -> Served:
+        """What the deployment's own URL serves (``deployment``: the API's answer for it)."""
+        ...
+
     def check_production(self, project: str, deployment_id: str) -> None:
         """What the provider's data plane says production is (AWS: the Lambda alias), beyond the bytes."""
         ...
@@ -75,6 +83,12 @@ class LocalPlatform:
     def fetch(self, host: str, path: str = "/") -> Served:
         response = httpx.get(f"{self.anchor.edge_url}{path}", headers={"Host": host}, timeout=30)
         return Served(response.status_code, dict(response.headers), response.content)
+
+    def production(self, project: dict[str, Any], path: str = "/") -> Served:
+        return self.fetch(host_of(project["productionUrl"]), path)
+
+    def deployment(self, deployment: dict[str, Any], path: str = "/") -> Served:
+        return self.fetch(host_of(deployment["url"]), path)
 
     def check_production(self, project: str, deployment_id: str) -> None:
         with self.api() as api:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.apps_support import app_files, write_tree
-from tests.e2e.platforms import PlatformUnderTest, host_of, json_of, open_platform
+from tests.e2e.platforms import PlatformUnderTest, json_of, open_platform
 
 PROVIDERS = ["local", "aws"]
 
@@ -44,9 +44,10 @@ def _deploy(platform: PlatformUnderTest, folder: Path, project: str, *extra: str
     return deployment
 
 
-def _production(platform: PlatformUnderTest, project: str) -> str:
+def _project(platform: PlatformUnderTest, project: str) -> dict[str, Any]:
     with platform.api() as api:
-        return host_of(api.get(f"/v1/projects/{project}").json()["productionUrl"])
+        found: dict[str, Any] = api.get(f"/v1/projects/{project}").json()
+    return found
 
 
 def test_deploy_rollback_promote_pin_unpin_and_history(platform: PlatformUnderTest, tmp_path: Path) -> None:
@@ -55,34 +56,34 @@ def test_deploy_rollback_promote_pin_unpin_and_history(platform: PlatformUnderTe
     cdn = platform.cdn_marker(project)
     assert (cdn is not None) == (platform.provider == "aws"), "on AWS a distribution comes with production"
     v2 = _deploy(platform, _site(tmp_path, "v2", "version 2"), project, "--prod")
-    prod = _production(platform, project)
-    assert platform.fetch(prod).text == "version 2"
+    prod = _project(platform, project)
+    assert platform.production(prod).text == "version 2"
     platform.check_production(project, v2["id"])
 
     moved = json_of(platform.cli("rollback", project, "--json"))
     assert (moved["fromDeploymentId"], moved["toDeploymentId"]) == (v2["id"], v1["id"])
-    assert platform.fetch(prod).text == "version 1"
+    assert platform.production(prod).text == "version 1"
     platform.check_production(project, v1["id"])
     # Every deployment keeps its own URL, whatever production is.
     for deployment, body in ((v1, "version 1"), (v2, "version 2")):
-        assert platform.fetch(host_of(deployment["url"])).text == body
+        assert platform.deployment(deployment).text == body
 
     # Pinned by the rollback: a new production deploy is built but does not go live.
     v3 = _deploy(platform, _site(tmp_path, "v3", "version 3"), project, "--prod")
     assert v3["productionPinned"] is True
-    assert platform.fetch(prod).text == "version 1"
+    assert platform.production(prod).text == "version 1"
 
     json_of(platform.cli("promote", v3["id"], "--json"))
-    assert platform.fetch(prod).text == "version 3"
+    assert platform.production(prod).text == "version 3"
     platform.check_production(project, v3["id"])
 
     json_of(platform.cli("rollback", project, "--to", v2["id"], "--json"))
-    assert platform.fetch(prod).text == "version 2"
+    assert platform.production(prod).text == "version 2"
     with platform.api() as api:
         assert api.post(f"/v1/projects/{project}/unpin").json()["pinned"] is False
-    assert platform.fetch(prod).text == "version 2"  # unpinning moves nothing by itself
+    assert platform.production(prod).text == "version 2"  # unpinning moves nothing by itself
     v4 = _deploy(platform, _site(tmp_path, "v4", "version 4"), project, "--prod")
-    assert platform.fetch(prod).text == "version 4"
+    assert platform.production(prod).text == "version 4"
     platform.check_production(project, v4["id"])
 
     history = json_of(platform.cli("history", project, "--json"))["history"]
@@ -104,8 +105,8 @@ def test_preview_never_moves_production(platform: PlatformUnderTest, tmp_path: P
     _deploy(platform, _site(tmp_path, "p1", "prod"), project, "--prod", "--create")
     preview = _deploy(platform, _site(tmp_path, "p2", "preview"), project)
     assert preview["isProduction"] is False
-    assert platform.fetch(_production(platform, project)).text == "prod"
-    assert platform.fetch(host_of(preview["url"])).text == "preview"
+    assert platform.production(_project(platform, project)).text == "prod"
+    assert platform.deployment(preview).text == "preview"
 
 
 def test_app_env_is_frozen_per_version_and_secrets_stay_sealed(
@@ -121,18 +122,18 @@ def test_app_env_is_frozen_per_version_and_secrets_stay_sealed(
     v1 = _deploy(platform, write_tree(tmp_path / "a1", app_files("v1")), project, "--prod")
     platform.cli("env", "set", project, "GREETING", "two")
     v2 = _deploy(platform, write_tree(tmp_path / "a2", app_files("v2")), project, "--prod")
-    prod = _production(platform, project)
-    answer = platform.fetch(prod)
+    prod = _project(platform, project)
+    answer = platform.production(prod)
     assert answer.status == 200, answer.text
     body = json_of_bytes(answer.body)
     assert (body["version"], body["greeting"]) == ("v2", "two")
     assert body["token_sha256"] == hashlib.sha256(secret.encode()).hexdigest()
 
     platform.cli("rollback", project)
-    body = json_of_bytes(platform.fetch(prod).body)
+    body = json_of_bytes(platform.production(prod).body)
     assert (body["version"], body["greeting"]) == ("v1", "one"), "a rollback brings back v1's own env"
     platform.check_production(project, v1["id"])
-    assert json_of_bytes(platform.fetch(host_of(v2["url"])).body)["greeting"] == "two"
+    assert json_of_bytes(platform.deployment(v2).body)["greeting"] == "two"
 
     with platform.api() as api:
         listing = api.get(f"/v1/projects/{project}/env")
@@ -176,13 +177,12 @@ def test_bad_input_is_refused_the_same_way(
 def test_deleting_a_project_stops_serving_it(platform: PlatformUnderTest, tmp_path: Path) -> None:
     project = "doomed"
     d = _deploy(platform, _site(tmp_path, "d1", "here"), project, "--prod", "--create")
-    prod = _production(platform, project)
-    assert platform.fetch(prod).text == "here"
+    prod = _project(platform, project)
+    assert platform.production(prod).text == "here"
     with platform.api() as api:
         project_id = api.get(f"/v1/projects/{project}").json()["id"]
         assert api.delete(f"/v1/projects/{project}").status_code == 200
         assert api.get(f"/v1/projects/{project}").status_code == 404
-    for host in (prod, host_of(d["url"])):
-        served = platform.fetch(host)
+    for served in (platform.production(prod), platform.deployment(d)):
         assert served.status == 404 and b"here" not in served.body
     platform.check_project_gone(project_id, [d["id"]])

@@ -24,6 +24,7 @@ from anchor_deploy.model.limits import (
     parse_meta,
 )
 from anchor_deploy.model.manifest import MAX_FILES
+from anchor_deploy.services.urls import UrlService
 from anchor_deploy.settings import Settings
 from tests.support import sha
 from tests.unit.conftest import ADMIN, App
@@ -184,7 +185,7 @@ def test_a_stored_meta_that_cannot_be_sent_is_withheld(app: App, stored: Any) ->
     deployment = app.create(project)
     old = app.store.deployment(deployment.id)
     assert old is not None and old.status == DeploymentStatus.QUEUED
-    shown = deployment_json(_with_meta(old, stored), project, Settings())
+    shown = deployment_json(_with_meta(old, stored), project, Settings(), _urls())
     assert shown["meta"] is None and shown["metaOmitted"] is True
     json.dumps(shown, allow_nan=False).encode()  # what the API sends: no error
 
@@ -198,9 +199,14 @@ def test_a_meta_stored_under_the_old_rules_stays_visible_when_it_can() -> None:
 def test_a_good_meta_is_shown_without_a_flag(app: App) -> None:
     project = app.project()
     deployment = app.create(project)
-    shown = deployment_json(_with_meta(deployment, {"branch": "main"}), project, Settings())
+    shown = deployment_json(_with_meta(deployment, {"branch": "main"}), project, Settings(), _urls())
     assert shown["meta"] == {"branch": "main"} and "metaOmitted" not in shown
 
 
 def _with_meta(deployment: Any, meta: Any) -> Any:
     return dataclasses.replace(deployment, meta=meta)
+
+
+def _urls() -> UrlService:
+    settings = Settings()
+    return UrlService(settings.public_url, settings.base_domain, None)

@@ -46,6 +46,7 @@ from anchor_deploy.model.entities import (
     Token,
 )
 from anchor_deploy.model.errors import AnchorError, InvalidInput
+from anchor_deploy.services.urls import UrlService
 from anchor_deploy.settings import Settings
 from tests.unit.conftest import ADMIN, App, make_app
 
@@ -368,6 +369,7 @@ def test_generated_bodies_have_the_same_outcome(data: st.DataObject) -> None:
 def test_serialized_answers_fit_their_models() -> None:
     """A key added to api/serialize.py without its model would be refused (500) when the route answers."""
     settings_ = Settings(data_dir=Path("/nonexistent"))
+    urls = UrlService(settings_.public_url, settings_.base_domain, None)
     project = Project("prj_1", "site", 1.0, "dpl_aaaaaaaaaaaa", pinned=True)
     static = Deployment("dpl_aaaaaaaaaaaa", "prj_1", DeploymentStatus.READY, Target.PRODUCTION, 1.0, 1, 3)
     app = Deployment(
@@ -375,14 +377,14 @@ def test_serialized_answers_fit_their_models() -> None:
         meta={"k": float("nan")}, error="boom", app=AppConfig(python="3.12", static_dir="public"),
     )  # fmt: skip
     for deployment, damage in ((static, None), (app, "blob ab is missing")):
-        answer = serialize.deployment_json(deployment, project, settings_, damage)
+        answer = serialize.deployment_json(deployment, project, settings_, urls, damage)
         assert (
             schemas.DeploymentInfo.model_validate(answer).model_dump(by_alias=True, exclude_unset=True)
             == answer
         )
-    assert "metaOmitted" in serialize.deployment_json(app, project, settings_)
+    assert "metaOmitted" in serialize.deployment_json(app, project, settings_, urls)
     for model, answer in (
-        (schemas.ProjectInfo, serialize.project_json(project, settings_)),
+        (schemas.ProjectInfo, serialize.project_json(project, urls)),
         (schemas.TokenInfo, serialize.token_json(Token("tok_1", "ci", "prj_1", 1.0), project)),
         (schemas.TokenInfo, serialize.token_json(Token("tok_2", "admin", None, 1.0, last_used_at=2.0), None)),
         (

@@ -104,17 +104,17 @@ def revoke_token(p: PlatformDep, token: TokenDep, token_id: str) -> dict[str, An
 def create_project(
     p: PlatformDep, token: AdminDep, body: Annotated[ProjectRequest, Depends(JsonBody(ProjectRequest))]
 ) -> dict[str, Any]:
-    return project_json(p.projects.create(body.name, token), p.settings)
+    return project_json(p.projects.create(body.name, token), p.urls)
 
 
 @router.get("/projects", **answers(ProjectList, 401, 503, tag="projects"))
 def list_projects(p: PlatformDep, token: TokenDep) -> dict[str, Any]:
-    return {"projects": [project_json(x, p.settings) for x in p.projects.list(token)]}
+    return {"projects": [project_json(x, p.urls) for x in p.projects.list(token)]}
 
 
 @router.get("/projects/{project}", **answers(ProjectInfo, 401, 404, 503, tag="projects"))
 def get_project(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
-    return project_json(project, p.settings)
+    return project_json(project, p.urls)
 
 
 @router.delete("/projects/{project}", **answers(Deleted, 401, 403, 404, 409, 503, tag="projects"))
@@ -135,9 +135,9 @@ def create_deployment(
     body: Annotated[DeploymentRequest, Depends(JsonBody(DeploymentRequest))],
 ) -> dict[str, Any]:
     deployment = p.deployments.create(project, body.for_service(), token)
-    answer = deployment_json(deployment, project, p.settings, _damage(p, deployment.id))
+    answer = deployment_json(deployment, project, p.settings, p.urls, _damage(p, deployment.id))
     if deployment.target.value == "production":
-        answer["productionUrl"] = project_json(project, p.settings)["productionUrl"]
+        answer["productionUrl"] = project_json(project, p.urls)["productionUrl"]
         answer["productionPinned"] = project.pinned
         if project.pinned:
             answer["message"] = (
@@ -150,13 +150,13 @@ def create_deployment(
 @router.get("/projects/{project}/deployments", **answers(DeploymentList, 401, 404, 503, tag="deployments"))
 def list_deployments(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
     found = p.deployments.list(project)
-    return {"deployments": [deployment_json(d, project, p.settings, _damage(p, d.id)) for d in found]}
+    return {"deployments": [deployment_json(d, project, p.settings, p.urls, _damage(p, d.id)) for d in found]}
 
 
 @router.get("/deployments/{deployment_id}", **answers(DeploymentInfo, 401, 404, 503, tag="deployments"))
 def get_deployment(p: PlatformDep, token: TokenDep, deployment_id: str) -> dict[str, Any]:
     project, deployment = p.deployments.get(deployment_id, token)
-    return deployment_json(deployment, project, p.settings, _damage(p, deployment.id))
+    return deployment_json(deployment, project, p.settings, p.urls, _damage(p, deployment.id))
 
 
 @router.post(
@@ -186,7 +186,7 @@ def promote(
 @router.post("/projects/{project}/unpin", **answers(ProjectInfo, 401, 404, 409, 503, tag="projects"))
 def unpin(p: PlatformDep, project: ProjectDep, token: TokenDep) -> dict[str, Any]:
     p.aliases.unpin(project, token)
-    return project_json(p.projects.reload(project), p.settings)
+    return project_json(p.projects.reload(project), p.urls)
 
 
 @router.get("/projects/{project}/alias-history", **answers(AliasHistory, 401, 404, 503, tag="projects"))

@@ -9,9 +9,9 @@ from anchor_deploy.model.apps import EnvVar
 from anchor_deploy.model.domains import DnsRecord
 from anchor_deploy.model.entities import AliasMove, Deployment, Project, Token
 from anchor_deploy.model.limits import displayable_meta
-from anchor_deploy.model.names import deployment_host, production_host
 from anchor_deploy.services.domains import DomainQuota, DomainView
 from anchor_deploy.services.scrub import Scrubber
+from anchor_deploy.services.urls import UrlService
 from anchor_deploy.settings import Settings
 
 
@@ -21,19 +21,23 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def project_json(project: Project, settings: Settings) -> dict[str, Any]:
+def project_json(project: Project, urls: UrlService) -> dict[str, Any]:
     return {
         "id": project.id,
         "name": project.name,
         "createdAt": iso(project.created_at),
         "productionDeploymentId": project.production_deployment_id,
-        "productionUrl": settings.public_url(production_host(project.name, settings.base_domain)),
+        "productionUrl": urls.production(project),
         "pinned": project.pinned,
     }
 
 
 def deployment_json(
-    deployment: Deployment, project: Project, settings: Settings, damage: str | None = None
+    deployment: Deployment,
+    project: Project,
+    settings: Settings,
+    urls: UrlService,
+    damage: str | None = None,
 ) -> dict[str, Any]:
     """``damage``: why the deployment cannot be served now (a blob missing or damaged on disk), if so."""
     meta = displayable_meta(deployment.meta)
@@ -43,7 +47,7 @@ def deployment_json(
         "project": project.name,
         "status": deployment.status.value,
         "target": deployment.target.value,
-        "url": settings.public_url(deployment_host(project.name, deployment.id, settings.base_domain)),
+        "url": urls.deployment(project, deployment),
         "isProduction": project.production_deployment_id == deployment.id,
         "createdAt": iso(deployment.created_at),
         "readyAt": iso(deployment.ready_at),

@@ -207,6 +207,10 @@ def deploy(
             raise ClientError("the server kept asking for files; giving up")
     final = wait_ready(client, created["id"], on_status, on_log)
     final.update({k: created[k] for k in ("productionUrl", "productionPinned", "message") if k in created})
+    if "productionUrl" in created and final.get("status") == "READY":
+        # Read again once built: a provider may serve production somewhere made by this very deploy (on
+        # AWS the first production deployment makes the project's CloudFront distribution).
+        final["productionUrl"] = client.get(f"/v1/projects/{project}")["productionUrl"]
     return DeployResult(final, uploaded_files, uploaded_bytes, plan.skipped)
 
 

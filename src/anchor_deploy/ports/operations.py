@@ -44,3 +44,16 @@ class Backups(Protocol):
     def open(self) -> BackupStream:
         """Start a backup of everything the platform stores; BackupFailed if it cannot be made."""
         ...
+
+
+class PublicUrls(Protocol):
+    """Where a provider serves projects and deployments when that is not the platform's own host names under
+    its base domain (AWS: a project's CloudFront domain, a deployment's function URL)."""
+
+    def production_url(self, project_id: str) -> str | None:
+        """The project's production URL; None when the provider has none (yet) for it."""
+        ...
+
+    def deployment_url(self, project_id: str, deployment_id: str) -> str | None:
+        """The deployment's own URL; None when the provider has none (yet) for it."""
+        ...

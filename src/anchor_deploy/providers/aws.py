@@ -33,6 +33,7 @@ from anchor_deploy.adapters.aws.lambda_edge import LambdaEdge
 from anchor_deploy.adapters.aws.lambda_functions import FunctionSettings, LambdaFunctions
 from anchor_deploy.adapters.aws.lambda_invoke import LambdaInvoker
 from anchor_deploy.adapters.aws.names import STACK_TAG, AwsResources, discover
+from anchor_deploy.adapters.aws.public_urls import AwsPublicUrls
 from anchor_deploy.adapters.aws.s3_blobs import S3BlobStore
 from anchor_deploy.adapters.aws.sandbox_invoke import SandboxInvoker
 from anchor_deploy.adapters.aws.unoffered import NoBlobChecks, NoCustomDomains
@@ -81,7 +82,8 @@ def build_platform(
     )
     holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
     publisher = Publisher(functions, store, resources.bucket, holder)
-    production_cdn = ProductionCdn(functions, cdn)
+    urls = AwsPublicUrls(functions, cdn)
+    production_cdn = ProductionCdn(functions, cdn, urls.learned)
     edge = LambdaEdge(functions, store, on_production_created=production_cdn.production_created)
     sandbox, _policy, build_box = sandbox_for(settings, work)
     dependencies = LambdaDependencies(work / "lambda-deps", build_box, shlex.split(settings.pip_args))
@@ -117,6 +119,7 @@ def build_platform(
             ),
         ),
         status=status,
+        urls=urls,
     )
     services = assemble(settings, adapters, faults=faults)
     finish = DeletionResumer(store, runtime)

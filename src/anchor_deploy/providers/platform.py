@@ -19,6 +19,7 @@ from anchor_deploy.services.integrity import IntegrityService
 from anchor_deploy.services.operator import AuthorityService, BackupService
 from anchor_deploy.services.projects import ProjectService
 from anchor_deploy.services.uploads import UploadService
+from anchor_deploy.services.urls import UrlService
 from anchor_deploy.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,10 @@ class Platform:
     @property
     def authority(self) -> AuthorityService:
         return self.services.authority
+
+    @property
+    def urls(self) -> UrlService:
+        return self.services.urls
 
     def start(self) -> AdminSetup:
         """Converge the data planes on the database, start serving and the loops; return what became of

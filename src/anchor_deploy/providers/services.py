@@ -28,7 +28,7 @@ from anchor_deploy.ports.domains import (
     ValidationZone,
 )
 from anchor_deploy.ports.names import PublicSuffixes, UnicodeScripts
-from anchor_deploy.ports.operations import ProviderStatus, RootCertificate
+from anchor_deploy.ports.operations import ProviderStatus, PublicUrls, RootCertificate
 from anchor_deploy.ports.runtime import AppRuntime, EnvironmentBuilder, SecretBox
 from anchor_deploy.services.aliases import AliasService, Faults
 from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
@@ -46,6 +46,7 @@ from anchor_deploy.services.retention import Retention
 from anchor_deploy.services.runner import LeasedBuilds, LeaseKeeper, LeaseTiming, PeriodicJob, Runner
 from anchor_deploy.services.scrub import Scrubber
 from anchor_deploy.services.uploads import UploadService
+from anchor_deploy.services.urls import UrlService
 from anchor_deploy.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class Adapters:
     # Whether a lease holder still runs, as far as the provider can tell (the local one sees its machine's
     # processes); by default every holder is alive and its leases are taken over when they expire.
     lease_holder_alive: Callable[[str], bool] = lambda _holder: True
+    urls: PublicUrls | None = None  # the provider's own URLs (None: the host names under the base domain)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class Services:
     uploads: UploadService
     health: HealthService
     authority: AuthorityService
+    urls: UrlService
     sync: EdgeSync
     builds: LeasedBuilds
     runner: Runner  # the singleton loops, each while this process holds its lease, and the leases' heartbeat
@@ -196,6 +199,7 @@ def assemble(
         uploads=UploadService(a.blobs, settings.max_blob_size),
         health=HealthService(a.status, reconciler, a.blobs, scrubber),
         authority=AuthorityService(a.root_certificate),
+        urls=UrlService(settings.public_url, settings.base_domain, a.urls),
         sync=sync,
         builds=builds,
         runner=runner,

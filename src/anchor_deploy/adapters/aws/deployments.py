@@ -242,12 +242,19 @@ class ProductionCdn:
     """Puts the project's CloudFront distribution in front of its production alias's URL once that alias
     exists (the first production deployment); later moves never touch CloudFront."""
 
-    def __init__(self, functions: LambdaFunctions, cdn: CloudFrontDistributions) -> None:
+    def __init__(
+        self,
+        functions: LambdaFunctions,
+        cdn: CloudFrontDistributions,
+        made: Callable[[str, str], None] = lambda _project_id, _domain: None,
+    ) -> None:
         self._functions = functions
         self._cdn = cdn
+        self._made = made  # told (project id, distribution domain)
 
     def production_created(self, project_id: str) -> None:
-        self._cdn.ensure(project_id, origin_domain(self._functions.production_url(project_id)))
+        _id, domain = self._cdn.ensure(project_id, origin_domain(self._functions.production_url(project_id)))
+        self._made(project_id, domain)
 
 
 def _python_only(python: str | None) -> AppConfig:
