@@ -100,6 +100,14 @@ def test_deploy_rollback_promote_pin_unpin_and_history(platform: PlatformUnderTe
     assert platform.cdn_marker(project) == cdn
 
 
+def test_anchor_up_says_where_it_serves(platform: PlatformUnderTest) -> None:
+    log = (platform.anchor.data_dir.parent / f"{platform.anchor.data_dir.name}-up.log").read_text()
+    first = next(line for line in log.splitlines() if line.startswith("anchor-deploy is up:"))
+    assert first.startswith(f"anchor-deploy is up: API {platform.anchor.api_url}")
+    # On AWS no edge runs here (Lambda and CloudFront serve): none is announced.
+    assert ("edge http://" in first) == (platform.provider == "local")
+
+
 def test_preview_never_moves_production(platform: PlatformUnderTest, tmp_path: Path) -> None:
     project = "previews"
     _deploy(platform, _site(tmp_path, "p1", "prod"), project, "--prod", "--create")

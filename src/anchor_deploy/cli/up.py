@@ -61,7 +61,9 @@ def run_platform(settings: Settings, say: Callable[[str], None] = print) -> None
 def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -> None:
     admin = platform.start()
     api_host, api_port = parse_addr(settings.api_addr, "ANCHOR_API_ADDR")
-    say(f"anchor-deploy is up: API http://{settings.api_addr}  edge http://{settings.http_addr}")
+    # On AWS nothing serves here but the API: Lambda and CloudFront serve the deployments.
+    edge = f"  edge http://{settings.http_addr}" if settings.provider == "local" else ""
+    say(f"anchor-deploy is up: API http://{settings.api_addr}{edge}")
     say(f"data dir: {settings.data_dir.resolve()}")
     for line in platform.notes():
         say(line)
