@@ -147,7 +147,9 @@ def test_a_blob_seen_whole_is_not_asked_about_again_for_a_while(aws: MotoServer,
     assert sorted(h["Key"] for h in heads) == sorted([f"blobs/{theirs}", f"blobs/{absent}"])
     heads.clear()
     assert store.missing([mine, theirs, absent]) == [absent]  # the next offer of the same deploy
-    assert [h["Key"] for h in heads] == [f"blobs/{absent}"], "a missing blob is asked about every time"
+    assert heads == [], "held ones are remembered, and so is a missing one nobody was told to upload"
+    store.upload_targets([absent])  # now a client may upload it: the next offer asks again
+    assert store.missing([absent]) == [absent] and [h["Key"] for h in heads] == [f"blobs/{absent}"]
     heads.clear()
     now[0] += 61  # long enough for a collection elsewhere to have deleted one: asked again
     raw_s3().delete_object(Bucket=BUCKET, Key=f"blobs/{mine}")

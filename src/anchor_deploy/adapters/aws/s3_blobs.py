@@ -85,6 +85,7 @@ class S3BlobStore:
         self._seen_for = seen_for
         self._monotonic = monotonic
         self._seen: dict[str, float] = {}  # digest -> when it was last seen whole (insertion-ordered)
+        self._absent: dict[str, float] = {}  # digest -> when it was found missing (no upload target since)
         self._seen_lock = threading.Lock()
 
     def key(self, digest: str) -> str:
@@ -99,13 +100,22 @@ class S3BlobStore:
         unique = list(dict.fromkeys(digests))
         for digest in unique:
             self.key(digest)  # every digest is checked before any request
-        asked = [d for d in unique if not self._seen_lately(d)]
+        fresh = [d for d in unique if not self._seen_lately(d)]
+        asked = [d for d in fresh if not self._absent_lately(d)]
         if len(asked) <= 1:
             good = {d: self._holds_good(d) for d in asked}
         else:
             with ThreadPoolExecutor(max_workers=min(_HEAD_WORKERS, len(asked))) as pool:
                 good = dict(zip(asked, pool.map(self._holds_good, asked), strict=True))
-        return [digest for digest in unique if not good.get(digest, True)]
+        return [digest for digest in unique if not good.get(digest, digest not in fresh)]
+
+    def _absent_lately(self, digest: str) -> bool:
+        """Found missing within ``seen_for`` and given no upload target since: still missing, since only an
+        upload through a target or through ``put`` could have brought it (saying missing wrongly costs an
+        upload that S3 refuses as held, never a lost blob)."""
+        with self._seen_lock:
+            absent = self._absent.get(digest)
+        return absent is not None and self._monotonic() - absent < self._seen_for
 
     def _seen_lately(self, digest: str) -> bool:
         with self._seen_lock:
@@ -113,18 +123,24 @@ class S3BlobStore:
         return seen is not None and self._monotonic() - seen < self._seen_for
 
     def _saw(self, digest: str) -> None:
+        self._remember(digest, held=True)
+
+    def _remember(self, digest: str, held: bool) -> None:
         if self._seen_for <= 0:
             return
+        kept, other = (self._seen, self._absent) if held else (self._absent, self._seen)
         with self._seen_lock:
-            self._seen.pop(digest, None)
-            self._seen[digest] = self._monotonic()
-            while len(self._seen) > _SEEN_MAX:
-                del self._seen[next(iter(self._seen))]
+            other.pop(digest, None)
+            kept.pop(digest, None)
+            kept[digest] = self._monotonic()
+            while len(kept) > _SEEN_MAX:
+                del kept[next(iter(kept))]
 
     def _forget(self, digests: Iterable[str]) -> None:
         with self._seen_lock:
             for digest in digests:
                 self._seen.pop(digest, None)
+                self._absent.pop(digest, None)
 
     def put(self, digest: str, chunks: Iterator[bytes], max_size: int) -> int:
         key = self.key(digest)
@@ -171,6 +187,7 @@ class S3BlobStore:
         them, then refuses a body whose SHA-256 is not the checksum (400 BadDigest) and a key it holds (412).
         A damaged held blob therefore needs the API's upload route, which replaces it."""
         expires_at = time.time() + self._upload_ttl
+        self._forget(digests)  # about to be uploaded: the next offer asks S3 about each again
         targets = []
         for digest in digests:
             headers = {
@@ -203,10 +220,7 @@ class S3BlobStore:
     def _holds_good(self, digest: str) -> bool:
         head = self._head(digest)
         good = head is not None and head.get("ChecksumSHA256") == checksum_of(digest)
-        if good:
-            self._saw(digest)
-        else:
-            self._forget([digest])
+        self._remember(digest, held=good)
         return good
 
     def _head(self, digest: str) -> dict[str, Any] | None:
