@@ -182,6 +182,20 @@ def test_bad_input_is_refused_the_same_way(
         assert api.get("/v1/projects").json() == before
 
 
+def test_custom_domains_are_offered_locally_and_refused_plainly_on_aws(platform: PlatformUnderTest) -> None:
+    with platform.api() as api:
+        assert api.post("/v1/projects", json={"name": "named"}).status_code == 201
+        answer = api.post("/v1/projects/named/domains", json={"name": "www.example.com"})
+        listed = api.get("/v1/projects/named/domains").json()["domains"]
+    if platform.provider == "aws":  # ACM and CloudFront aliases come in a later part
+        assert (answer.status_code, answer.json()["error"]["code"]) == (501, "not_offered"), answer.text
+        assert "AWS provider" in answer.json()["error"]["message"]
+        assert listed == []
+    else:
+        assert answer.status_code == 201, answer.text
+        assert [d["name"] for d in listed] == ["www.example.com"]
+
+
 def test_deleting_a_project_stops_serving_it(platform: PlatformUnderTest, tmp_path: Path) -> None:
     project = "doomed"
     d = _deploy(platform, _site(tmp_path, "d1", "here"), project, "--prod", "--create")
