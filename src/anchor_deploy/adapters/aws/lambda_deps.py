@@ -19,12 +19,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 from anchor_deploy.adapters.aws.lambda_package import lambda_python
-from anchor_deploy.adapters.local.process_run import BuildSandbox, run_step
+from anchor_deploy.adapters.local.process_run import BuildSandbox, Interpreter, probe_interpreter, run_step
 from anchor_deploy.adapters.local.sandbox import Mount
 from anchor_deploy.model.apps import AppConfig, validate_requirements
 from anchor_deploy.model.errors import BuildFailed, InvalidInput
@@ -39,12 +38,6 @@ TOOL = ".pip-tool"  # a virtual environment of the operator's Python that only r
 def runtime_requirements() -> list[str]:
     """What every Lambda app gets besides its own requirements: the ASGI adapter."""
     return [f"mangum=={version('mangum')}"]
-
-
-@dataclass(frozen=True)
-class _Python:
-    executable: str
-    prefix: Path
 
 
 class LambdaDependencies:
@@ -63,7 +56,7 @@ class LambdaDependencies:
         self._python = python
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._found: _Python | None = None
+        self._found: Interpreter | None = None
         root.mkdir(parents=True, exist_ok=True)
 
     def key(self, requirements: bytes, python_version: str) -> str:
@@ -179,21 +172,10 @@ class LambdaDependencies:
             mounts=mounts,
         )
 
-    def _interpreter(self) -> _Python:
+    def _interpreter(self) -> Interpreter:
         """The operator's interpreter and its installation (mounted read-only into the sandbox)."""
         if self._found is None:
-            script = (
-                "import os, sys; "
-                "print(os.path.realpath(getattr(sys, '_base_executable', '') or sys.executable)); "
-                "print(sys.base_prefix)"
-            )
-            try:
-                lines = subprocess.run(
-                    [self._python, "-c", script], capture_output=True, text=True, timeout=30, check=True
-                ).stdout.split("\n")
-            except (OSError, subprocess.SubprocessError) as exc:
-                raise BuildFailed(f"cannot run Python {self._python}: {exc}") from exc
-            self._found = _Python(lines[0].strip(), Path(lines[1].strip()))
+            self._found = probe_interpreter(self._python)
         return self._found
 
     def _tool(self, log: Callable[[str], None]) -> Path:

@@ -30,6 +30,31 @@ class BuildSandbox:
     extra_mounts: tuple[Mount, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Interpreter:
+    """An operator's Python as builds use it."""
+
+    executable: str  # the base interpreter (not a virtual environment's), which builds run directly
+    version: str  # major.minor.micro
+    prefix: Path  # its installation, mounted read-only into the sandbox
+
+
+def probe_interpreter(exe: str) -> Interpreter:
+    """Ask ``exe`` (the platform's own Python, run outside the sandbox) what it is and where it lives."""
+    script = (
+        "import os, sys; print('%d.%d.%d' % sys.version_info[:3]); "
+        "print(os.path.realpath(getattr(sys, '_base_executable', '') or sys.executable)); "
+        "print(sys.base_prefix)"
+    )
+    try:
+        lines = subprocess.run(
+            [exe, "-c", script], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.split("\n")
+        return Interpreter(lines[1].strip(), lines[0].strip(), Path(lines[2].strip()))
+    except (OSError, subprocess.SubprocessError, IndexError) as exc:
+        raise BuildFailed(f"cannot run Python {exe}: {exc}") from exc
+
+
 def run_step(
     argv: Sequence[str],
     *,

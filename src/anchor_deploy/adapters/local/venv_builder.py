@@ -6,15 +6,13 @@ import functools
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from anchor_deploy.adapters.local.process_run import BuildSandbox, run_step
+from anchor_deploy.adapters.local.process_run import BuildSandbox, Interpreter, probe_interpreter, run_step
 from anchor_deploy.adapters.local.sandbox import Mount
 from anchor_deploy.model.errors import BuildFailed
 from anchor_deploy.ports.runtime import BuildLimits
@@ -25,13 +23,6 @@ COMPLETE = ".anchor-complete"
 def runtime_requirements() -> list[str]:
     """What every app environment gets besides its own requirements: the worker server."""
     return [f"uvicorn=={version('uvicorn')}"]
-
-
-@dataclass(frozen=True)
-class _Python:
-    executable: str  # the base interpreter (not a virtual environment's), which builds run directly
-    version: str
-    prefix: Path  # its installation, mounted read-only into the sandbox
 
 
 class VenvBuilder:
@@ -47,30 +38,18 @@ class VenvBuilder:
         self._pip_args = list(pip_args)
         self._default_python = default_python
         self._locks: dict[str, threading.Lock] = {}
-        self._versions: dict[str, _Python] = {}
+        self._versions: dict[str, Interpreter] = {}
         self._guard = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
 
-    def _python(self, wanted: str | None) -> _Python:
+    def _python(self, wanted: str | None) -> Interpreter:
         """The operator's interpreter (run outside the sandbox: it is the platform's, not user code)."""
         exe = self._default_python if wanted is None else shutil.which(f"python{wanted}")
         if exe is None:
             raise BuildFailed(f"Python {wanted} is not installed on this machine")
         if exe in self._versions:
             return self._versions[exe]
-        script = (
-            "import os, sys; print('%d.%d.%d' % sys.version_info[:3]); "
-            "print(os.path.realpath(getattr(sys, '_base_executable', '') or sys.executable)); "
-            "print(sys.base_prefix)"
-        )
-        try:
-            lines = subprocess.run(
-                [exe, "-c", script], capture_output=True, text=True, timeout=30, check=True
-            ).stdout.split("\n")
-            found = _Python(lines[1].strip(), lines[0].strip(), Path(lines[2].strip()))
-        except (OSError, subprocess.SubprocessError, IndexError) as exc:
-            raise BuildFailed(f"cannot run Python {wanted or ''}: {exc}") from exc
-        self._versions[exe] = found
+        found = self._versions[exe] = probe_interpreter(exe)
         return found
 
     def key(self, requirements: bytes, python_version: str) -> str:
@@ -111,7 +90,7 @@ class VenvBuilder:
 
     def _create(
         self,
-        python: _Python,
+        python: Interpreter,
         env_dir: Path,
         requirements: bytes,
         limits: BuildLimits,
