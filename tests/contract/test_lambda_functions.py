@@ -122,6 +122,16 @@ def test_a_fresh_process_finds_versions_through_the_aliases(published: LambdaFun
     assert fresh.version_of(PROJECT, D2) == "2"
 
 
+def test_a_fresh_process_learns_a_projects_versions_from_one_listing(published: LambdaFunctions) -> None:
+    clients = AwsClients()
+    fresh = LambdaFunctions(clients, published.settings)
+    calls = clients.count_calls()
+    fresh.learn_versions(PROJECT)
+    assert [fresh.version_of(PROJECT, d) for d in (D1, D2)] == ["1", "2"]
+    assert calls == {"lambda:ListAliases": 1}, "no GetAlias for a deployment the listing named"
+    assert fresh.version_of(PROJECT, D3) is None and calls["lambda:GetAlias"] == 1  # one it did not: asked
+
+
 def test_publish_again_after_a_crash_reuses_the_version(published: LambdaFunctions) -> None:
     name = published.function_name(PROJECT)
     published._lambda.delete_alias(FunctionName=name, Name=D2)  # the crash came before the alias was made

@@ -99,6 +99,7 @@ class LambdaDeploymentFiles:
     def __init__(self, publisher: Publisher, blobs: BlobStore) -> None:
         self._publisher = publisher
         self._blobs = blobs
+        self._listed: set[str] = set()  # projects whose aliases this process has read in one listing
 
     def materialize(
         self, deployment_id: str, files: Sequence[ManifestFile], app: AppConfig | None = None
@@ -123,11 +124,17 @@ class LambdaDeploymentFiles:
         return deployment_id  # the runtime reads the manifest from the database and the bytes from S3
 
     def exists(self, deployment_id: str) -> bool:
+        """Whether the deployment's version is published. The first question about a project reads all its
+        aliases at once; later ones are answered from memory (or ask for that one alias if it is new)."""
         try:
             project_id = self._publisher.project_of(deployment_id)
         except EdgeError:
             return False
-        return self._publisher.functions.version_of(project_id, deployment_id) is not None
+        functions = self._publisher.functions
+        if project_id not in self._listed:
+            functions.learn_versions(project_id)
+            self._listed.add(project_id)
+        return functions.version_of(project_id, deployment_id) is not None
 
     def present(self) -> list[str]:
         return []  # versions of deleted deployments go with retention's prune or their project's function

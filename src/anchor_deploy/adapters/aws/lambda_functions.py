@@ -209,6 +209,14 @@ class LambdaFunctions:
         self._remember(project_id, deployment_id, version)
         return version
 
+    def learn_versions(self, project_id: str) -> None:
+        """Remember every deployment alias's version of the project from one paginated ListAliases (a
+        deployment's alias never moves once made), so that many ``version_of`` questions about one project,
+        as a reconcile pass asks them, cost one listing instead of a GetAlias each."""
+        for alias in self.aliases(self.function_name(project_id)):
+            if alias["Name"] != PRODUCTION_ALIAS and alias.get("Description") == alias["Name"]:
+                self._remember(project_id, str(alias["Name"]), str(alias["FunctionVersion"]))
+
     def ensure_deployment_alias(self, project_id: str, deployment_id: str, version: str | None = None) -> str:
         """The deployment's alias (made if missing, from its published version) and URL; its version."""
         name = self.function_name(project_id)
