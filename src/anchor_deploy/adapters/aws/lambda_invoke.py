@@ -76,10 +76,11 @@ class LambdaInvoker:
             return InvokeResult(False, None, f"function error ({answer['FunctionError']}): {payload[:300]}")
         if answer.get("StatusCode") != 200:
             return InvokeResult(False, None, f"invoke answered {answer.get('StatusCode')}")
-        return _url_response(payload)
+        return url_response(payload)
 
 
-def _url_response(payload: str) -> InvokeResult:
+def url_response(payload: str) -> InvokeResult:
+    """A handler's answer judged as a health check: a function URL response below 500 is healthy."""
     try:
         response = json.loads(payload)
     except ValueError:

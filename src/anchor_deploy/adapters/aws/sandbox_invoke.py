@@ -20,9 +20,8 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
-from anchor_deploy.adapters.aws.lambda_invoke import InvokeResult, url_event
+from anchor_deploy.adapters.aws.lambda_invoke import InvokeResult, url_event, url_response
 from anchor_deploy.adapters.local.process_run import BuildSandbox, run_step
 from anchor_deploy.adapters.local.sandbox import Mount
 from anchor_deploy.model.errors import BuildFailed
@@ -106,16 +105,9 @@ class SandboxInvoker:
 
 def _answer(path: Path) -> InvokeResult:
     try:
-        value: Any = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return url_response(path.read_text())
+    except OSError:
         return InvokeResult(False, None, "the handler gave no function URL answer")
-    status = value.get("statusCode") if isinstance(value, dict) else None
-    if not isinstance(status, int) or isinstance(status, bool):
-        return InvokeResult(False, None, "the handler's answer is not a function URL response")
-    body = str(value.get("body") or "")
-    if status >= 500:
-        return InvokeResult(False, status, f"answered {status}", body)
-    return InvokeResult(True, status, "", body)
 
 
 def _interpreter() -> str:
