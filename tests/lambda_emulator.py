@@ -24,8 +24,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-# What the Lambda Python runtime provides besides the standard library.
-RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "s3transfer", "urllib3", "dateutil", "six")
+from anchor_deploy.adapters.aws.sandbox_invoke import RUNTIME_PACKAGES  # what Lambda's Python provides
+
 FUNCTION_NAME = "anchor-emulated"
 
 _RUNNER = """

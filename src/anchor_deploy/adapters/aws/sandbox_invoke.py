@@ -27,6 +27,7 @@ from anchor_deploy.adapters.local.sandbox import Mount
 from anchor_deploy.model.errors import BuildFailed
 from anchor_deploy.ports.runtime import BuildLimits
 
+# What Lambda's Python runtime provides besides the standard library.
 RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "s3transfer", "urllib3", "dateutil", "six")
 _PASSED = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")
 _RUNNER = """
