@@ -21,7 +21,6 @@ import io
 import json
 import mimetypes
 import os
-import shutil
 import stat
 import sys
 import tempfile
@@ -343,12 +342,3 @@ def version_environment(
             + ": remove or shorten variables"
         )
     return environment
-
-
-def copy_package(package: LambdaPackage, target: Path) -> None:
-    """Write the zip to ``target`` (tests and the emulator read it from disk)."""
-    if package.zip_path is not None:
-        shutil.copyfile(package.zip_path, target)
-    else:
-        assert package.zip_bytes is not None
-        target.write_bytes(package.zip_bytes)
