@@ -29,9 +29,6 @@ class LambdaPackageLike(Protocol):
     @property
     def runtime(self) -> str: ...
 
-    @property
-    def needs_s3(self) -> bool: ...
-
 
 def package_zip(package: object) -> bytes:
     """The zip of a package: its ``read()``, else the bytes or the file it carries."""

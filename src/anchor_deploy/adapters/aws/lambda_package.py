@@ -8,9 +8,10 @@ bytes are read from S3 ``blobs/<sha256>``. An app's zip holds the app's files at
 under ``anchor_deps/`` and the app handler (``anchor_lambda/lambda_app.py``), with a manifest of its static
 directory's files (served from S3 like a static site's).
 
-Limits (Lambda's own): a zip above 50 MB cannot be sent in the API call (``needs_s3``: upload it to S3 and
-point the function at it); above 250 MB unzipped Lambda refuses the code (BuildFailed names the limit); the
-environment may hold 4 KB of variables in total.
+Limits (Lambda's own): a zip above 50 MB cannot be sent in the API call (every package is published from
+S3, so that one never bites; ``needs_s3`` now only says that such a zip is kept in a file, not in memory);
+above 250 MB unzipped Lambda refuses the code (BuildFailed names the limit); the environment may hold 4 KB
+of variables in total.
 """
 
 from __future__ import annotations
