@@ -48,6 +48,19 @@ def test_origin_domain_is_the_function_url_host() -> None:
         origin_domain("not a url")
 
 
+def test_one_listing_serves_the_ensure_of_many_projects(clients: AwsClients) -> None:
+    cdn = distributions(clients)
+    projects = [f"prj_{n:016x}" for n in range(3)]
+    made = {p: cdn.ensure(p, ORIGIN) for p in projects[:2]}
+    calls = clients.count_calls()
+    listing = cdn.by_project()
+    assert sorted(listing) == sorted(projects[:2])
+    assert {p: cdn.ensure(p, ORIGIN, listing) for p in projects[:2]} == made
+    assert calls == {"cloudfront:ListDistributions": 1}, "one listing, no lookup per project"
+    _id, domain = cdn.ensure(projects[2], ORIGIN, listing)  # not listed: made
+    assert domain.endswith(".cloudfront.net") and calls["cloudfront:CreateDistribution"] == 1
+
+
 def test_ensure_makes_one_distribution_per_project(clients: AwsClients) -> None:
     cdn = distributions(clients)
     distribution_id, domain = cdn.ensure(PROJECT, ORIGIN)

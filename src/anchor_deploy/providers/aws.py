@@ -179,13 +179,9 @@ class AwsLifecycle:
     def serve(self) -> None:
         """Every project with a production deployment has its distribution (a crash between the first
         production alias and its distribution is repaired here)."""
-        for project in self.store.list_projects():
-            if project.production_deployment_id is None:
-                continue
-            try:
-                self.cdn.production_created(project.id)
-            except Exception as exc:  # the API still starts; the next start tries again
-                log.warning("CloudFront for %s: %s", project.name, exc)
+        serving = [p.id for p in self.store.list_projects() if p.production_deployment_id is not None]
+        for project_id, exc in self.cdn.converge(serving).items():  # the API starts all the same
+            log.warning("CloudFront for project %s: %s (the next start tries again)", project_id, exc)
 
     def stop(self) -> None:
         """Lambda and CloudFront keep serving: nothing of the data plane runs here."""

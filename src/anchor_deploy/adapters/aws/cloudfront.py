@@ -79,9 +79,12 @@ class CloudFrontDistributions:
     def comment(project_id: str) -> str:
         return f"anchor {project_id}"
 
-    def ensure(self, project_id: str, origin: str) -> tuple[str, str]:
-        """The project's distribution (made if missing, its origin corrected if it differs): (id, domain)."""
-        found = self.find(project_id)
+    def ensure(
+        self, project_id: str, origin: str, listing: Mapping[str, dict[str, Any]] | None = None
+    ) -> tuple[str, str]:
+        """The project's distribution (made if missing, its origin corrected if it differs): (id, domain).
+        ``listing``: ``by_project()`` read once for many projects (else this one lists them all)."""
+        found = self.find(project_id) if listing is None else listing.get(project_id)
         if found is None:
             try:
                 made = self._create(project_id, origin)
@@ -110,6 +113,12 @@ class CloudFrontDistributions:
     def find(self, project_id: str) -> dict[str, Any] | None:
         comment = self.comment(project_id)
         return next((item for item in self._summaries() if item.get("Comment") == comment), None)
+
+    def by_project(self) -> dict[str, dict[str, Any]]:
+        """Every project's distribution from one paginated listing: project id -> its summary."""
+        prefix = self.comment("")
+        listed = (item for item in self._summaries() if str(item.get("Comment", "")).startswith(prefix))
+        return {str(item["Comment"])[len(prefix) :]: item for item in listed}
 
     def _summaries(self) -> Iterator[dict[str, Any]]:
         marker: dict[str, str] = {}

@@ -263,6 +263,21 @@ class ProductionCdn:
         _id, domain = self._cdn.ensure(project_id, origin_domain(self._functions.production_url(project_id)))
         self._made(project_id, domain)
 
+    def converge(self, project_ids: Sequence[str]) -> dict[str, Exception]:
+        """Each of these projects (which have a production deployment) has its distribution: one listing of
+        the distributions for all of them, then a create or an origin fix only where one is missing or
+        wrong. Returns what failed, by project: the others are done all the same."""
+        listing = self._cdn.by_project() if project_ids else {}
+        failed: dict[str, Exception] = {}
+        for project_id in project_ids:
+            try:
+                origin = origin_domain(self._functions.production_url(project_id))
+                _id, domain = self._cdn.ensure(project_id, origin, listing)
+                self._made(project_id, domain)
+            except Exception as exc:  # one project's trouble does not stop the others'
+                failed[project_id] = exc
+        return failed
+
 
 def _python_only(python: str | None) -> AppConfig:
     """LambdaDependencies reads only the app's Python version."""
