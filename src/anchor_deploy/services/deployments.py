@@ -241,4 +241,3 @@ class DeploymentService:
 
     def logs(self, deployment_id: str, after: int = 0) -> builtins.list[tuple[int, float, str]]:
         return self._store.read_log(deployment_id, after)
-
