@@ -296,7 +296,9 @@ def test_version_3_adds_leases_to_a_database_the_last_release_made_keeping_its_r
     store = SqliteStore(path, clock=lambda: 1000.0)
     assert schema_version(db) == LATEST >= 3
     after = tables(db)
-    assert {n: after[n] for n in before} == before and _rows(db, names) == rows
+    kept = [n for n in names if n != "domains"]  # version 4 adds columns to domains (tested on its own)
+    assert {n: after[n] for n in kept} == {n: before[n] for n in kept}
+    assert _rows(db, kept) == {n: rows[n] for n in kept}
     assert after.keys() - before.keys() == {"leases"}
     fresh = connect(tmp_path / "fresh.db")
     migrate(fresh)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -35,6 +36,17 @@ class CdnStatus(enum.StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     FAILED = "failed"
+
+
+class FailureKind(enum.StrEnum):
+    """What the consecutive failures counted in ``Domain.failures`` are, so no state is read from words."""
+
+    NONE = "none"
+    VALIDATION = "validation"  # the validation record is not there (yet)
+    REFUSED = "refused"  # the certificate authority refused
+    EDGE = "edge"  # the edge or CDN could not serve the name
+    RENEWAL = "renewal"  # renewing failed; the current certificate is still served
+    REMOVAL = "removal"  # taking the name down is not finished (a certificate still in use)
 
 
 class DnsStatus(enum.StrEnum):
@@ -136,6 +148,19 @@ class DnsRecord:
     note: str = ""
 
 
+def records_to_text(records: tuple[DnsRecord, ...]) -> str:
+    """The validation records as stored in a row (JSON; "" for none)."""
+    if not records:
+        return ""
+    return json.dumps([[r.type, r.name, r.value, r.purpose, r.note] for r in records])
+
+
+def records_from_text(text: str) -> tuple[DnsRecord, ...]:
+    if not text:
+        return ()
+    return tuple(DnsRecord(*(str(part) for part in row)) for row in json.loads(text))
+
+
 @dataclass(frozen=True)
 class IssuedInfo:
     serial: str
@@ -166,6 +191,10 @@ class Domain:
     next_check_at: float | None = 0.0  # None: nothing to do until the user retries
     failures: int = 0  # consecutive failed steps (issuance, attach, renewal): drives the backoff
     deleting: bool = False
+    failure: FailureKind = FailureKind.NONE  # what ``failures`` counts
+    certificate_ref: str = ""  # the issuer's handle of the current order or certificate (an ACM ARN)
+    validation_records: tuple[DnsRecord, ...] = ()  # as the issuer asked for them (empty: its default)
+    renewal_status: str = ""  # the authority's renewal status, for certificates it renews itself (ACM)
 
     @property
     def base_name(self) -> str:

@@ -67,10 +67,21 @@ class InvalidManifest(InvalidInput):
     code = "invalid_manifest"
 
 
-class DomainQuotaExceeded(InvalidInput):
-    """The project holds as many custom domains as its quota allows (422); nothing was stored."""
+class QuotaExceeded(InvalidInput):
+    """No placement exists within a quota (422, the message names the quota); nothing was stored."""
 
     code = "quota_exceeded"
+
+
+class DomainQuotaExceeded(QuotaExceeded):
+    """The project holds as many custom domains as its quota allows (422); nothing was stored."""
+
+
+class DnsUpdateFailed(AnchorError):
+    """A linked DNS zone refused or could not take an update (502, with the server's or AWS's words)."""
+
+    code = "dns_update_failed"
+    status = 502
 
 
 class Unauthorized(AnchorError):

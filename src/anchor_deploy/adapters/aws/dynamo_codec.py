@@ -16,7 +16,16 @@ from typing import Any
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from anchor_deploy.model.apps import parse_app_config
-from anchor_deploy.model.domains import CdnStatus, CertificateStatus, DnsStatus, Domain, IssuedInfo
+from anchor_deploy.model.domains import (
+    CdnStatus,
+    CertificateStatus,
+    DnsStatus,
+    Domain,
+    FailureKind,
+    IssuedInfo,
+    records_from_text,
+    records_to_text,
+)
 from anchor_deploy.model.entities import (
     AliasMove,
     Deployment,
@@ -235,6 +244,10 @@ def domain_state(d: Domain) -> Item:
         "due_pk": None if d.next_check_at is None else "DUE",
         "failures": d.failures,
         "deleting": d.deleting,
+        "failure": d.failure.value,
+        "certificate_ref": d.certificate_ref or None,
+        "validation_records": records_to_text(d.validation_records) or None,
+        "renewal_status": d.renewal_status or None,
     }
 
 
@@ -277,4 +290,8 @@ def domain_of(item: Item) -> Domain:
         next_check_at=maybe_number(item.get("next_check_at")),
         failures=int(item["failures"]),
         deleting=bool(item["deleting"]),
+        failure=FailureKind(item.get("failure", "none")),
+        certificate_ref=str(item.get("certificate_ref", "")),
+        validation_records=records_from_text(str(item.get("validation_records", ""))),
+        renewal_status=str(item.get("renewal_status", "")),
     )

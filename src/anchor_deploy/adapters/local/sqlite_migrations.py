@@ -161,10 +161,25 @@ CREATE TABLE leases (
 );
 """
 
+# Domains say what their consecutive failures are (the first releases read it from the words of the
+# status), keep the issuer's handle of their certificate (an ACM ARN), the validation records the issuer
+# asked for, and the authority's renewal status.
+_VERSION_4 = """
+ALTER TABLE domains ADD COLUMN failure TEXT NOT NULL DEFAULT 'none';
+ALTER TABLE domains ADD COLUMN certificate_ref TEXT NOT NULL DEFAULT '';
+ALTER TABLE domains ADD COLUMN validation_records TEXT NOT NULL DEFAULT '';
+ALTER TABLE domains ADD COLUMN renewal_status TEXT NOT NULL DEFAULT '';
+UPDATE domains SET failure = 'refused' WHERE status_reason LIKE 'the certificate authority refused:%';
+UPDATE domains SET failure = 'edge' WHERE cdn_status = 'failed' AND failure = 'none';
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of the first release", split_statements(_RELEASE_1_SCHEMA)),
     Migration(2, "tokens: source and last use", split_statements(_VERSION_2)),
     Migration(3, "leases for background work", split_statements(_VERSION_3)),
+    Migration(
+        4, "domains: failure kind, certificate reference, validation records", split_statements(_VERSION_4)
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 MIGRATION_WAIT = 600.0  # seconds a starting process waits for another process's migration to finish

@@ -15,7 +15,16 @@ from typing import Any
 from anchor_deploy.adapters.local.sqlite_busy import BusyAwareConnection
 from anchor_deploy.adapters.local.sqlite_migrations import migrate
 from anchor_deploy.model.apps import parse_app_config
-from anchor_deploy.model.domains import CdnStatus, CertificateStatus, DnsStatus, Domain, IssuedInfo
+from anchor_deploy.model.domains import (
+    CdnStatus,
+    CertificateStatus,
+    DnsStatus,
+    Domain,
+    FailureKind,
+    IssuedInfo,
+    records_from_text,
+    records_to_text,
+)
 from anchor_deploy.model.entities import (
     AliasMove,
     Deployment,
@@ -43,7 +52,8 @@ _TOKEN_COLUMNS = "id, name, project_id, created_at, source, last_used_at"  # noq
 _DOMAIN_COLUMNS = (
     "name, project_id, validation_label, created_at, certificate_status, cdn_status, dns_status, "
     "status_reason, cert_serial, cert_issuer, cert_not_before, cert_not_after, validation_deadline, "
-    "last_checked_at, next_check_at, failures, deleting"
+    "last_checked_at, next_check_at, failures, deleting, failure, certificate_ref, validation_records, "
+    "renewal_status"
 )
 
 _DEPLOYMENT_COLUMNS = (
@@ -143,6 +153,10 @@ def _domain(row: sqlite3.Row) -> Domain:
         next_check_at=row["next_check_at"],
         failures=row["failures"],
         deleting=bool(row["deleting"]),
+        failure=FailureKind(row["failure"]),
+        certificate_ref=row["certificate_ref"],
+        validation_records=records_from_text(row["validation_records"]),
+        renewal_status=row["renewal_status"],
     )
 
 
@@ -560,7 +574,7 @@ class SqliteStore:
                 if db.execute(sql, (domain.project_id,)).fetchone()[0] >= quota:
                     return False
             db.execute(
-                f"INSERT INTO domains ({_DOMAIN_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                f"INSERT INTO domains ({_DOMAIN_COLUMNS}) VALUES ({', '.join('?' * 21)})",
                 (
                     domain.name,
                     domain.project_id,
@@ -588,6 +602,10 @@ class SqliteStore:
             d.next_check_at,
             d.failures,
             int(d.deleting),
+            d.failure.value,
+            d.certificate_ref,
+            records_to_text(d.validation_records),
+            d.renewal_status,
         )
 
     def domain(self, name: str) -> Domain | None:
@@ -630,7 +648,8 @@ class SqliteStore:
         columns = (
             "certificate_status = ?, cdn_status = ?, dns_status = ?, status_reason = ?, cert_serial = ?, "
             "cert_issuer = ?, cert_not_before = ?, cert_not_after = ?, validation_deadline = ?, "
-            "last_checked_at = ?, next_check_at = ?, failures = ?, deleting = ?"
+            "last_checked_at = ?, next_check_at = ?, failures = ?, deleting = ?, failure = ?, "
+            "certificate_ref = ?, validation_records = ?, renewal_status = ?"
         )
         args: tuple[Any, ...] = self._domain_state(domain)
         if certificate is not None:
