@@ -45,6 +45,8 @@ class ClientSource(Protocol):
 
     def client(self, service: str) -> Any: ...
 
+    def regional(self, service: str, region: str) -> Any: ...
+
 
 @dataclass(frozen=True)
 class FunctionSettings:
