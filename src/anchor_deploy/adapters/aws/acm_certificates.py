@@ -63,6 +63,8 @@ class AcmCertificate:
     renewal_status: str = ""  # RenewalSummary.RenewalStatus ("" before any managed renewal)
     renewal_pending: tuple[str, ...] = ()  # names whose renewal validation has not succeeded
     in_use_by: tuple[str, ...] = ()  # ARNs of what uses it (CloudFront distributions)
+    revocation_reason: str = ""  # ACM's RevocationReason of a REVOKED certificate
+    renewal_reason: str = ""  # RenewalSummary.RenewalStatusReason (why a renewal failed)
 
     @property
     def awaiting(self) -> tuple[str, ...]:
@@ -176,6 +178,8 @@ def certificate_from(raw: Mapping[str, Any]) -> AcmCertificate:
             if o.get("ValidationStatus") != VALIDATED
         ),
         in_use_by=tuple(str(user) for user in raw.get("InUseBy") or []),
+        revocation_reason=str(raw.get("RevocationReason", "")),
+        renewal_reason=str(renewal.get("RenewalStatusReason", "")),
     )
 
 
