@@ -26,6 +26,7 @@ from anchor_deploy.adapters.local.sqlite_migrations import (
     split_statements,
 )
 from anchor_deploy.adapters.local.sqlite_store import SqliteStore
+from anchor_deploy.model.dns_links import DnsLink
 from anchor_deploy.model.entities import Token, TokenSource
 from anchor_deploy.model.errors import SchemaTooNew
 
@@ -299,7 +300,7 @@ def test_version_3_adds_leases_to_a_database_the_last_release_made_keeping_its_r
     kept = [n for n in names if n != "domains"]  # version 4 adds columns to domains (tested on its own)
     assert {n: after[n] for n in kept} == {n: before[n] for n in kept}
     assert _rows(db, kept) == {n: rows[n] for n in kept}
-    assert after.keys() - before.keys() == {"leases"}
+    assert after.keys() - before.keys() == {"leases"} | VERSION_5_TABLES
     fresh = connect(tmp_path / "fresh.db")
     migrate(fresh)
     assert tables(fresh) == after  # an upgraded database has exactly a new one's schema
@@ -310,3 +311,38 @@ def test_version_3_adds_leases_to_a_database_the_last_release_made_keeping_its_r
     assert store.acquire_lease("loop:reconcile", "a:1:x", 30.0)
     assert not store.acquire_lease("loop:reconcile", "b:2:y", 30.0)
     assert store.lease_holder("loop:reconcile") == ("a:1:x", 1030.0)
+
+
+VERSION_5_TABLES = {"dns_links", "dns_links_by_project"}
+
+
+def test_version_5_adds_dns_links_to_a_version_4_database_keeping_its_rows(tmp_path: Path) -> None:
+    """A database at version 4 with projects and a domain upgrades to version 5: every table and row as it
+    was, a dns_links table with exactly a new database's schema, working, and emptied with its project."""
+    path = tmp_path / "anchor.db"
+    db = connect(path)
+    migrate(db, upto=4)
+    db.execute("INSERT INTO projects VALUES ('prj_1', 'site', 1.0, NULL, 0)")
+    db.execute("INSERT INTO projects VALUES ('prj_2', 'shop', 2.0, NULL, 0)")
+    db.execute(
+        "INSERT INTO domains (name, project_id, validation_label, created_at, certificate_status, "
+        "cdn_status, dns_status, status_reason, validation_deadline, failure) "
+        "VALUES ('www.example.com', 'prj_1', 'lbl', 3.0, 'ISSUED', 'active', 'ok', '', 9.0, 'none')"
+    )
+    before = tables(db)
+    rows = _rows(db, ["projects", "domains"])
+    assert schema_version(db) == 4 and "dns_links" not in before
+    store = SqliteStore(path)
+    assert schema_version(db) == 5
+    after = tables(db)
+    assert {n: after[n] for n in before} == before
+    assert _rows(db, ["projects", "domains"]) == rows
+    assert after.keys() - before.keys() == VERSION_5_TABLES
+    fresh = connect(tmp_path / "fresh.db")
+    migrate(fresh, upto=5)
+    assert {n: tables(fresh)[n] for n in VERSION_5_TABLES} == {n: after[n] for n in VERSION_5_TABLES}
+    store.add_dns_link(DnsLink("example.com", "prj_1", "rfc2136", "192.0.2.1:53", "k", created_at=4.0), b"x")
+    store.add_dns_link(DnsLink("shop.example", "prj_2", "route53", "Z0123", created_at=5.0), None)
+    assert [link.zone for link in store.dns_links("prj_1")] == ["example.com"]
+    store.delete_project("prj_1")
+    assert db.execute("SELECT zone FROM dns_links").fetchall() == [("shop.example",)]

@@ -10,6 +10,7 @@ AnchorError
 │   ├── ProjectNotFound
 │   ├── DeploymentNotFound
 │   ├── DomainNotFound
+│   ├── DnsLinkNotFound
 │   └── TokenNotFound
 ├── Conflict (409)
 │   ├── MissingFiles              manifest references blobs the server lacks
@@ -18,6 +19,7 @@ AnchorError
 │   ├── DeploymentNotReady
 │   ├── DomainTaken              another project holds the custom domain
 │   ├── DomainNotRetryable       retry is only for FAILED or VALIDATION_TIMED_OUT
+│   ├── ZoneLinked               a project has linked the DNS zone already
 │   └── FsckRunning              one fsck at a time
 ├── BlobRejected (400/413)        digest mismatch, too large
 │   └── BlobUnavailable (503)     a stored blob is missing or damaged on disk
@@ -124,6 +126,10 @@ class CopyGone(NotFound):
     code = "copy_gone"
 
 
+class DnsLinkNotFound(NotFound):
+    code = "dns_link_not_found"
+
+
 class TokenNotFound(NotFound):
     code = "token_not_found"
 
@@ -155,6 +161,12 @@ class DomainTaken(Conflict):
 
 class DomainNotRetryable(Conflict):
     code = "domain_not_retryable"
+
+
+class ZoneLinked(Conflict):
+    """A project has linked this DNS zone already (a zone is linked by one project at a time)."""
+
+    code = "zone_linked"
 
 
 class BlobRejected(AnchorError):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from anchor_deploy.model.apps import AppConfig
+from anchor_deploy.model.dns_links import DnsLink
 from anchor_deploy.model.domains import Domain
 from anchor_deploy.model.entities import (
     AliasMove,
@@ -42,6 +43,7 @@ from anchor_deploy.model.errors import (
     NameTaken,
     ProjectNotFound,
     WorkerFailed,
+    ZoneLinked,
 )
 from anchor_deploy.model.integrity import CopyKind, StoredCopy
 from anchor_deploy.model.logs import BuildLogCap
@@ -83,6 +85,7 @@ class FakeStore:
         self._env: dict[tuple[str, str], tuple[bytes, bool, float]] = {}
         self._domains: dict[str, tuple[Domain, tuple[bytes, bytes] | None]] = {}
         self._leases: dict[str, tuple[str, float]] = {}  # name -> (holder, expires at)
+        self._dns_links: dict[str, tuple[DnsLink, bytes | None]] = {}  # zone -> (link, sealed secret)
 
     # -- tokens ------------------------------------------------------------------------------------
     def add_token(self, token: Token, secret_hash: str) -> None:
@@ -187,7 +190,35 @@ class FakeStore:
             self._tokens = {h: t for h, t in self._tokens.items() if t.project_id != project_id}
             self._env = {k: v for k, v in self._env.items() if k[0] != project_id}
             self._domains = {k: v for k, v in self._domains.items() if v[0].project_id != project_id}
+            self._dns_links = {k: v for k, v in self._dns_links.items() if v[0].project_id != project_id}
             return released
+
+    # -- linked DNS zones --------------------------------------------------------------------------
+    def add_dns_link(self, link: DnsLink, sealed_secret: bytes | None) -> None:
+        with self._lock:
+            if link.zone in self._dns_links:
+                raise ZoneLinked(f"the zone {link.zone} is linked already; unlink it there first")
+            if link.project_id not in self._projects:
+                raise ProjectNotFound(f"project {link.project_id} not found")
+            self._dns_links[link.zone] = (link, sealed_secret)
+
+    def dns_links(self, project_id: str) -> list[DnsLink]:
+        with self._lock:
+            links = [link for link, _ in self._dns_links.values() if link.project_id == project_id]
+            return sorted(links, key=_zone)
+
+    def dns_link_secret(self, zone: str) -> bytes | None:
+        with self._lock:
+            found = self._dns_links.get(zone)
+            return None if found is None else found[1]
+
+    def remove_dns_link(self, project_id: str, zone: str) -> bool:
+        with self._lock:
+            found = self._dns_links.get(zone)
+            if found is None or found[0].project_id != project_id:
+                return False
+            del self._dns_links[zone]
+            return True
 
     # -- deployments -------------------------------------------------------------------------------
     def add_deployment(
@@ -484,6 +515,10 @@ class FakeStore:
         with self._lock:
             held = self._leases.get(name)
             return held if held is not None and held[1] > self._clock() else None
+
+
+def _zone(link: DnsLink) -> str:
+    return link.zone
 
 
 def _name(domain: Domain) -> str:

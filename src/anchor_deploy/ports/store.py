@@ -18,6 +18,7 @@ from anchor_deploy.model.entities import (
     TokenSource,
 )
 from anchor_deploy.model.manifest import ManifestFile
+from anchor_deploy.ports.dns_zones import DnsLinkRepository
 from anchor_deploy.ports.leases import LeaseRepository
 
 
@@ -193,6 +194,7 @@ class Store(
     EnvRepository,
     DomainRepository,
     LeaseRepository,
+    DnsLinkRepository,
     Protocol,
 ):
     """All repositories of one database."""

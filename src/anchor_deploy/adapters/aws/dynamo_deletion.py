@@ -4,7 +4,8 @@
    every reader (project_by_name/id, list_projects, host_target(s), project_hosts) and every write that
    needs a live project is refused (new deployments, hosts, tokens, domains, env, alias moves, log lines).
 2. Its items are deleted in BatchWriteItem calls of at most 25 keys, in this order: tokens (their hash
-   claims first, so they stop authenticating at once), hosts, domains (with their label claims), every
+   claims first, so they stop authenticating at once), hosts, domains (with their label claims), linked
+   DNS zones, every
    deployment's own items (manifest, sealed environment, build log), the deployments, the environment
    variables and alias history.
 3. The project's item and its name claim go last, in one transaction: the name is free only then.
@@ -102,6 +103,8 @@ class DeletionItems(DynamoBase):
         domains = list(self._owned(project_id, "DOMAIN#"))
         t.batch_delete([(f"DOMAIN#{i['name']}", "DOMAIN") for i in domains])
         t.batch_delete([(f"LABEL#{i['validation_label']}", "CLAIM") for i in domains])
+        links = [(str(i["pk"]), str(i["sk"])) for i in self._owned(project_id, "DNSLINK#")]
+        t.batch_delete(links)
         deployments = [str(i["id"]) for i in self._owned(project_id, "DEPLOY#")]
         owned: list[tuple[str, str]] = []
         for deployment_id in deployments:  # their own items first: a deployment found again is swept again
@@ -112,5 +115,5 @@ class DeletionItems(DynamoBase):
         rest = self._table.query("pk = :p", {":p": project_pk(project_id)}, projection="pk, sk")
         mine = [(str(i["pk"]), str(i["sk"])) for i in rest if i["sk"] != "PROJECT"]
         t.batch_delete(mine)
-        deleted += 2 * len(tokens) + 2 * len(domains) + len(owned) + len(deployments) + len(mine)
+        deleted += 2 * len(tokens) + 2 * len(domains) + len(links) + len(owned) + len(deployments) + len(mine)
         return hosts, deleted

@@ -18,13 +18,14 @@ from collections.abc import Callable
 from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.adapters.aws.dynamo_deletion import DeletionItems
 from anchor_deploy.adapters.aws.dynamo_deployments import DeploymentItems
+from anchor_deploy.adapters.aws.dynamo_dns_links import DnsLinkItems
 from anchor_deploy.adapters.aws.dynamo_domains import DomainItems
 from anchor_deploy.adapters.aws.dynamo_logs import LogItems
 from anchor_deploy.adapters.aws.dynamo_projects import ProjectItems
 from anchor_deploy.adapters.aws.dynamo_table import DynamoTable
 
 
-class DynamoStore(ProjectItems, DeploymentItems, LogItems, DomainItems, DeletionItems):
+class DynamoStore(ProjectItems, DeploymentItems, LogItems, DomainItems, DnsLinkItems, DeletionItems):
     def __init__(
         self,
         clients: AwsClients,

@@ -173,6 +173,22 @@ UPDATE domains SET failure = 'refused' WHERE status_reason LIKE 'the certificate
 UPDATE domains SET failure = 'edge' WHERE cdn_status = 'failed' AND failure = 'none';
 """
 
+# DNS zones a project linked (model/dns_links.py): the platform writes its domains' records there. A zone
+# is linked by one project at a time; the link goes with its project.
+_VERSION_5 = """
+CREATE TABLE dns_links (
+    zone TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    key_name TEXT NOT NULL DEFAULT '',
+    key_algorithm TEXT NOT NULL DEFAULT 'hmac-sha256',
+    sealed_secret BLOB,
+    created_at REAL NOT NULL
+);
+CREATE INDEX dns_links_by_project ON dns_links(project_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of the first release", split_statements(_RELEASE_1_SCHEMA)),
     Migration(2, "tokens: source and last use", split_statements(_VERSION_2)),
@@ -180,6 +196,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4, "domains: failure kind, certificate reference, validation records", split_statements(_VERSION_4)
     ),
+    Migration(5, "DNS zones linked to projects", split_statements(_VERSION_5)),
 )
 LATEST = MIGRATIONS[-1].version
 MIGRATION_WAIT = 600.0  # seconds a starting process waits for another process's migration to finish

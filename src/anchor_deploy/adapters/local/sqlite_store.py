@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from anchor_deploy.adapters.local.sqlite_busy import BusyAwareConnection
+from anchor_deploy.adapters.local.sqlite_dns_links import SqliteDnsLinks
 from anchor_deploy.adapters.local.sqlite_migrations import migrate
 from anchor_deploy.model.apps import parse_app_config
 from anchor_deploy.model.domains import (
@@ -164,7 +165,7 @@ def _host_target(row: sqlite3.Row | tuple[Any, ...]) -> tuple[HostRoute, str | N
     return HostRoute(row[0], HostKind(row[1]), row[2], row[3]), row[4]
 
 
-class SqliteStore:
+class SqliteStore(SqliteDnsLinks):
     def __init__(
         self,
         path: Path,
