@@ -36,7 +36,7 @@ FAILURE_REASONS = {
     "INVALID_PUBLIC_DOMAIN": "the name is not a valid public domain name (its top-level domain is unknown)",
     "DOMAIN_VALIDATION_DENIED": "Amazon is not allowed to issue a certificate for this name",
     "SLR_NOT_FOUND": "ACM's service-linked role is missing from the AWS account",
-    "OTHER": "ACM failed without saying why",
+    "OTHER": "ACM failed for a reason it does not name (OTHER): if a retry fails too, ask AWS Support",
 }
 REFUSALS = {
     "LimitExceededException": "an ACM quota is reached (certificates per account, or requests per year)",
