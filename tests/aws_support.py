@@ -1,8 +1,10 @@
 """A moto server process on loopback, reached only through the standard AWS environment.
 
-The tests never patch boto3: they start ``moto.server`` on 127.0.0.1, point ``AWS_ENDPOINT_URL`` at it with
-dummy credentials, and the platform's own code (which reads only the standard AWS environment) talks to it as
-it would to AWS. ``reset()`` empties every moto backend between tests through moto's own reset endpoint.
+The tests never patch boto3: they start moto's server on 127.0.0.1 (``tests.moto_rules``: moto with the
+CloudFront and ACM rules moto skips patched in), point ``AWS_ENDPOINT_URL`` at it with dummy credentials,
+and the platform's own code (which reads only the standard AWS environment) talks to it as it would to AWS.
+``reset()`` empties every moto backend between tests through moto's own reset endpoint (which clears the
+rules' state too: it lives on moto's objects).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ import httpx
 from tests.ports import LOOPBACK, free_port
 
 REGION = "us-east-1"
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -55,14 +58,16 @@ class MotoServer:
 
 
 @contextmanager
-def moto_server(log_dir: Path) -> Iterator[MotoServer]:
+def moto_server(log_dir: Path, rules: Mapping[str, str] | None = None) -> Iterator[MotoServer]:
+    """``rules``: MOTO_RULES_* / MOTO_ACM_VALIDATION_WAIT variables for this server (see tests/moto_rules)."""
     port = free_port()
     log = (log_dir / f"moto-{port}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+        [sys.executable, "-m", "tests.moto_rules", "-H", LOOPBACK, "-p", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "MOTO_CALL_RESET_API": "true"},
+        env={**os.environ, "MOTO_CALL_RESET_API": "true", **(rules or {})},
+        cwd=REPOSITORY,
     )
     server = MotoServer(f"http://{LOOPBACK}:{port}", process)
     try:
