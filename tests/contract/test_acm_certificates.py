@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from anchor_deploy.adapters.aws.acm_certificates import (
+    ALL_STATUSES,
     CERTIFICATE_REGION,
     AcmCertificates,
     idempotency_token,
@@ -238,4 +239,28 @@ def test_a_certificate_in_use_is_not_deleted_yet() -> None:
         stub.add_client_error("describe_certificate", "AccessDeniedException", "no")
         with pytest.raises(ClientError):
             certificates.describe(ARN)
+        stub.assert_no_pending_responses()
+
+
+def test_listed_passes_over_certificates_whose_tags_the_role_may_not_read() -> None:
+    clients = AwsClients()
+    certificates = AcmCertificates(clients, TAGS)
+    other = ARN.replace("5555", "6666")
+    summaries = [
+        {
+            "CertificateArn": arn,
+            "DomainName": name,
+            "SubjectAlternativeNameSummaries": [name],
+            "HasAdditionalSubjectAlternativeNames": False,
+        }
+        for arn, name in ((other, "foreign.example.com"), (ARN, "ours.example.com"))
+    ]
+    with Stubber(acm_of(clients)) as stub:
+        every_status = {"CertificateStatuses": list(ALL_STATUSES)}
+        stub.add_response("list_certificates", {"CertificateSummaryList": summaries}, every_status)
+        stub.add_client_error("list_tags_for_certificate", "AccessDeniedException", "not yours", 400, None)
+        stub.add_response(
+            "list_tags_for_certificate", {"Tags": [{"Key": "anchor:stack", "Value": "anchor-test"}]}
+        )
+        assert certificates.listed() == [(ARN, ("ours.example.com",))]
         stub.assert_no_pending_responses()

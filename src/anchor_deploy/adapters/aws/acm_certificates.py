@@ -146,6 +146,8 @@ class AcmCertificates:
         except ClientError as exc:
             if is_error(exc, "ResourceNotFoundException"):
                 return False  # deleted between the listing and now
+            if is_error(exc, "AccessDeniedException"):
+                return False  # the role reads the tags of the stack's own certificates only
             raise
         held = {str(tag["Key"]): str(tag.get("Value", "")) for tag in tags}
         return all(held.get(key) == value for key, value in self.tags.items())
