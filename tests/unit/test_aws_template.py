@@ -406,3 +406,25 @@ def test_bad_stack_names_are_refused(bad: str) -> None:
 def test_the_stack_setting() -> None:
     assert Settings.from_env({}).aws_stack == "anchor-deploy"
     assert Settings.from_env({"ANCHOR_AWS_STACK": "staging-1"}).aws_stack == "staging-1"
+
+
+def test_certificate_requests_are_held_to_dns_validation_and_transparency_logging() -> None:
+    statements = identity_statements(stack_template(STACK))
+    requesting = [s for s in statements if "acm:RequestCertificate" in as_list(s["Action"])]
+    assert len(requesting) == 1, "granted once, never also unconditioned"
+    (request,) = requesting
+    assert as_list(request["Action"]) == ["acm:RequestCertificate"]
+    assert request["Condition"] == {
+        "StringEquals": {"acm:ValidationMethod": "DNS", "acm:CertificateTransparencyLogging": "ENABLED"}
+    }
+    (tagging,) = [s for s in statements if "acm:AddTagsToCertificate" in as_list(s["Action"])]
+    assert tagging["Condition"] == {"StringEquals": {f"aws:RequestTag/{STACK_TAG}": STACK}}
+    acm = {a for s in statements for a in as_list(s["Action"]) if a.startswith("acm:")}
+    assert acm == {
+        "acm:AddTagsToCertificate",
+        "acm:DeleteCertificate",
+        "acm:DescribeCertificate",
+        "acm:ListCertificates",
+        "acm:ListTagsForCertificate",
+        "acm:RequestCertificate",
+    }

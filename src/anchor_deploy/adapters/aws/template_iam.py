@@ -104,6 +104,10 @@ _DISTRIBUTIONS = [
 ]
 _CERTIFICATES = ["acm:DeleteCertificate", "acm:DescribeCertificate", "acm:ListTagsForCertificate"]
 _TAG_AT_CREATION = ["acm:AddTagsToCertificate", "cloudfront:TagResource"]
+# RequestCertificate takes no resource; ACM's own condition keys hold it to what the platform asks for (a
+# request carrying the stack's tag is also authorized as AddTagsToCertificate, limited by that tag).
+_CERTIFICATE_REQUESTS = {"acm:ValidationMethod": "DNS", "acm:CertificateTransparencyLogging": "ENABLED"}
+_CONDITIONED_WILDCARDS = {"acm:RequestCertificate"}  # granted on "*" in a statement of their own
 
 
 def _sub(text: str) -> dict[str, str]:
@@ -180,7 +184,8 @@ def control_plane_statements(names: StackNames) -> list[dict[str, Any]]:
         ),
         _allow("OwnLogs", _OWN_LOGS, [_arn("logs", _log_group(names.control_plane_function) + ":*")]),
         _allow("OwnStack", ["cloudformation:DescribeStacks"], [{"Ref": "AWS::StackId"}]),
-        _allow("Unscopable", sorted(WILDCARDS), ["*"]),
+        _allow("Unscopable", sorted(set(WILDCARDS) - _CONDITIONED_WILDCARDS), ["*"]),
+        _allow("RequestCertificates", ["acm:RequestCertificate"], ["*"], StringEquals=_CERTIFICATE_REQUESTS),
         _allow("Distributions", _DISTRIBUTIONS, [_arn("cloudfront", "distribution/*", region="")], **tagged),
         # ACM certificates for CloudFront live in us-east-1 whatever the stack's region.
         _allow("Certificates", _CERTIFICATES, [_arn("acm", "certificate/*", region="us-east-1")], **tagged),
