@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from anchor_deploy.adapters.delegated_issuer import DelegatedIssuer
+from anchor_deploy.adapters.local.edge_plane import EdgePlane
 from anchor_deploy.model.entities import Deployment, Project, Target, Token
 from anchor_deploy.model.names import production_host
 from anchor_deploy.ports.fakes import (
@@ -107,21 +109,41 @@ def fake_adapters(clock: TickingClock) -> Adapters:
     blobs = FakeBlobStore()
     certificates = FakeServedCertificates()
     domain_edge = FakeDomainEdge()
+    store = FakeStore(clock)
+    box = XorBox()
+    lookup = FakeDnsLookup()
+    suffixes = FakePublicSuffixes()
+    settings = Settings(base_domain=BASE)
+    issuer = DelegatedIssuer(
+        FakeIssuer(clock),
+        lookup,
+        settings.validation_zone_name,
+        store.domain_certificate,
+        suffixes.public_suffix,
+    )
+    plane = EdgePlane(
+        store,
+        box,
+        certificates,
+        domain_edge,
+        FakeProbe(certificates, domain_edge),
+        BASE,
+        settings.edge_host,
+        settings.edge_address_list,
+    )
     return Adapters(
-        store=FakeStore(clock),
+        store=store,
         blobs=blobs,
         files=FakeDeploymentFiles(blobs),
         edge=FakeEdge(),
         environments=FakeEnvironments(),
         runtime=FakeRuntime(),
-        box=XorBox(),
+        box=box,
         domains=DomainAdapters(
-            lookup=FakeDnsLookup(),
-            issuer=FakeIssuer(clock),
-            certificates=certificates,
-            edge=domain_edge,
-            probe=FakeProbe(certificates, domain_edge),
-            suffixes=FakePublicSuffixes(),
+            lookup=lookup,
+            issuer=issuer,
+            plane=plane,
+            suffixes=suffixes,
             scripts=FakeUnicodeScripts(),
         ),
         status=StaticStatus(),

@@ -47,10 +47,8 @@ class GatedLookup(FakeDnsLookup):
 
 
 def gated_harness(**settings: object) -> tuple[Harness, GatedLookup]:
-    h = make_harness(**settings)
     lookup = GatedLookup()
-    h.lookup = h.service.lookup = lookup
-    return h, lookup
+    return make_harness(lookup, **settings), lookup
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0, what: str = "") -> float:

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from anchor_deploy.adapters.delegated_issuer import DelegatedIssuer
+from anchor_deploy.adapters.local.edge_plane import EdgePlane
 from anchor_deploy.model.domains import (
     LABEL_ALPHABET,
     CdnStatus,
@@ -31,7 +33,7 @@ from anchor_deploy.model.names import production_host
 from anchor_deploy.ports.domains import Certificate
 from anchor_deploy.ports.fakes import FakePublicSuffixes, FakeStore, FakeUnicodeScripts
 from anchor_deploy.services.domain_worker import DomainWorker
-from anchor_deploy.services.domains import DomainService, DomainSettings
+from anchor_deploy.services.domains import DomainService, DomainSettings, NameRules
 from tests.support import to_ascii, to_unicode
 from tests.unit.domain_fakes import (
     Clock,
@@ -108,10 +110,11 @@ class Harness:
         return domain
 
 
-def make_harness(**settings: Any) -> Harness:
+def make_harness(lookup: FakeDnsLookup | None = None, **settings: Any) -> Harness:
+    """``lookup``: the resolver every part of the service asks (a fresh FakeDnsLookup by default)."""
     clock = Clock()
     store = FakeStore(clock)
-    lookup = FakeDnsLookup()
+    lookup = lookup or FakeDnsLookup()
     issuer = FakeIssuer(clock, LIFETIME)
     certs = FakeServedCertificates()
     edge = FakeDomainEdge()
@@ -133,25 +136,52 @@ def make_harness(**settings: Any) -> Harness:
         "check_min": 5.0,
         "check_max": 300.0,
     } | settings
-    service = DomainService(
-        store,
-        lookup,
-        issuer,
-        certs,
-        edge,
-        probe,
-        box,
-        DomainSettings(**options),
-        clock,
-        to_ascii,
-        to_unicode,
-        FakePublicSuffixes(),
-        FakeUnicodeScripts(),
-        zone,
-    )
+    caa_identity = options.pop("caa_identity", "")
+    service = service_over(store, lookup, issuer, certs, edge, probe, zone, box, clock, caa_identity, options)
     h = Harness(clock, store, lookup, issuer, certs, edge, probe, zone, box, service, site, other)
     service.on_change = lambda: h.wakes.append(None)
     return h
+
+
+def service_over(
+    store: FakeStore,
+    lookup: FakeDnsLookup,
+    issuer: FakeIssuer,
+    certs: FakeServedCertificates,
+    edge: FakeDomainEdge,
+    probe: FakeProbe,
+    zone: FakeZone,
+    box: XorBox,
+    clock: Clock,
+    caa_identity: str,
+    options: dict[str, Any],
+) -> DomainService:
+    """A DomainService over these fakes, as one control-plane process has it (its own locks)."""
+    suffixes = FakePublicSuffixes()
+    return DomainService(
+        store,
+        DelegatedIssuer(issuer, lookup, ZONE, store.domain_certificate, suffixes.public_suffix, caa_identity),
+        EdgePlane(store, box, certs, edge, probe, BASE, EDGE, ADDRESSES),
+        lookup,
+        box,
+        DomainSettings(**options),
+        clock,
+        NameRules(to_ascii, to_unicode, suffixes, FakeUnicodeScripts()),
+        zone,
+    )
+
+
+def another_process(h: Harness) -> DomainService:
+    """The same database and data planes, seen by a second control-plane process."""
+    options = {
+        "base_domain": BASE,
+        "validation_zone": ZONE,
+        "edge_hostname": EDGE,
+        "edge_addresses": ADDRESSES,
+    }
+    return service_over(
+        h.store, h.lookup, h.issuer, h.certs, h.edge, h.probe, h.zone, h.box, h.clock, "", options
+    )
 
 
 @pytest.fixture

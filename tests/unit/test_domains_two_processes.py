@@ -1,18 +1,16 @@
-"""Custom domains with two control-plane processes on one database: the DomainService's per-name locks are
-each process's own, so a removal in one process can run while the other one's check attaches the name."""
+"""Custom domains with two control-plane processes on one database: the per-name locks of the domain service
+and of its edge plane are each process's own, so a removal in one process can run while the other one's
+check attaches the name."""
 
 from __future__ import annotations
 
-import dataclasses
-import threading
-
-from tests.unit.test_domain_service import WWW, make_harness
+from tests.unit.test_domain_service import WWW, another_process, make_harness
 
 
 def test_a_removal_by_another_process_during_an_attach_leaves_the_name_detached() -> None:
     h = make_harness()
     # The other process: the same database and data planes, locks of its own.
-    other = dataclasses.replace(h.service, _locks={}, _guard=threading.Lock())
+    other = another_process(h)
     h.add(WWW)
     h.validate(WWW)
     attach = h.edge.attach
@@ -28,4 +26,3 @@ def test_a_removal_by_another_process_during_an_attach_leaves_the_name_detached(
     assert h.store.domain(WWW) is None
     assert h.edge.links == {} and h.certs.installed == {}  # taken down again after the attach
     assert h.issuer.issued and h.issuer.revoked == [h.issuer.issued[0].chain_pem]
-

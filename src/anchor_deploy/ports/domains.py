@@ -5,11 +5,11 @@ probe that proves a name is served."""
 from __future__ import annotations
 
 import datetime
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from anchor_deploy.model.dns_answers import DnsAnswer, DnsOutcome
 from anchor_deploy.model.domains import Domain
 from anchor_deploy.ports.store import DomainRepository, ProjectRepository, Store
 
@@ -24,8 +24,10 @@ class Certificate:
     issuer: str  # the issuer's distinguished name as shown to users
 
 
-class Issuer(Protocol):
-    """Gets certificates issued for names whose ``_acme-challenge`` CNAME points at ``validation_fqdn``."""
+class KeyedIssuer(Protocol):
+    """A synchronous authority that hands the key back (the local CA, ACME): gets certificates issued for
+    names whose ``_acme-challenge`` CNAME points at ``validation_fqdn``. It reaches the domain service as
+    a ports.issuance.Issuer through adapters/delegated_issuer.py."""
 
     kind: str  # "internal" or "acme"
 
@@ -57,29 +59,6 @@ class ValidationZone(Protocol):
         ...
 
     def published(self) -> Mapping[str, tuple[str, ...]]: ...
-
-
-class DnsOutcome(enum.StrEnum):
-    OK = "ok"
-    NXDOMAIN = "nxdomain"  # the name does not exist
-    NODATA = "nodata"  # the name exists, without records of that type
-    ERROR = "error"  # timeout, refused, SERVFAIL: says nothing about the records
-
-
-@dataclass(frozen=True)
-class DnsAnswer:
-    outcome: DnsOutcome
-    values: tuple[str, ...] = ()  # lowercase names without the trailing dot, or addresses, or CAA text
-    detail: str = ""  # for ERROR: what went wrong, in words
-
-    def describe(self) -> str:
-        if self.outcome == DnsOutcome.OK:
-            return ", ".join(self.values)
-        if self.outcome == DnsOutcome.NXDOMAIN:
-            return "nothing (the name does not exist)"
-        if self.outcome == DnsOutcome.NODATA:
-            return "nothing (no record of that type)"
-        return f"no answer ({self.detail})"
 
 
 class DnsLookup(Protocol):
@@ -150,3 +129,6 @@ class DomainStore(Store, DomainQueue, Protocol):
 
 class DomainRepositories(DomainRepository, DomainQueue, ProjectRepository, Protocol):
     """The store as the domain service uses it: domains, their queue, their projects."""
+
+
+__all__ = ["DnsAnswer", "DnsOutcome"]  # where they were before they moved to the model

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.dns_links import DnsLink
-from anchor_deploy.model.domains import Domain
+from anchor_deploy.model.domains import Domain, FailureKind
 from anchor_deploy.model.entities import (
     AliasMove,
     Deployment,
@@ -483,6 +483,18 @@ class FakeStore:
             marked = dataclasses.replace(found[0], deleting=True, next_check_at=0.0)
             self._domains[name] = (marked, found[1])
             return marked
+
+    def defer_domain_removal(self, name: str, until: float, failures: int, reason: str) -> bool:
+        with self._lock:
+            found = self._domains.get(name)
+            if found is None or not found[0].deleting:
+                return False
+            deferred = dataclasses.replace(
+                found[0], next_check_at=until, failures=failures, status_reason=reason
+            )
+            deferred = dataclasses.replace(deferred, failure=FailureKind.REMOVAL)
+            self._domains[name] = (deferred, found[1])
+            return True
 
     def domain_certificate(self, name: str) -> tuple[bytes, bytes] | None:
         with self._lock:

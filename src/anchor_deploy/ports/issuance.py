@@ -79,8 +79,9 @@ class Issuer(Protocol):
         """For issuers that do not renew by themselves: a new certificate for an issued domain, now."""
         ...
 
-    def release(self, domain: Domain) -> bool:
-        """Revoke or delete what was issued for ``domain`` (quietly if the authority refuses to revoke).
+    def release(self, domain: Domain, orphan: IssuedCertificate | None = None) -> bool:
+        """Revoke or delete what was issued for ``domain`` (quietly if the authority refuses to revoke), or
+        only ``orphan``: a certificate just handed over for a domain removed meanwhile, never stored.
         False: the authority cannot let go yet (a certificate still in use): call again later."""
         ...
 

@@ -177,6 +177,11 @@ class DomainRepository(Protocol):
 
     def mark_domain_deleting(self, name: str) -> Domain | None: ...
 
+    def defer_domain_removal(self, name: str, until: float, failures: int, reason: str) -> bool:
+        """A removal that could not finish yet (a certificate still in use) is looked at again at
+        ``until``, with its count of tries and why; only rows marked deleting. False if there is none."""
+        ...
+
     def domain_certificate(self, name: str) -> tuple[bytes, bytes] | None:
         """(chain PEM, sealed key) of the domain's current certificate."""
         ...

@@ -110,9 +110,7 @@ def build_platform(
         domains=DomainAdapters(
             lookup=DnsPythonLookup(settings.resolver_list),
             issuer=NoCustomDomains(),
-            certificates=NoCustomDomains(),
-            edge=NoCustomDomains(),
-            probe=NoCustomDomains(),
+            plane=NoCustomDomains(),
             unavailable=(
                 "custom domains on the AWS provider (ACM certificates attached to CloudFront) are not "
                 "built yet; the project's CloudFront domain serves production"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import logging
 import os
 import shlex
 import time
@@ -12,6 +13,7 @@ from typing import IO, Any
 
 from anchor_deploy import __version__
 from anchor_deploy.adapters.acme_issuer import AcmeIssuer
+from anchor_deploy.adapters.delegated_issuer import DelegatedIssuer
 from anchor_deploy.adapters.dns_lookup import DnsPythonLookup
 from anchor_deploy.adapters.fernet_box import FernetBox
 from anchor_deploy.adapters.local.activator import Activator
@@ -23,6 +25,7 @@ from anchor_deploy.adapters.local.caddy_process import CaddyProcess, socket_dir
 from anchor_deploy.adapters.local.cert_files import CertificateEndpoint, CertificateFiles
 from anchor_deploy.adapters.local.cgroups import CgroupLimits
 from anchor_deploy.adapters.local.dns_server import ZoneServer
+from anchor_deploy.adapters.local.edge_plane import EdgePlane
 from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
 from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
 from anchor_deploy.adapters.local.internal_ca import InternalCA, InternalIssuer
@@ -32,9 +35,10 @@ from anchor_deploy.adapters.local.sqlite_store import SqliteStore
 from anchor_deploy.adapters.local.tls_probe import EdgeTlsProbe
 from anchor_deploy.adapters.local.venv_builder import VenvBuilder
 from anchor_deploy.adapters.local.worker_runtime import WorkerPolicy, WorkerRuntime
+from anchor_deploy.adapters.public_suffix_list import BundledPublicSuffixes
 from anchor_deploy.model.entities import HostKind
 from anchor_deploy.model.logs import BuildLogCap
-from anchor_deploy.ports.domains import Issuer
+from anchor_deploy.ports.domains import KeyedIssuer
 from anchor_deploy.ports.runtime import SpecLoader, WorkerSpec
 from anchor_deploy.providers.local_parts import LocalLifecycle, LocalRoot, LocalStatus
 from anchor_deploy.providers.platform import Platform
@@ -42,6 +46,8 @@ from anchor_deploy.providers.services import Adapters, DomainAdapters, assemble,
 from anchor_deploy.services.operator import BackupService
 from anchor_deploy.services.runner import same_machine_liveness
 from anchor_deploy.settings import Settings, parse_addr
+
+log = logging.getLogger(__name__)
 
 
 def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
@@ -73,6 +79,28 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     zone_server = _zone_server(settings)
     domain_edge = SymlinkDomainEdge(data / "edge" / "c", edge.kind_root(HostKind.ALIAS))
     status = LocalStatus(sandbox)
+    box = FernetBox.from_key_file(data / "secrets.key")
+    lookup = DnsPythonLookup(settings.resolver_list)
+    issuer = DelegatedIssuer(
+        _issuer(settings, data, zone_server, internal_ca),
+        lookup,
+        settings.validation_zone_name,
+        store.domain_certificate,
+        BundledPublicSuffixes().public_suffix,
+        settings.caa_identity if settings.issuer == "acme" else "",
+        on_revoke_refused=lambda why: log.warning("could not revoke a removed domain's certificate: %s", why),
+    )
+    plane = EdgePlane(
+        store,
+        box,
+        certificates,
+        domain_edge,
+        EdgeTlsProbe(parse_addr(settings.https_addr, "ANCHOR_HTTPS_ADDR")),
+        settings.base_domain,
+        settings.edge_host,
+        settings.edge_address_list,
+        fault=faults.hit,
+    )
     adapters = Adapters(
         store=store,
         blobs=blobs,
@@ -80,15 +108,8 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         edge=edge,
         environments=envs,
         runtime=runtime,
-        box=FernetBox.from_key_file(data / "secrets.key"),
-        domains=DomainAdapters(
-            lookup=DnsPythonLookup(settings.resolver_list),
-            issuer=_issuer(settings, data, zone_server, internal_ca),
-            certificates=certificates,
-            edge=domain_edge,
-            probe=EdgeTlsProbe(parse_addr(settings.https_addr, "ANCHOR_HTTPS_ADDR")),
-            zone=zone_server,
-        ),
+        box=box,
+        domains=DomainAdapters(lookup=lookup, issuer=issuer, plane=plane, zone=zone_server),
         status=status,
         root_certificate=LocalRoot(internal_ca),
         lease_holder_alive=same_machine_liveness(),  # processes sharing a data dir share this machine
@@ -135,7 +156,7 @@ def _zone_server(settings: Settings) -> ZoneServer | None:
     return ZoneServer(settings.validation_zone_name, host, port)
 
 
-def _issuer(settings: Settings, data: Path, zone_server: ZoneServer | None, ca: InternalCA) -> Issuer:
+def _issuer(settings: Settings, data: Path, zone_server: ZoneServer | None, ca: InternalCA) -> KeyedIssuer:
     if zone_server is None:
         return InternalIssuer(ca, datetime.timedelta(seconds=settings.certificate_lifetime))
     return AcmeIssuer(

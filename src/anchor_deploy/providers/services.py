@@ -18,15 +18,8 @@ from anchor_deploy.adapters.public_suffix_list import BundledPublicSuffixes
 from anchor_deploy.adapters.unicode_scripts import UcdScripts
 from anchor_deploy.model.entities import AliasMove, Project
 from anchor_deploy.ports import BlobChecker, BlobStore, DeploymentFiles, Edge
-from anchor_deploy.ports.domains import (
-    DnsLookup,
-    DomainEdge,
-    DomainStore,
-    Issuer,
-    ServedCertificates,
-    TlsProbe,
-    ValidationZone,
-)
+from anchor_deploy.ports.domains import DnsLookup, DomainStore, ValidationZone
+from anchor_deploy.ports.issuance import DomainPlane, Issuer
 from anchor_deploy.ports.names import PublicSuffixes, UnicodeScripts
 from anchor_deploy.ports.operations import ProviderStatus, PublicUrls, RootCertificate
 from anchor_deploy.ports.runtime import AppRuntime, EnvironmentBuilder, SecretBox
@@ -35,7 +28,7 @@ from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
 from anchor_deploy.services.auth import TokenService
 from anchor_deploy.services.deployments import DeploymentService
 from anchor_deploy.services.domain_worker import DomainWorker
-from anchor_deploy.services.domains import DomainService, DomainSettings
+from anchor_deploy.services.domains import DomainService, DomainSettings, NameRules
 from anchor_deploy.services.edge_sync import EdgeSync
 from anchor_deploy.services.health import HealthService
 from anchor_deploy.services.integrity import IntegrityService
@@ -61,10 +54,8 @@ class DomainAdapters:
     """What custom domains need of a provider."""
 
     lookup: DnsLookup
-    issuer: Issuer
-    certificates: ServedCertificates
-    edge: DomainEdge
-    probe: TlsProbe
+    issuer: Issuer  # gets certificates issued (the local CA or ACME by CNAME delegation, or ACM)
+    plane: DomainPlane  # puts an issued name in front of production (the local edge, or CloudFront)
     zone: ValidationZone | None = None  # the validation zone's DNS server, when the platform runs one
     suffixes: PublicSuffixes = field(default_factory=BundledPublicSuffixes)
     scripts: UnicodeScripts = field(default_factory=UcdScripts)
@@ -261,24 +252,18 @@ def _domains(settings: Settings, a: Adapters, clock: Callable[[], float], faults
         validation_deadline=settings.validation_deadline,
         check_min=settings.domain_check_min,
         check_max=settings.domain_check_max,
-        caa_identity=settings.caa_identity if settings.issuer == "acme" else "",
         quota=settings.domain_quota,
         unavailable=d.unavailable,
     )
     return DomainService(
         a.store,
-        d.lookup,
         d.issuer,
-        d.certificates,
-        d.edge,
-        d.probe,
+        d.plane,
+        d.lookup,
         a.box,
         domain_settings,
         clock,
-        d.to_ascii,
-        d.to_unicode,
-        d.suffixes,
-        d.scripts,
+        NameRules(d.to_ascii, d.to_unicode, d.suffixes, d.scripts),
         d.zone,
         fault=faults.hit,
     )

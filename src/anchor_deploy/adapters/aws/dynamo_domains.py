@@ -173,6 +173,16 @@ class DomainItems(DynamoBase):
             self._table.write(self._mark(name, False))
         return self.domain(name)
 
+    def defer_domain_removal(self, name: str, until: float, failures: int, reason: str) -> bool:
+        values = {":at": until, ":n": failures, ":kind": "removal", ":why": reason}
+        values.update({":yes": True, ":due": "DUE"})
+        update = (
+            "SET next_check_at = :at, failures = :n, failure = :kind, status_reason = :why, due_pk = :due"
+        )
+        condition = _EXISTS + " AND deleting = :yes"
+        operation = self._table.update(_domain_pk(name), "DOMAIN", update, condition, values=values)
+        return self._table.write(operation) is not None
+
     def domain_certificate(self, name: str) -> tuple[bytes, bytes] | None:
         item = self._table.get(_domain_pk(name), "DOMAIN", ("cert_chain", "cert_key"))
         if item is None or item.get("cert_chain") is None:

@@ -9,55 +9,66 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
+from anchor_deploy.model.domains import DnsRecord, Domain
+from anchor_deploy.model.entities import Project
 from anchor_deploy.model.errors import CopyGone, EdgeError
 from anchor_deploy.model.integrity import StoredCopy
 from anchor_deploy.ports import BlobStore
 from anchor_deploy.ports.blobs import DirectUploads, UploadTarget
-from anchor_deploy.ports.domains import Certificate
+from anchor_deploy.ports.issuance import Attachment, IssuedCertificate, Order, Progress, QuotaUse
 
 _DOMAINS = "custom domains are not available on the AWS provider yet"
 
 
 class NoCustomDomains:
-    """Issuer, ServedCertificates, DomainEdge and TlsProbe of a provider without custom domains."""
+    """Issuer and DomainPlane of a provider without custom domains."""
 
     kind = "none"
+    renews_itself = True
 
-    def issue(self, names: Sequence[str], validation_fqdn: str) -> Certificate:
+    def records(self, domain: Domain) -> tuple[DnsRecord, ...]:
+        return ()
+
+    def request(self, domain: Domain) -> Order:
         raise EdgeError(_DOMAINS)
 
-    def revoke(self, chain_pem: bytes) -> None:
+    def poll(self, domain: Domain) -> Progress:
+        raise EdgeError(_DOMAINS)
+
+    def renew(self, domain: Domain) -> Progress:
+        raise EdgeError(_DOMAINS)
+
+    def release(self, domain: Domain, orphan: IssuedCertificate | None = None) -> bool:
         """Nothing was ever issued."""
+        return True
 
     def outdated(self, issuer: str) -> bool:
         return False
 
-    def put(self, name: str, certificate: Certificate) -> None:
+    def admit(self, domain: Domain, project: Project, held: Sequence[Domain]) -> None:
         raise EdgeError(_DOMAINS)
 
-    def remove(self, name: str) -> None:
-        """Nothing is served."""
-
-    def names(self) -> list[str]:
+    def routing_records(self, domain: Domain, project: Project, apex: bool) -> list[DnsRecord]:
         return []
 
-    def serial(self, name: str) -> str | None:
-        return None
-
-    def attach(self, name: str, production_host: str) -> None:
+    def attach(self, domain: Domain, project: Project) -> Attachment:
         raise EdgeError(_DOMAINS)
 
-    def detach(self, name: str) -> None:
+    def detach(self, domain: Domain) -> bool:
         """Nothing is attached."""
+        return True
 
-    def attached(self) -> Mapping[str, str]:
+    def forget_project(self, project_id: str) -> None:
+        """Nothing is held."""
+
+    def converge(self, domains: Sequence[Domain]) -> dict[str, list[str]]:
         return {}
 
-    def served_serial(self, name: str) -> str:
-        raise EdgeError(_DOMAINS)
+    def quotas(self, project: Project | None) -> list[QuotaUse]:
+        return []
 
 
 class UploadingStore(BlobStore, DirectUploads, Protocol):

@@ -670,6 +670,15 @@ class SqliteStore(SqliteDnsLinks):
             db.execute("UPDATE domains SET deleting = 1, next_check_at = ? WHERE name = ?", (0.0, name))
         return self.domain(name)
 
+    def defer_domain_removal(self, name: str, until: float, failures: int, reason: str) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE domains SET next_check_at = ?, failures = ?, failure = 'removal', status_reason = ? "
+                "WHERE name = ? AND deleting = 1",
+                (until, failures, reason, name),
+            )
+            return cursor.rowcount == 1
+
     def domain_certificate(self, name: str) -> tuple[bytes, bytes] | None:
         row = self._one("SELECT cert_chain, cert_key FROM domains WHERE name = ?", name)
         if row is None or row[0] is None:
