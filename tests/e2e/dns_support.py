@@ -42,6 +42,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import dns.tsig
 import dns.update
 
 from tests.ports import free_port
@@ -260,6 +261,8 @@ class UserDns(_Daemon):
 
     ``zones`` is zone names, or zone -> initial records. Every zone gets an SOA (all timers and the
     negative TTL 1 s), ``NS ns1.<zone>`` and ``ns1.<zone> A 127.0.0.1``. Updates live in memory only.
+    With ``tsig`` (key name, algorithm, base64 secret) an update must be signed with that key, as a
+    user's server open to the platform would be; :meth:`add` and :meth:`delete` then sign with it.
     """
 
     kind = "knot"
@@ -270,7 +273,9 @@ class UserDns(_Daemon):
         *,
         workdir: Path | None = None,
         port: int | None = None,
+        tsig: tuple[str, str, str] | None = None,
     ) -> None:
+        self.tsig = tsig
         if isinstance(zones, Mapping):
             self.records: dict[str, list[Record]] = {_zone(z): list(r) for z, r in zones.items()}
         else:
@@ -313,10 +318,10 @@ database:
 log:
   - target: stderr
     any: info
-acl:
+{self._keys()}acl:
   - id: update
     address: 127.0.0.1
-    action: update
+{self._acl_key()}    action: update
 template:
   - id: default
     zonefile-sync: -1
@@ -328,6 +333,15 @@ zone:
 
     def _ready(self) -> bool:
         return all(_answers_soa(self.host, self.port, zone) for zone in self.records)
+
+    def _keys(self) -> str:
+        if self.tsig is None:
+            return ""
+        name, algorithm, secret = self.tsig
+        return f"key:\n  - id: {name}\n    algorithm: {algorithm}\n    secret: {secret}\n"
+
+    def _acl_key(self) -> str:
+        return "" if self.tsig is None else f"    key: {self.tsig[0]}\n"
 
     def _kill(self, keep_dir: bool) -> None:
         super()._kill(keep_dir)
@@ -360,6 +374,8 @@ zone:
         self._send(update, f"delete {name} {rdtype or 'ANY'}")
 
     def _send(self, update: dns.update.UpdateMessage, what: str) -> None:
+        if self.tsig is not None:
+            update.use_tsig(dns.tsig.Key(self.tsig[0], self.tsig[2], self.tsig[1]))
         response = dns.query.tcp(update, self.host, port=self.port, timeout=3)
         if response.rcode() != dns.rcode.NOERROR:
             raise RuntimeError(f"knot refused to {what}: {dns.rcode.to_text(response.rcode())}")
