@@ -3,6 +3,7 @@ failure reasons and renewal summaries moto never reports (see test_acm_certifica
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -14,13 +15,14 @@ from botocore.stub import Stubber
 from anchor_deploy.adapters.aws.acm_certificates import CERTIFICATE_REGION, AcmCertificates
 from anchor_deploy.adapters.aws.acm_issuer import NOT_PUBLISHED, VANISHED, AcmIssuer, failure_words
 from anchor_deploy.adapters.aws.clients import AwsClients
-from anchor_deploy.model.domains import CertificateStatus, DnsRecord, Domain
+from anchor_deploy.model.domains import CertificateStatus, DnsRecord, Domain, IssuedInfo
 from anchor_deploy.model.errors import IssuanceFailed
-from anchor_deploy.ports.issuance import IssuanceState, IssuedCertificate, IssuedInfo
+from anchor_deploy.ports.issuance import IssuanceState, IssuedCertificate
 from tests.aws_support import MotoServer
 from tests.contract.test_acm_certificates import ARN, TAGS, detail, option
 
 NAME = "shop.example.com"
+PLAIN_MOTO_LABEL = "_d930b28be6c5927595552b219965053e."  # moto's one validation record name for every name
 DEADLINE = 1_800_000_000.0
 EXPECTED_STATES = {
     "PENDING_VALIDATION": IssuanceState.PENDING,
@@ -87,6 +89,36 @@ def test_a_poll_reports_what_acm_holds(issuer: AcmIssuer) -> None:
         assert progress.status is CertificateStatus.ISSUED
         assert progress.certificate is not None and progress.certificate.reference == row.certificate_ref
         assert progress.certificate.material is None, "ACM keeps the key"
+
+
+def test_a_certificate_is_issued_once_its_record_is_in_the_zone_that_holds_the_name(
+    issuer: AcmIssuer,
+) -> None:
+    route53 = AwsClients().client("route53")
+    zone = route53.create_hosted_zone(Name="example.com", CallerReference="acm-issuer")["HostedZone"]["Id"]
+    order = issuer.request(domain())
+    row = domain(ref=order.reference)
+    before = issuer.poll(row)
+    assert before.state is IssuanceState.PENDING, "the zone holds the name and not the record yet"
+    (record,) = before.records
+    assert record.name in before.reason and record.value in before.reason
+    change = {
+        "Action": "UPSERT",
+        "ResourceRecordSet": {
+            "Name": record.name,
+            "Type": "CNAME",
+            "TTL": 300,
+            "ResourceRecords": [{"Value": record.value}],
+        },
+    }
+    route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [change]})
+    after = issuer.poll(row)
+    if record.name.startswith(PLAIN_MOTO_LABEL):  # plain moto issues after a minute whatever DNS holds
+        assert after.state is IssuanceState.PENDING
+    else:  # tests.moto_rules: ACM sees the record in the zone
+        assert (after.state, after.status) == (IssuanceState.ISSUED, CertificateStatus.ISSUED)
+        assert after.certificate is not None and after.certificate.info.not_after > time.time()
+        assert after.certificate.renewal == "" and after.reason == ""
 
 
 def test_a_certificate_deleted_by_hand_fails_the_domain_until_a_retry(issuer: AcmIssuer) -> None:
