@@ -16,9 +16,15 @@ from fastapi.concurrency import run_in_threadpool
 from anchor_deploy.api.bodies import JsonBody
 from anchor_deploy.api.deps import PlatformDep, ProjectDep, TokenDep
 from anchor_deploy.api.openapi import answers
-from anchor_deploy.api.schemas_areas import CertificateAuthority, DomainInfo, DomainList, DomainRemoved
+from anchor_deploy.api.schemas_areas import (
+    CertificateAuthority,
+    DomainInfo,
+    DomainList,
+    DomainRemoved,
+    QuotaList,
+)
 from anchor_deploy.api.schemas_requests import DomainRequest
-from anchor_deploy.api.serialize import domain_json, quota_json, record_json
+from anchor_deploy.api.serialize import domain_json, quota_json, quota_use_json, record_json
 from anchor_deploy.model.entities import Project
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.services.domains import DomainView
@@ -53,6 +59,20 @@ async def find_domain(p: PlatformDep, token: TokenDep, name: str, check: bool = 
     project = await run_in_threadpool(p.domains.project_of, name, visible)
     view = await _checked(p, project, name, check)
     return domain_json(view, project, p.settings)
+
+
+@lookup_router.get("/quotas", **answers(QuotaList, 401, 403, 404, 503, tag="domains"))
+def quotas(p: PlatformDep, token: TokenDep, project: str | None = None) -> dict[str, Any]:
+    """Every quota that places custom domains, with its use: the project's own (``project``: a name the
+    token may see; a project token sees its own project by default), then the provider's (on AWS: names
+    per ACM certificate, certificates and ACM requests, aliases per distribution, distributions)."""
+    own = p.projects.list(token)
+    if project:
+        seen: Project | None = p.projects.get(project, token)
+    else:  # a project token's own project; an admin's: none (the account's quotas only)
+        seen = own[0] if token.project_id is not None and own else None
+    uses = p.domains.quotas(seen)
+    return {"provider": p.settings.provider, "quotas": [quota_use_json(u) for u in uses]}
 
 
 @lookup_router.get("/ca", **answers(CertificateAuthority, 401, 404, 503, tag="platform"))

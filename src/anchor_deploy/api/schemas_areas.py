@@ -29,7 +29,15 @@ class CertificateInfo(Answer):
     serial: str
     not_before: Timestamp
     not_after: Timestamp
-    renews_at: Timestamp
+    renews_at: Timestamp = Field(
+        description="when the platform asks for a new one; an authority that renews by itself (ACM) chooses "
+        "its own time: see renewal"
+    )
+    reference: str | None = Field(None, description="the issuer's name for it: an ACM certificate ARN")
+    renewal: str | None = Field(
+        None,
+        description="the authority's own renewal status (ACM's RenewalSummary), for certificates it renews",
+    )
 
 
 class DomainInfo(Answer):
@@ -49,6 +57,20 @@ class DomainInfo(Answer):
     validation_deadline: Timestamp
     last_checked_at: Timestamp | None
     next_check_at: Timestamp | None = Field(description="null: nothing happens until a retry")
+
+
+class QuotaInfo(Answer):
+    code: str = Field(examples=["acm_names_per_certificate"], description="stable: what the quota is")
+    name: str
+    limit: int
+    used: int = Field(description="the use of the fullest one (e.g. the distribution with the most names)")
+    scope: str = Field(examples=["account", "project site"])
+    source: str = Field(description="where the limit comes from: a setting, Service Quotas or AWS's default")
+
+
+class QuotaList(Answer):
+    provider: str
+    quotas: list[QuotaInfo]
 
 
 class DomainQuotaInfo(Answer):

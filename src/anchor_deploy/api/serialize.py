@@ -9,6 +9,7 @@ from anchor_deploy.model.apps import EnvVar
 from anchor_deploy.model.domains import DnsRecord
 from anchor_deploy.model.entities import AliasMove, Deployment, Project, Token
 from anchor_deploy.model.limits import displayable_meta
+from anchor_deploy.ports.issuance import QuotaUse
 from anchor_deploy.services.domains import DomainQuota, DomainView
 from anchor_deploy.services.scrub import Scrubber
 from anchor_deploy.services.urls import UrlService
@@ -158,6 +159,8 @@ def domain_json(view: DomainView, project: Project, settings: Settings) -> dict[
             "notBefore": iso(cert.not_before),
             "notAfter": iso(cert.not_after),
             "renewsAt": iso(cert.renew_after()),
+            "reference": d.certificate_ref or None,
+            "renewal": d.renewal_status or None,
         },
         "url": settings.https_url(d.name.replace("*.", "www.", 1)),
         "createdAt": iso(d.created_at),
@@ -169,6 +172,17 @@ def domain_json(view: DomainView, project: Project, settings: Settings) -> dict[
 
 def quota_json(quota: DomainQuota) -> dict[str, Any]:
     return {"limit": quota.limit, "used": quota.used}
+
+
+def quota_use_json(use: QuotaUse) -> dict[str, Any]:
+    return {
+        "code": use.code,
+        "name": use.name,
+        "limit": use.limit,
+        "used": use.used,
+        "scope": use.scope,
+        "source": use.source,
+    }
 
 
 def scrub_json(scrubber: Scrubber) -> dict[str, Any]:

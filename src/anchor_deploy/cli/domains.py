@@ -199,3 +199,28 @@ def ca_path(as_json: bool) -> None:
     """Print the path of the root certificate to trust (e.g. curl --cacert "$(anchor ca path)")."""
     data = client().get("/v1/ca")
     emit(data, as_json, lambda: click.echo(data["path"]))
+
+
+@click.command("quotas")
+@click.option("--project", "-p", help="Also the project's own quotas (a project token: its project).")
+@json_option
+@fails_cleanly
+def quotas(project: str | None, as_json: bool) -> None:
+    """The quotas that place custom domains, and how much of each is used."""
+    query = f"?project={quote(project, safe='')}" if project else ""
+    data = client().get(f"/v1/quotas{query}")
+
+    def human() -> None:
+        table = Table("quota", "used", "limit", "scope", "limit from")
+        for q in data["quotas"]:
+            used = f"{q['used']:,}"
+            if q["limit"] and q["used"] >= q["limit"]:
+                used += " (full)"
+            table.add_row(q["name"], used, f"{q['limit']:,}", q["scope"], q["source"])
+        out.print(table)
+        if not data["quotas"]:
+            out.print(
+                f"the {data['provider']} provider has no quota for custom domains here", highlight=False
+            )
+
+    emit(data, as_json, human)
