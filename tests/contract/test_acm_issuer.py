@@ -13,7 +13,13 @@ import pytest
 from botocore.stub import Stubber
 
 from anchor_deploy.adapters.aws.acm_certificates import CERTIFICATE_REGION, AcmCertificates
-from anchor_deploy.adapters.aws.acm_issuer import NOT_PUBLISHED, VANISHED, AcmIssuer, failure_words
+from anchor_deploy.adapters.aws.acm_issuer import (
+    NOT_PUBLISHED,
+    NOT_READABLE,
+    VANISHED,
+    AcmIssuer,
+    failure_words,
+)
 from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.model.domains import CertificateStatus, DnsRecord, Domain, IssuedInfo
 from anchor_deploy.model.errors import IssuanceFailed
@@ -122,7 +128,8 @@ def test_a_certificate_is_issued_once_its_record_is_in_the_zone_that_holds_the_n
 
 
 def test_a_certificate_deleted_by_hand_fails_the_domain_until_a_retry(issuer: AcmIssuer) -> None:
-    row = domain(ref=issuer.request(domain()).reference)
+    long_ago = time.time()  # requested a validation window ago
+    row = domain(ref=issuer.request(domain(deadline=long_ago)).reference, deadline=long_ago)
     assert issuer.certificates.delete(row.certificate_ref)
     progress = issuer.poll(row)
     assert (progress.state, progress.status, progress.reason) == (
@@ -252,3 +259,23 @@ def test_a_certificate_still_in_use_is_released_later() -> None:
         stub.add_response("delete_certificate", {})
         assert issuer.release(domain(ref=ARN)) is False
         assert issuer.release(domain(ref=ARN)) is True
+
+
+def test_a_certificate_acm_cannot_read_yet_right_after_the_request_is_not_taken_as_deleted() -> None:
+    clients = AwsClients()
+    now = 1_800_000_000.0
+    issuer = AcmIssuer(
+        AcmCertificates(clients), validation_window=3600.0, settle_seconds=300.0, clock=lambda: now
+    )
+    just_requested = domain(ref=ARN, deadline=now + 3600.0 - 10)
+    long_requested = domain(ref=ARN, deadline=now + 3600.0 - 301)
+    with Stubber(clients.regional("acm", CERTIFICATE_REGION)) as stub:
+        for _ in range(2):
+            stub.add_client_error("describe_certificate", "ResourceNotFoundException", "no such certificate")
+        fresh, gone = issuer.poll(just_requested), issuer.poll(long_requested)
+    assert (fresh.state, fresh.status, fresh.reason) == (
+        IssuanceState.PENDING,
+        CertificateStatus.PENDING_VALIDATION,
+        NOT_READABLE,
+    )
+    assert (gone.state, gone.reason) == (IssuanceState.FAILED, VANISHED)

@@ -8,6 +8,9 @@ after a crash answers the same certificate, while a retry (which sets a new dead
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from botocore.exceptions import BotoCoreError, ClientError
 
 from anchor_deploy.adapters.aws.acm_certificates import (
@@ -22,6 +25,7 @@ from anchor_deploy.ports.issuance import IssuanceState, IssuedCertificate, Order
 
 REQUEST_KIND = "anchor-domain"  # keeps these tokens apart from other certificates' (serving ones)
 VANISHED = "the certificate was deleted outside the platform; retry requests a new one"
+NOT_READABLE = "ACM has not made the new certificate readable yet; it is asked for again on the next check"
 NOT_PUBLISHED = "AWS has not published the validation record yet; it is asked for again on the next check"
 RETRY = "retry requests a new certificate"
 
@@ -64,8 +68,21 @@ class AcmIssuer:
     kind = "acm"
     renews_itself = True
 
-    def __init__(self, certificates: AcmCertificates) -> None:
+    def __init__(
+        self,
+        certificates: AcmCertificates,
+        validation_window: float = 72 * 3600.0,
+        settle_seconds: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``validation_window``: how long before its validation deadline a domain's certificate was
+        requested (the platform's setting); ``settle_seconds``: how long after a request a certificate ACM
+        does not find is taken as not readable yet (ACM makes a new certificate readable seconds after
+        RequestCertificate answers) rather than deleted."""
         self.certificates = certificates
+        self.validation_window = validation_window
+        self.settle_seconds = settle_seconds
+        self.clock = clock
 
     def records(self, domain: Domain) -> tuple[DnsRecord, ...]:
         return domain.validation_records
@@ -102,8 +119,14 @@ class AcmIssuer:
                 f"ACM could not be asked ({error_code(exc) or type(exc).__name__}); asked again later",
             )
         if certificate is None:
-            return Progress(IssuanceState.FAILED, CertificateStatus.FAILED, reason=VANISHED)
+            return self._missing(domain)
         return progress_of(certificate)
+
+    def _missing(self, domain: Domain) -> Progress:
+        requested_at = domain.validation_deadline - self.validation_window
+        if self.clock() - requested_at < self.settle_seconds:
+            return Progress(IssuanceState.PENDING, CertificateStatus.PENDING_VALIDATION, reason=NOT_READABLE)
+        return Progress(IssuanceState.FAILED, CertificateStatus.FAILED, reason=VANISHED)
 
     def renew(self, domain: Domain) -> Progress:
         return self.poll(domain)  # ACM renews by itself: this only reports where it stands
