@@ -38,6 +38,7 @@ from anchor_deploy.adapters.aws.s3_blobs import S3BlobStore
 from anchor_deploy.adapters.aws.sandbox_invoke import SandboxInvoker
 from anchor_deploy.adapters.aws.unoffered import NoBlobChecks, NoCustomDomains
 from anchor_deploy.adapters.dns_lookup import DnsPythonLookup
+from anchor_deploy.adapters.dns_zone_writers import ZoneWriters
 from anchor_deploy.adapters.local.sandbox import Sandbox
 from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.providers.local import sandbox_for
@@ -111,6 +112,7 @@ def build_platform(
             lookup=DnsPythonLookup(settings.resolver_list),
             issuer=NoCustomDomains(),
             plane=NoCustomDomains(),
+            zones=ZoneWriters(lambda: clients),
             unavailable=(
                 "custom domains on the AWS provider (ACM certificates attached to CloudFront) are not "
                 "built yet; the project's CloudFront domain serves production"

@@ -13,6 +13,7 @@ from anchor_deploy.services.aliases import AliasService
 from anchor_deploy.services.apps import EnvService
 from anchor_deploy.services.auth import AdminSetup, TokenService
 from anchor_deploy.services.deployments import DeploymentService
+from anchor_deploy.services.dns_automation import DnsLinks
 from anchor_deploy.services.domains import DomainService
 from anchor_deploy.services.health import HealthService
 from anchor_deploy.services.integrity import IntegrityService
@@ -74,6 +75,10 @@ class Platform:
     @property
     def domains(self) -> DomainService:
         return self.services.domains
+
+    @property
+    def dns_links(self) -> DnsLinks:
+        return self.services.dns_links
 
     @property
     def integrity(self) -> IntegrityService:

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from anchor_deploy.adapters.dns_zone_writers import ZoneWriters
 from anchor_deploy.adapters.idna_labels import idna_to_ascii, idna_to_unicode
 from anchor_deploy.adapters.public_suffix_list import BundledPublicSuffixes
 from anchor_deploy.adapters.unicode_scripts import UcdScripts
 from anchor_deploy.model.entities import AliasMove, Project
 from anchor_deploy.ports import BlobChecker, BlobStore, DeploymentFiles, Edge
+from anchor_deploy.ports.dns_zones import DnsZoneWriters
 from anchor_deploy.ports.domains import DnsLookup, DomainStore, ValidationZone
 from anchor_deploy.ports.issuance import DomainPlane, Issuer
 from anchor_deploy.ports.names import PublicSuffixes, UnicodeScripts
@@ -27,6 +29,7 @@ from anchor_deploy.services.aliases import AliasService, Faults
 from anchor_deploy.services.apps import AppBuilds, BuildSettings, EnvService
 from anchor_deploy.services.auth import TokenService
 from anchor_deploy.services.deployments import DeploymentService
+from anchor_deploy.services.dns_automation import DnsLinks, ZoneAutomation
 from anchor_deploy.services.domain_worker import DomainWorker
 from anchor_deploy.services.domains import DomainService, DomainSettings, NameRules
 from anchor_deploy.services.edge_sync import EdgeSync
@@ -57,6 +60,7 @@ class DomainAdapters:
     issuer: Issuer  # gets certificates issued (the local CA or ACME by CNAME delegation, or ACM)
     plane: DomainPlane  # puts an issued name in front of production (the local edge, or CloudFront)
     zone: ValidationZone | None = None  # the validation zone's DNS server, when the platform runs one
+    zones: DnsZoneWriters = field(default_factory=ZoneWriters)  # the users' linked zones (Route 53, RFC 2136)
     suffixes: PublicSuffixes = field(default_factory=BundledPublicSuffixes)
     scripts: UnicodeScripts = field(default_factory=UcdScripts)
     to_ascii: Callable[[str], str] = idna_to_ascii
@@ -115,6 +119,7 @@ class Services:
     retention: Retention
     scrubber: Scrubber
     domain_worker: DomainWorker
+    dns_links: DnsLinks
     adapters: Adapters  # what they run on (tests reach the store, blobs, files and edge through it)
 
 
@@ -186,6 +191,7 @@ def assemble(
         env=env,
         apps=apps,
         domains=domains,
+        dns_links=_dns_links(a, clock),
         integrity=integrity,
         uploads=UploadService(a.blobs, settings.max_blob_size),
         health=HealthService(a.status, reconciler, a.blobs, scrubber),
@@ -242,6 +248,11 @@ def _keep_production_warm(runtime: AppRuntime) -> Callable[[Project, AliasMove],
     return moved
 
 
+def _dns_links(a: Adapters, clock: Callable[[], float]) -> DnsLinks:
+    d = a.domains
+    return DnsLinks(a.store, a.box, d.suffixes, d.to_ascii, d.to_unicode, clock)
+
+
 def _domains(settings: Settings, a: Adapters, clock: Callable[[], float], faults: Faults) -> DomainService:
     d = a.domains
     domain_settings = DomainSettings(
@@ -265,5 +276,6 @@ def _domains(settings: Settings, a: Adapters, clock: Callable[[], float], faults
         clock,
         NameRules(d.to_ascii, d.to_unicode, d.suffixes, d.scripts),
         d.zone,
+        automation=ZoneAutomation(a.store, d.zones, a.box),
         fault=faults.hit,
     )
