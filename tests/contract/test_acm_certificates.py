@@ -153,6 +153,18 @@ def test_request_sends_what_acm_needs() -> None:
         stub.assert_no_pending_responses()
     with pytest.raises(ValueError):
         certificates.request([], "tok")
+    long_name = "a" * 60 + ".example.com"
+    with Stubber(acm_of(clients)) as stub:
+        subject = {
+            **expected,
+            "DomainName": "b.example.com",
+            "SubjectAlternativeNames": [long_name, "b.example.com"],
+        }
+        stub.add_response("request_certificate", {"CertificateArn": ARN}, subject)
+        assert certificates.request([long_name, "b.example.com"], "tok") == ARN, "the subject is <= 64 long"
+        with pytest.raises(ValueError, match="64 characters"):
+            certificates.request([long_name], "tok")
+        stub.assert_no_pending_responses()
 
 
 def test_records_wait_until_acm_has_filled_in_every_one() -> None:

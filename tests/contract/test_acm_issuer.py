@@ -240,6 +240,13 @@ def test_a_refused_request_fails_with_acms_words() -> None:
             issuer.request(domain())
 
 
+def test_a_name_too_long_for_acms_subject_fails_in_words(issuer: AcmIssuer) -> None:
+    name = "a" * 60 + ".example.com"
+    with pytest.raises(IssuanceFailed, match=r"at most 64 characters.*72 characters long"):
+        issuer.request(domain(name))
+    assert issuer.certificates.listed() == [], "nothing requested"
+
+
 def test_acm_out_of_reach_keeps_the_domain_as_it_was() -> None:
     issuer, acm = stubbed()
     row = replace(domain(ref=ARN), certificate_status=CertificateStatus.ISSUED)

@@ -23,6 +23,7 @@ from anchor_deploy.model.domains import DnsRecord
 
 CERTIFICATE_REGION = "us-east-1"  # where CloudFront reads viewer certificates from
 TOKEN_LENGTH = 32  # ACM: an idempotency token is 1 to 32 word characters
+MAX_SUBJECT = 64  # ACM: the DomainName (the subject's common name) is at most 64 characters
 ALL_STATUSES = (
     "PENDING_VALIDATION",
     "ISSUED",
@@ -80,13 +81,19 @@ class AcmCertificates:
         self.tags = dict(tags or {})
 
     def request(self, names: Sequence[str], token: str) -> str:
-        """Request one DNS-validated certificate for ``names`` (the first is its subject); the ARN.
-        The same ``token`` within an hour answers the same certificate."""
+        """Request one DNS-validated certificate for ``names``; the ARN. Its subject is the first name of at
+        most 64 characters (ACM's limit on DomainName; every name is in SubjectAlternativeNames, up to 253);
+        ValueError when there is none. The same ``token`` within an hour answers the same certificate."""
         wanted = unique(names)
         if not wanted:
             raise ValueError("a certificate needs at least one name")
+        subject = next((name for name in wanted if len(name) <= MAX_SUBJECT), None)
+        if subject is None:
+            raise ValueError(
+                f"ACM needs one name of at most {MAX_SUBJECT} characters as a certificate's subject"
+            )
         answer = self._acm.request_certificate(
-            DomainName=wanted[0],
+            DomainName=subject,
             SubjectAlternativeNames=wanted,
             ValidationMethod="DNS",
             IdempotencyToken=token,

@@ -96,6 +96,8 @@ class AcmIssuer:
             words = REFUSALS.get(code, "ACM refused the request")
             message = exc.response.get("Error", {}).get("Message", "")
             raise IssuanceFailed(f"{words}: {code}: {message}".rstrip(": ")) from exc
+        except ValueError as exc:  # a name longer than ACM takes as a certificate's subject
+            raise IssuanceFailed(f"{exc}; this name is {len(domain.name)} characters long") from exc
         try:
             described = self.certificates.describe(arn)
         except (ClientError, BotoCoreError):
