@@ -95,6 +95,24 @@ class CertificateAuthority(Answer):
     issuer: str = Field(description="the issuer custom domains get certificates from (ANCHOR_ISSUER)")
 
 
+class DnsLinkInfo(Answer):
+    zone: str = Field(description="the zone, in A-label (ASCII) form")
+    kind: Literal["route53", "rfc2136"]
+    target: str = Field(description="the Route 53 hosted zone id, or the RFC 2136 server as HOST:PORT")
+    key_name: str | None = Field(None, description="RFC 2136: the TSIG key's name (never its secret)")
+    key_algorithm: str | None = None
+    created_at: Timestamp
+
+
+class DnsLinkList(Answer):
+    links: list[DnsLinkInfo]
+
+
+class DnsLinkRemoved(Answer):
+    unlinked: str
+    message: str
+
+
 # -- environment variables -----------------------------------------------------------------------------------
 class EnvVarInfo(Answer):
     key: str

@@ -12,7 +12,15 @@ import sys
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from anchor_deploy.model.apps import parse_app_config, validate_env_var
@@ -180,6 +188,45 @@ class DomainRequest(RequestBody):
         examples=["www.example.com"], description="a domain name, or '*.example.com'"
     )
     checks = (_domain_name,)
+
+
+# -- linked DNS zones ---------------------------------------------------------------------------------------
+class Route53Link(RequestBody):
+    zone_id: str = Field(examples=["Z0123456789ABCDEFGHIJ"], description="the Route 53 hosted zone's id")
+
+
+class Rfc2136Link(RequestBody):
+    server: str = Field(examples=["192.0.2.53:53"], description="HOST[:PORT] of the server (port 53 if none)")
+    key_name: str = Field(examples=["anchor-update"], description="the TSIG key's name")
+    key_algorithm: str = Field("hmac-sha256", description="hmac-sha256, -sha384, -sha512, -sha224 or -sha1")
+    key_secret: str = Field(description="the TSIG secret in base64; sealed at rest, never shown again")
+
+
+def _one_link(raw: dict[str, Any]) -> None:
+    if not isinstance(raw.get("zone"), str):
+        raise InvalidInput('body must have a \'zone\', e.g. {"zone": "example.com", "rfc2136": {…}}')
+    kinds = [kind for kind in ("route53", "rfc2136") if raw.get(kind) is not None]
+    if len(kinds) != 1:
+        raise InvalidInput(
+            "give one of route53: {zoneId} or rfc2136: {server, keyName, keyAlgorithm, keySecret}"
+        )
+    if not isinstance(raw[kinds[0]], dict):
+        raise InvalidInput(f"{kinds[0]} must be an object")
+
+
+class DnsLinkRequest(RequestBody):
+    zone: Annotated[str, documented(format="hostname")] = Field(
+        examples=["example.com"], description="the zone: your registrable domain or a zone below it"
+    )
+    route53: Route53Link | None = Field(None, description="a Route 53 hosted zone (needs an admin token)")
+    rfc2136: Rfc2136Link | None = Field(None, description="a server taking RFC 2136 updates signed with TSIG")
+    checks = (_one_link,)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if (self.route53 is None) == (self.rfc2136 is None):
+            raise ValueError("give one of route53 or rfc2136")  # _one_link says it in full
+        return self
 
 
 # -- operator ------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from anchor_deploy.model.apps import EnvVar
+from anchor_deploy.model.dns_links import DnsLink
 from anchor_deploy.model.domains import DnsRecord
 from anchor_deploy.model.entities import AliasMove, Deployment, Project, Token
 from anchor_deploy.model.limits import displayable_meta
@@ -14,6 +15,14 @@ from anchor_deploy.services.domains import DomainQuota, DomainView
 from anchor_deploy.services.scrub import Scrubber
 from anchor_deploy.services.urls import UrlService
 from anchor_deploy.settings import Settings
+
+
+def dns_link_json(link: DnsLink) -> dict[str, Any]:
+    """A linked zone, without its secret."""
+    found: dict[str, Any] = {"zone": link.zone, "kind": link.kind, "target": link.target}
+    if link.kind == "rfc2136":
+        found.update(keyName=link.key_name, keyAlgorithm=link.key_algorithm)
+    return {**found, "createdAt": iso(link.created_at)}
 
 
 def iso(timestamp: float | None) -> str | None:
