@@ -263,6 +263,13 @@ def test_a_certificate_a_distribution_uses_cannot_be_deleted(aws: MotoServer) ->
     refused("ResourceInUseException", 400, boto3.client("acm").delete_certificate, CertificateArn=certificate)
     arn = cloudfront().get_distribution(Id=distribution_id)["Distribution"]["ARN"]
     assert describe(certificate)["InUseBy"] == [arn]
+    answer = cloudfront().get_distribution_config(
+        Id=distribution_id
+    )  # a config read back is sent again as is
+    assert answer["DistributionConfig"]["ViewerCertificate"]["CloudFrontDefaultCertificate"] is False
+    disabled = dict(answer["DistributionConfig"], Enabled=False)
+    cloudfront().update_distribution(Id=distribution_id, IfMatch=answer["ETag"], DistributionConfig=disabled)
+    refused("ResourceInUseException", 400, boto3.client("acm").delete_certificate, CertificateArn=certificate)
     set_names(distribution_id, [], DEFAULT_CERTIFICATE)
     assert describe(certificate)["InUseBy"] == []
     boto3.client("acm").delete_certificate(CertificateArn=certificate)

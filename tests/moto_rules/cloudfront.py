@@ -2,9 +2,10 @@
 
 Hooks (moto 5.2): ``CloudFrontBackend.create_distribution_with_tags`` (CreateDistribution goes through it
 too), ``update_distribution`` and ``delete_distribution`` are wrapped or replaced; ``Distribution.status`` (a
-moto ManagedState property) is replaced by one computed from the deploy time set on each change. The errors
-are moto ``CloudFrontException`` subclasses whose code is a shape of botocore's CloudFront model, which gives
-the HTTP status (412 PreconditionFailed, 409 CNAMEAlreadyExists and DistributionNotDisabled, else 400).
+moto ManagedState property) is replaced by one computed from the deploy time set on each change;
+``ViewerCertificate.__init__`` is wrapped so a config read back names its ACM certificate as AWS does. The
+errors are moto ``CloudFrontException`` subclasses whose code is a shape of botocore's CloudFront model, which
+gives the HTTP status (412 PreconditionFailed, 409 CNAMEAlreadyExists and DistributionNotDisabled, else 400).
 """
 
 from __future__ import annotations
@@ -201,3 +202,19 @@ def patch_cloudfront() -> None:
     setattr(backend_class, "update_distribution", update_distribution)
     setattr(backend_class, "delete_distribution", delete_distribution)
     setattr(models.Distribution, "status", property(distribution_status, lambda self, value: None))
+    patch_viewer_certificate()
+
+
+def patch_viewer_certificate() -> None:
+    """moto says CloudFrontDefaultCertificate true (source "cloudfront") even beside an ACM certificate, so a
+    config read back and sent again (a read-modify-write) would name both: answer as AWS does instead."""
+    original_init = models.ViewerCertificate.__init__
+
+    def init(self: Any, config: dict[str, Any]) -> None:
+        original_init(self, config)
+        if self.acm_certificate_arn:
+            self.cloud_front_default_certificate = config.get("CloudFrontDefaultCertificate", False)
+            self.certificate_source = "acm"
+            self.certificate = self.acm_certificate_arn
+
+    setattr(models.ViewerCertificate, "__init__", init)
