@@ -22,6 +22,7 @@ from anchor_deploy.cli.common import (
     plural,
 )
 from anchor_deploy.cli.deploy_command import deploy
+from anchor_deploy.cli.dns import dns
 from anchor_deploy.cli.domains import ca, domains, quotas
 from anchor_deploy.cli.fsck import fsck
 from anchor_deploy.cli.login import login
@@ -342,6 +343,7 @@ main.add_command(deploy)
 main.add_command(login)
 main.add_command(domains)
 main.add_command(quotas)
+main.add_command(dns)
 main.add_command(fsck)
 main.add_command(ca)
 main.add_command(tokens)
