@@ -356,9 +356,13 @@ def test_the_naive_design_breaks_tls_for_the_first_domain(aws: MotoServer) -> No
 
 @pytest.fixture(scope="module")
 def small_quotas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    """A rules server of its own with small account quotas (the defaults, 500 distributions and 2,500
-    certificates, are too many to reach in a test)."""
-    rules = {"MOTO_RULES_MAX_DISTRIBUTIONS": "2", "MOTO_RULES_MAX_CERTIFICATES": "3"}
+    """A rules server of its own with other quotas: small account quotas (the defaults, 500 distributions and
+    2,500 certificates, are too many to reach in a test) and a names quota raised as AWS allows."""
+    rules = {
+        "MOTO_RULES_MAX_DISTRIBUTIONS": "2",
+        "MOTO_RULES_MAX_CERTIFICATES": "3",
+        "MOTO_RULES_NAMES_PER_CERTIFICATE": "12",
+    }
     with moto_server(tmp_path_factory.mktemp("moto-small"), rules) as server:
         yield server
 
@@ -388,3 +392,9 @@ def test_at_most_the_account_quota_of_certificates(small_aws: MotoServer) -> Non
     assert request_certificate(["n0.example.com"], token="t0") == arns[0], "a retried request is no new one"
     boto3.client("acm").delete_certificate(CertificateArn=arns[0])
     assert request_certificate(["n3.example.com"]) not in arns
+
+
+def test_a_raised_names_quota_is_the_one_enforced(small_aws: MotoServer) -> None:
+    names = [f"n{index}.example.com" for index in range(13)]
+    refused("LimitExceededException", 400, request_certificate, names)
+    assert len(validation_records(request_certificate(names[:12]))) == 12

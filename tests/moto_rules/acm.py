@@ -4,8 +4,8 @@ Hooks (moto 5.2): ``CertBundle.check`` (moto calls it on every read of a certifi
 it is where moto issues a certificate once MOTO_ACM_VALIDATION_WAIT has passed), ``CertBundle.describe``
 (validation records and InUseBy), ``AWSCertificateManagerBackend.delete_certificate`` and
 ``request_certificate``. The errors are moto ``AWSError`` (JSON) subclasses with ACM's exception names.
-moto's own RequestCertificate handler still refuses more than 10 SubjectAlternativeNames before the backend
-is reached, so MOTO_RULES_NAMES_PER_CERTIFICATE can lower the names quota but not raise it past 11.
+moto's RequestCertificate handler refuses more than 10 SubjectAlternativeNames itself: it is replaced by one
+that leaves the names quota to the backend, so MOTO_RULES_NAMES_PER_CERTIFICATE may also raise it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any
 
 from moto import settings as moto_settings
 from moto.acm import models
+from moto.acm.responses import AWSCertificateManagerResponse
 from moto.core.exceptions import AWSError
+from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.route53.models import route53_backends
 
@@ -154,3 +156,17 @@ def patch_acm() -> None:
     setattr(bundle_class, "describe", describe)
     setattr(backend_class, "delete_certificate", delete_certificate)
     setattr(backend_class, "request_certificate", request_certificate)
+    setattr(AWSCertificateManagerResponse, "request_certificate", handle_request_certificate)
+
+
+def handle_request_certificate(self: Any) -> ActionResult:
+    """RequestCertificate's parameters handed to the backend, which checks the names quota."""
+    arn = self.acm_backend.request_certificate(
+        self._get_param("DomainName"),
+        self._get_param("IdempotencyToken"),
+        self._get_param("SubjectAlternativeNames"),
+        self._get_param("Tags"),
+        self._get_param("CertificateAuthorityArn"),
+        self._get_param("Options"),
+    )
+    return ActionResult(result={"CertificateArn": arn})
