@@ -85,7 +85,7 @@ def world() -> World:
         store.add_project(project, [HostRoute(f"{name}.test", HostKind.ALIAS, project.id, None)])
         projects.append(project)
     links = DnsLinks(store, box, FakePublicSuffixes(), idna_to_ascii, idna_to_unicode, TickingClock())
-    return World(store, links, ZoneAutomation(store, writers, box), writers, *projects)
+    return World(store, links, ZoneAutomation(store, writers, box, store), writers, *projects)
 
 
 def rfc2136(zone: object, server: object = "192.0.2.53", secret: object = B64) -> LinkRequest:
@@ -267,3 +267,15 @@ def test_a_secret_the_box_cannot_open_is_a_note_not_a_crash(world: World) -> Non
     note = automation.publish(domain("www.example.com", world.project), records("www.example.com"))
     assert note.startswith("could not write to example.com: the TSIG secret of example.com cannot be opened")
     assert world.writers.calls == {}
+
+
+def test_withdraw_keeps_the_validation_record_a_wildcard_twin_still_needs(world: World) -> None:
+    world.links.link(world.project, rfc2136("example.com"), ADMIN)
+    twin = domain("*.shop.example.com", world.project)
+    world.store.add_domain(twin)
+    removed = domain("shop.example.com", world.project)
+    world.automation.withdraw(removed, records("shop.example.com"))
+    assert world.writers.calls["example.com"] == [("delete", (records("shop.example.com")[1],))]
+    world.store.mark_domain_deleting(twin.name)  # the twin is going too: nothing needs it any more
+    world.automation.withdraw(removed, records("shop.example.com"))
+    assert world.writers.calls["example.com"][-1] == ("delete", tuple(records("shop.example.com")))

@@ -276,6 +276,6 @@ def _domains(settings: Settings, a: Adapters, clock: Callable[[], float], faults
         clock,
         NameRules(d.to_ascii, d.to_unicode, d.suffixes, d.scripts),
         d.zone,
-        automation=ZoneAutomation(a.store, d.zones, a.box),
+        automation=ZoneAutomation(a.store, d.zones, a.box, a.store),
         fault=faults.hit,
     )

@@ -24,7 +24,7 @@ from anchor_deploy.model.dns_links import (
     parse_zone_id,
 )
 from anchor_deploy.model.domain_policy import registrable_domain
-from anchor_deploy.model.domains import DnsRecord, Domain
+from anchor_deploy.model.domains import DnsRecord, Domain, validation_sibling
 from anchor_deploy.model.entities import Project, Token
 from anchor_deploy.model.errors import (
     AnchorError,
@@ -37,6 +37,7 @@ from anchor_deploy.model.errors import (
 from anchor_deploy.ports.dns_zones import DnsLinkRepository, DnsZoneWriter, DnsZoneWriters
 from anchor_deploy.ports.names import PublicSuffixes
 from anchor_deploy.ports.runtime import SecretBox
+from anchor_deploy.ports.store import DomainRepository
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class ZoneAutomation:
     links: DnsLinkRepository
     writers: DnsZoneWriters
     box: SecretBox
+    domains: DomainRepository | None = None  # to keep a validation record a wildcard twin still needs
 
     def placed(self, domain: Domain, records: Sequence[DnsRecord]) -> list[tuple[DnsLink, list[DnsRecord]]]:
         """The domain's records by the project's linked zone that holds them (the closest); records of no
@@ -152,6 +154,11 @@ class ZoneAutomation:
         return "; ".join(self._publish(link, group) for link, group in self.placed(domain, records))
 
     def withdraw(self, domain: Domain, records: Sequence[DnsRecord]) -> None:
+        """Delete the records, but the validation record while the domain's twin (``x`` for ``*.x`` and the
+        other way round, which validate through the same name) is still on the platform."""
+        twin = None if self.domains is None else self.domains.domain(validation_sibling(domain.name))
+        if twin is not None and not twin.deleting:
+            records = [r for r in records if r.purpose != "validation"]
         for link, group in self.placed(domain, records):
             try:
                 self._writer(link).delete(group)
