@@ -100,6 +100,21 @@ def staged_package(stack: str, config: dict[str, Any]) -> bytes:
     raise AssertionError(f"no staged package for {config['FunctionName']} version {config['Version']}")
 
 
+def distribution_with(alias: str) -> dict[str, Any] | None:
+    """The distribution (GetDistribution's, with its config flattened in) that has ``alias``."""
+    cloudfront = boto3.client("cloudfront")
+    for item in cloudfront.list_distributions()["DistributionList"].get("Items", []):
+        if alias in item.get("Aliases", {}).get("Items", []):
+            found = cloudfront.get_distribution(Id=item["Id"])["Distribution"]
+            return {**found["DistributionConfig"], "Status": found["Status"], "Id": found["Id"]}
+    return None
+
+
+def covers(names: set[str], alias: str) -> bool:
+    """Whether a certificate for ``names`` covers ``alias`` (a wildcard covers exactly one label)."""
+    return alias in names or ("." in alias and "*." + alias.split(".", 1)[1] in names)
+
+
 @dataclass
 class AwsPlatform:
     anchor: AnchorProcess
@@ -190,6 +205,33 @@ class AwsPlatform:
             for item in page["Items"]:
                 assert project_id not in json.dumps(item, default=repr), item
 
+    def custom_domain(self, name: str, path: str = "/") -> Served:
+        """The distribution holding ``name`` must be deployed with one ISSUED certificate covering every
+        alias on it; its origin is the production function URL, so the answer is production's."""
+        distribution = distribution_with(name)
+        assert distribution is not None, f"no distribution has the alias {name}"
+        assert distribution["Status"] == "Deployed", distribution["Status"]
+        aliases = distribution["Aliases"].get("Items", [])
+        viewer = distribution["ViewerCertificate"]
+        assert viewer.get("SSLSupportMethod") == "sni-only"
+        assert viewer.get("MinimumProtocolVersion") == "TLSv1.2_2021"
+        certificate = boto3.client("acm", region_name="us-east-1").describe_certificate(
+            CertificateArn=viewer["ACMCertificateArn"]
+        )["Certificate"]
+        assert certificate["Status"] == "ISSUED"
+        covered = set(certificate["SubjectAlternativeNames"])
+        assert all(covers(covered, alias) for alias in aliases), (aliases, covered)
+        project_id = str(distribution["Comment"]).split()[1]
+        return self._alias_answer(project_id, "production", path)
+
+    def check_domain_gone(self, name: str) -> None:
+        assert distribution_with(name) is None, f"a distribution still has the alias {name}"
+        acm = boto3.client("acm", region_name="us-east-1")
+        for page in acm.get_paginator("list_certificates").paginate():
+            for summary in page["CertificateSummaryList"]:
+                names = acm.describe_certificate(CertificateArn=summary["CertificateArn"])["Certificate"]
+                assert name not in names.get("SubjectAlternativeNames", []), summary["CertificateArn"]
+
     def stored_text(self) -> Iterator[tuple[str, bytes]]:
         for page in boto3.client("dynamodb").get_paginator("scan").paginate(TableName=f"{self.stack}-store"):
             for item in page["Items"]:
@@ -211,7 +253,9 @@ class AwsPlatform:
 
 
 @contextmanager
-def aws_platform(root: Path, moto: MotoServer) -> Iterator[AwsPlatform]:
+def aws_platform(
+    root: Path, moto: MotoServer, extra_env: dict[str, str] | None = None
+) -> Iterator[AwsPlatform]:
     moto.reset()
     stack = "scn-" + secrets.token_hex(3)
     bootstrap(moto, stack)
@@ -222,6 +266,7 @@ def aws_platform(root: Path, moto: MotoServer) -> Iterator[AwsPlatform]:
         "ANCHOR_AWS_INVOKE": "sandbox",
         "ANCHOR_AWS_CACHE_POLICY": CACHE_POLICY,
         "ANCHOR_PIP_ARGS": f"--no-index --find-links {wheelhouse()}",
+        **(extra_env or {}),
     }
     with aws_environ(moto):
         anchor = AnchorProcess(root / "data", extra_env=extra).start(timeout=60)

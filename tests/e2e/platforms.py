@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import httpx
 
 from tests.e2e.apps_support import wheelhouse
-from tests.e2e.harness import AnchorProcess
+from tests.e2e.harness import LOOPBACK, AnchorProcess
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,16 @@ class PlatformUnderTest(Protocol):
         ...
 
     def check_project_gone(self, project_id: str, deployment_ids: list[str]) -> None: ...
+
+    def custom_domain(self, name: str, path: str = "/") -> Served:
+        """What a visitor of the custom domain ``name`` gets over HTTPS, through the provider's own
+        checks (AWS: the distribution holding the name must be deployed with one certificate covering
+        every alias on it)."""
+        ...
+
+    def check_domain_gone(self, name: str) -> None:
+        """Nothing of the provider still serves ``name`` or holds a certificate for it."""
+        ...
 
     def stored_text(self) -> Iterator[tuple[str, bytes]]:
         """Every stored record or file of the platform (where a secret must never be in clear)."""
@@ -101,6 +111,29 @@ class LocalPlatform:
         for deployment_id in deployment_ids:
             assert not (self.anchor.data_dir / "deployments" / deployment_id).exists()
 
+    def _curl(self, name: str, path: str) -> subprocess.CompletedProcess[str]:
+        port = self.anchor.https_port
+        return subprocess.run(
+            [
+                "curl", "-sS", "--max-time", "5", "--cacert", str(self.anchor.data_dir / "ca" / "root.pem"),
+                "--resolve", f"{name}:{port}:{LOOPBACK}", "-o", "-", "-w", "\\n%{http_code}",
+                f"https://{name}:{port}{path}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )  # fmt: skip
+
+    def custom_domain(self, name: str, path: str = "/") -> Served:
+        done = self._curl(name, path)
+        assert done.returncode == 0, done.stderr
+        body, _, status = done.stdout.rpartition("\n")
+        return Served(int(status), {}, body.encode())
+
+    def check_domain_gone(self, name: str) -> None:
+        assert self._curl(name, "/").returncode != 0, f"{name} is still served over HTTPS"
+        assert not (self.anchor.data_dir / "certificates" / f"{name}.pem").exists()
+
     def stored_text(self) -> Iterator[tuple[str, bytes]]:
         for path in self.anchor.data_dir.rglob("*"):
             if "envs" in path.relative_to(self.anchor.data_dir).parts:
@@ -110,10 +143,9 @@ class LocalPlatform:
 
 
 @contextmanager
-def local_platform(root: Path) -> Iterator[LocalPlatform]:
-    anchor = AnchorProcess(
-        root / "data", extra_env={"ANCHOR_PIP_ARGS": f"--no-index --find-links {wheelhouse()}"}
-    ).start()
+def local_platform(root: Path, extra_env: dict[str, str] | None = None) -> Iterator[LocalPlatform]:
+    env = {"ANCHOR_PIP_ARGS": f"--no-index --find-links {wheelhouse()}", **(extra_env or {})}
+    anchor = AnchorProcess(root / "data", extra_env=env).start()
     try:
         yield LocalPlatform(anchor)
     finally:
@@ -125,16 +157,18 @@ def json_of(done: subprocess.CompletedProcess[str]) -> Any:
 
 
 @contextmanager
-def open_platform(provider: str, root: Path, request: Any) -> Iterator[PlatformUnderTest]:
+def open_platform(
+    provider: str, root: Path, request: Any, extra_env: dict[str, str] | None = None
+) -> Iterator[PlatformUnderTest]:
     """The platform for ``provider``, started in ``root`` (``request`` gives access to other fixtures)."""
     if provider == "local":
-        with local_platform(root) as platform:
+        with local_platform(root, extra_env) as platform:
             yield platform
         return
     if provider == "aws":
         from tests.e2e.aws_platform import aws_platform
 
-        with aws_platform(root, request.getfixturevalue("moto")) as aws:
+        with aws_platform(root, request.getfixturevalue("moto"), extra_env) as aws:
             yield aws
         return
     raise ValueError(f"unknown provider {provider!r}")

@@ -1,31 +1,59 @@
 """One scenario suite, every provider: the same user-visible flows run unchanged on `local` and on `aws`.
 
 Deploy, rollback, promote, pin and unpin with the alias history; an app's frozen environment and its secrets
-across a rollback; bad input answered the same way; project deletion. Each provider also checks its own
-data plane (tests/e2e/platforms.py): on AWS the `production` Lambda alias and CloudFront.
+across a rollback; bad input answered the same way; project deletion; custom domains whose records the
+platform writes into a linked zone (knot taking TSIG-signed RFC 2136 updates, resolved through BIND), from
+add to active, through rollbacks and removal. Each provider also checks its own data plane
+(tests/e2e/platforms.py): on AWS the `production` Lambda alias, CloudFront and ACM.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.apps_support import app_files, write_tree
+from tests.e2e.dns_support import Resolver, UserDns, query
 from tests.e2e.platforms import PlatformUnderTest, json_of, open_platform
 
 PROVIDERS = ["local", "aws"]
+ZONE = "scenario.test"
+TSIG = ("anchor-scenarios.", "hmac-sha256", base64.b64encode(b"k" * 32).decode())
+
+
+@pytest.fixture(scope="module")
+def user_dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UserDns, Resolver]]:
+    """The user's zone on knot (updates only with the TSIG key) and the resolver the platform asks."""
+    with ExitStack() as started:
+        zone = started.enter_context(UserDns([ZONE], workdir=tmp_path_factory.mktemp("knot"), tsig=TSIG))
+        resolver = Resolver({ZONE: zone.address}, workdir=tmp_path_factory.mktemp("named"))
+        yield zone, started.enter_context(resolver)
 
 
 @pytest.fixture(scope="module", params=PROVIDERS)
-def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def platform(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    user_dns: tuple[UserDns, Resolver],
+) -> Iterator[Any]:
     root = tmp_path_factory.mktemp(f"scenarios-{request.param}")
-    with open_platform(request.param, root, request) as platform:
+    env = {
+        "ANCHOR_DNS_RESOLVERS": user_dns[1].address,  # every lookup stays on loopback
+        "ANCHOR_VALIDATION_ZONE": "anchor-validation.test",
+        "ANCHOR_EDGE_HOSTNAME": "edge.anchor.test",
+        "ANCHOR_DOMAIN_CHECK_MIN": "0.2",
+        "ANCHOR_DOMAIN_CHECK_MAX": "1",
+    }
+    with open_platform(request.param, root, request, env) as platform:
         yield platform
 
 
@@ -182,18 +210,77 @@ def test_bad_input_is_refused_the_same_way(
         assert api.get("/v1/projects").json() == before
 
 
-def test_custom_domains_are_offered_locally_and_refused_plainly_on_aws(platform: PlatformUnderTest) -> None:
+def _wait_domain(platform: PlatformUnderTest, project: str, name: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    domain: dict[str, Any] = {}
     with platform.api() as api:
-        assert api.post("/v1/projects", json={"name": "named"}).status_code == 201
-        answer = api.post("/v1/projects/named/domains", json={"name": "www.example.com"})
-        listed = api.get("/v1/projects/named/domains").json()["domains"]
-    if platform.provider == "aws":  # ACM and CloudFront aliases come in a later part
-        assert (answer.status_code, answer.json()["error"]["code"]) == (501, "not_offered"), answer.text
-        assert "AWS provider" in answer.json()["error"]["message"]
-        assert listed == []
-    else:
-        assert answer.status_code == 201, answer.text
-        assert [d["name"] for d in listed] == ["www.example.com"]
+        while time.monotonic() < deadline:
+            domain = api.get(f"/v1/projects/{project}/domains/{name}").json()
+            if domain.get("certificateStatus") == "ISSUED" and domain.get("cdnStatus") == "active":
+                return domain
+            time.sleep(0.3)
+    raise AssertionError(f"{name} never became active; last: {domain}")
+
+
+def _in_zone(zone: UserDns, record: dict[str, Any]) -> bool:
+    answer = query(zone.address, record["name"], record["type"])
+    return record["value"].rstrip(".").lower() in [
+        v.rstrip(".").lower() for v in answer.values(record["type"])
+    ]
+
+
+def test_custom_domains_from_a_linked_zone_to_https_through_rollbacks_and_removal(
+    platform: PlatformUnderTest, user_dns: tuple[UserDns, Resolver], tmp_path: Path
+) -> None:
+    zone, _resolver = user_dns
+    project = "branded"
+    _deploy(platform, _site(tmp_path, "b1", "brand one"), project, "--prod", "--create")
+    v2 = _deploy(platform, _site(tmp_path, "b2", "brand two"), project, "--prod")
+    key = ":".join(TSIG)
+    linked = platform.cli(
+        "dns", "link", ZONE, "--project", project, "--rfc2136", zone.address, "--tsig-key", key
+    )
+    assert ZONE in linked.stdout
+    names = [f"www.{ZONE}", f"shop.{ZONE}", f"*.apps.{ZONE}"]
+    with platform.api() as api:
+        for name in names:
+            added = api.post(f"/v1/projects/{project}/domains", json={"name": name})
+            assert added.status_code == 201, added.text
+    domains = [_wait_domain(platform, project, name) for name in names]  # no record added by hand
+    for domain in domains:
+        for record in domain["dnsRecords"]:
+            assert _in_zone(zone, record), f"{record} was not written into {ZONE}"
+    # Every name served at once: on AWS with one certificate covering every alias of the distribution.
+    for name in names:
+        shown = name.replace("*.", "x.", 1)
+        assert platform.custom_domain(shown).text == "brand two"
+    cdn = platform.cdn_marker(project)
+
+    json_of(platform.cli("rollback", project, "--json"))
+    for name in names:
+        assert platform.custom_domain(name.replace("*.", "x.", 1)).text == "brand one"
+    assert platform.cdn_marker(project) == cdn  # a rollback leaves the CDN alone, custom domains and all
+    json_of(platform.cli("rollback", project, "--to", v2["id"], "--json"))
+    assert platform.custom_domain(names[0]).text == "brand two"
+
+    with platform.api() as api:
+        quotas = api.get("/v1/quotas", params={"project": project}).json()["quotas"]
+        own = next(q for q in quotas if q["code"] == "domains_per_project")
+        assert (own["used"], own["scope"]) == (3, f"project {project}")
+        gone = api.delete(f"/v1/projects/{project}/domains/{names[0]}")
+        assert gone.status_code == 200, gone.text
+    assert platform.custom_domain(names[1]).text == "brand two"  # the others are untouched
+    deadline = time.monotonic() + 60
+    with platform.api() as api:
+        while api.get(f"/v1/projects/{project}/domains/{names[0]}").status_code != 404:
+            assert time.monotonic() < deadline, "the removal never finished"
+            time.sleep(0.3)
+    platform.check_domain_gone(names[0])
+    for record in domains[0]["dnsRecords"]:
+        assert not _in_zone(zone, record), f"{record} is still in {ZONE} after the removal"
+    for record in domains[1]["dnsRecords"]:
+        if record["purpose"] == "routing":
+            assert _in_zone(zone, record), "another domain's records were deleted"
 
 
 def test_deleting_a_project_stops_serving_it(platform: PlatformUnderTest, tmp_path: Path) -> None:
