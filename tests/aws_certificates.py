@@ -70,16 +70,20 @@ def describe(arn: str) -> dict[str, Any]:
     return described
 
 
-def validation_records(arn: str) -> dict[str, tuple[str, str]]:
-    """Each name's validation record: name -> (record name, CNAME value)."""
-    options = describe(arn).get("DomainValidationOptions", [])
-    return {
-        str(option["DomainName"]): (
-            str(option["ResourceRecord"]["Name"]),
-            str(option["ResourceRecord"]["Value"]),
-        )
-        for option in options
-    }
+def validation_records(arn: str, timeout: float = 10.0) -> dict[str, tuple[str, str]]:
+    """Each name's validation record: name -> (record name, CNAME value), once ACM shows them all (AWS fills
+    them in a few seconds after the request; the rules server after MOTO_RULES_RECORD_SECONDS)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        options = describe(arn).get("DomainValidationOptions", [])
+        if options and all("ResourceRecord" in option for option in options):
+            return {
+                str(o["DomainName"]): (str(o["ResourceRecord"]["Name"]), str(o["ResourceRecord"]["Value"]))
+                for o in options
+            }
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{arn} shows no validation record after {timeout} s: {options}")
+        time.sleep(0.05)
 
 
 def publish_validation_records(arn: str, names: Iterable[str] | None = None) -> None:

@@ -34,6 +34,10 @@ pytestmark = pytest.mark.aws
 
 DEPLOY_SECONDS = 0.5  # the rules server's default MOTO_RULES_DEPLOY_SECONDS
 VALIDATION_WAIT = 1.0  # its default MOTO_ACM_VALIDATION_WAIT
+RECORD_SECONDS = 0.5  # on the small_quotas server: the validation records appear this long after a request
+VALIDATION_TIMEOUT = (
+    2.0  # and a certificate still pending this long after its request is VALIDATION_TIMED_OUT
+)
 
 
 def cloudfront() -> Any:
@@ -356,12 +360,15 @@ def test_the_naive_design_breaks_tls_for_the_first_domain(aws: MotoServer) -> No
 
 @pytest.fixture(scope="module")
 def small_quotas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    """A rules server of its own with other quotas: small account quotas (the defaults, 500 distributions and
-    2,500 certificates, are too many to reach in a test) and a names quota raised as AWS allows."""
+    """A rules server of its own with other settings: small account quotas (the defaults, 500 distributions
+    and 2,500 certificates, are too many to reach in a test), a names quota raised as AWS allows, validation
+    records shown a moment after the request and a validation timeout of seconds (72 h on AWS)."""
     rules = {
         "MOTO_RULES_MAX_DISTRIBUTIONS": "2",
         "MOTO_RULES_MAX_CERTIFICATES": "3",
         "MOTO_RULES_NAMES_PER_CERTIFICATE": "12",
+        "MOTO_RULES_RECORD_SECONDS": str(RECORD_SECONDS),
+        "MOTO_RULES_VALIDATION_TIMEOUT_SECONDS": str(VALIDATION_TIMEOUT),
     }
     with moto_server(tmp_path_factory.mktemp("moto-small"), rules) as server:
         yield server
@@ -398,3 +405,27 @@ def test_a_raised_names_quota_is_the_one_enforced(small_aws: MotoServer) -> None
     names = [f"n{index}.example.com" for index in range(13)]
     refused("LimitExceededException", 400, request_certificate, names)
     assert len(validation_records(request_certificate(names[:12]))) == 12
+
+
+def test_records_appear_a_moment_after_the_request_and_a_pending_certificate_times_out(
+    small_aws: MotoServer,
+) -> None:
+    hosted_zone("example.com")
+    requested = time.monotonic()
+    arn = request_certificate(["www.example.com"])
+    assert [option.get("ResourceRecord") for option in describe(arn)["DomainValidationOptions"]] == [None]
+    assert set(validation_records(arn)) == {"www.example.com"}
+    assert time.monotonic() - requested >= RECORD_SECONDS
+
+    deadline = time.monotonic() + 10
+    while describe(arn)["Status"] == "PENDING_VALIDATION" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert describe(arn)["Status"] == "VALIDATION_TIMED_OUT"
+    assert time.monotonic() - requested >= VALIDATION_TIMEOUT
+    publish_validation_records(arn)
+    assert describe(arn)["Status"] == "VALIDATION_TIMED_OUT", "a record published too late issues nothing"
+    fresh = request_certificate(
+        ["www.example.com"]
+    )  # a retry: a new request, the same record, issued at once
+    assert validation_records(fresh) == validation_records(arn)
+    assert wait_until_issued(fresh, timeout=2)["Status"] == "ISSUED"

@@ -24,7 +24,10 @@ ACM (moto 5.2 deletes certificates in use and issues every requested certificate
 - each name has its own validation record (a wildcard shares its apex's), and a name is validated once that
   record is in a public moto Route 53 zone that covers it; a name no moto zone covers (its DNS is elsewhere,
   which nothing offline can see) is validated after ``MOTO_ACM_VALIDATION_WAIT`` seconds (1 by default here,
-  fractions allowed). The certificate is ISSUED when every name is validated.
+  fractions allowed). The certificate is ISSUED when every name is validated, VALIDATION_TIMED_OUT when it
+  is still pending ``MOTO_RULES_VALIDATION_TIMEOUT_SECONDS`` after its request (72 h by default, as on AWS);
+- DescribeCertificate shows a name's validation record only ``MOTO_RULES_RECORD_SECONDS`` after the request
+  (0 by default; AWS takes a few seconds).
 """
 
 from __future__ import annotations

@@ -76,8 +76,11 @@ def name_validated(certificate: Any, name: str) -> bool:
     zones = public_zones_covering(account_id, record_name)
     if zones:
         return any(zone_holds(zone, record_name, value) for zone in zones)
-    waited = (utcnow() - certificate.created_at).total_seconds()
-    return waited > moto_settings.ACM_VALIDATION_WAIT
+    return age(certificate) > moto_settings.ACM_VALIDATION_WAIT
+
+
+def age(certificate: Any) -> float:
+    return float((utcnow() - certificate.created_at).total_seconds())
 
 
 def validation_options(certificate: Any) -> list[dict[str, Any]]:
@@ -95,9 +98,10 @@ def validation_options(certificate: Any) -> list[dict[str, Any]]:
                 "ValidationDomain": name,
                 "ValidationStatus": "SUCCESS" if validated else certificate.status,
                 "ValidationMethod": "DNS",
-                "ResourceRecord": {"Name": record_name, "Type": "CNAME", "Value": value},
             }
         )
+        if age(certificate) >= LIMITS.record_seconds:  # AWS fills the record in a few seconds after a request
+            options[-1]["ResourceRecord"] = {"Name": record_name, "Type": "CNAME", "Value": value}
     return options
 
 
@@ -118,6 +122,8 @@ def patch_acm() -> None:
             original_check(self)
         elif all(name_validated(self, name) for name in certificate_names(self)):
             self.status = "ISSUED"
+        elif age(self) > LIMITS.validation_timeout_seconds:
+            self.status = "VALIDATION_TIMED_OUT"
 
     def describe(self: Any) -> dict[str, Any]:
         answer: dict[str, Any] = original_describe(self)

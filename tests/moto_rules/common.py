@@ -26,6 +26,8 @@ class Limits:
     deploy_seconds: float
     names_per_certificate: int
     max_certificates: int
+    record_seconds: float  # how long after a request DescribeCertificate shows no validation record yet
+    validation_timeout_seconds: float  # pending this long: VALIDATION_TIMED_OUT (72 h on AWS)
 
     @classmethod
     def from_environment(cls) -> Limits:
@@ -35,6 +37,10 @@ class Limits:
             deploy_seconds=float(os.environ.get("MOTO_RULES_DEPLOY_SECONDS", "0.5")),
             names_per_certificate=int(os.environ.get("MOTO_RULES_NAMES_PER_CERTIFICATE", "10")),
             max_certificates=int(os.environ.get("MOTO_RULES_MAX_CERTIFICATES", "2500")),
+            record_seconds=float(os.environ.get("MOTO_RULES_RECORD_SECONDS", "0")),
+            validation_timeout_seconds=float(
+                os.environ.get("MOTO_RULES_VALIDATION_TIMEOUT_SECONDS", "259200")
+            ),
         )
 
 
