@@ -76,8 +76,10 @@ class CloudFrontDistributions:
         self._cache_policy_id = self.settings.cache_policy_id
 
     @staticmethod
-    def comment(project_id: str) -> str:
-        return f"anchor {project_id}"
+    def comment(project_id: str, slot: int = 0) -> str:
+        """Slot 0 is the project's production distribution; slot k > 0 an extra one for custom domains
+        (adapters/aws/cdn_domains.py), ``anchor <project id> #<k>``."""
+        return f"anchor {project_id}" if slot == 0 else f"anchor {project_id} #{slot}"
 
     def ensure(
         self, project_id: str, origin: str, listing: Mapping[str, dict[str, Any]] | None = None
@@ -95,12 +97,42 @@ class CloudFrontDistributions:
             found = self.find(project_id)
             if found is None:
                 raise RuntimeError(f"CloudFront holds a distribution for {project_id} that it does not list")
-        if _origin_of(found) != origin:
+        if origin_of(found) != origin:
             self._set_origin(str(found["Id"]), origin)
         return str(found["Id"]), str(found["DomainName"])
 
-    def _create(self, project_id: str, origin: str) -> dict[str, Any]:
-        config = self._config(project_id, origin)
+    def ensure_slot(self, project_id: str, slot: int, origin: str) -> tuple[str, str]:
+        """Slot ``slot`` of the project (0: ``ensure``; k > 0: an extra distribution with the same origin, its
+        CallerReference ``<project id>#<k>``): (id, domain)."""
+        if slot == 0:
+            return self.ensure(project_id, origin)
+        found = self.slots(project_id).get(slot)
+        if found is None:
+            try:
+                made = self._create(project_id, origin, slot)
+                return str(made["Distribution"]["Id"]), str(made["Distribution"]["DomainName"])
+            except ClientError as error:
+                if not is_error(error, "DistributionAlreadyExists"):
+                    raise
+            found = self.slots(project_id).get(slot)
+            if found is None:
+                raise RuntimeError(f"CloudFront holds slot {slot} of {project_id} but does not list it")
+        return str(found["Id"]), str(found["DomainName"])
+
+    def slots(self, project_id: str) -> dict[int, dict[str, Any]]:
+        """Every distribution of the project from one listing: slot -> its summary."""
+        found: dict[int, dict[str, Any]] = {}
+        zero = self.comment(project_id)
+        for item in self._summaries():
+            comment = str(item.get("Comment", ""))
+            if comment == zero:
+                found[0] = item
+            elif comment.startswith(f"{zero} #") and comment[len(zero) + 2 :].isdigit():
+                found[int(comment[len(zero) + 2 :])] = item
+        return found
+
+    def _create(self, project_id: str, origin: str, slot: int = 0) -> dict[str, Any]:
+        config = self._config(project_id, origin, slot)
         if not self.settings.tags:
             made: dict[str, Any] = self._cloudfront.create_distribution(DistributionConfig=config)
             return made
@@ -118,7 +150,8 @@ class CloudFrontDistributions:
         """Every project's distribution from one paginated listing: project id -> its summary."""
         prefix = self.comment("")
         listed = (item for item in self._summaries() if str(item.get("Comment", "")).startswith(prefix))
-        return {str(item["Comment"])[len(prefix) :]: item for item in listed}
+        slot_zero = (item for item in listed if " #" not in str(item["Comment"]))  # not extra slots
+        return {str(item["Comment"])[len(prefix) :]: item for item in slot_zero}
 
     def _summaries(self) -> Iterator[dict[str, Any]]:
         marker: dict[str, str] = {}
@@ -129,10 +162,10 @@ class CloudFrontDistributions:
                 return
             marker = {"Marker": listing["NextMarker"]}
 
-    def _config(self, project_id: str, origin: str) -> dict[str, Any]:
+    def _config(self, project_id: str, origin: str, slot: int = 0) -> dict[str, Any]:
         return {
-            "CallerReference": project_id,
-            "Comment": self.comment(project_id),
+            "CallerReference": project_id if slot == 0 else f"{project_id}#{slot}",
+            "Comment": self.comment(project_id, slot),
             "Enabled": True,
             "PriceClass": self.settings.price_class,
             "HttpVersion": "http2and3",
@@ -192,11 +225,37 @@ class CloudFrontDistributions:
         )
 
     def delete(self, project_id: str) -> None:
-        """Disable, wait until that is deployed, delete; resumable, and nothing to do when it is gone."""
-        found = self.find(project_id)
-        if found is None:
-            return
-        distribution_id = str(found["Id"])
+        """Every distribution of the project (slot 0 and any extra slot of custom domains): disable, wait
+        until that is deployed, delete; resumable, and nothing to do when they are gone."""
+        for _slot, found in sorted(self.slots(project_id).items()):
+            self._delete(str(found["Id"]))
+
+    def retire(self, distribution_id: str) -> bool:
+        """One step of deleting a distribution without waiting: disable it, or (once that is deployed)
+        delete it. True once it is gone."""
+        try:
+            answer = self._cloudfront.get_distribution_config(Id=distribution_id)
+            if answer["DistributionConfig"]["Enabled"]:
+                answer["DistributionConfig"]["Enabled"] = False
+                self._cloudfront.update_distribution(
+                    Id=distribution_id,
+                    IfMatch=answer["ETag"],
+                    DistributionConfig=answer["DistributionConfig"],
+                )
+                return False
+            status = self._cloudfront.get_distribution(Id=distribution_id)["Distribution"]["Status"]
+            if status != "Deployed":
+                return False
+            self._cloudfront.delete_distribution(Id=distribution_id, IfMatch=answer["ETag"])
+        except ClientError as error:
+            if is_error(error, "NoSuchDistribution"):
+                return True
+            if is_error(error, "DistributionNotDisabled", "PreconditionFailed"):
+                return False  # disabled meanwhile by another process, or still deploying: next call
+            raise
+        return True
+
+    def _delete(self, distribution_id: str) -> None:
         try:
             answer = self._cloudfront.get_distribution_config(Id=distribution_id)
             if answer["DistributionConfig"]["Enabled"]:
@@ -234,6 +293,6 @@ def _origin(domain: str) -> dict[str, Any]:
     }
 
 
-def _origin_of(summary: dict[str, Any]) -> str | None:
+def origin_of(summary: dict[str, Any]) -> str | None:
     items = summary.get("Origins", {}).get("Items", [])
     return str(items[0]["DomainName"]) if items else None
