@@ -134,6 +134,7 @@ def test_an_internationalized_zone_is_stored_in_a_label_form(world: World) -> No
         (rfc2136("com"), InvalidName, "single label"),
         (rfc2136("*.example.com"), InvalidName, "without '\\*'"),
         (rfc2136("example.com", server="192.0.2.1:99999"), InvalidInput, "port"),
+        (rfc2136("example.com", server="[2001:db8::1]x"), InvalidInput, "port"),
         (rfc2136("example.com", server="not a host"), InvalidInput, "HOST\\[:PORT\\]"),
         (rfc2136("example.com", secret="not base64!"), InvalidInput, "base64"),
         (rfc2136("example.com", secret=base64.b64encode(b"short").decode()), InvalidInput, "5 bytes"),

@@ -102,7 +102,9 @@ def split_server(target: str) -> tuple[str, int]:
     """``host[:port]`` or ``[v6]:port`` -> (host, port); an IPv6 address alone has no port."""
     if target.startswith("["):
         host, _, rest = target[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else DNS_PORT
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{rest!r} after the address")
+        return host, int(rest[1:]) if rest else DNS_PORT
     if target.count(":") == 1:
         host, _, port = target.partition(":")
         return host, int(port)
