@@ -63,6 +63,12 @@ class Settings:
     aws_invoke: str = "lambda"
     # A CloudFront cache policy of the operator's to use instead of the platform's own (which it makes).
     aws_cache_policy: str = ""
+    # AWS quotas custom domains plan by (0: the account's value from Service Quotas, else AWS's default).
+    aws_quota_names_per_certificate: int = 0  # ACM, default 10
+    aws_quota_aliases_per_distribution: int = 0  # CloudFront, default 100
+    aws_quota_distributions: int = 0  # CloudFront distributions per account, default 500
+    aws_quota_certificates: int = 0  # ACM certificates in us-east-1, default 2,500
+    aws_quota_certificate_requests: int = 0  # ACM certificates requested a year, default 5,000
     data_dir: Path = Path(".anchor")
     api_addr: str = DEFAULT_API_ADDR
     http_addr: str = DEFAULT_HTTP_ADDR
@@ -131,6 +137,11 @@ class Settings:
             "aws_stack": "ANCHOR_AWS_STACK",
             "aws_invoke": "ANCHOR_AWS_INVOKE",
             "aws_cache_policy": "ANCHOR_AWS_CACHE_POLICY",
+            "aws_quota_names_per_certificate": "ANCHOR_AWS_QUOTA_NAMES_PER_CERTIFICATE",
+            "aws_quota_aliases_per_distribution": "ANCHOR_AWS_QUOTA_ALIASES_PER_DISTRIBUTION",
+            "aws_quota_distributions": "ANCHOR_AWS_QUOTA_DISTRIBUTIONS",
+            "aws_quota_certificates": "ANCHOR_AWS_QUOTA_CERTIFICATES",
+            "aws_quota_certificate_requests": "ANCHOR_AWS_QUOTA_CERTIFICATE_REQUESTS",
             "data_dir": "ANCHOR_DATA_DIR",
             "api_addr": "ANCHOR_API_ADDR",
             "http_addr": "ANCHOR_HTTP_ADDR",
@@ -204,6 +215,11 @@ class Settings:
             ("domain_check_min", float),
             ("domain_check_max", float),
             ("domain_quota", int),
+            ("aws_quota_names_per_certificate", int),
+            ("aws_quota_aliases_per_distribution", int),
+            ("aws_quota_distributions", int),
+            ("aws_quota_certificates", int),
+            ("aws_quota_certificate_requests", int),
             ("certificate_lifetime", float),
             ("log_max_bytes", int),
             ("build_log_max_bytes", int),
@@ -270,6 +286,8 @@ class Settings:
                 "ANCHOR_LEASE_TTL, ANCHOR_LEASE_HEARTBEAT and ANCHOR_LEASE_POLL must be positive, the "
                 "heartbeat at most half the TTL and the poll shorter than the TTL"
             )
+        if min(self.aws_quotas.values(), default=0) < 0:
+            raise InvalidInput("ANCHOR_AWS_QUOTA_* must be 0 (ask Service Quotas) or a positive number")
         if min(self.scrub_interval, self.scrub_rate) < 0:
             raise InvalidInput("ANCHOR_SCRUB_INTERVAL and ANCHOR_SCRUB_RATE must be 0 (off) or positive")
         if min(self.log_max_bytes, self.build_log_max_bytes) < 65536 or self.build_log_max_lines < 100:
@@ -298,6 +316,17 @@ class Settings:
                 ipaddress.ip_address(resolver[0])
             except ValueError as exc:
                 raise InvalidInput(f"ANCHOR_DNS_RESOLVERS must list IP[:port], got {resolver[0]!r}") from exc
+
+    @property
+    def aws_quotas(self) -> dict[str, int]:
+        """The AWS quotas set by the operator, by QuotaUse code (0: not set)."""
+        return {
+            "acm_names_per_certificate": self.aws_quota_names_per_certificate,
+            "cloudfront_aliases": self.aws_quota_aliases_per_distribution,
+            "cloudfront_distributions": self.aws_quota_distributions,
+            "acm_certificates": self.aws_quota_certificates,
+            "acm_requests_per_year": self.aws_quota_certificate_requests,
+        }
 
     @property
     def lease_heartbeat_seconds(self) -> float:
