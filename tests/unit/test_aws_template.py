@@ -98,6 +98,8 @@ SCOPABLE: dict[str, tuple[str, ...]] = {
     "acm:DescribeCertificate": ("certificate",),
     "acm:ListTagsForCertificate": ("certificate",),
     "acm:AddTagsToCertificate": ("certificate",),
+    "route53:ListResourceRecordSets": ("hostedzone",),
+    "route53:ChangeResourceRecordSets": ("hostedzone",),
 }
 # Resources whose ids AWS assigns: named by type in the account, and scoped by the stack's tag instead.
 TAG_SCOPED_TYPES = ("distribution/*", "certificate/*")
@@ -154,6 +156,19 @@ def tag_limited(statement: dict[str, Any], stack: str) -> bool:
     return stack in (equals.get(f"aws:ResourceTag/{STACK_TAG}"), equals.get(f"aws:RequestTag/{STACK_TAG}"))
 
 
+LINKED_ZONES = "hostedzone/*"  # the users' Route 53 zones an admin links: unknown ahead, not the stack's
+
+
+def linked_zone_limited(statement: dict[str, Any]) -> bool:
+    """Reading record sets of any zone is allowed; changing them only held to what the platform writes."""
+    if as_list(statement["Action"]) == ["route53:ListResourceRecordSets"]:
+        return True
+    held = statement.get("Condition", {}).get("ForAllValues:StringEquals", {})
+    types = set(held.get("route53:ChangeResourceRecordSetsRecordTypes", ["*"]))
+    actions = set(held.get("route53:ChangeResourceRecordSetsActions", ["CREATE"]))
+    return types <= {"A", "AAAA", "CNAME", "TXT"} and actions <= {"UPSERT", "DELETE"}
+
+
 def resource_problem(resource: str, statement: dict[str, Any], stack: str) -> str | None:
     """Why ``resource`` is broader than the stack's own, or None."""
     if resource.startswith("<"):
@@ -164,6 +179,8 @@ def resource_problem(resource: str, statement: dict[str, Any], stack: str) -> st
     if len(parts) < 6 or "*" in parts[3] or "*" in parts[4]:
         return f"{resource}: any region or account"
     name = parts[5]
+    if name == LINKED_ZONES:
+        return None if linked_zone_limited(statement) else f"{resource}: record changes not held by condition"
     if name in TAG_SCOPED_TYPES:
         return None if tag_limited(statement, stack) else f"{resource} without the stack's tag condition"
     before_wildcard = name.split("*", 1)[0]
@@ -276,6 +293,10 @@ def test_resource_policies_allow_no_one_and_deny_plain_http() -> None:
         ({"Action": ["s3:*"], "Resource": {"Fn::GetAtt": ["Bucket", "Arn"]}}, "wildcard action"),
         ({"Action": ["ec2:RunInstances"], "Resource": "*"}, "unknown to SCOPABLE"),
         ({"Action": ["lambda:ListFunctions"], "Resource": {"Fn::GetAtt": ["Bucket", "Arn"]}}, "only '*'"),
+        (
+            {"Action": ["route53:ChangeResourceRecordSets"], "Resource": "arn:aws:route53:::hostedzone/*"},
+            "not held by condition",
+        ),
     ],
 )
 def test_the_scope_check_catches_broad_statements(statement: dict[str, Any], complaint: str) -> None:

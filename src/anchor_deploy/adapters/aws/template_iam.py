@@ -3,7 +3,10 @@
 * The control-plane role (the API and its background loops, as a Lambda function or anywhere else that
   assumes it): the table and its indexes, the bucket and its objects, the key, the project functions
   (``function:<prefix>*`` and their versions and aliases), passing the runtime role to Lambda only, the
-  logs of its own function and of project functions, its own stack's outputs, and CloudFront and ACM.
+  logs of its own function and of project functions, its own stack's outputs, and CloudFront and ACM;
+  and the record sets of Route 53 hosted zones an admin linked (``anchor dns link --route53``): the zones
+  are the account's own and unknown ahead, so any hosted zone of the account, held by condition keys to the
+  record types and actions the platform writes.
 * The runtime role of project functions: their own logs, ``s3:GetObject`` on ``blobs/*`` only (static
   deployments read their bytes), ``kms:Decrypt`` on the key (sealed secrets).
 
@@ -108,6 +111,13 @@ _TAG_AT_CREATION = ["acm:AddTagsToCertificate", "cloudfront:TagResource"]
 # request carrying the stack's tag is also authorized as AddTagsToCertificate, limited by that tag).
 _CERTIFICATE_REQUESTS = {"acm:ValidationMethod": "DNS", "acm:CertificateTransparencyLogging": "ENABLED"}
 _CONDITIONED_WILDCARDS = {"acm:RequestCertificate"}  # granted on "*" in a statement of their own
+_HOSTED_ZONES = {"Fn::Sub": "arn:${AWS::Partition}:route53:::hostedzone/*"}
+_LINKED_ZONE_WRITES = {
+    "ForAllValues:StringEquals": {
+        "route53:ChangeResourceRecordSetsRecordTypes": ["A", "AAAA", "CNAME", "TXT"],
+        "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"],
+    }
+}
 
 
 def _sub(text: str) -> dict[str, str]:
@@ -197,6 +207,10 @@ def control_plane_statements(names: StackNames) -> list[dict[str, Any]]:
                 _arn("acm", "certificate/*", region="us-east-1"),
             ],
             **tagging,
+        ),
+        _allow("LinkedZoneReads", ["route53:ListResourceRecordSets"], [_HOSTED_ZONES]),
+        _allow(
+            "LinkedZoneWrites", ["route53:ChangeResourceRecordSets"], [_HOSTED_ZONES], **_LINKED_ZONE_WRITES
         ),
     ]
 
