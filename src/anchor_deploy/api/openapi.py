@@ -51,7 +51,6 @@ ERRORS = {
     409: "Conflicts with the current state (a name taken, files to upload first, nothing to roll back to).",
     413: "The request body is over its limit (ANCHOR_MAX_JSON_BODY, or ANCHOR_MAX_BLOB_SIZE for blobs).",
     422: "Invalid input: the message says which field and why.",
-    501: "Not offered by this platform's provider (custom domains on AWS, for now); nothing changed.",
     503: "Busy or unavailable for now (the database is busy: see Retry-After); nothing changed.",
 }
 

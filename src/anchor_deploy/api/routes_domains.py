@@ -83,7 +83,7 @@ def certificate_authority(p: PlatformDep, token: TokenDep) -> dict[str, Any]:
     return {"path": path, "pem": pem, "issuer": p.settings.issuer}
 
 
-@router.post("", status_code=201, **answers(DomainInfo, 401, 404, 409, 413, 422, 501, 503, tag="domains"))
+@router.post("", status_code=201, **answers(DomainInfo, 401, 404, 409, 413, 422, 503, tag="domains"))
 def add_domain(
     p: PlatformDep, project: ProjectDep, body: Annotated[DomainRequest, Depends(JsonBody(DomainRequest))]
 ) -> dict[str, Any]:

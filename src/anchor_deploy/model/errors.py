@@ -101,13 +101,6 @@ class NotFound(AnchorError):
     status = 404
 
 
-class NotOffered(AnchorError):
-    """A feature the platform's provider does not offer (yet): the request is valid, the answer is no."""
-
-    code = "not_offered"
-    status = 501
-
-
 class ProjectNotFound(NotFound):
     code = "project_not_found"
 

@@ -15,8 +15,22 @@ import os
 import secrets
 import shlex
 import socket
+import time
 from dataclasses import dataclass
 
+from anchor_deploy.adapters.aws.acm_certificates import AcmCertificates
+from anchor_deploy.adapters.aws.acm_issuer import AcmIssuer
+from anchor_deploy.adapters.aws.aws_quotas import (
+    ALIASES_PER_DISTRIBUTION,
+    CERTIFICATES,
+    DISTRIBUTIONS,
+    NAMES_PER_CERTIFICATE,
+    REQUESTS_PER_YEAR,
+    AwsQuotas,
+)
+from anchor_deploy.adapters.aws.cdn_domains import CloudFrontDomains
+from anchor_deploy.adapters.aws.cdn_placements import PlacementBook
+from anchor_deploy.adapters.aws.cdn_slots import SlotDriver
 from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.adapters.aws.cloudfront import CloudFrontDistributions, DistributionSettings
 from anchor_deploy.adapters.aws.deployments import (
@@ -36,7 +50,7 @@ from anchor_deploy.adapters.aws.names import STACK_TAG, AwsResources, discover
 from anchor_deploy.adapters.aws.public_urls import AwsPublicUrls
 from anchor_deploy.adapters.aws.s3_blobs import S3BlobStore
 from anchor_deploy.adapters.aws.sandbox_invoke import SandboxInvoker
-from anchor_deploy.adapters.aws.unoffered import NoBlobChecks, NoCustomDomains
+from anchor_deploy.adapters.aws.unoffered import NoBlobChecks
 from anchor_deploy.adapters.dns_lookup import DnsPythonLookup
 from anchor_deploy.adapters.dns_zone_writers import ZoneWriters
 from anchor_deploy.adapters.local.sandbox import Sandbox
@@ -108,16 +122,7 @@ def build_platform(
         environments=LambdaEnvironments(dependencies),
         runtime=runtime,
         box=box,
-        domains=DomainAdapters(
-            lookup=DnsPythonLookup(settings.resolver_list),
-            issuer=NoCustomDomains(),
-            plane=NoCustomDomains(),
-            zones=ZoneWriters(lambda: clients),
-            unavailable=(
-                "custom domains on the AWS provider (ACM certificates attached to CloudFront) are not "
-                "built yet; the project's CloudFront domain serves production"
-            ),
-        ),
+        domains=_domains(settings, clients, resources, store, cdn, holder),
         status=status,
         urls=urls,
     )
@@ -126,6 +131,37 @@ def build_platform(
     services.runner.singleton("deletions", PeriodicJob("deletions", finish.run, 60.0))
     lifecycle = AwsLifecycle(resources, status, production_cdn, store, finish)
     return Platform(settings, services, lifecycle, BackupService(None))
+
+
+def _domains(
+    settings: Settings,
+    clients: AwsClients,
+    resources: AwsResources,
+    store: DynamoStore,
+    cdn: CloudFrontDistributions,
+    holder: str,
+) -> DomainAdapters:
+    """Custom domains on AWS: a certificate of its own per domain from ACM (us-east-1, DNS validation),
+    served from the project's CloudFront distributions, one certificate covering every alias of each."""
+    certificates = AcmCertificates(clients, tags={STACK_TAG: resources.stack})
+    book = PlacementBook(store.table, time.time)
+    driver = SlotDriver(clients, book, cdn, certificates, store, holder)
+    overrides = {
+        NAMES_PER_CERTIFICATE.code: settings.aws_quota_names_per_certificate,
+        ALIASES_PER_DISTRIBUTION.code: settings.aws_quota_aliases_per_distribution,
+        DISTRIBUTIONS.code: settings.aws_quota_distributions,
+        CERTIFICATES.code: settings.aws_quota_certificates,
+        REQUESTS_PER_YEAR.code: settings.aws_quota_certificate_requests,
+    }
+    plane = CloudFrontDomains(
+        book, driver, cdn, certificates, AwsQuotas(clients, overrides), settings.domain_quota
+    )
+    return DomainAdapters(
+        lookup=DnsPythonLookup(settings.resolver_list),
+        issuer=AcmIssuer(certificates, validation_window=settings.validation_deadline),
+        plane=plane,
+        zones=ZoneWriters(lambda: clients),
+    )
 
 
 @dataclass

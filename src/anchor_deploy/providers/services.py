@@ -65,7 +65,6 @@ class DomainAdapters:
     scripts: UnicodeScripts = field(default_factory=UcdScripts)
     to_ascii: Callable[[str], str] = idna_to_ascii
     to_unicode: Callable[[str], str] = idna_to_unicode
-    unavailable: str = ""  # why this provider offers no custom domains (empty: it offers them)
 
 
 @dataclass(frozen=True)
@@ -264,7 +263,6 @@ def _domains(settings: Settings, a: Adapters, clock: Callable[[], float], faults
         check_min=settings.domain_check_min,
         check_max=settings.domain_check_max,
         quota=settings.domain_quota,
-        unavailable=d.unavailable,
     )
     return DomainService(
         a.store,

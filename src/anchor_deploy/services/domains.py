@@ -35,7 +35,6 @@ from anchor_deploy.model.errors import (
     DomainQuotaExceeded,
     Forbidden,
     NotFound,
-    NotOffered,
 )
 from anchor_deploy.ports.domains import DnsLookup, DomainRepositories, ValidationZone
 from anchor_deploy.ports.issuance import DomainPlane, Issuer, NoAutomation, QuotaUse, RecordAutomation
@@ -55,7 +54,6 @@ class DomainSettings:
     check_max: float = 300.0
     quota: int = DEFAULT_QUOTA  # custom domains per project (ANCHOR_DOMAIN_QUOTA)
     check_wait: float = 1.0  # how long GET and retry wait for the check they start before answering
-    unavailable: str = ""  # the provider offers no custom domains, and this says why
 
 
 @dataclass(frozen=True)
@@ -157,8 +155,6 @@ class DomainService:
         )
 
     def add(self, project: Project, raw_name: object) -> DomainView:
-        if self.settings.unavailable:
-            raise NotOffered(self.settings.unavailable)
         name = self.parse(raw_name)
         suffix_of, scripts_of = self.names.suffixes.public_suffix, self.names.scripts.scripts
         check_new_domain_name(name, self.settings.base_domain, suffix_of, scripts_of)

@@ -1,8 +1,5 @@
 """What the AWS provider does not offer yet, said plainly instead of pretended.
 
-- Custom domains (ACM certificates attached to CloudFront) come in a later part: the domain service refuses
-  to add one on this provider (DomainSettings.unavailable), so these adapters are only ever asked to list
-  what they hold (nothing) or to take down what never was.
 - fsck and the scrub check the local disk's copies; S3 keeps and checks its own (every blob is stored with its
   SHA-256 checksum, and one stored without it is treated as missing), so there are no copies to walk here.
 """
@@ -12,63 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-from anchor_deploy.model.domains import DnsRecord, Domain
-from anchor_deploy.model.entities import Project
-from anchor_deploy.model.errors import CopyGone, EdgeError
+from anchor_deploy.model.errors import CopyGone
 from anchor_deploy.model.integrity import StoredCopy
 from anchor_deploy.ports import BlobStore
 from anchor_deploy.ports.blobs import DirectUploads, UploadTarget
-from anchor_deploy.ports.issuance import Attachment, IssuedCertificate, Order, Progress, QuotaUse
 
 _DOMAINS = "custom domains are not available on the AWS provider yet"
-
-
-class NoCustomDomains:
-    """Issuer and DomainPlane of a provider without custom domains."""
-
-    kind = "none"
-    renews_itself = True
-
-    def records(self, domain: Domain) -> tuple[DnsRecord, ...]:
-        return ()
-
-    def request(self, domain: Domain) -> Order:
-        raise EdgeError(_DOMAINS)
-
-    def poll(self, domain: Domain) -> Progress:
-        raise EdgeError(_DOMAINS)
-
-    def renew(self, domain: Domain) -> Progress:
-        raise EdgeError(_DOMAINS)
-
-    def release(self, domain: Domain, orphan: IssuedCertificate | None = None) -> bool:
-        """Nothing was ever issued."""
-        return True
-
-    def outdated(self, issuer: str) -> bool:
-        return False
-
-    def admit(self, domain: Domain, project: Project, held: Sequence[Domain]) -> None:
-        raise EdgeError(_DOMAINS)
-
-    def routing_records(self, domain: Domain, project: Project, apex: bool) -> list[DnsRecord]:
-        return []
-
-    def attach(self, domain: Domain, project: Project) -> Attachment:
-        raise EdgeError(_DOMAINS)
-
-    def detach(self, domain: Domain) -> bool:
-        """Nothing is attached."""
-        return True
-
-    def forget_project(self, project_id: str) -> None:
-        """Nothing is held."""
-
-    def converge(self, domains: Sequence[Domain]) -> dict[str, list[str]]:
-        return {}
-
-    def quotas(self, project: Project | None) -> list[QuotaUse]:
-        return []
 
 
 class UploadingStore(BlobStore, DirectUploads, Protocol):
