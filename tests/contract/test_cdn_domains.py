@@ -340,15 +340,7 @@ def test_a_name_on_another_distribution_fails_alone(
     foreign_id, _ = distributions(clients).ensure("prj_someone_else0", ORIGIN)
     foreign_arn = AcmCertificates(clients).request([taken], "foreign")
     time.sleep(1.2)
-    answer = cloudfront().get_distribution_config(Id=foreign_id)
-    config = answer["DistributionConfig"]
-    config["Aliases"] = {"Quantity": 1, "Items": [taken]}
-    config["ViewerCertificate"] = {
-        "ACMCertificateArn": foreign_arn,
-        "SSLSupportMethod": "sni-only",
-        "MinimumProtocolVersion": "TLSv1.2_2021",
-    }
-    cloudfront().update_distribution(Id=foreign_id, IfMatch=answer["ETag"], DistributionConfig=config)
+    cloudfront_update(foreign_id, [taken], foreign_arn)
 
     cdn = plane(store, clients, "one", clock)
     rows = [domain_row(store, name, i) for i, name in enumerate(("a.example.com", taken, "c.example.com"))]
@@ -382,3 +374,67 @@ def test_forget_project_leaves_no_distribution_and_no_certificate(
     cdn.forget_project(PROJECT.id)  # again: nothing left to do
     distributions(clients).delete(PROJECT.id)  # the runtime's stop_project finds nothing either
     assert cdn.quotas(PROJECT)[0].used == 0
+
+
+def test_converge_finishes_a_swap_nobody_polls_and_a_crash_after_an_update(
+    store: DynamoStore, clients: AwsClients, clock: Clock
+) -> None:
+    distribution_id = production(clients)
+    cdn = plane(store, clients, "one", clock)
+    rows = [domain_row(store, f"{n}.example.com", i) for i, n in enumerate(("a", "b"))]
+    for row in rows:
+        cdn.routing_records(row, PROJECT, apex=False)
+        assert cdn.attach(row, PROJECT).state == AttachState.PENDING  # then the process goes away
+    book = PlacementBook(store.table, clock)
+    (slot,) = book.slots(PROJECT.id)
+    time.sleep(1.2)  # the certificate for a is issued; b asked for nothing yet (a's was pending)
+    # a crash right after an update: CloudFront serves the pending certificate, the item does not know
+    cloudfront_update(distribution_id, slot.pending_names, slot.pending_arn)
+    assert book.slots(PROJECT.id)[0].aliases == ()
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while (
+        aliases_of(configs()[distribution_id]) != {"a.example.com", "b.example.com"}
+        or len(certificates()) > 1
+    ):
+        cdn.converge(rows)
+        assert_covered()
+        assert time.monotonic() < deadline, book.slots(PROJECT.id)
+        time.sleep(0.25)
+    (slot,) = book.slots(PROJECT.id)
+    assert set(slot.serving_names) == {"a.example.com", "b.example.com"} and not slot.retired
+    assert all_active({r.name: cdn.attach(r, PROJECT) for r in rows})
+
+
+def test_converge_drops_a_placement_no_domain_owns_and_its_empty_distribution(
+    store: DynamoStore, clients: AwsClients, clock: Clock
+) -> None:
+    production(clients)
+    cdn = plane(store, clients, "one", clock, quotas={"acm_names_per_certificate": 1})
+    kept = domain_row(store, "kept.example.com", 1)
+    cdn.routing_records(kept, PROJECT, apex=False)
+    lost = Domain("lost.example.com", PROJECT.id, "label9999", 1_700_000_000.0)  # its add failed after
+    (record,) = cdn.routing_records(lost, PROJECT, apex=False)
+    assert len(listed_distributions()) == 2 and record.value.endswith(".cloudfront.net")
+    assert cdn.converge([kept])["released"] == [], "a fresh placement may belong to an add in progress"
+    clock.offset += 3600
+    deadline = time.monotonic() + SETTLE_SECONDS
+    released: list[str] = []
+    while len(listed_distributions()) > 1:
+        released += cdn.converge([kept])["released"]
+        assert time.monotonic() < deadline
+        time.sleep(0.25)
+    assert released == ["lost.example.com"]
+    assert [u.used for u in cdn.quotas(PROJECT) if u.code == "domains_per_project"] == [1]
+    settle(cdn, [kept], all_active)
+
+
+def cloudfront_update(distribution_id: str, aliases: Sequence[str], arn: str) -> None:
+    answer = cloudfront().get_distribution_config(Id=distribution_id)
+    config = answer["DistributionConfig"]
+    config["Aliases"] = {"Quantity": len(aliases), "Items": list(aliases)}
+    config["ViewerCertificate"] = {
+        "ACMCertificateArn": arn,
+        "SSLSupportMethod": "sni-only",
+        "MinimumProtocolVersion": "TLSv1.2_2021",
+    }
+    cloudfront().update_distribution(Id=distribution_id, IfMatch=answer["ETag"], DistributionConfig=config)

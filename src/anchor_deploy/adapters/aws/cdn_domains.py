@@ -202,7 +202,9 @@ class CloudFrontDomains:
         if name in slot.aliases or slot.lists(name) or slot.retired or not outcome.deployed:
             return False
         with contextlib.suppress(SlotGone):
-            self._book.change(slot, lambda s: _release(s, name))
+            slot = self._book.change(slot, lambda s: _release(s, name))
+            if slot.index > 0 and not slot.names:  # an empty extra slot: its distribution goes
+                self._close(slot, {"closed": []})
         return True
 
     # -- project deletion, converge ------------------------------------------------------------------
@@ -252,20 +254,21 @@ class CloudFrontDomains:
         leaving = (orphans | deleting) - slot.leaving
         if leaving:
             slot = self._book.change(slot, lambda s: replace(s, leaving=s.leaving | leaving))
-        if slot.closing or not slot.distribution_id:
+        if slot.closing:
+            self._close(slot, done)
             return
-        if slot.pending_arn or slot.retired or slot.leaving or set(slot.target()) != set(slot.aliases):
+        settled = True
+        unsettled = (
+            slot.pending_arn or slot.retired or slot.leaving or set(slot.target()) != set(slot.aliases)
+        )
+        if slot.distribution_id and unsettled:
             slot, outcome = self._driver.advance(slot)
             done["advanced"].append(f"{slot.project_id} #{slot.index}")
-            for name in sorted(orphans & set(slot.names)):
-                if (
-                    outcome.deployed
-                    and name not in slot.aliases
-                    and not slot.lists(name)
-                    and not slot.retired
-                ):
-                    slot = self._book.change(slot, functools.partial(_release, name=name))
-                    done["released"].append(name)
+            settled = outcome.deployed
+        for name in sorted(orphans & set(slot.names)):
+            if settled and name not in slot.aliases and not slot.lists(name) and not slot.retired:
+                slot = self._book.change(slot, functools.partial(_release, name=name))
+                done["released"].append(name)
         if slot.index > 0 and not slot.names:
             self._close(slot, done)
 

@@ -56,6 +56,7 @@ class Slot:
     generation: int = 0  # counts certificate requests: part of their idempotency token
     retired: tuple[str, ...] = ()  # certificates to delete once CloudFront lets go
     closing: bool = False  # an empty extra slot being taken down: takes no new name
+    opened: int = 0  # when the slot was made (seconds): its distribution's CallerReference holds it
     version: int = 0  # compare-and-set
 
     def target(self) -> tuple[str, ...]:
@@ -93,6 +94,7 @@ def _item(slot: Slot) -> dict[str, Any]:
         "generation": slot.generation,
         "retired": list(slot.retired),
         "closing": slot.closing,
+        "opened": slot.opened,
         "version": slot.version,
     }
     return item
@@ -117,6 +119,7 @@ def _slot(item: dict[str, Any]) -> Slot:
         generation=int(item.get("generation", 0)),
         retired=tuple(str(a) for a in item.get("retired") or ()),
         closing=bool(item.get("closing", False)),
+        opened=int(item.get("opened", 0)),
         version=int(item.get("version", 0)),
     )
 
@@ -180,7 +183,7 @@ class PlacementBook:
         (None: slot 0, which is the production distribution and needs none). False if it exists already or
         the account has no room."""
         t = self._table
-        put = t.put(_item(Slot(project_id, index)), "attribute_not_exists(pk)")
+        put = t.put(_item(Slot(project_id, index, opened=int(self._clock()))), "attribute_not_exists(pk)")
         operations = [put, t.put({"pk": ACCOUNT_PK, "sk": f"PROJECT#{project_id}"})]
         if room is not None:
             counted = "attribute_not_exists(making) OR making < :room"

@@ -119,7 +119,7 @@ class SlotDriver:
         if found is not None:
             made = (str(found["Id"]), str(found["DomainName"]))
         else:
-            made = self._distributions.ensure_slot(slot.project_id, slot.index, origin)
+            made = self._distributions.ensure_slot(slot.project_id, slot.index, origin, str(slot.opened))
         return self._book.made(slot, *made)
 
     # -- one step ----------------------------------------------------------------------------------

@@ -101,15 +101,16 @@ class CloudFrontDistributions:
             self._set_origin(str(found["Id"]), origin)
         return str(found["Id"]), str(found["DomainName"])
 
-    def ensure_slot(self, project_id: str, slot: int, origin: str) -> tuple[str, str]:
+    def ensure_slot(self, project_id: str, slot: int, origin: str, nonce: str = "") -> tuple[str, str]:
         """Slot ``slot`` of the project (0: ``ensure``; k > 0: an extra distribution with the same origin, its
-        CallerReference ``<project id>#<k>``): (id, domain)."""
+        CallerReference ``<project id>#<k>#<nonce>``, the nonce telling apart a slot made again after its
+        distribution was deleted): (id, domain)."""
         if slot == 0:
             return self.ensure(project_id, origin)
         found = self.slots(project_id).get(slot)
         if found is None:
             try:
-                made = self._create(project_id, origin, slot)
+                made = self._create(project_id, origin, slot, nonce)
                 return str(made["Distribution"]["Id"]), str(made["Distribution"]["DomainName"])
             except ClientError as error:
                 if not is_error(error, "DistributionAlreadyExists"):
@@ -131,8 +132,8 @@ class CloudFrontDistributions:
                 found[int(comment[len(zero) + 2 :])] = item
         return found
 
-    def _create(self, project_id: str, origin: str, slot: int = 0) -> dict[str, Any]:
-        config = self._config(project_id, origin, slot)
+    def _create(self, project_id: str, origin: str, slot: int = 0, nonce: str = "") -> dict[str, Any]:
+        config = self._config(project_id, origin, slot, nonce)
         if not self.settings.tags:
             made: dict[str, Any] = self._cloudfront.create_distribution(DistributionConfig=config)
             return made
@@ -162,9 +163,10 @@ class CloudFrontDistributions:
                 return
             marker = {"Marker": listing["NextMarker"]}
 
-    def _config(self, project_id: str, origin: str, slot: int = 0) -> dict[str, Any]:
+    def _config(self, project_id: str, origin: str, slot: int = 0, nonce: str = "") -> dict[str, Any]:
+        reference = project_id if slot == 0 else f"{project_id}#{slot}" + (f"#{nonce}" if nonce else "")
         return {
-            "CallerReference": project_id if slot == 0 else f"{project_id}#{slot}",
+            "CallerReference": reference,
             "Comment": self.comment(project_id, slot),
             "Enabled": True,
             "PriceClass": self.settings.price_class,
