@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 from anchor_deploy.adapters.aws.acm_certificates import AcmCertificates
-from anchor_deploy.adapters.aws.aws_quotas import AwsQuotas
-from anchor_deploy.adapters.aws.cdn_domains import CloudFrontDomains
+from anchor_deploy.adapters.aws.cdn_domains import CloudFrontDomains, cloudfront_domains
 from anchor_deploy.adapters.aws.cdn_placements import PlacementBook
-from anchor_deploy.adapters.aws.cdn_slots import NO_PRODUCTION, SlotDriver
+from anchor_deploy.adapters.aws.cdn_slots import NO_PRODUCTION
 from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.adapters.aws.cloudfront import CloudFrontDistributions, DistributionSettings
 from anchor_deploy.adapters.aws.dynamo_store import DynamoStore
@@ -58,11 +57,10 @@ def plane(
     quotas: dict[str, int] | None = None,
     lease_ttl: float = 120.0,
 ) -> CloudFrontDomains:
-    book = PlacementBook(store.table, clock)
-    cdn = distributions(clients)
-    certificates = AcmCertificates(clients)
-    driver = SlotDriver(clients, book, cdn, certificates, store, holder, lease_ttl)
-    return CloudFrontDomains(book, driver, cdn, certificates, AwsQuotas(clients, quotas), clock=clock)
+    cdn, certificates = distributions(clients), AcmCertificates(clients)
+    return cloudfront_domains(
+        clients, store.table, store, cdn, certificates, holder, quotas, clock=clock, lease_ttl=lease_ttl
+    )
 
 
 @pytest.fixture
@@ -438,3 +436,34 @@ def cloudfront_update(distribution_id: str, aliases: Sequence[str], arn: str) ->
         "MinimumProtocolVersion": "TLSv1.2_2021",
     }
     cloudfront().update_distribution(Id=distribution_id, IfMatch=answer["ETag"], DistributionConfig=config)
+
+
+def test_detach_waits_while_the_replaced_certificate_is_still_in_use(
+    store: DynamoStore, clients: AwsClients, clock: Clock
+) -> None:
+    distribution_id = production(clients)
+    cdn = plane(store, clients, "one", clock)
+    rows = [domain_row(store, f"{n}.example.com", i) for i, n in enumerate(("a", "b"))]
+    for row in rows:
+        cdn.routing_records(row, PROJECT, apex=False)
+    settle(cdn, rows, all_active)
+    serving = configs()[distribution_id]["ViewerCertificate"]["ACMCertificateArn"]
+    holder_id, _ = distributions(clients).ensure("prj_holds_the_cert", ORIGIN)
+    cloudfront_update(holder_id, [], serving)  # something else still serves the old certificate
+    deadline = time.monotonic() + 20
+    while serving == configs()[distribution_id]["ViewerCertificate"]["ACMCertificateArn"]:
+        assert not cdn.detach(rows[1])
+        assert time.monotonic() < deadline
+        time.sleep(0.25)
+    for _ in range(8):  # swapped: the old certificate is kept while ACM answers ResourceInUseException
+        assert not cdn.detach(rows[1])
+        time.sleep(0.25)
+    assert serving in certificates()
+    answer = cloudfront().get_distribution_config(Id=holder_id)
+    answer["DistributionConfig"]["ViewerCertificate"] = {"CloudFrontDefaultCertificate": True}
+    cloudfront().update_distribution(
+        Id=holder_id, IfMatch=answer["ETag"], DistributionConfig=answer["DistributionConfig"]
+    )
+    detach_until_done(cdn, rows[1])
+    assert serving not in certificates()
+    assert list(certificates().values()) == [{"a.example.com"}]

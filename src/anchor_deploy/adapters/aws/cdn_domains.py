@@ -37,10 +37,13 @@ from anchor_deploy.adapters.aws.cdn_placements import PlacementBook, Slot, SlotG
 from anchor_deploy.adapters.aws.cdn_quota_use import quota_uses
 from anchor_deploy.adapters.aws.cdn_slots import Outcome, SlotDriver
 from anchor_deploy.adapters.aws.cloudfront import CloudFrontDistributions
+from anchor_deploy.adapters.aws.dynamo_table import DynamoTable
+from anchor_deploy.adapters.aws.lambda_functions import ClientSource
 from anchor_deploy.model.domains import DnsRecord, Domain, IssuedInfo
 from anchor_deploy.model.entities import Project
 from anchor_deploy.model.errors import QuotaExceeded
 from anchor_deploy.ports.issuance import Attachment, AttachState, IssuedCertificate, QuotaUse
+from anchor_deploy.ports.leases import LeaseRepository
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +202,8 @@ class CloudFrontDomains:
         if name not in slot.leaving:
             slot = self._book.change(slot, lambda s: replace(s, leaving=s.leaving | {name}))
         slot, outcome = self._driver.advance(slot)
-        if name in slot.aliases or slot.lists(name) or slot.retired or not outcome.deployed:
+        settled = outcome.deployed or not slot.distribution_id  # no distribution: nothing on CloudFront
+        if name in slot.aliases or slot.lists(name) or slot.retired or not settled:
             return False
         with contextlib.suppress(SlotGone):
             slot = self._book.change(slot, lambda s: _release(s, name))
@@ -318,3 +322,23 @@ def _only_certificates(slot: Slot, left: tuple[str, ...]) -> Slot:
 
 def _closing(slot: Slot) -> Slot | None:
     return replace(slot, closing=True) if not slot.closing and not slot.names else None
+
+
+def cloudfront_domains(
+    clients: ClientSource,
+    table: DynamoTable,
+    leases: LeaseRepository,
+    distributions: CloudFrontDistributions,
+    certificates: AcmCertificates,
+    holder: str,
+    quota_settings: dict[str, int] | None = None,
+    domain_quota: int = 100,
+    clock: Callable[[], float] = time.time,
+    lease_ttl: float = 120.0,
+) -> CloudFrontDomains:
+    """The plane on the store's table (its placements) and leases; ``holder`` names this process in the
+    leases; ``quota_settings``: Settings.aws_quotas (0: ask Service Quotas)."""
+    book = PlacementBook(table, clock)
+    driver = SlotDriver(clients, book, distributions, certificates, leases, holder, lease_ttl)
+    quotas = AwsQuotas(clients, quota_settings)
+    return CloudFrontDomains(book, driver, distributions, certificates, quotas, domain_quota, clock)
