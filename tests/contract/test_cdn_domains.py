@@ -201,6 +201,9 @@ def test_three_domains_on_one_project_are_covered_at_every_step(
         assert {a.served.reference for a in again if a.served} == {serving}
         assert all(a.served and a.served.info.not_after > time.time() for a in again)
     settle(cdn, rows, all_active)
+    calls = clients.count_calls()
+    assert cdn.attach(rows[0], PROJECT).state == AttachState.ACTIVE
+    assert calls == {"cloudfront:GetDistribution": 1, "acm:DescribeCertificate": 1}, "an active name's check"
     deadline = time.monotonic() + 10
     while len(certificates()) > 1 and time.monotonic() < deadline:  # replaced ones go once CloudFront lets go
         cdn.converge(rows)
@@ -467,3 +470,27 @@ def test_detach_waits_while_the_replaced_certificate_is_still_in_use(
     detach_until_done(cdn, rows[1])
     assert serving not in certificates()
     assert list(certificates().values()) == [{"a.example.com"}]
+
+
+def test_names_move_to_a_production_distribution_made_again(
+    store: DynamoStore, clients: AwsClients, clock: Clock
+) -> None:
+    first = production(clients)
+    cdn = plane(store, clients, "one", clock)
+    row = domain_row(store, "www.example.com", 1)
+    cdn.routing_records(row, PROJECT, apex=False)
+    settle(cdn, [row], all_active)
+    answer = cloudfront().get_distribution_config(Id=first)  # deleted behind the platform's back
+    answer["DistributionConfig"]["Aliases"] = {"Quantity": 0}
+    answer["DistributionConfig"]["ViewerCertificate"] = {"CloudFrontDefaultCertificate": True}
+    cloudfront().update_distribution(
+        Id=first, IfMatch=answer["ETag"], DistributionConfig=answer["DistributionConfig"]
+    )
+    distributions(clients).delete(PROJECT.id)
+    assert cdn.attach(row, PROJECT).state == AttachState.PENDING
+    second = production(clients)  # the production deployment's repair makes it again
+    assert second != first
+    settle(cdn, [row], all_active)
+    assert aliases_of(configs()[second]) == {"www.example.com"}
+    (record,) = cdn.routing_records(row, PROJECT, apex=False)
+    assert record.value == cloudfront().get_distribution(Id=second)["Distribution"]["DomainName"]

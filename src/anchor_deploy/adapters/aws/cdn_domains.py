@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from anchor_deploy.adapters.aws.acm_certificates import AcmCertificates
 from anchor_deploy.adapters.aws.aws_quotas import (
     CERTIFICATES,
@@ -36,6 +38,7 @@ from anchor_deploy.adapters.aws.aws_quotas import (
 from anchor_deploy.adapters.aws.cdn_placements import PlacementBook, Slot, SlotGone
 from anchor_deploy.adapters.aws.cdn_quota_use import quota_uses
 from anchor_deploy.adapters.aws.cdn_slots import Outcome, SlotDriver
+from anchor_deploy.adapters.aws.client_errors import error_code
 from anchor_deploy.adapters.aws.cloudfront import CloudFrontDistributions
 from anchor_deploy.adapters.aws.dynamo_table import DynamoTable
 from anchor_deploy.adapters.aws.lambda_functions import ClientSource
@@ -159,6 +162,18 @@ class CloudFrontDomains:
 
     # -- attach and detach ---------------------------------------------------------------------------
     def attach(self, domain: Domain, project: Project) -> Attachment:
+        """One step; AWS's refusals answered FAILED with AWS's code and message, AWS out of reach PENDING."""
+        try:
+            return self._attach(domain, project)
+        except QuotaExceeded as exc:
+            return Attachment(AttachState.FAILED, str(exc))
+        except ClientError as exc:
+            message = str(exc.response.get("Error", {}).get("Message", ""))
+            return Attachment(AttachState.FAILED, f"AWS refused: {error_code(exc)}: {message}")
+        except BotoCoreError as exc:
+            return Attachment(AttachState.PENDING, f"AWS could not be reached: {exc}")
+
+    def _attach(self, domain: Domain, project: Project) -> Attachment:
         name = domain.name
         slot = self.place(name, project.id)
         if name in slot.failed:
@@ -195,6 +210,13 @@ class CloudFrontDomains:
         return IssuedCertificate(arn, info, renewal=found.renewal_status)
 
     def detach(self, domain: Domain) -> bool:
+        try:
+            return self._detach(domain)
+        except (ClientError, BotoCoreError) as exc:  # called again with backoff
+            log.warning("taking %s off CloudFront: %s", domain.name, exc)
+            return False
+
+    def _detach(self, domain: Domain) -> bool:
         name = domain.name
         slot = self._book.holding(domain.project_id, name)
         if slot is None:

@@ -38,6 +38,7 @@ from anchor_deploy.ports.leases import LeaseRepository
 NO_PRODUCTION = "attached once the project has a production deployment"
 BUSY = "another control-plane process is updating the distribution"
 DEPLOYING = "CloudFront is deploying the distribution"
+GONE = "the distribution is gone: the names go on the one made in its place"
 DEAD_CERTIFICATE = ("FAILED", "VALIDATION_TIMED_OUT", "REVOKED", "EXPIRED", "INACTIVE")
 PRECONDITION_ROUNDS = 4
 
@@ -139,6 +140,10 @@ class SlotDriver:
                     return self._step(fresh)
                 except _Stale:
                     continue
+                except ClientError as error:
+                    if not is_error(error, "NoSuchDistribution"):
+                        raise
+                    return self._book.change(fresh, _lost), Outcome(waiting=GONE)
             return slot, Outcome(waiting="CloudFront kept answering PreconditionFailed; trying again")
         finally:
             self._leases.release_lease(lease, self._holder)
@@ -304,3 +309,12 @@ def _drop_pending(slot: Slot) -> Slot:
     if not slot.pending_arn:
         return slot
     return replace(slot, pending_arn="", pending_names=(), retired=(*slot.retired, slot.pending_arn))
+
+
+def _lost(slot: Slot) -> Slot:
+    """The slot's distribution was deleted behind our back: found or made again on the next step (slot 0:
+    by the production deployment's own repair), which then gets the slot's names and a certificate."""
+    retired = slot.retired + ((slot.serving_arn,) if slot.serving_arn else ())
+    return replace(
+        slot, distribution_id="", domain="", aliases=(), serving_arn="", serving_names=(), retired=retired
+    )
