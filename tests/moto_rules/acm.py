@@ -144,9 +144,10 @@ def patch_acm() -> None:
     ) -> str:
         alternative_names = args[0] if args else kwargs.get("subject_alt_names")
         names = names_requested(domain_name, alternative_names)
-        if len({normal(name) for name in names}) > LIMITS.names_per_certificate:
+        distinct = len({normal(name) for name in names})
+        if distinct > LIMITS.names_per_certificate:
             raise LimitExceededException(
-                f"A certificate has at most {LIMITS.names_per_certificate} domain names, not {len(names)}."
+                f"A certificate has at most {LIMITS.names_per_certificate} domain names, not {distinct}."
             )
         with LOCK:
             known = self._get_arn_from_idempotency_token(idempotency_token) if idempotency_token else None
@@ -155,7 +156,7 @@ def patch_acm() -> None:
                     f"The account already has {LIMITS.max_certificates} certificates."
                 )
             arn: str = original_request(self, domain_name, idempotency_token, *args, **kwargs)
-        setattr(self._certificates[arn], REQUESTED_NAMES, names)
+        self._certificates[arn].__dict__.setdefault(REQUESTED_NAMES, names)  # a repeated request: the first's
         return arn
 
     setattr(bundle_class, "check", check)
