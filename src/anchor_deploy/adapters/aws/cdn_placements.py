@@ -198,9 +198,15 @@ class PlacementBook:
         return True
 
     def made(self, slot: Slot, distribution_id: str, domain: str) -> Slot:
-        """Slot k > 0's distribution exists: recorded, and no longer counted as one to make."""
-        written = self.change(slot, lambda s: replace(s, distribution_id=distribution_id, domain=domain))
-        if slot.index > 0 and not slot.distribution_id:
+        """The slot's distribution is known: recorded, and (slot k > 0) no longer counted as one to make."""
+        first: list[bool] = []  # whether the write that took was the one that recorded it
+
+        def record(s: Slot) -> Slot | None:
+            first[:] = [not s.distribution_id]
+            return replace(s, distribution_id=distribution_id, domain=domain)
+
+        written = self.change(slot, record)
+        if slot.index > 0 and first == [True]:
             self._table.write(self._table.update(ACCOUNT_PK, COUNTS_SK, "ADD making :m", values={":m": -1}))
         return written
 
