@@ -100,11 +100,12 @@ def staged_package(stack: str, config: dict[str, Any]) -> bytes:
     raise AssertionError(f"no staged package for {config['FunctionName']} version {config['Version']}")
 
 
-def distribution_with(alias: str) -> dict[str, Any] | None:
-    """The distribution (GetDistribution's, with its config flattened in) that has ``alias``."""
+def distribution_with(name: str) -> dict[str, Any] | None:
+    """The distribution (GetDistribution's, with its config flattened in) that serves ``name``: the one
+    with that alias, or with the wildcard alias one label up (as CloudFront routes)."""
     cloudfront = boto3.client("cloudfront")
     for item in cloudfront.list_distributions()["DistributionList"].get("Items", []):
-        if alias in item.get("Aliases", {}).get("Items", []):
+        if covers(set(item.get("Aliases", {}).get("Items", [])), name):
             found = cloudfront.get_distribution(Id=item["Id"])["Distribution"]
             return {**found["DistributionConfig"], "Status": found["Status"], "Id": found["Id"]}
     return None
@@ -206,11 +207,11 @@ class AwsPlatform:
                 assert project_id not in json.dumps(item, default=repr), item
 
     def custom_domain(self, name: str, path: str = "/") -> Served:
-        """The distribution holding ``name`` must be deployed with one ISSUED certificate covering every
-        alias on it; its origin is the production function URL, so the answer is production's."""
+        """The distribution holding ``name`` must have one ISSUED certificate covering every alias on it
+        (while an update of it deploys, CloudFront serves either configuration: both must hold); its
+        origin is the production function URL, so the answer is production's."""
         distribution = distribution_with(name)
         assert distribution is not None, f"no distribution has the alias {name}"
-        assert distribution["Status"] == "Deployed", distribution["Status"]
         aliases = distribution["Aliases"].get("Items", [])
         viewer = distribution["ViewerCertificate"]
         assert viewer.get("SSLSupportMethod") == "sni-only"

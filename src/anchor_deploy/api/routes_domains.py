@@ -117,8 +117,16 @@ async def retry_domain(p: PlatformDep, project: ProjectDep, name: str) -> dict[s
 async def delete_domain(p: PlatformDep, project: ProjectDep, name: str) -> dict[str, Any]:
     view = await run_in_threadpool(p.domains.remove, project, name)
     records = await run_in_threadpool(p.domains.deletable_records, view)
+    name = view.domain.name
+    message = f"{name} is no longer served; you may delete the records marked deletable"
+    if view.removing:
+        message = (
+            f"{name} is being taken off the CDN: it is free to add again once the CDN has let go of it "
+            "(minutes on CloudFront); you may delete the records marked deletable"
+        )
     return {
-        "removed": view.domain.name,
-        "message": f"{view.domain.name} is no longer served; you may delete the records marked deletable",
+        "removed": name,
+        "finished": not view.removing,
+        "message": message,
         "dnsRecords": [{**record_json(record), "deletable": ok} for record, ok in records],
     }

@@ -85,6 +85,7 @@ class DomainList(Answer):
 
 class DomainRemoved(Answer):
     removed: str
+    finished: bool = Field(description="false: the CDN still holds the name; it is freed in the background")
     message: str
     dns_records: list[RemovedRecord]
 

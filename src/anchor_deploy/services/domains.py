@@ -33,6 +33,7 @@ from anchor_deploy.model.errors import (
     DomainNotFound,
     DomainNotRetryable,
     DomainQuotaExceeded,
+    DomainTaken,
     Forbidden,
     NotFound,
 )
@@ -64,6 +65,7 @@ class DomainView:
     unicode_name: str
     records: list[DnsRecord]
     checking: bool = False  # a check is queued or running: the state shown is the last one recorded
+    removing: bool = False  # removed, but not finished yet (the CDN still holds the name or a certificate)
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,12 @@ class DomainService:
             validation_deadline=now + self.settings.validation_deadline,
             next_check_at=now,
         )
+        going = self.store.domain(name.ascii)
+        if going is not None and going.deleting:
+            raise DomainTaken(
+                f"{name.ascii} is still being removed ({going.status_reason or 'finishing'}); add it again "
+                "once that is done"
+            )
         domain = replace(domain, validation_records=self.issuer.records(domain))
         domain = replace(domain, status_reason=self._first_wait(domain))
         self.plane.admit(domain, project, self.store.project_domains(project.id))
@@ -299,10 +307,12 @@ class DomainService:
         domain = self._own(project, raw_name)
         view = self.view(domain)
         marked = self.store.mark_domain_deleting(domain.name)
+        finished = True
         if marked is not None:
             with self.lifecycle.lock(domain.name):
-                self.lifecycle.finish_removal(marked)
-        return view
+                finished = self.lifecycle.finish_removal(marked)
+            self.on_change()  # an unfinished removal is the worker's to finish
+        return replace(view, removing=not finished)
 
     def deletable_records(self, removed: DomainView) -> list[tuple[DnsRecord, bool]]:
         """The records of a removed domain, each with whether the user may delete it now: the validation
