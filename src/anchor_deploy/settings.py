@@ -63,6 +63,9 @@ class Settings:
     aws_invoke: str = "lambda"
     # A CloudFront cache policy of the operator's to use instead of the platform's own (which it makes).
     aws_cache_policy: str = ""
+    # Seconds between looks at a CloudFront distribution being disabled before it can be deleted (a
+    # project's deletion, `anchor aws destroy`); CloudFront takes minutes, an emulator less.
+    aws_cdn_poll: float = 20.0
     # AWS quotas custom domains plan by (0: the account's value from Service Quotas, else AWS's default).
     aws_quota_names_per_certificate: int = 0  # ACM, default 10
     aws_quota_aliases_per_distribution: int = 0  # CloudFront, default 100
@@ -137,6 +140,7 @@ class Settings:
             "aws_stack": "ANCHOR_AWS_STACK",
             "aws_invoke": "ANCHOR_AWS_INVOKE",
             "aws_cache_policy": "ANCHOR_AWS_CACHE_POLICY",
+            "aws_cdn_poll": "ANCHOR_AWS_CDN_POLL",
             "aws_quota_names_per_certificate": "ANCHOR_AWS_QUOTA_NAMES_PER_CERTIFICATE",
             "aws_quota_aliases_per_distribution": "ANCHOR_AWS_QUOTA_ALIASES_PER_DISTRIBUTION",
             "aws_quota_distributions": "ANCHOR_AWS_QUOTA_DISTRIBUTIONS",
@@ -220,6 +224,7 @@ class Settings:
             ("aws_quota_distributions", int),
             ("aws_quota_certificates", int),
             ("aws_quota_certificate_requests", int),
+            ("aws_cdn_poll", float),
             ("certificate_lifetime", float),
             ("log_max_bytes", int),
             ("build_log_max_bytes", int),
@@ -252,6 +257,10 @@ class Settings:
         parse_stack_name(self.aws_stack, "ANCHOR_AWS_STACK")
         if self.aws_invoke not in ("lambda", "sandbox"):
             raise InvalidInput(f"ANCHOR_AWS_INVOKE must be lambda or sandbox, got {self.aws_invoke!r}")
+        if not 0.05 <= self.aws_cdn_poll <= 600:
+            raise InvalidInput(
+                f"ANCHOR_AWS_CDN_POLL must be between 0.05 and 600 seconds, got {self.aws_cdn_poll}"
+            )
         if self.aws_cache_policy and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", self.aws_cache_policy):
             raise InvalidInput("ANCHOR_AWS_CACHE_POLICY must be a CloudFront cache policy id")
         parse_addr(self.api_addr, "ANCHOR_API_ADDR")

@@ -266,6 +266,7 @@ def aws_platform(
         "ANCHOR_AWS_STACK": stack,
         "ANCHOR_AWS_INVOKE": "sandbox",
         "ANCHOR_AWS_CACHE_POLICY": CACHE_POLICY,
+        "ANCHOR_AWS_CDN_POLL": "0.5",
         "ANCHOR_PIP_ARGS": f"--no-index --find-links {wheelhouse()}",
         **(extra_env or {}),
     }

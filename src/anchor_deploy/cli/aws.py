@@ -104,7 +104,7 @@ def destroy(stack: str | None, yes: bool, as_json: bool) -> None:
     name = _stack_name(stack)
     if not yes and not has_terminal():
         raise ClientError(NO_TERMINAL)
-    destroyer = StackDestroyer(connect(), name)
+    destroyer = StackDestroyer(connect(), name, Settings.from_env().aws_cdn_poll)
     plan = destroyer.plan()
     deleted = [_camel(asdict(resource)) for resource in plan.resources]
     data = {"stack": name, "region": plan.region, "stackStatus": plan.stack_status, "deleted": deleted}

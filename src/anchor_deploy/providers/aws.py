@@ -92,7 +92,9 @@ def build_platform(
     cdn = CloudFrontDistributions(
         clients,
         DistributionSettings(
-            cache_policy_id=settings.aws_cache_policy or None, tags={STACK_TAG: resources.stack}
+            cache_policy_id=settings.aws_cache_policy or None,
+            tags={STACK_TAG: resources.stack},
+            poll_seconds=settings.aws_cdn_poll,
         ),
     )
     holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"

@@ -20,7 +20,7 @@ from anchor_deploy.adapters.aws.names import STACK_TAG, StackNames, describe_sta
 from anchor_deploy.adapters.aws.stack_deploy import STACK_WAIT, aws_errors, first_failure, region_of
 from anchor_deploy.model.errors import StackFailed
 
-DISTRIBUTION_WAIT = {"Delay": 30, "MaxAttempts": 120}  # a disabled distribution deploys in minutes
+DISTRIBUTION_WAIT_SECONDS = 3600  # a disabled distribution deploys in minutes
 DELETE_BATCH = 1000  # keys per DeleteObjects call
 CERTIFICATE_REGION = "us-east-1"  # CloudFront's certificates live in ACM there, whatever the stack's region
 
@@ -51,7 +51,9 @@ class DestroyPlan:
 
 
 class StackDestroyer:
-    def __init__(self, clients: Any, stack: str) -> None:
+    def __init__(self, clients: Any, stack: str, poll: float = 30.0) -> None:
+        """``poll``: seconds between looks at a disabled distribution (ANCHOR_AWS_CDN_POLL)."""
+        self.poll = poll
         self.names = StackNames(stack)
         self.stack = stack
         self.clients = clients
@@ -163,7 +165,8 @@ class StackDestroyer:
         if config.get("Enabled"):
             config["Enabled"] = False
             etag = cloudfront.update_distribution(Id=ident, IfMatch=etag, DistributionConfig=config)["ETag"]
-        cloudfront.get_waiter("distribution_deployed").wait(Id=ident, WaiterConfig=DISTRIBUTION_WAIT)
+        waited = {"Delay": self.poll, "MaxAttempts": max(1, int(DISTRIBUTION_WAIT_SECONDS / self.poll))}
+        cloudfront.get_waiter("distribution_deployed").wait(Id=ident, WaiterConfig=waited)
         cloudfront.delete_distribution(Id=ident, IfMatch=etag)
 
     def _empty_bucket(self, bucket: str) -> None:
