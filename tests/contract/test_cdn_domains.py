@@ -494,3 +494,19 @@ def test_names_move_to_a_production_distribution_made_again(
     assert aliases_of(configs()[second]) == {"www.example.com"}
     (record,) = cdn.routing_records(row, PROJECT, apex=False)
     assert record.value == cloudfront().get_distribution(Id=second)["Distribution"]["DomainName"]
+
+
+def test_extra_slots_follow_production_to_a_new_origin(
+    store: DynamoStore, clients: AwsClients, clock: Clock
+) -> None:
+    production(clients)
+    cdn = plane(store, clients, "one", clock, quotas={"acm_names_per_certificate": 1})
+    rows = [domain_row(store, f"{n}.example.com", i) for i, n in enumerate(("a", "b"))]
+    for row in rows:
+        cdn.routing_records(row, PROJECT, apex=False)
+    moved = "zyxwvutsrqponmlkjihgfedcba543210.lambda-url.us-east-1.on.aws"
+    distributions(clients).ensure(PROJECT.id, moved)  # part 1 points production at a new function URL
+    assert cdn.converge(rows)["origins"] == [f"{PROJECT.id} #1"]
+    origins = {c["Origins"]["Items"][0]["DomainName"] for c in configs().values()}
+    assert origins == {moved}
+    assert cdn.converge(rows)["origins"] == [], "nothing left to follow"

@@ -39,7 +39,7 @@ from anchor_deploy.adapters.aws.cdn_placements import PlacementBook, Slot, SlotG
 from anchor_deploy.adapters.aws.cdn_quota_use import quota_uses
 from anchor_deploy.adapters.aws.cdn_slots import Outcome, SlotDriver
 from anchor_deploy.adapters.aws.client_errors import error_code
-from anchor_deploy.adapters.aws.cloudfront import CloudFrontDistributions
+from anchor_deploy.adapters.aws.cloudfront import CloudFrontDistributions, origin_of
 from anchor_deploy.adapters.aws.dynamo_table import DynamoTable
 from anchor_deploy.adapters.aws.lambda_functions import ClientSource
 from anchor_deploy.model.domains import DnsRecord, Domain, IssuedInfo
@@ -254,9 +254,13 @@ class CloudFrontDomains:
             self._book.forget(project_id)
 
     def converge(self, domains: Sequence[Domain]) -> dict[str, list[str]]:
-        done: dict[str, list[str]] = {"advanced": [], "released": [], "closed": []}
+        done: dict[str, list[str]] = {"advanced": [], "released": [], "closed": [], "origins": []}
         owners = {(d.project_id, d.name): d for d in domains}
         projects = set(self._book.projects()) | {d.project_id for d in domains}
+        try:
+            self._follow_origins(done)
+        except Exception as exc:  # the slots below are converged all the same
+            log.warning("CloudFront origins of extra slots: %s", exc)
         for project_id in sorted(projects):
             for slot in self._book.slots(project_id):
                 try:
@@ -264,6 +268,16 @@ class CloudFrontDomains:
                 except Exception as exc:  # one slot's trouble does not stop the others'
                     log.warning("CloudFront slot %s of %s: %s", slot.index, project_id, exc)
         return done
+
+    def _follow_origins(self, done: dict[str, list[str]]) -> None:
+        """Extra slots serve what production serves: their origin follows slot 0's (one listing)."""
+        for project_id, listed in self._distributions.all_slots().items():
+            production = origin_of(listed[0]) if 0 in listed else None
+            for index, summary in sorted(listed.items()):
+                if index == 0 or production is None or origin_of(summary) == production:
+                    continue
+                if self._driver.follow_origin(str(summary["Id"]), production):
+                    done["origins"].append(f"{project_id} #{index}")
 
     def _converge_slot(
         self, slot: Slot, owners: dict[tuple[str, str], Domain], done: dict[str, list[str]]

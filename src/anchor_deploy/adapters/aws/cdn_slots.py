@@ -123,6 +123,22 @@ class SlotDriver:
             made = self._distributions.ensure_slot(slot.project_id, slot.index, origin, str(slot.opened))
         return self._book.made(slot, *made)
 
+    def follow_origin(self, distribution_id: str, origin: str) -> bool:
+        """Point an extra slot's distribution at production's origin (under the distribution's lease);
+        False when another process holds the lease or wrote first: the next converge tries again."""
+        lease = f"cdn:{distribution_id}"
+        if not self._leases.acquire_lease(lease, self._holder, self._ttl):
+            return False
+        try:
+            self._distributions.set_origin(distribution_id, origin)
+        except ClientError as error:
+            if is_error(error, "PreconditionFailed"):
+                return False
+            raise
+        finally:
+            self._leases.release_lease(lease, self._holder)
+        return True
+
     # -- one step ----------------------------------------------------------------------------------
     def advance(self, slot: Slot) -> tuple[Slot, Outcome]:
         slot = self.ensure_distribution(slot)

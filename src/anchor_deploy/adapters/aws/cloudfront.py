@@ -122,14 +122,19 @@ class CloudFrontDistributions:
 
     def slots(self, project_id: str) -> dict[int, dict[str, Any]]:
         """Every distribution of the project from one listing: slot -> its summary."""
-        found: dict[int, dict[str, Any]] = {}
-        zero = self.comment(project_id)
+        return self.all_slots().get(project_id, {})
+
+    def all_slots(self) -> dict[str, dict[int, dict[str, Any]]]:
+        """Every project's distributions from one listing: project id -> slot -> summary."""
+        found: dict[str, dict[int, dict[str, Any]]] = {}
+        prefix = self.comment("")
         for item in self._summaries():
             comment = str(item.get("Comment", ""))
-            if comment == zero:
-                found[0] = item
-            elif comment.startswith(f"{zero} #") and comment[len(zero) + 2 :].isdigit():
-                found[int(comment[len(zero) + 2 :])] = item
+            if not comment.startswith(prefix):
+                continue
+            project_id, _, number = comment[len(prefix) :].partition(" #")
+            if number == "" or number.isdigit():
+                found.setdefault(project_id, {})[int(number or 0)] = item
         return found
 
     def _create(self, project_id: str, origin: str, slot: int = 0, nonce: str = "") -> dict[str, Any]:
@@ -217,6 +222,10 @@ class CloudFrontDistributions:
             if not listing.get("NextMarker"):
                 return None
             marker = {"Marker": listing["NextMarker"]}
+
+    def set_origin(self, distribution_id: str, origin: str) -> None:
+        """Point the distribution at ``origin`` (IfMatch from GetDistributionConfig)."""
+        self._set_origin(distribution_id, origin)
 
     def _set_origin(self, distribution_id: str, origin: str) -> None:
         answer = self._cloudfront.get_distribution_config(Id=distribution_id)
