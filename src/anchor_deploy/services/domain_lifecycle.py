@@ -148,6 +148,7 @@ class DomainLifecycle:
 
     def _validate(self, domain: Domain, request: bool) -> None:
         now = self.clock()
+        written = ""
         if request:
             try:
                 order = self.issuer.request(domain)
@@ -156,16 +157,16 @@ class DomainLifecycle:
                 return
             records = order.records or domain.validation_records
             domain = self._save(domain, certificate_ref=order.reference, validation_records=records)
-            self._publish(domain)
+            written = self._publish(domain)
         progress = self.issuer.poll(domain)
         checked, note = self._routed(domain)
         if progress.records and progress.records != domain.validation_records:
             checked = replace(checked, validation_records=progress.records)
-            self._publish(checked)
+            written = self._publish(checked)
         if progress.state == IssuanceState.PENDING:
             self._save(
                 checked,
-                status_reason=progress.reason,
+                status_reason=progress.reason + (f" (DNS: {written})" if written else ""),
                 failure=FailureKind.VALIDATION,
                 failures=checked.failures + 1,
                 next_check_at=self.later(checked.failures),
@@ -258,6 +259,8 @@ class DomainLifecycle:
                 next_check_at=self.clock() + self.timing.check_min,
             )
             return
+        if domain.cdn_status != CdnStatus.ACTIVE:  # the routing target may be known only now (AWS)
+            self._publish(domain)
         self._save(
             domain,
             cdn_status=CdnStatus.ACTIVE,
@@ -351,11 +354,12 @@ class DomainLifecycle:
             self._locks.pop(domain.name, None)
         return True
 
-    def _publish(self, domain: Domain) -> None:
-        """Write the domain's records into a linked zone, if its project linked one."""
+    def _publish(self, domain: Domain) -> str:
+        """Write the domain's records into a linked zone, if its project linked one; what was done."""
         note = self.automation.publish(domain, self.records_of(domain))
         if note:
             log.info("domain %s: %s", domain.name, note)
+        return note
 
     def converge(self) -> dict[str, list[str]]:
         """Finish removals, have outdated certificates replaced soon, make the plane match the rows.
