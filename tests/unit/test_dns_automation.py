@@ -280,3 +280,11 @@ def test_withdraw_keeps_the_validation_record_a_wildcard_twin_still_needs(world:
     world.store.mark_domain_deleting(twin.name)  # the twin is going too: nothing needs it any more
     world.automation.withdraw(removed, records("shop.example.com"))
     assert world.writers.calls["example.com"][-1] == ("delete", tuple(records("shop.example.com")))
+
+
+def test_a_record_whose_target_is_not_known_yet_is_not_written(world: World) -> None:
+    world.links.link(world.project, rfc2136("example.com"), ADMIN)
+    unknown = DnsRecord("CNAME", "www.example.com", "", "routing", "made with the first production")
+    validation = records("www.example.com")[0]
+    world.automation.publish(domain("www.example.com", world.project), [validation, unknown])
+    assert world.writers.calls == {"example.com": [("upsert", (validation,))]}

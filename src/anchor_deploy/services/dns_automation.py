@@ -137,6 +137,8 @@ class ZoneAutomation:
         links = sorted(self.links.dns_links(domain.project_id), key=lambda link: -len(link.zone))
         placed: dict[str, tuple[DnsLink, list[DnsRecord]]] = {}
         for record in records:
+            if not record.value:  # a target not known yet (on AWS, before the first production deployment)
+                continue
             if not _owned(domain, record):
                 log.warning(
                     "not writing %s %s for %s: not at or below its name",
