@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What the AWS provider asks of AWS per operation, and its control plane's time next to the local provider's.
 
-    python bench/bench_aws.py [--files 10000] [--rollbacks 50] [--promotes 10] [--deploys 5] [--quick]
+    python bench/bench_aws.py [--files 10000] [--rollbacks 50] [--promotes 10] [--deploys 5] [--domains 60]
+                              [--quick]
 
 In one process, against a moto server this script starts on 127.0.0.1 (reached only through the standard AWS
 variables), with the stack made by the bootstrap `anchor aws bootstrap` runs. The local provider (SQLite,
@@ -16,9 +17,14 @@ its lease, until READY); the same files deployed again; rollbacks and promotions
   2. The control plane's own time per rollback, promotion and deploy (the service calls, not the client's
      uploads), local and AWS interleaved in the same run, and their ratio. moto answers in place of AWS: the
      AWS times include moto's own, so they are relative; the call counts are what carries over to AWS.
+  3. Custom domains on AWS (bench/aws_domains.py): a Route 53 zone linked to the project, N domains added
+     and stepped until active one after the other, then removed: calls per domain add, attach and removal by
+     service, domain #1 vs #N, the distributions and certificates N need, rollbacks with N attached.
 
 Exits 1 (after writing the results) if a rollback or promotion is not exactly one lambda:UpdateAlias and one
-dynamodb:TransactWriteItems with no CloudFront call, or if the unchanged redeploy makes any S3 PUT.
+dynamodb:TransactWriteItems with no CloudFront call, or if the unchanged redeploy makes any S3 PUT; with
+domains, if a move with N attached calls CloudFront or ACM or differs from a move without, if the layout
+exceeds a quota, or if an alias, certificate or record of ours is left after removing them all.
 Writes bench/results/aws.json (aws-quick.json for --quick); see docs/benchmarks.md.
 """
 
@@ -68,12 +74,13 @@ from anchor_deploy.model.errors import MissingFiles  # noqa: E402
 from anchor_deploy.providers.aws import build_platform as build_aws_platform  # noqa: E402
 from anchor_deploy.providers.platform import Platform  # noqa: E402
 from anchor_deploy.settings import Settings  # noqa: E402
+from aws_domains import LoopbackResolver, domain_checks, measure_domains, render_domains  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "aws.json"
 # moto has no cache policy API: distributions get an operator's cache policy id (as the e2e tests do).
 CACHE_POLICY = "anchor-bench-cache-policy"
-FULL = {"files": 10_000, "rollbacks": 50, "promotes": 10, "deploys": 5}
-QUICK = {"files": 500, "rollbacks": 20, "promotes": 6, "deploys": 3}
+FULL = {"files": 10_000, "rollbacks": 50, "promotes": 10, "deploys": 5, "domains": 60}
+QUICK = {"files": 500, "rollbacks": 20, "promotes": 6, "deploys": 3, "domains": 12}
 UPLOAD_THREADS = 8  # as `anchor deploy` uploads
 READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "Head", "BatchGet", "TransactGet")
 MOVE_WRITES = Counter({"lambda:UpdateAlias": 1, "dynamodb:TransactWriteItems": 1})
@@ -317,7 +324,7 @@ def local_side(work: Path) -> Side:
     return Side("local", built, built.tokens.create("bench")[0])
 
 
-def aws_side(work: Path, stack: str) -> Side:
+def aws_side(work: Path, stack: str, resolver: str) -> Side:
     settings = Settings.from_env(
         {},
         provider="aws",
@@ -326,6 +333,7 @@ def aws_side(work: Path, stack: str) -> Side:
         aws_cache_policy=CACHE_POLICY,
         data_dir=work / "aws",
         base_domain="localhost",
+        dns_resolvers=resolver,  # the domain checks' lookups stay on loopback
     )
     clients = AwsClients()
     built = build_aws_platform(settings, with_caddy=False, clients=clients)
@@ -365,7 +373,7 @@ def interleaved(count: int, sides: list[Side], step: Callable[[int, Side], None]
             step(i, side)
 
 
-def measure(args: argparse.Namespace, sides: list[Side]) -> dict[str, Any]:
+def measure(args: argparse.Namespace, sides: list[Side], resolver: LoopbackResolver) -> dict[str, Any]:
     site = make_site(args.files)
     out: dict[str, Any] = {side.name: {} for side in sides}
     projects: dict[str, Project] = {}
@@ -397,6 +405,17 @@ def measure(args: argparse.Namespace, sides: list[Side]) -> dict[str, Any]:
             "first": deploys[0].facts(),
             "s3_puts": [r.s3_puts() for r in deploys],
         }
+    if args.domains:
+        aws = sides[-1]
+        out["aws_domains"] = measure_domains(
+            aws,
+            projects["aws"],
+            pair["aws"],
+            args.domains,
+            lambda to, how: move(aws, projects["aws"], to, how),
+            resolver,
+            say,
+        )
     return out
 
 
@@ -493,7 +512,7 @@ def checks(results: dict[str, Any]) -> list[str]:
         failed.append(
             f"after the moves, Lambda's production alias does not serve what the database says: {serving}"
         )
-    return failed
+    return failed + domain_checks(results)
 
 
 # -- report ------------------------------------------------------------------------------------------------
@@ -571,6 +590,7 @@ def render(results: dict[str, Any]) -> None:
         aws["changed_deploy"]["control_ms"],
     )
     out.print(times)
+    render_domains(out, results)
     for note in results["notes"]:
         out.print(f"note: {note}")
     for failure in results["failures"]:
@@ -580,6 +600,12 @@ def render(results: dict[str, Any]) -> None:
             "checks: every rollback and promotion was 1 UpdateAlias + 1 TransactWriteItems, no CloudFront "
             "call; the unchanged redeploy made no S3 PUT; Lambda's production alias serves what the database "
             "says"
+            + (
+                "; with the domains attached, moves called neither CloudFront nor ACM, the layout stayed "
+                "within the quotas, and nothing of theirs was left after their removal"
+                if results.get("aws_domains")
+                else ""
+            )
         )
 
 
@@ -638,6 +664,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rollbacks", type=int, help="rollbacks per provider (default 50; --quick 20)")
     parser.add_argument("--promotes", type=int, help="promotions per provider (default 10; --quick 6)")
     parser.add_argument("--deploys", type=int, help="deploys with one file changed (default 5; --quick 3)")
+    parser.add_argument("--domains", type=int, help="custom domains on AWS (default 60; --quick 12; 0: none)")
     parser.add_argument("--quick", action="store_true", help="a smoke run; writes aws-quick.json")
     parser.add_argument("--out", type=Path, help="results file (default bench/results/aws.json)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (data dirs, moto's log)")
@@ -647,8 +674,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.out is None:
         args.out = RESULTS.with_name("aws-quick.json") if args.quick else RESULTS
-    if args.files < 2 or args.rollbacks < 2 or args.promotes < 2 or args.deploys < 1:
-        parser.error("--files, --rollbacks and --promotes >= 2, --deploys >= 1")
+    if args.files < 2 or args.rollbacks < 2 or args.promotes < 2 or args.deploys < 1 or args.domains < 0:
+        parser.error("--files, --rollbacks and --promotes >= 2, --deploys >= 1, --domains >= 0")
     return args
 
 
@@ -680,10 +707,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stack = "bench-" + secrets.token_hex(3)
             say(f"work dir {work}; moto on 127.0.0.1; bootstrapping stack {stack}")
             results["bootstrap"] = bootstrap(stack)
-            sides = [local_side(work), aws_side(work, stack)]
+            resolver = cleanup.enter_context(LoopbackResolver())
+            sides = [local_side(work), aws_side(work, stack, resolver.address)]
             for side in sides:
                 cleanup.callback(side.platform.stop)
-            results.update(measure(args, sides))
+            results.update(measure(args, sides, resolver))
     except BaseException:
         keep = True
         say(f"stopped; the work dir is kept: {work} (moto-*.log, the data dirs)")
