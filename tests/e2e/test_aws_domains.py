@@ -193,3 +193,35 @@ def test_no_placement_is_refused_naming_the_quota_and_nothing_is_stored(
             quotas = {q["code"]: q for q in api.get("/v1/quotas").json()["quotas"]}
         assert quotas["cloudfront_distributions"]["limit"] == 1
         assert quotas["acm_names_per_certificate"]["limit"] == 2
+
+
+def test_deleting_a_project_takes_its_domains_distributions_certificates_and_records_away(
+    tmp_path: Path, moto: MotoServer, resolver: Resolver
+) -> None:
+    with _start(tmp_path, moto, resolver) as platform:
+        project = "brief"
+        done = platform.cli("deploy", str(_site(tmp_path / "v1", "brief")), "--project", project, "--prod",
+                            "--create", "--json")  # fmt: skip
+        deployment = json_of(done)
+        zone_id = _hosted_zone("brief.test")
+        platform.cli("dns", "link", "brief.test", "--project", project, "--route53", zone_id)
+        names = [f"n{i}.brief.test" for i in range(12)]  # two distributions: the production one and #1
+        with platform.api() as api:
+            for name in names:
+                assert api.post(f"/v1/projects/{project}/domains", json={"name": name}).status_code == 201
+        _wait_active(platform, project, names, timeout=120)
+        with platform.api() as api:
+            project_id = api.get(f"/v1/projects/{project}").json()["id"]
+            assert api.delete(f"/v1/projects/{project}").status_code == 200
+        deadline = time.monotonic() + 90
+        while True:
+            items = boto3.client("cloudfront").list_distributions()["DistributionList"].get("Items", [])
+            left = [d["Id"] for d in items if str(d.get("Comment", "")).startswith(f"anchor {project_id}")]
+            if not left:
+                break
+            assert time.monotonic() < deadline, f"distributions left: {left}"
+            time.sleep(0.5)
+        platform.check_project_gone(project_id, [deployment["id"]])
+        for name in names:
+            platform.check_domain_gone(name)
+        assert _record_sets(zone_id) == {}

@@ -180,7 +180,7 @@ def assemble(
         clock,
         on_edge_failure,
         before_delete=domains.remove_all,
-        after_delete=lambda project, ids: a.runtime.stop_project(project.id, ids),
+        after_delete=functools.partial(_after_delete, a.runtime, domains),
     )
     services = Services(
         tokens=TokenService(a.store, clock),
@@ -234,6 +234,13 @@ def _connect(
     a.blobs.on_stored = s.integrity.blob_stored  # a replaced damaged blob heals its deployments
     s.domains.on_change = functools.partial(s.runner.request, "domains")  # whichever process checks domains
     s.domains.checks = s.domain_worker
+
+
+def _after_delete(runtime: AppRuntime, domains: DomainService, project: Project, ids: list[str]) -> None:
+    """The project's rows are gone: its runtime stops (on AWS its function and distributions go), then
+    the domain plane lets go of what it kept for the project."""
+    runtime.stop_project(project.id, ids)
+    domains.forget_project(project)
 
 
 def _keep_production_warm(runtime: AppRuntime) -> Callable[[Project, AliasMove], None]:

@@ -337,16 +337,26 @@ class DomainLifecycle:
         )
 
     # -- removal and convergence -------------------------------------------------------------------
-    def finish_removal(self, domain: Domain) -> bool:
+    def finish_removal(
+        self, domain: Domain, with_the_project: bool = False, records: list[DnsRecord] | None = None
+    ) -> bool:
         """Detach, release the certificate, withdraw the records, free the name; each part idempotent. A
-        part that cannot finish yet (CloudFront still holding a certificate) is tried again with backoff."""
+        part that cannot finish yet (CloudFront still holding a certificate) is tried again with backoff,
+        unless the domain goes ``with_the_project``: then its project's plane was taken down as a whole
+        (DomainPlane.forget_project) and what is left of it here goes at once, best effort. ``records``:
+        the domain's records as they were before (default: as the plane has them now)."""
+        if records is None:
+            records = self.records_of(domain)  # as they are while the plane still holds the name
         done = self.plane.detach(domain) and self.issuer.release(domain)
-        if not done:
+        if with_the_project and not done:
+            released = self.issuer.release(domain)
+            log.info("domain %s goes with its project (certificate released: %s)", domain.name, released)
+        elif not done:
             failures = domain.failures + 1 if domain.failure == FailureKind.REMOVAL else 1
             reason = "being removed: waiting for the CDN to let go of the certificate"
             self.store.defer_domain_removal(domain.name, self.later(failures), failures, reason)
             return False
-        self.automation.withdraw(domain, self.records_of(domain))
+        self.automation.withdraw(domain, records)
         if self.zone is not None:
             self.zone.withdraw(domain.validation_target(self.zone.zone))
         self.store.delete_domain(domain.name)

@@ -6,6 +6,7 @@ DNS or on a certificate authority."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from concurrent.futures import Future, wait
@@ -42,6 +43,8 @@ from anchor_deploy.ports.issuance import DomainPlane, Issuer, NoAutomation, Quot
 from anchor_deploy.ports.names import PublicSuffixes, UnicodeScripts
 from anchor_deploy.ports.runtime import SecretBox
 from anchor_deploy.services.domain_lifecycle import DomainLifecycle, Timing
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -252,11 +255,16 @@ class DomainService:
         return before
 
     def start_check(self, project: Project, raw_name: object) -> tuple[DomainView, Future[None] | None]:
-        """Ask for a check of a pending domain now (joining one that is queued or running). Returns the
-        domain as recorded before it (``checking`` while the check has not finished) and the check's
-        future, or None for a domain that is not pending. The API waits on the future without a thread."""
+        """Ask for a check of a pending domain now (joining one that is queued or running): one waiting for
+        its certificate, or issued and not active at the edge yet (a GET is what attaches it, as soon as it
+        can be). Returns the domain as recorded before it (``checking`` while the check has not finished)
+        and the check's future, or None for a domain with nothing pending. The API waits on the future
+        without a thread."""
         domain = self._own(project, raw_name)
-        if domain.certificate_status != CertificateStatus.PENDING_VALIDATION:
+        pending = domain.certificate_status == CertificateStatus.PENDING_VALIDATION or (
+            domain.certificate_status == CertificateStatus.ISSUED and domain.cdn_status == CdnStatus.PENDING
+        )
+        if not pending:
             return self.view(domain), None
         started = self._check_soon(domain)
         return self.view(domain), started
@@ -289,6 +297,8 @@ class DomainService:
             )
         now = self.clock()
         if domain.certificate_status in RETRYABLE:
+            if not self.issuer.release(domain):  # the failed order's certificate goes; best effort
+                log.info("the failed certificate of %s is still in use; it goes with the domain", domain.name)
             domain = replace(
                 domain,
                 certificate_status=CertificateStatus.PENDING_VALIDATION,
@@ -322,11 +332,26 @@ class DomainService:
         return records_after_removal(removed.records, still)
 
     def remove_all(self, project: Project) -> None:
-        """Every domain of a project that is being deleted (the rows would cascade, but unserved first)."""
-        for domain in self.store.project_domains(project.id):
-            if not domain.deleting:  # one being removed is finished by whoever removes it
-                self.remove(project, domain.name)
+        """Every domain of a project that is being deleted (its rows go with it): marked, the project's
+        whole plane taken down at once (its distributions on CloudFront), then each domain's certificate
+        released and its records withdrawn, whether or not the plane has finished letting go: nothing of
+        the project is left to finish it later."""
+        held = self.store.project_domains(project.id)
+        records = {domain.name: self.records(domain) for domain in held}  # before the plane forgets them
+        for domain in held:
+            self.store.mark_domain_deleting(domain.name)
         self.plane.forget_project(project.id)
+        for domain in held:
+            with self.lifecycle.lock(domain.name):
+                self.lifecycle.finish_removal(domain, with_the_project=True, records=records[domain.name])
+
+    def forget_project(self, project: Project) -> None:
+        """After the project's data plane is gone (its functions and distributions): what the plane still
+        keeps of it (certificates, bookkeeping) goes too. Resumable: the plane's converge finishes it."""
+        try:
+            self.plane.forget_project(project.id)
+        except Exception:
+            log.exception("the plane keeps part of deleted project %s; converge finishes it", project.name)
 
     # -- the lifecycle, for the worker and the tools ----------------------------------------------
     def step(self, name: str, wait: bool = True) -> bool:

@@ -153,12 +153,19 @@ class CloudFrontDomains:
         return replace(slot, names={**slot.names, name: self._clock()})
 
     def routing_records(self, domain: Domain, project: Project, apex: bool) -> list[DnsRecord]:
-        slot = self._driver.ensure_distribution(self.place(domain.name, project.id))
+        """Where the name's slot is reached. Asked first of a new domain, this places it; a domain being
+        removed is never placed again: its records are the ones of the slot that still holds it, if any."""
+        target = ""
+        if domain.deleting:
+            held = self._book.holding(project.id, domain.name)
+            target = held.domain if held is not None else ""
+        else:
+            target = self._driver.ensure_distribution(self.place(domain.name, project.id)).domain
         routed = domain.name if domain.name.startswith("*.") else domain.base_name
-        note = "" if slot.domain else UNKNOWN_TARGET_NOTE
+        note = "" if target else UNKNOWN_TARGET_NOTE
         if apex:
-            return [DnsRecord("ALIAS", routed, slot.domain, "routing", f"{APEX_NOTE}. {note}".strip())]
-        return [DnsRecord("CNAME", routed, slot.domain, "routing", note)]
+            return [DnsRecord("ALIAS", routed, target, "routing", f"{APEX_NOTE}. {note}".strip())]
+        return [DnsRecord("CNAME", routed, target, "routing", note)]
 
     # -- attach and detach ---------------------------------------------------------------------------
     def attach(self, domain: Domain, project: Project) -> Attachment:
