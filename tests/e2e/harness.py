@@ -175,7 +175,10 @@ def wait_final(api: httpx.Client, deployment_id: str, timeout: float = 60) -> di
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         deployment = api.get(f"/v1/deployments/{deployment_id}").json()
-        if deployment["status"] in ("READY", "ERROR", "CANCELED"):
+        final = deployment["status"] in ("ERROR", "CANCELED") or (
+            deployment["status"] == "READY" and not deployment.get("goLivePending")
+        )
+        if final:  # a READY production build: once production has moved to it (or stayed pinned)
             return deployment
         time.sleep(0.02)
     raise AssertionError(f"{deployment_id} never finished")

@@ -167,6 +167,9 @@ class DeploymentInfo(Answer):
     target: Target
     url: str
     is_production: bool
+    go_live_pending: bool = Field(
+        description="a production build is READY and production has not been moved to it yet (moments)"
+    )
     created_at: Timestamp
     ready_at: Timestamp | None
     created_by: str

@@ -59,6 +59,7 @@ def deployment_json(
         "target": deployment.target.value,
         "url": urls.deployment(project, deployment),
         "isProduction": project.production_deployment_id == deployment.id,
+        "goLivePending": deployment.go_live_pending,
         "createdAt": iso(deployment.created_at),
         "readyAt": iso(deployment.ready_at),
         "createdBy": deployment.created_by,

@@ -271,7 +271,9 @@ def wait_ready(
     on_log: Callable[[str], None] | None = None,
     timeout: float = 900,
 ) -> dict[str, Any]:
-    """Poll until the deployment is final, passing new build log lines to ``on_log`` as they come."""
+    """Poll until the deployment is final, passing new build log lines to ``on_log`` as they come. A READY
+    production build is final once its go-live is decided (production moved to it, or left pinned), so
+    that production serves it when this returns."""
     deadline = time.monotonic() + timeout
     delay = 0.02
     last = ""
@@ -292,7 +294,7 @@ def wait_ready(
             on_status(deployment["status"])
         last = deployment["status"]
         drain()
-        if last in ("READY", "ERROR", "CANCELED"):
+        if last in ("ERROR", "CANCELED") or (last == "READY" and not deployment.get("goLivePending")):
             return deployment
         if time.monotonic() > deadline:
             raise ClientError(f"deployment {deployment_id} is still {last} after {timeout:.0f}s")
