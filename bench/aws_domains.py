@@ -63,10 +63,12 @@ NOTES = [
 
 
 class Measuring(Protocol):
-    """bench_aws.Side: the AWS platform, its admin token, and ``measure`` (result, calls, seconds)."""
+    """bench_aws.Side: the AWS platform, its admin token, its clients, and ``measure`` (result, calls,
+    seconds)."""
 
     platform: Platform
     token: Token
+    clients: AwsClients | None
 
     def measure(self, op: Callable[[], Any]) -> tuple[Any, Counter[str], float]: ...
 
@@ -114,6 +116,32 @@ class LoopbackResolver:
         self._socket.close()
 
 
+class CallClock:
+    """Seconds spent inside AWS calls on the platform's clients, from botocore's before-call to its
+    after-call (signing, the HTTP round trip, moto's own work, parsing): the rest of the control-plane time
+    is the platform's own Python."""
+
+    def __init__(self, clients: AwsClients | None) -> None:
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+        if clients is None:
+            return
+        for service in (*SERVICES, "service-quotas"):
+            events = clients.client(service).meta.events
+            events.register("before-call", self._start)
+            events.register("after-call", self._stop)
+            events.register("after-call-error", self._stop)
+
+    def _start(self, context: dict[str, Any], **_: Any) -> None:
+        context["bench_started"] = time.perf_counter()
+
+    def _stop(self, context: dict[str, Any], **_: Any) -> None:
+        started = context.pop("bench_started", None)
+        if started is not None:
+            with self._lock:
+                self.seconds += time.perf_counter() - started
+
+
 # -- one domain's phases -------------------------------------------------------------------------------
 def by_service(calls: Counter[str]) -> dict[str, int]:
     services: Counter[str] = Counter()
@@ -129,6 +157,7 @@ class Phase:
 
     calls: Counter[str] = field(default_factory=Counter)
     control_s: float = 0.0
+    aws_s: float = 0.0  # of control_s, inside AWS calls (moto's answers)
     steps: int = 0
     lookups: int = 0
     wall_s: float = 0.0
@@ -140,6 +169,7 @@ class Phase:
             "calls": dict(sorted(self.calls.items())),
             "steps": self.steps,
             "control_ms": round(self.control_s * 1000, 2),
+            "in_aws_calls_ms": round(self.aws_s * 1000, 2),
             "dns_lookups": self.lookups,
             "wall_s": round(self.wall_s, 3),
         }
@@ -150,6 +180,7 @@ class Driver:
     side: Measuring
     project: Project
     resolver: LoopbackResolver
+    clock: CallClock
 
     @property
     def domains(self) -> Any:
@@ -161,10 +192,11 @@ class Driver:
         return found
 
     def timed(self, phase: Phase, op: Callable[[], Any]) -> Any:
-        lookups = self.resolver.queries
+        lookups, in_calls = self.resolver.queries, self.clock.seconds
         result, calls, seconds = self.side.measure(op)
         phase.calls += calls
         phase.control_s += seconds
+        phase.aws_s += self.clock.seconds - in_calls
         phase.lookups += self.resolver.queries - lookups
         return result
 
@@ -319,38 +351,52 @@ def per_domain(phases: list[Phase]) -> dict[str, Any]:
         "total": summary([sum(p.calls.values()) for p in phases]),
         "steps": summary([p.steps for p in phases]),
         "control_ms": summary([p.control_s * 1000 for p in phases]),
+        "in_aws_calls_ms": summary([p.aws_s * 1000 for p in phases]),
+        "own_ms": summary([(p.control_s - p.aws_s) * 1000 for p in phases]),
         "dns_lookups": summary([p.lookups for p in phases]),
     }
 
 
 def first_vs_last(adds: list[Phase], attaches: list[Phase]) -> dict[str, Any]:
-    """Domain #1 against domain #N, add and attach together: calls and control-plane ms, and the medians of
-    the first and the last tenth (a single sample is noisy)."""
-    calls = [sum(a.calls.values()) + sum(b.calls.values()) for a, b in zip(adds, attaches, strict=True)]
-    ms = [(a.control_s + b.control_s) * 1000 for a, b in zip(adds, attaches, strict=True)]
+    """Domain #1 against domain #N, add and attach together: calls and control-plane ms (and of those, the
+    ms inside AWS calls and the platform's own), and the medians of the first and the last tenth (a single
+    sample is noisy)."""
+    pairs = list(zip(adds, attaches, strict=True))
+    calls = [sum(a.calls.values()) + sum(b.calls.values()) for a, b in pairs]
+    ms = [(a.control_s + b.control_s) * 1000 for a, b in pairs]
+    aws = [(a.aws_s + b.aws_s) * 1000 for a, b in pairs]
+    own = [total - inside for total, inside in zip(ms, aws, strict=True)]
     tenth = max(1, len(ms) // 10)
 
     def ratio(hi: float, lo: float) -> float | None:
         return round(hi / lo, 2) if lo else None
 
-    head, tail = statistics.median(ms[:tenth]), statistics.median(ms[-tenth:])
+    def one(i: int) -> dict[str, Any]:
+        return {
+            "calls": calls[i],
+            "steps": attaches[i].steps,
+            "control_ms": round(ms[i], 2),
+            "in_aws_calls_ms": round(aws[i], 2),
+            "own_ms": round(own[i], 2),
+            "services": _services(adds[i], attaches[i]),
+        }
+
+    def tenths(values: list[float]) -> tuple[float, float, float | None]:
+        head, tail = statistics.median(values[:tenth]), statistics.median(values[-tenth:])
+        return round(head, 2), round(tail, 2), ratio(tail, head)
+
+    head, tail, tenth_ratio = tenths(ms)
     return {
-        "first": {
-            "calls": calls[0],
-            "control_ms": round(ms[0], 2),
-            "services": _services(adds[0], attaches[0]),
-        },
-        "last": {
-            "calls": calls[-1],
-            "control_ms": round(ms[-1], 2),
-            "services": _services(adds[-1], attaches[-1]),
-        },
+        "first": one(0),
+        "last": one(-1),
         "calls_ratio": ratio(calls[-1], calls[0]),
         "ms_ratio": ratio(ms[-1], ms[0]),
         "tenth": tenth,
-        "first_tenth_ms_p50": round(head, 2),
-        "last_tenth_ms_p50": round(tail, 2),
-        "tenth_ms_ratio": ratio(tail, head),
+        "first_tenth_ms_p50": head,
+        "last_tenth_ms_p50": tail,
+        "tenth_ms_ratio": tenth_ratio,
+        "in_aws_calls_tenths": tenths(aws),  # (first tenth p50, last tenth p50, ratio)
+        "own_tenths": tenths(own),
     }
 
 
@@ -380,7 +426,7 @@ def measure_domains(
     resolver: LoopbackResolver,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
-    driver = Driver(side, project, resolver)
+    driver = Driver(side, project, resolver, CallClock(side.clients))
     names = [f"d{i:03d}.{ZONE}" for i in range(1, count + 1)]
     zone_id = make_zone(ZONE)
     link = Phase()
@@ -513,7 +559,16 @@ def render_domains(out: Console, results: dict[str, Any]) -> None:
     table = Table(
         title=f"3. custom domains on AWS: calls per domain (mean of {n}; records written by the platform)"
     )
-    for col in ("phase", "calls", *SERVICES, "other", "steps p50", "control ms p50", "ms max"):
+    for col in (
+        "phase",
+        "calls",
+        *SERVICES,
+        "other",
+        "steps p50",
+        "control ms p50",
+        "in calls p50",
+        "ms max",
+    ):
         table.add_column(col, justify="left" if col == "phase" else "right")
     for key, label in (
         ("add", "add"),
@@ -530,6 +585,7 @@ def render_domains(out: Console, results: dict[str, Any]) -> None:
             f"{other:g}",
             f"{phase['steps']['p50']:g}",
             f"{phase['control_ms']['p50']:,}",
+            f"{phase['in_aws_calls_ms']['p50']:,}",
             f"{phase['control_ms']['max']:,}",
         )
     out.print(table)
@@ -539,7 +595,10 @@ def render_domains(out: Console, results: dict[str, Any]) -> None:
         f"(x{fl['calls_ratio']}), control plane {fl['first']['control_ms']:,} vs "
         f"{fl['last']['control_ms']:,} ms "
         f"(x{fl['ms_ratio']}); first vs last {fl['tenth']}: p50 {fl['first_tenth_ms_p50']:,} vs "
-        f"{fl['last_tenth_ms_p50']:,} ms (x{fl['tenth_ms_ratio']})"
+        f"{fl['last_tenth_ms_p50']:,} ms (x{fl['tenth_ms_ratio']}): inside AWS calls "
+        f"{fl['in_aws_calls_tenths'][0]:,} vs {fl['in_aws_calls_tenths'][1]:,} ms "
+        f"(x{fl['in_aws_calls_tenths'][2]}), the platform's own {fl['own_tenths'][0]:,} vs "
+        f"{fl['own_tenths'][1]:,} ms (x{fl['own_tenths'][2]})"
     )
     at = domains["attached"]
     out.print(

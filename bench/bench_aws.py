@@ -146,6 +146,7 @@ class Side:
     platform: Platform
     token: Token
     calls: Counter[str] = field(default_factory=Counter)
+    clients: AwsClients | None = None  # AWS: the platform's clients (aws_domains times the calls on them)
 
     def measure(self, op: Callable[[], Any]) -> tuple[Any, Counter[str], float]:
         """(result, the AWS calls ``op`` made, its seconds)."""
@@ -338,7 +339,7 @@ def aws_side(work: Path, stack: str, resolver: str) -> Side:
     clients = AwsClients()
     built = build_aws_platform(settings, with_caddy=False, clients=clients)
     token = built.tokens.create("bench")[0]
-    return Side("aws", built, token, clients.count_calls())
+    return Side("aws", built, token, clients.count_calls(), clients)
 
 
 def serving_version(stack_project_id: str, deployment_id: str) -> tuple[str | None, str | None]:
