@@ -10,7 +10,7 @@ import asyncio
 from concurrent.futures import Future
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
 from anchor_deploy.api.bodies import JsonBody
@@ -26,6 +26,7 @@ from anchor_deploy.api.schemas_areas import (
 from anchor_deploy.api.schemas_requests import DomainRequest
 from anchor_deploy.api.serialize import domain_json, quota_json, quota_use_json, record_json
 from anchor_deploy.model.entities import Project
+from anchor_deploy.model.errors import InvalidInput
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.services.domains import DomainView
 
@@ -61,11 +62,14 @@ async def find_domain(p: PlatformDep, token: TokenDep, name: str, check: bool = 
     return domain_json(view, project, p.settings)
 
 
-@lookup_router.get("/quotas", **answers(QuotaList, 401, 403, 404, 503, tag="domains"))
-def quotas(p: PlatformDep, token: TokenDep, project: str | None = None) -> dict[str, Any]:
+@lookup_router.get("/quotas", **answers(QuotaList, 401, 403, 404, 422, 503, tag="domains"))
+def quotas(p: PlatformDep, token: TokenDep, request: Request, project: str | None = None) -> dict[str, Any]:
     """Every quota that places custom domains, with its use: the project's own (``project``: a name the
     token may see; a project token sees its own project by default), then the provider's (on AWS: names
     per ACM certificate, certificates and ACM requests, aliases per distribution, distributions)."""
+    unknown = sorted(set(request.query_params) - {"project"})
+    if unknown:
+        raise InvalidInput(f"unknown query parameter {unknown[0][:40]!r}: only 'project' is taken")
     own = p.projects.list(token)
     if project:
         seen: Project | None = p.projects.get(project, token)
