@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from anchor_deploy.adapters.aws.acm_certificates import ALL_STATUSES
 from anchor_deploy.adapters.aws.lambda_functions import ClientSource
 
 QUOTA_REGION = "us-east-1"  # CloudFront's quotas and ACM's for CloudFront live there
@@ -126,14 +127,5 @@ class AwsQuotas:
     def certificates(self) -> int:
         """ACM certificates in us-east-1 (every status counts, expired and revoked too)."""
         client = self._clients.regional("acm", QUOTA_REGION)
-        statuses = [
-            "PENDING_VALIDATION",
-            "ISSUED",
-            "INACTIVE",
-            "EXPIRED",
-            "VALIDATION_TIMED_OUT",
-            "REVOKED",
-            "FAILED",
-        ]
-        pages = client.get_paginator("list_certificates").paginate(CertificateStatuses=statuses)
+        pages = client.get_paginator("list_certificates").paginate(CertificateStatuses=list(ALL_STATUSES))
         return sum(len(page.get("CertificateSummaryList") or []) for page in pages)

@@ -267,24 +267,19 @@ class CloudFrontDistributions:
         return True
 
     def _delete(self, distribution_id: str) -> None:
+        """``retire`` until it is gone, waiting for the disabling to deploy in between."""
+        if self.retire(distribution_id):
+            return
         try:
-            answer = self._cloudfront.get_distribution_config(Id=distribution_id)
-            if answer["DistributionConfig"]["Enabled"]:
-                answer["DistributionConfig"]["Enabled"] = False
-                self._cloudfront.update_distribution(
-                    Id=distribution_id,
-                    IfMatch=answer["ETag"],
-                    DistributionConfig=answer["DistributionConfig"],
-                )
             self._cloudfront.get_waiter("distribution_deployed").wait(
                 Id=distribution_id,
                 WaiterConfig={"Delay": self.settings.poll_seconds, "MaxAttempts": self.settings.max_polls},
             )
-            etag = self._cloudfront.get_distribution_config(Id=distribution_id)["ETag"]
-            self._cloudfront.delete_distribution(Id=distribution_id, IfMatch=etag)
         except ClientError as error:
             if not is_error(error, "NoSuchDistribution"):
                 raise
+        if not self.retire(distribution_id):
+            raise RuntimeError(f"CloudFront distribution {distribution_id} could not be deleted yet")
 
 
 def _origin(domain: str) -> dict[str, Any]:
