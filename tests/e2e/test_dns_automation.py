@@ -12,50 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.dns_support import Resolver, UserDns, query, wait_for
-from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project, free_port, upload_and_deploy
+from tests.e2e.acme_stack import acme_stack
+from tests.e2e.dns_support import UserDns, query, wait_for
+from tests.e2e.harness import AnchorProcess, ensure_project, upload_and_deploy
 from tests.e2e.test_domains import active, curl, wait_domain
 from tests.pebble_support import Pebble
 
 pytestmark = pytest.mark.e2e
 
 ZONE = "linked-example.test"
-VALIDATION_ZONE = "validation.anchor.test"
 KEY = ("anchor-update", "hmac-sha256", base64.b64encode(b"0123456789abcdef0123456789abcdef").decode())
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[AnchorProcess, UserDns, Pebble]]:
-    dns_port = free_port()
-    with (
-        UserDns([ZONE], workdir=tmp_path / "knot", tsig=KEY) as user_dns,
-        Resolver(
-            {ZONE: user_dns.address, VALIDATION_ZONE: (LOOPBACK, dns_port)}, workdir=tmp_path / "named"
-        ) as resolver,
-    ):
-        (tmp_path / "pebble").mkdir()
-        pebble = Pebble(tmp_path / "pebble", resolver.address).start()
-        anchor = AnchorProcess(
-            tmp_path / "data",
-            extra_env={
-                "ANCHOR_ISSUER": "acme",
-                "ANCHOR_ACME_DIRECTORY": pebble.directory_url,
-                "ANCHOR_ACME_CA_BUNDLE": pebble.ca_bundle,
-                "ANCHOR_ACME_EMAIL": "ops@linked-example.test",
-                "ANCHOR_DNS_ADDR": f"{LOOPBACK}:{dns_port}",
-                "ANCHOR_DNS_RESOLVERS": resolver.address,
-                "ANCHOR_VALIDATION_ZONE": VALIDATION_ZONE,
-                "ANCHOR_EDGE_HOSTNAME": "edge.anchor.test",
-                "ANCHOR_DOMAIN_CHECK_MIN": "0.2",
-                "ANCHOR_DOMAIN_CHECK_MAX": "1",
-            },
-        )
-        try:
-            anchor.start()
-            yield anchor, user_dns, pebble
-        finally:
-            anchor.stop()
-            pebble.stop()
+    with acme_stack(tmp_path, ZONE, tsig=KEY) as started:
+        yield started
 
 
 def cname(user_dns: UserDns, name: str) -> list[str]:

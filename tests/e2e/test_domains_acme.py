@@ -13,50 +13,21 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.e2e.dns_support import Resolver, UserDns
-from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project, free_port, upload_and_deploy
+from tests.e2e.acme_stack import VALIDATION_ZONE, acme_stack
+from tests.e2e.dns_support import UserDns
+from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project, upload_and_deploy
 from tests.e2e.test_domains import Handshakes, active, add_records, curl, wait_domain
 from tests.pebble_support import Pebble
 
 pytestmark = pytest.mark.e2e
 
 ZONE = "acme-example.test"
-VALIDATION_ZONE = "validation.anchor.test"
 
 
 @pytest.fixture
 def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[AnchorProcess, UserDns, Pebble]]:
-    validity = getattr(request, "param", None)
-    dns_port = free_port()
-    with (
-        UserDns([ZONE], workdir=tmp_path / "knot") as user_dns,
-        Resolver(
-            {ZONE: user_dns.address, VALIDATION_ZONE: (LOOPBACK, dns_port)}, workdir=tmp_path / "named"
-        ) as resolver,
-    ):
-        (tmp_path / "pebble").mkdir()
-        pebble = Pebble(tmp_path / "pebble", resolver.address, validity=validity).start()
-        anchor = AnchorProcess(
-            tmp_path / "data",
-            extra_env={
-                "ANCHOR_ISSUER": "acme",
-                "ANCHOR_ACME_DIRECTORY": pebble.directory_url,
-                "ANCHOR_ACME_CA_BUNDLE": pebble.ca_bundle,
-                "ANCHOR_ACME_EMAIL": "ops@acme-example.test",
-                "ANCHOR_DNS_ADDR": f"{LOOPBACK}:{dns_port}",
-                "ANCHOR_DNS_RESOLVERS": resolver.address,
-                "ANCHOR_VALIDATION_ZONE": VALIDATION_ZONE,
-                "ANCHOR_EDGE_HOSTNAME": "edge.anchor.test",
-                "ANCHOR_DOMAIN_CHECK_MIN": "0.2",
-                "ANCHOR_DOMAIN_CHECK_MAX": "1",
-            },
-        )
-        try:
-            anchor.start()
-            yield anchor, user_dns, pebble
-        finally:
-            anchor.stop()
-            pebble.stop()
+    with acme_stack(tmp_path, ZONE, validity=getattr(request, "param", None)) as started:
+        yield started
 
 
 def test_acme_domain_is_issued_by_pebble_served_verified_and_revoked_on_removal(
