@@ -101,6 +101,17 @@ def test_the_same_token_answers_the_same_certificate_and_a_new_one_a_new(clients
     assert {arn for arn, _ in certificates.listed()} == {first, second}
 
 
+def test_every_request_is_told_for_the_yearly_request_quota(clients: AwsClients) -> None:
+    told: list[None] = []
+    certificates = AcmCertificates(clients, TAGS, on_request=lambda: told.append(None))
+    certificates.request(["a.example.com"], idempotency_token("a", "1"))
+    certificates.request(["b.example.com", "c.example.com"], idempotency_token("b", "1"))
+    assert len(told) == 2
+    with pytest.raises(ValueError):  # nothing requested, nothing told
+        certificates.request(["x" * 70 + ".example.com"], idempotency_token("x", "1"))
+    assert len(told) == 2
+
+
 def test_acm_is_asked_in_us_east_1_whatever_the_platform_region(
     aws: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,14 +20,7 @@ from dataclasses import dataclass
 
 from anchor_deploy.adapters.aws.acm_certificates import AcmCertificates
 from anchor_deploy.adapters.aws.acm_issuer import AcmIssuer
-from anchor_deploy.adapters.aws.aws_quotas import (
-    ALIASES_PER_DISTRIBUTION,
-    CERTIFICATES,
-    DISTRIBUTIONS,
-    NAMES_PER_CERTIFICATE,
-    REQUESTS_PER_YEAR,
-    AwsQuotas,
-)
+from anchor_deploy.adapters.aws.aws_quotas import AwsQuotas
 from anchor_deploy.adapters.aws.cdn_domains import CloudFrontDomains
 from anchor_deploy.adapters.aws.cdn_placements import PlacementBook
 from anchor_deploy.adapters.aws.cdn_slots import SlotDriver
@@ -145,19 +138,11 @@ def _domains(
 ) -> DomainAdapters:
     """Custom domains on AWS: a certificate of its own per domain from ACM (us-east-1, DNS validation),
     served from the project's CloudFront distributions, one certificate covering every alias of each."""
-    certificates = AcmCertificates(clients, tags={STACK_TAG: resources.stack})
     book = PlacementBook(store.table, time.time)
+    tags = {STACK_TAG: resources.stack}
+    certificates = AcmCertificates(clients, tags=tags, on_request=book.count_request_now)  # counted a year
     driver = SlotDriver(clients, book, cdn, certificates, store, holder)
-    overrides = {
-        NAMES_PER_CERTIFICATE.code: settings.aws_quota_names_per_certificate,
-        ALIASES_PER_DISTRIBUTION.code: settings.aws_quota_aliases_per_distribution,
-        DISTRIBUTIONS.code: settings.aws_quota_distributions,
-        CERTIFICATES.code: settings.aws_quota_certificates,
-        REQUESTS_PER_YEAR.code: settings.aws_quota_certificate_requests,
-    }
-    plane = CloudFrontDomains(
-        book, driver, cdn, certificates, AwsQuotas(clients, overrides), settings.domain_quota
-    )
+    plane = CloudFrontDomains(book, driver, cdn, certificates, AwsQuotas(clients, settings.aws_quotas))
     return DomainAdapters(
         lookup=DnsPythonLookup(settings.resolver_list),
         issuer=AcmIssuer(certificates, validation_window=settings.validation_deadline),

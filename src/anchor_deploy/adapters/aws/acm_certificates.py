@@ -10,7 +10,7 @@ ACM keeps the private key; the platform only ever holds the ARN.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -76,9 +76,16 @@ class AcmCertificate:
 class AcmCertificates:
     """The certificates the platform requests, in us-east-1."""
 
-    def __init__(self, clients: ClientSource, tags: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        clients: ClientSource,
+        tags: Mapping[str, str] | None = None,
+        on_request: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``on_request``: told of every certificate requested (ACM's yearly request quota counts them)."""
         self._acm = clients.regional("acm", CERTIFICATE_REGION)
         self.tags = dict(tags or {})
+        self._on_request = on_request
 
     def request(self, names: Sequence[str], token: str) -> str:
         """Request one DNS-validated certificate for ``names``; the ARN. Its subject is the first name of at
@@ -100,6 +107,7 @@ class AcmCertificates:
             Options={"CertificateTransparencyLoggingPreference": "ENABLED"},
             **({"Tags": self._tag_list()} if self.tags else {}),
         )
+        self._on_request()
         return str(answer["CertificateArn"])
 
     def describe(self, arn: str) -> AcmCertificate | None:

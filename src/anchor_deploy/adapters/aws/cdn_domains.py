@@ -74,7 +74,6 @@ class CloudFrontDomains:
         distributions: CloudFrontDistributions,
         certificates: AcmCertificates,
         quotas: AwsQuotas,
-        domain_quota: int = 100,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._book = book
@@ -82,7 +81,6 @@ class CloudFrontDomains:
         self._distributions = distributions
         self._certificates = certificates
         self._quotas = quotas
-        self._domain_quota = domain_quota
         self._clock = clock
 
     # -- placement ---------------------------------------------------------------------------------
@@ -337,7 +335,7 @@ class CloudFrontDomains:
         projects = [project.id] if project else self._book.projects()
         slots = [s for p in projects for s in self._book.slots(p)]
         scope = f"project {project.name}" if project else "account"
-        return quota_uses(self._quotas, self._book, slots, scope, self._clock(), project, self._domain_quota)
+        return quota_uses(self._quotas, self._book, slots, scope, self._clock())
 
 
 def _retry(slot: Slot, name: str) -> Slot:
@@ -375,7 +373,6 @@ def cloudfront_domains(
     certificates: AcmCertificates,
     holder: str,
     quota_settings: dict[str, int] | None = None,
-    domain_quota: int = 100,
     clock: Callable[[], float] = time.time,
     lease_ttl: float = 120.0,
 ) -> CloudFrontDomains:
@@ -384,4 +381,4 @@ def cloudfront_domains(
     book = PlacementBook(table, clock)
     driver = SlotDriver(clients, book, distributions, certificates, leases, holder, lease_ttl)
     quotas = AwsQuotas(clients, quota_settings)
-    return CloudFrontDomains(book, driver, distributions, certificates, quotas, domain_quota, clock)
+    return CloudFrontDomains(book, driver, distributions, certificates, quotas, clock)

@@ -15,6 +15,7 @@ room the distributions quota leaves, so two processes never both take the last d
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -221,6 +222,10 @@ class PlacementBook:
             ACCOUNT_PK, f"REQUESTS#{year}", "ADD requests :one", values={":one": 1}
         )
         self._table.write(operation)
+
+    def count_request_now(self) -> None:
+        """One more certificate requested now (AcmCertificates' on_request)."""
+        self.count_request(time.gmtime(self.now()).tm_year)
 
     def requests(self, year: int) -> int:
         item = self._table.get(ACCOUNT_PK, f"REQUESTS#{year}")

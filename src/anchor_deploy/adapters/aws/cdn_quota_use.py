@@ -15,7 +15,6 @@ from anchor_deploy.adapters.aws.aws_quotas import (
     QuotaSpec,
 )
 from anchor_deploy.adapters.aws.cdn_placements import PlacementBook, Slot
-from anchor_deploy.model.entities import Project
 from anchor_deploy.ports.issuance import QuotaUse
 
 
@@ -30,12 +29,10 @@ def quota_uses(
     slots: Sequence[Slot],
     scope: str,
     now: float,
-    project: Project | None,
-    domain_quota: int,
 ) -> list[QuotaUse]:
     """Names per certificate and aliases per distribution at their fullest among ``slots`` (a project's, or
-    every project's), the account's distributions and certificates, the plane's certificate requests this
-    year, and the project's custom domains."""
+    every project's), the account's distributions and certificates, and the certificates requested this
+    year (the project's own quota of custom domains is the domain service's)."""
     fullest_certificate = max((max(len(s.serving_names), len(s.pending_names)) for s in slots), default=0)
     fullest = max(slots, key=lambda s: len(s.aliases), default=None)
     alias_scope = f"distribution {fullest.distribution_id}" if fullest and fullest.distribution_id else scope
@@ -45,18 +42,6 @@ def quota_uses(
         _use(quotas, ALIASES_PER_DISTRIBUTION, len(fullest.aliases) if fullest else 0, alias_scope),
         _use(quotas, DISTRIBUTIONS, quotas.distributions(), "account"),
         _use(quotas, CERTIFICATES, quotas.certificates(), "account"),
-        _use(quotas, REQUESTS_PER_YEAR, book.requests(year), f"account, serving certificates in {year}"),
+        _use(quotas, REQUESTS_PER_YEAR, book.requests(year), f"account, certificates requested in {year}"),
     ]
-    if project is not None:
-        placed = sum(len(s.names) for s in slots)
-        uses.append(
-            QuotaUse(
-                "domains_per_project",
-                "Custom domains per project",
-                domain_quota,
-                placed,
-                f"project {project.name}",
-                "ANCHOR_DOMAIN_QUOTA",
-            )
-        )
     return uses

@@ -22,7 +22,6 @@ other name off.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -226,8 +225,7 @@ class SlotDriver:
     def _request(self, slot: Slot, names: tuple[str, ...]) -> Slot:
         generation = slot.generation + 1
         token = idempotency_token(slot.project_id, str(slot.index), str(generation), *names)
-        arn = self._certificates.request(list(names), token)
-        self._book.count_request(time.gmtime(self._book.now()).tm_year)
+        arn = self._certificates.request(list(names), token)  # counted by AcmCertificates' on_request
 
         def pend(s: Slot) -> Slot:
             dropped = (s.pending_arn,) if s.pending_arn and s.pending_arn != arn else ()
