@@ -42,10 +42,13 @@ def inspect_lines(domain: dict[str, Any]) -> list[str]:
         lines.append("a check is running: this is the state before it; inspect again for its result")
     cert = domain.get("certificate")
     if cert:
+        renews = f"renewal {cert['renewal']}" if cert.get("renewal") else f"renews at {cert['renewsAt']}"
         lines.append(
             f"certificate: serial {cert['serial']}, valid {cert['notBefore']} to {cert['notAfter']}, "
-            f"renews at {cert['renewsAt']}, issuer {cert['issuer']}"
+            f"{renews}, issuer {cert['issuer']}"
         )
+        if cert.get("reference"):
+            lines.append(f"certificate reference: {cert['reference']}")
     if domain["cdnStatus"] == "active":
         lines.append(f"url: {domain['url']}")
     lines.append(
