@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import pytest
 
+from anchor_deploy.adapters.local.edge_plane import EdgePlane
 from anchor_deploy.adapters.public_suffix_list import BundledPublicSuffixes
 from anchor_deploy.adapters.unicode_scripts import UcdScripts
 from anchor_deploy.model.domain_policy import caa_names, check_new_domain_name, is_apex, registrable_domain
-from anchor_deploy.model.domains import Domain, DomainName, dns_records, parse_domain_name
+from anchor_deploy.model.domains import Domain, DomainName, parse_domain_name
+from anchor_deploy.model.entities import Project
 from anchor_deploy.model.errors import InvalidName
 from anchor_deploy.model.mixed_scripts import mixed_script_problem
+from anchor_deploy.ports.fakes import FakeStore
 from tests.support import to_ascii, to_unicode
+from tests.unit.domain_fakes import FakeDomainEdge, FakeProbe, FakeServedCertificates, XorBox
 
 BASE = "apps.example.net"
 SUFFIXES = BundledPublicSuffixes()
@@ -185,9 +189,14 @@ def test_caa_is_looked_up_from_the_name_to_its_registrable_domain(name: str, exp
 
 
 def _routing(name: str) -> list[tuple[str, str, str]]:
+    """The routing records the local edge asks for (adapters/local/edge_plane.py), for an apex or not."""
     domain = Domain(name=name, project_id="p1", validation_label="v" * 20, created_at=0.0)
     apex = is_apex(name, SUFFIXES.public_suffix)
-    records = dns_records(domain, "validation.test", "edge.example.net", ("192.0.2.1", "2001:db8::1"), apex)
+    plane = EdgePlane(
+        FakeStore(), XorBox(), FakeServedCertificates(), FakeDomainEdge(), FakeProbe(FakeServedCertificates(),
+        FakeDomainEdge()), "apps.example.net", "edge.example.net", ("192.0.2.1", "2001:db8::1")
+    )  # fmt: skip
+    records = plane.routing_records(domain, Project("p1", "site", 0.0), apex)
     return [(r.type, r.name, r.value) for r in records if r.purpose == "routing"]
 
 

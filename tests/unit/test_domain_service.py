@@ -129,8 +129,6 @@ def make_harness(lookup: FakeDnsLookup | None = None, **settings: Any) -> Harnes
         )
     options: dict[str, Any] = {
         "base_domain": BASE,
-        "validation_zone": ZONE,
-        "edge_hostname": EDGE,
         "edge_addresses": ADDRESSES,
         "validation_deadline": DEADLINE,
         "check_min": 5.0,
@@ -175,8 +173,6 @@ def another_process(h: Harness) -> DomainService:
     """The same database and data planes, seen by a second control-plane process."""
     options = {
         "base_domain": BASE,
-        "validation_zone": ZONE,
-        "edge_hostname": EDGE,
         "edge_addresses": ADDRESSES,
     }
     return service_over(

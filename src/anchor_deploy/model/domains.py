@@ -217,33 +217,6 @@ def to_unicode_name(name: str, to_unicode: Callable[[str], str]) -> str:
         return name
 
 
-def dns_records(
-    domain: Domain, zone: str, edge_hostname: str, edge_addresses: tuple[str, ...], apex: bool
-) -> list[DnsRecord]:
-    """The records the user adds at their DNS provider: one validation CNAME for the life of the domain
-    (renewals use it too), and the routing record(s) that send visitors to the edge: A/AAAA at an ``apex``
-    (domain_policy.is_apex), where a CNAME is not allowed, else a CNAME."""
-    records = [
-        DnsRecord(
-            "CNAME",
-            domain.challenge_name,
-            domain.validation_target(zone),
-            "validation",
-            "keep it: certificate renewals use it",
-        )
-    ]
-    routed = domain.name if domain.name.startswith("*.") else domain.base_name
-    if apex:
-        for address in edge_addresses:
-            kind = "AAAA" if ":" in address else "A"
-            records.append(
-                DnsRecord(kind, routed, address, "routing", "an ALIAS/ANAME record to the edge works too")
-            )
-    else:
-        records.append(DnsRecord("CNAME", routed, edge_hostname, "routing"))
-    return records
-
-
 def validation_sibling(name: str) -> str:
     """The other name whose validation record has the same name: ``*.x`` for ``x``, ``x`` for ``*.x``."""
     return name.removeprefix("*.") if name.startswith("*.") else f"*.{name}"

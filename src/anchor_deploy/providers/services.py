@@ -263,8 +263,6 @@ def _domains(settings: Settings, a: Adapters, clock: Callable[[], float], faults
     d = a.domains
     domain_settings = DomainSettings(
         base_domain=settings.base_domain,
-        validation_zone=settings.validation_zone_name,
-        edge_hostname=settings.edge_host,
         edge_addresses=settings.edge_address_list,
         validation_deadline=settings.validation_deadline,
         check_min=settings.domain_check_min,

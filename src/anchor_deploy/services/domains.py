@@ -50,9 +50,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DomainSettings:
     base_domain: str
-    validation_zone: str
-    edge_hostname: str
-    edge_addresses: tuple[str, ...]
+    edge_addresses: tuple[str, ...]  # the edge's own addresses: a routing record pointing there counts too
     validation_deadline: float = 72 * 3600.0
     check_min: float = 5.0
     check_max: float = 300.0
