@@ -127,6 +127,31 @@ class TokenNotFound(NotFound):
     code = "token_not_found"
 
 
+class GitNotConnected(NotFound):
+    """The project has no connected repository (or there is no such project: the same answer to a webhook)."""
+
+    code = "git_not_connected"
+
+
+class WebhookSignatureInvalid(Unauthorized):
+    """A webhook's signature (or GitLab's token) is missing or does not match the connection's secret."""
+
+    code = "bad_signature"
+
+
+class WrongRepository(InvalidInput):
+    """A push from a repository other than the project's connected one: nothing is built."""
+
+    code = "wrong_repository"
+
+
+class GitUnavailable(AnchorError):
+    """This provider does not build from git (yet): said plainly instead of pretended."""
+
+    code = "git_unavailable"
+    status = 422
+
+
 class Conflict(AnchorError):
     code = "conflict"
     status = 409
