@@ -102,6 +102,23 @@ class BranchAlias:
     updated_at: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class RefUpdate:
+    """One ref a push moved: ``before`` / ``after`` are ZERO_SHA when the ref was created / deleted."""
+
+    ref: str
+    before: str
+    after: str
+
+    @property
+    def branch(self) -> str | None:
+        return self.ref.removeprefix(BRANCH_REF) if self.ref.startswith(BRANCH_REF) else None
+
+    @property
+    def deleted(self) -> bool:
+        return self.after == ZERO_SHA or set(self.after) == {"0"}
+
+
 def is_sha(value: object) -> bool:
     return isinstance(value, str) and bool(_SHA.fullmatch(value))
 
