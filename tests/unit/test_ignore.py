@@ -8,7 +8,7 @@ import pytest
 
 from anchor_deploy.cli.client import ClientError
 from anchor_deploy.cli.deploy import plan_files
-from anchor_deploy.cli.ignore import IgnoreRules, Skipped, Why, summary_line
+from anchor_deploy.source.ignore import IgnoreRules, Skipped, Why, summary_line
 
 # (path, is a folder, expected reason or None for kept), with the defaults only.
 DEFAULTS = [

@@ -12,8 +12,8 @@ import click
 from anchor_deploy.cli.client import ApiClient, ClientError
 from anchor_deploy.cli.common import client, emit, err, fails_cleanly, has_terminal, json_option, out, plural
 from anchor_deploy.cli.deploy import deploy as run_deploy
-from anchor_deploy.cli.ignore import Skipped, summary_line
 from anchor_deploy.model.logs import BUILD_DONE_LINE
+from anchor_deploy.source.ignore import Skipped, summary_line
 
 _FINAL = ("READY", "ERROR", "CANCELED")
 
