@@ -36,7 +36,14 @@ from anchor_deploy.api.schemas_requests import (
     RollbackRequest,
     TokenRequest,
 )
-from anchor_deploy.api.serialize import deployment_json, move_json, project_json, scrub_json, token_json
+from anchor_deploy.api.serialize import (
+    deployment_json,
+    history_json,
+    move_json,
+    project_json,
+    scrub_json,
+    token_json,
+)
 from anchor_deploy.model.errors import BlobTooLarge
 
 router = APIRouter(prefix="/v1")
@@ -191,7 +198,7 @@ def unpin(p: PlatformDep, project: ProjectDep, token: TokenDep) -> dict[str, Any
 
 @router.get("/projects/{project}/alias-history", **answers(AliasHistory, 401, 404, 503, tag="projects"))
 def alias_history(p: PlatformDep, project: ProjectDep) -> dict[str, Any]:
-    return {"alias": "production", "history": [move_json(m) for m in p.aliases.history(project)]}
+    return {"alias": "production", "history": history_json(p.aliases.history(project), p.deployments.find)}
 
 
 @router.put(

@@ -159,6 +159,17 @@ class Damage(Answer):
     reason: str
 
 
+class GitCommit(Answer):
+    """The commit a deployment was built from: pushed, or the working tree `anchor deploy` ran in."""
+
+    repository: str = Field(description="the repository's URL, without credentials; empty when not known")
+    branch: str = Field(description="empty when not on a branch (a detached HEAD)")
+    commit_sha: str
+    commit_message: str = Field(description="the first line of the message")
+    commit_author: str = Field(examples=["Ada Lovelace <ada@example.com>"])
+    dirty: bool = Field(description="the tree deployed had changes the commit does not have")
+
+
 class DeploymentInfo(Answer):
     id: str
     project_id: str
@@ -180,6 +191,7 @@ class DeploymentInfo(Answer):
     meta_omitted: bool | None = Field(
         None, description="present (true) when the stored meta cannot be sent back as JSON"
     )
+    git: GitCommit | None = Field(description="the commit it was built from (meta.git); null: none recorded")
     kind: Literal["app", "static"]
     app: AppInfo | None
     damaged: Damage | None = Field(description="why the deployment cannot be served now, if so")
@@ -215,9 +227,15 @@ class Promoted(AliasMoveInfo):
     promoted_at: Timestamp
 
 
+class AliasHistoryEntry(AliasMoveInfo):
+    to_git: GitCommit | None = Field(
+        description="the commit of the deployment production moved to; null: none recorded, or it is gone"
+    )
+
+
 class AliasHistory(Answer):
     alias: Literal["production"]
-    history: list[AliasMoveInfo]
+    history: list[AliasHistoryEntry]
 
 
 class LogLine(Answer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ from anchor_deploy.model.apps import EnvVar
 from anchor_deploy.model.dns_links import DnsLink
 from anchor_deploy.model.domains import DnsRecord
 from anchor_deploy.model.entities import AliasMove, Deployment, Project, Token
+from anchor_deploy.model.git import commit_from_meta
 from anchor_deploy.model.limits import displayable_meta
 from anchor_deploy.ports.issuance import QuotaUse
 from anchor_deploy.services.domains import DomainQuota, DomainView
@@ -67,6 +69,7 @@ def deployment_json(
         "totalSize": deployment.total_size,
         "error": deployment.error,
         "meta": meta,
+        "git": git_json(meta),
         "kind": "app" if deployment.app else "static",
         "app": _app_json(deployment, settings),
         "damaged": {"reason": damage} if damage else None,
@@ -75,6 +78,13 @@ def deployment_json(
         # Stored by an older version (nested hundreds of levels deep, NaN, a lone surrogate): withheld.
         found["metaOmitted"] = True
     return found
+
+
+def git_json(meta: object) -> dict[str, Any] | None:
+    """The commit a deployment was built from (its meta's ``git``), or None. Read from the displayable
+    meta: a withheld one shows no commit either."""
+    commit = commit_from_meta(meta)
+    return None if commit is None else commit.as_meta()
 
 
 def _app_json(deployment: Deployment, settings: Settings) -> dict[str, Any] | None:
@@ -122,6 +132,18 @@ def move_json(move: AliasMove) -> dict[str, Any]:
         "toDeploymentId": move.to_deployment_id,
         "reason": move.reason.value,
     }
+
+
+def history_json(
+    moves: Sequence[AliasMove], find: Callable[[str], Deployment | None]
+) -> list[dict[str, Any]]:
+    """The production alias's moves, each with ``toGit``: the commit of the deployment it moved to (None:
+    none recorded, or the deployment is gone). ``find`` is asked once per distinct deployment."""
+    commits: dict[str, dict[str, Any] | None] = {}
+    for deployment_id in dict.fromkeys(m.to_deployment_id for m in moves):
+        deployment = find(deployment_id)
+        commits[deployment_id] = git_json(displayable_meta(deployment.meta)) if deployment else None
+    return [{**move_json(m), "toGit": commits[m.to_deployment_id]} for m in moves]
 
 
 def token_json(token: Token, project: Project | None) -> dict[str, Any]:

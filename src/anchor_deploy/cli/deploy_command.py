@@ -12,6 +12,7 @@ import click
 from anchor_deploy.cli.client import ApiClient, ClientError
 from anchor_deploy.cli.common import client, emit, err, fails_cleanly, has_terminal, json_option, out, plural
 from anchor_deploy.cli.deploy import deploy as run_deploy
+from anchor_deploy.cli.git_meta import user_meta, with_commit
 from anchor_deploy.model.logs import BUILD_DONE_LINE
 from anchor_deploy.source.ignore import Skipped, summary_line
 
@@ -27,6 +28,8 @@ _FINAL = ("READY", "ERROR", "CANCELED")
 )
 @click.option("--include-dotenv", is_flag=True, help="Upload .env files too (skipped by default).")
 @click.option("--verbose", "-v", is_flag=True, help="List every skipped path.")
+@click.option("--meta", "meta_json", help="A JSON object to record with the deployment (its `git` wins).")
+@click.option("--no-git-meta", is_flag=True, help="Do not record the git commit DIRECTORY is checked out at.")
 @json_option
 @fails_cleanly
 def deploy(
@@ -36,14 +39,20 @@ def deploy(
     create: bool,
     include_dotenv: bool,
     verbose: bool,
+    meta_json: str | None,
+    no_git_meta: bool,
     as_json: bool,
 ) -> None:
     """Deploy DIRECTORY: upload only what the platform lacks, build, print the URLs.
 
     Secrets and local environments (.env*, .npmrc, .pypirc, .netrc, virtualenvs), VCS folders, caches and
-    node_modules stay behind; .anchorignore (gitignore syntax, `!` re-includes) adds or removes rules."""
+    node_modules stay behind; .anchorignore (gitignore syntax, `!` re-includes) adds or removes rules.
+    In a git working tree the commit is recorded too (branch, sha, message, author, uncommitted changes)."""
     if not directory.is_dir():
         raise ClientError(f"{directory} is not a directory")
+    meta = {"source": "cli", **user_meta(meta_json)}
+    if not no_git_meta:
+        meta = with_commit(meta, directory)
     name = project or _default_project_name(directory)
     api = client()
     _resolve_project(api, name, create)
@@ -52,7 +61,7 @@ def deploy(
         name,
         directory,
         prod,
-        {"source": "cli"},
+        meta,
         show_progress=not as_json,
         on_status=None if as_json else _status_printer(),
         on_log=None if as_json else _print_build_line,

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from anchor_deploy.cli.aws import aws
 from anchor_deploy.cli.backup import backup, restore
+from anchor_deploy.cli.commit_view import DIRTY_MARK, commit_cell, commit_rows, short_sha
 from anchor_deploy.cli.common import (
     client,
     confirm_or_fail,
@@ -124,7 +125,7 @@ def list_deployments(project: str, as_json: bool) -> None:
 
     def human() -> None:
         out.print(production_line(about), highlight=False, soft_wrap=True)
-        table = Table("", "id", "status", "target", "created", "url", "")
+        table = Table("", "id", "status", "target", "created", "commit", "url", "")
         for d in data["deployments"]:
             table.add_row(
                 _production_mark(d, about),
@@ -132,10 +133,13 @@ def list_deployments(project: str, as_json: bool) -> None:
                 d["status"],
                 d["target"],
                 d["createdAt"],
+                commit_cell(d.get("git")),
                 d["url"],
                 "[red]✗ damaged[/red]" if d.get("damaged") else "",
             )
         out.print(table)
+        if any(short_sha(d.get("git")).endswith(DIRTY_MARK) for d in data["deployments"]):
+            out.print(f"{DIRTY_MARK} deployed with uncommitted changes", highlight=False)
         for d in data["deployments"]:  # why, below the table: a reason is too long for a column
             if d.get("damaged"):
                 reason = d["damaged"]["reason"]
@@ -176,6 +180,8 @@ def inspect(deployment_id: str, as_json: bool) -> None:
         table.add_row("url", data["url"])
         table.add_row("created", f"{data['createdAt']} by {data['createdBy']}")
         table.add_row("files", f"{data['fileCount']} ({plural(data['totalSize'], 'byte')})")
+        for label, value in commit_rows(data.get("git")):
+            table.add_row(label, value)
         if data.get("error"):
             table.add_row("error", data["error"])
         if data.get("damaged"):
@@ -252,10 +258,15 @@ def history(project: str, as_json: bool) -> None:
     data = client().get(f"/v1/projects/{project}/alias-history")
 
     def human() -> None:
-        table = Table("at", "reason", "from", "to", "by")
+        table = Table("at", "reason", "from", "to", "commit", "by")
         for m in data["history"]:
             table.add_row(
-                m["at"], m["reason"], m["fromDeploymentId"] or "-", m["toDeploymentId"], m["tokenName"]
+                m["at"],
+                m["reason"],
+                m["fromDeploymentId"] or "-",
+                m["toDeploymentId"],
+                commit_cell(m.get("toGit"), with_branch=False),
+                m["tokenName"],
             )
         out.print(table)
 

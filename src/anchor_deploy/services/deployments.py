@@ -26,6 +26,7 @@ from anchor_deploy.model.errors import (
     MissingFiles,
     NameTaken,
 )
+from anchor_deploy.model.git import parse_commit_meta
 from anchor_deploy.model.limits import parse_meta
 from anchor_deploy.model.logs import BUILD_DONE_LINE, error_summary
 from anchor_deploy.model.manifest import ManifestFile, parse_manifest
@@ -93,6 +94,8 @@ class DeploymentService:
         if target not in (Target.PRODUCTION.value, Target.PREVIEW.value):
             raise InvalidInput("target must be 'production' or 'preview'")
         meta = parse_meta(body.get("meta"))
+        if "git" in meta:  # the commit it was built from: checked, and stored in its normal form
+            meta = {**meta, "git": parse_commit_meta(meta["git"]).as_meta()}
         app = self._app_config(body, files)
         missing = self._blobs.missing(f.sha256 for f in files)
         if missing:
