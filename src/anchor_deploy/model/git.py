@@ -180,7 +180,7 @@ def commit_from_meta(meta: object) -> CommitInfo | None:
 
 
 def parse_commit_meta(raw: object) -> CommitInfo:
-    """``meta.git`` as a client sends it (``anchor deploy`` from a working tree): InvalidInput if malformed."""
+    """``meta.git`` as a client sends it (`anchor deploy` from a working tree); InvalidInput if malformed."""
     if not isinstance(raw, dict):
         raise InvalidInput("meta.git must be an object")
     sha = raw.get("commitSha")
