@@ -96,11 +96,12 @@ def short_description(text: str) -> str:
 
 
 def status_request(connection: GitConnection, token: str, status: CommitStatus) -> StatusRequest | None:
-    """The request telling ``connection``'s forge about ``status``; None for a generic git server or a
-    repository URL no forge API can be derived from (see :func:`repo_location`)."""
+    """The request telling ``connection``'s forge about ``status`` (the repository is the connection's; the
+    status's ``repo_url`` only stands in when that names none); None for a generic git server or when
+    neither URL names a repository on a forge (see :func:`repo_location`)."""
     if connection.forge is Forge.GENERIC:
         return None
-    where = repo_location(status.repo_url or connection.repo_url)
+    where = repo_location(connection.repo_url) or repo_location(status.repo_url)
     if where is None:
         return None
     root = (connection.api_url.strip() or default_api_root(connection.forge, where)).rstrip("/")

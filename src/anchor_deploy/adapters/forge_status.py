@@ -130,6 +130,11 @@ class ForgeStatusReporter:
         with self._cond:
             return self._cond.wait_for(lambda: not self._queue and self._sending is None, timeout)
 
+    @property
+    def running(self) -> bool:
+        """Whether the sending thread is alive (it starts with the first report)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def counts(self) -> dict[str, int]:
         """attempts, sent, refused (final answers), gave_up, superseded and dropped (queue full) so far."""
         with self._cond:
