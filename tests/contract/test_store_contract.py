@@ -303,7 +303,7 @@ def test_deployments_with_status_filters_oldest_first(store: Store) -> None:
         ([B, B, R], True),
         ([R], False),
         ([B, Q], False),
-        ([B, C], False),
+        ([B, C], True),  # a newer push to its branch cancels a running build
         ([B, R, B], False),
         ([B, R, E], False),
         ([E, B], False),

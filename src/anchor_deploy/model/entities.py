@@ -25,7 +25,10 @@ _TRANSITIONS: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
     DeploymentStatus.QUEUED: frozenset(
         {DeploymentStatus.BUILDING, DeploymentStatus.CANCELED, DeploymentStatus.ERROR}
     ),
-    DeploymentStatus.BUILDING: frozenset({DeploymentStatus.READY, DeploymentStatus.ERROR}),
+    # A build is canceled while it runs when a newer push to its branch supersedes it (services/git_deploys.py).
+    DeploymentStatus.BUILDING: frozenset(
+        {DeploymentStatus.READY, DeploymentStatus.ERROR, DeploymentStatus.CANCELED}
+    ),
     DeploymentStatus.READY: frozenset(),
     DeploymentStatus.ERROR: frozenset(),
     DeploymentStatus.CANCELED: frozenset(),

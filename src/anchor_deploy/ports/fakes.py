@@ -49,6 +49,7 @@ from anchor_deploy.model.integrity import CopyKind, StoredCopy
 from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.model.manifest import ManifestFile, is_sha256
 from anchor_deploy.model.names import is_valid_hostname
+from anchor_deploy.ports.fake_git import FakeGit
 from anchor_deploy.ports.runtime import BuildLimits, WorkerSpec
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class _StoredDeployment:
     log: list[tuple[int, float, str]] = dataclasses.field(default_factory=list)
 
 
-class FakeStore:
+class FakeStore(FakeGit):
     """The Store port (every repository) in dictionaries, like SqliteStore with its cascades."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -191,6 +192,7 @@ class FakeStore:
             self._env = {k: v for k, v in self._env.items() if k[0] != project_id}
             self._domains = {k: v for k, v in self._domains.items() if v[0].project_id != project_id}
             self._dns_links = {k: v for k, v in self._dns_links.items() if v[0].project_id != project_id}
+            self.forget_git(project_id)
             return released
 
     # -- linked DNS zones --------------------------------------------------------------------------
@@ -249,7 +251,10 @@ class FakeStore:
                 raise DeploymentNotFound(f"deployment {deployment_id} not found")
             released = [h for h, route in self._hosts.items() if route.deployment_id == deployment_id]
             for host in released:
-                del self._hosts[host]
+                if self.is_branch_host(host):  # a branch host stays, serving nothing (as SqliteStore's)
+                    self._hosts[host] = dataclasses.replace(self._hosts[host], deployment_id=None)
+                else:
+                    del self._hosts[host]
             return released
 
     build_log_cap = BuildLogCap()  # like SqliteStore's: the first lines, a marker row, the newest lines
@@ -388,7 +393,7 @@ class FakeStore:
 
     # -- hosts -------------------------------------------------------------------------------------
     def _target(self, route: HostRoute) -> tuple[HostRoute, str | None]:
-        if route.kind == HostKind.ALIAS:
+        if route.kind == HostKind.ALIAS and not self.is_branch_host(route.host):
             return route, self._projects[route.project_id].production_deployment_id
         return route, route.deployment_id
 

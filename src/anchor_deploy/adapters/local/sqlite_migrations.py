@@ -189,6 +189,38 @@ CREATE TABLE dns_links (
 CREATE INDEX dns_links_by_project ON dns_links(project_id);
 """
 
+# Git deploys (model/git.py): a project's connected repository with its sealed secrets, the webhook
+# deliveries it has answered, and its branches' stable preview hosts. A branch host is a ``hosts`` row of
+# kind 'branch' whose deployment_id is the deployment it serves now (moved by compare-and-set).
+_VERSION_6 = """
+CREATE TABLE git_connections (
+    project_id TEXT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+    repo_url TEXT NOT NULL,
+    production_branch TEXT NOT NULL,
+    forge TEXT NOT NULL,
+    api_url TEXT NOT NULL DEFAULT '',
+    sealed_webhook_secret BLOB NOT NULL,
+    sealed_credentials BLOB,
+    sealed_forge_token BLOB,
+    created_at REAL NOT NULL
+);
+CREATE TABLE git_deliveries (
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    delivery_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (project_id, delivery_id)
+);
+CREATE INDEX git_deliveries_by_time ON git_deliveries(at);
+CREATE TABLE git_branches (
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    branch TEXT NOT NULL,
+    host TEXT NOT NULL UNIQUE,
+    sha TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (project_id, branch)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of the first release", split_statements(_RELEASE_1_SCHEMA)),
     Migration(2, "tokens: source and last use", split_statements(_VERSION_2)),
@@ -197,6 +229,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         4, "domains: failure kind, certificate reference, validation records", split_statements(_VERSION_4)
     ),
     Migration(5, "DNS zones linked to projects", split_statements(_VERSION_5)),
+    Migration(6, "git connections, webhook deliveries, branch hosts", split_statements(_VERSION_6)),
 )
 LATEST = MIGRATIONS[-1].version
 MIGRATION_WAIT = 600.0  # seconds a starting process waits for another process's migration to finish

@@ -14,6 +14,7 @@ from typing import Any
 
 from anchor_deploy.adapters.local.sqlite_busy import BusyAwareConnection
 from anchor_deploy.adapters.local.sqlite_dns_links import SqliteDnsLinks
+from anchor_deploy.adapters.local.sqlite_git import BRANCH_KIND, SqliteGit
 from anchor_deploy.adapters.local.sqlite_migrations import migrate
 from anchor_deploy.model.apps import parse_app_config
 from anchor_deploy.model.domains import (
@@ -57,7 +58,7 @@ _DOMAIN_COLUMNS = (
     "renewal_status"
 )
 
-_DEPLOYMENT_COLUMNS = (
+DEPLOYMENT_COLUMNS = (
     "id, project_id, status, target, created_at, ready_at, error, meta, file_count, total_size, created_by, "
     "go_live_pending, app"
 )
@@ -69,7 +70,7 @@ FROM hosts h JOIN projects p ON p.id = h.project_id
 """
 
 
-def _encode_manifest(files: Sequence[ManifestFile]) -> bytes:
+def encode_manifest(files: Sequence[ManifestFile]) -> bytes:
     rows = [[f.path, f.sha256, f.size, f.mode] for f in files]
     return zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 3)
 
@@ -92,7 +93,7 @@ def _project(row: sqlite3.Row) -> Project:
     )
 
 
-def _deployment(row: sqlite3.Row) -> Deployment:
+def deployment_row(row: sqlite3.Row) -> Deployment:
     return Deployment(
         id=row["id"],
         project_id=row["project_id"],
@@ -161,11 +162,16 @@ def _domain(row: sqlite3.Row) -> Domain:
     )
 
 
+def _host_kind(stored: str) -> HostKind:
+    """A branch host (sqlite_git.py) is served as a movable alias: the edge knows no third kind."""
+    return HostKind.ALIAS if stored == BRANCH_KIND else HostKind(stored)
+
+
 def _host_target(row: sqlite3.Row | tuple[Any, ...]) -> tuple[HostRoute, str | None]:
-    return HostRoute(row[0], HostKind(row[1]), row[2], row[3]), row[4]
+    return HostRoute(row[0], _host_kind(row[1]), row[2], row[3]), row[4]
 
 
-class SqliteStore(SqliteDnsLinks):
+class SqliteStore(SqliteDnsLinks, SqliteGit):
     def __init__(
         self,
         path: Path,
@@ -332,7 +338,7 @@ class SqliteStore(SqliteDnsLinks):
                 raise ProjectNotFound(f"project {deployment.project_id} not found")
             app = json.dumps(deployment.app.to_dict()) if deployment.app else None
             db.execute(
-                f"INSERT INTO deployments ({_DEPLOYMENT_COLUMNS}, sealed_env, manifest) "
+                f"INSERT INTO deployments ({DEPLOYMENT_COLUMNS}, sealed_env, manifest) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     deployment.id,
@@ -349,7 +355,7 @@ class SqliteStore(SqliteDnsLinks):
                     int(deployment.go_live_pending),
                     app,
                     sealed_env,
-                    _encode_manifest(files),
+                    encode_manifest(files),
                 ),
             )
             self._insert_hosts(db, [host])
@@ -365,7 +371,12 @@ class SqliteStore(SqliteDnsLinks):
             hosts = [
                 r[0] for r in db.execute("SELECT host FROM hosts WHERE deployment_id = ?", (deployment_id,))
             ]
-            db.execute("DELETE FROM hosts WHERE deployment_id = ?", (deployment_id,))
+            # Its own URL goes; a branch host serving it stays and serves nothing (retention keeps what a
+            # branch serves, so this is only an explicit delete's doing).
+            db.execute(
+                "DELETE FROM hosts WHERE deployment_id = ? AND kind != ?", (deployment_id, BRANCH_KIND)
+            )
+            db.execute("UPDATE hosts SET deployment_id = NULL WHERE deployment_id = ?", (deployment_id,))
             if db.execute("DELETE FROM deployments WHERE id = ?", (deployment_id,)).rowcount == 0:
                 raise DeploymentNotFound(f"deployment {deployment_id} not found")
         return hosts
@@ -451,8 +462,8 @@ class SqliteStore(SqliteDnsLinks):
             return deleted.rowcount > 0
 
     def deployment(self, deployment_id: str) -> Deployment | None:
-        row = self._one(f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", deployment_id)
-        return None if row is None else _deployment(row)
+        row = self._one(f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", deployment_id)
+        return None if row is None else deployment_row(row)
 
     def manifest(self, deployment_id: str) -> list[ManifestFile]:
         row = self._one("SELECT manifest FROM deployments WHERE id = ?", deployment_id)
@@ -462,19 +473,19 @@ class SqliteStore(SqliteDnsLinks):
 
     def list_deployments(self, project_id: str) -> list[Deployment]:
         rows = self._db().execute(
-            f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE project_id = ? "
+            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE project_id = ? "
             "ORDER BY created_at DESC, rowid DESC",
             (project_id,),
         )
-        return [_deployment(r) for r in rows]
+        return [deployment_row(r) for r in rows]
 
     def deployments_with_status(self, statuses: Sequence[DeploymentStatus]) -> list[Deployment]:
         marks = ",".join("?" * len(statuses))
         rows = self._db().execute(
-            f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE status IN ({marks}) ORDER BY created_at",
+            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE status IN ({marks}) ORDER BY created_at",
             [s.value for s in statuses],
         )
-        return [_deployment(r) for r in rows]
+        return [deployment_row(r) for r in rows]
 
     def set_status(
         self, deployment_id: str, status: DeploymentStatus, error: str | None = None
@@ -497,9 +508,9 @@ class SqliteStore(SqliteDnsLinks):
                 (status.value, error, ready_at, pending, deployment_id),
             )
             updated = db.execute(
-                f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", (deployment_id,)
+                f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", (deployment_id,)
             ).fetchone()
-        return _deployment(updated)
+        return deployment_row(updated)
 
     # -- production alias --------------------------------------------------------------------------
     def move_production(
@@ -555,7 +566,7 @@ class SqliteStore(SqliteDnsLinks):
 
     def project_hosts(self, project_id: str) -> list[HostRoute]:
         rows = self._db().execute("SELECT * FROM hosts WHERE project_id = ? ORDER BY host", (project_id,))
-        return [HostRoute(r[0], HostKind(r[1]), r[2], r[3]) for r in rows]
+        return [HostRoute(r[0], _host_kind(r[1]), r[2], r[3]) for r in rows]
 
     # -- custom domains ----------------------------------------------------------------------------
     def add_domain(self, domain: Domain) -> None:
