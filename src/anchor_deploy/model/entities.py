@@ -25,7 +25,7 @@ _TRANSITIONS: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
     DeploymentStatus.QUEUED: frozenset(
         {DeploymentStatus.BUILDING, DeploymentStatus.CANCELED, DeploymentStatus.ERROR}
     ),
-    # A build is canceled while it runs when a newer push to its branch supersedes it (services/git_deploys.py).
+    # A running build is canceled when a newer push to its branch supersedes it (services/git_deploys.py).
     DeploymentStatus.BUILDING: frozenset(
         {DeploymentStatus.READY, DeploymentStatus.ERROR, DeploymentStatus.CANCELED}
     ),
