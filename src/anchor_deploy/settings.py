@@ -22,6 +22,8 @@ ISSUERS = ("internal", "acme")
 SANDBOX_MODES = ("bwrap", "off")
 APP_NETWORKS = ("none", "host")
 PROVIDERS = ("local", "aws")
+GIT_HOOK_TIMEOUT = "ANCHOR_GIT_HOOK_TIMEOUT"
+GIT_HOOK_PROJECT = "ANCHOR_GIT_PROJECT"
 
 
 def parse_addr(value: str, setting: str) -> tuple[str, int]:
@@ -128,6 +130,10 @@ class Settings:
     lease_ttl: float = 30.0
     lease_heartbeat: float = 0.0
     lease_poll: float = 2.0
+    # `git push` to the platform (adapters/local/git_http.py): the largest push or fetch request body, and
+    # how long the push hook follows the builds it queued before it lets the push end
+    git_push_max_bytes: int = 512 * 1024 * 1024
+    git_hook_timeout: float = 900.0
     # Test-only fault injection, e.g. "rollback:after_commit" makes the process SIGKILL itself there.
     fault: str | None = None
 
@@ -195,6 +201,8 @@ class Settings:
             "lease_ttl": "ANCHOR_LEASE_TTL",
             "lease_heartbeat": "ANCHOR_LEASE_HEARTBEAT",
             "lease_poll": "ANCHOR_LEASE_POLL",
+            "git_push_max_bytes": "ANCHOR_GIT_PUSH_MAX_BYTES",
+            "git_hook_timeout": GIT_HOOK_TIMEOUT,
         }
         for attr, var in names.items():
             if env.get(var):
@@ -241,6 +249,8 @@ class Settings:
             ("lease_ttl", float),
             ("lease_heartbeat", float),
             ("lease_poll", float),
+            ("git_push_max_bytes", int),
+            ("git_hook_timeout", float),
         ):
             if attr in values:
                 try:
@@ -286,6 +296,8 @@ class Settings:
             self.app_tmp_bytes,
             self.app_startup_cpu,
             self.sandbox_uid_base,
+            self.git_push_max_bytes,
+            self.git_hook_timeout,
         )
         if min(numbers) <= 0:
             raise InvalidInput("sizes, counts and timeouts in the settings must be positive")
@@ -401,3 +413,34 @@ class ClientSettings:
             token=env.get("ANCHOR_TOKEN") or None,
             config_path=config_path,
         )
+
+
+@dataclass(frozen=True)
+class GitHookSettings:
+    """What a pushed repository's post-receive hook is told by the platform that runs it (in its
+    environment, set by adapters/local/git_http.py): the API, the pusher's token and the project."""
+
+    api_url: str
+    token: str
+    project: str
+    timeout: float = 900.0
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "ANCHOR_API_URL": self.api_url,
+            "ANCHOR_TOKEN": self.token,
+            GIT_HOOK_PROJECT: self.project,
+            GIT_HOOK_TIMEOUT: repr(self.timeout),
+        }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GitHookSettings:
+        env = os.environ if env is None else env
+        missing = [k for k in ("ANCHOR_API_URL", "ANCHOR_TOKEN", GIT_HOOK_PROJECT) if not env.get(k)]
+        if missing:
+            raise InvalidInput(f"the push hook runs only under the platform: {', '.join(missing)} not set")
+        try:
+            timeout = float(env.get(GIT_HOOK_TIMEOUT) or 900.0)
+        except ValueError as exc:
+            raise InvalidInput(f"{GIT_HOOK_TIMEOUT} must be a number of seconds") from exc
+        return cls(env["ANCHOR_API_URL"].rstrip("/"), env["ANCHOR_TOKEN"], env[GIT_HOOK_PROJECT], timeout)

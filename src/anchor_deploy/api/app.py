@@ -15,6 +15,7 @@ from anchor_deploy.api.routes_dns import router as dns_router
 from anchor_deploy.api.routes_domains import lookup_router as domain_lookup_router
 from anchor_deploy.api.routes_domains import router as domains_router
 from anchor_deploy.api.routes_fsck import router as fsck_router
+from anchor_deploy.api.routes_git_remote import install_git_remote
 from anchor_deploy.providers.platform import Platform
 
 
@@ -32,7 +33,12 @@ def create_app(platform: Platform) -> FastAPI:
     install_error_handlers(app)
     limits = platform.settings
     app.add_middleware(UnexpectedErrors)  # innermost: around the routes and their exception handlers
-    app.add_middleware(BodyLimit, json_limit=limits.max_json_body, blob_limit=limits.max_blob_size)
+    app.add_middleware(
+        BodyLimit,
+        json_limit=limits.max_json_body,
+        blob_limit=limits.max_blob_size,
+        git_limit=limits.git_push_max_bytes,
+    )
     app.include_router(router)
     app.include_router(apps_router)
     app.include_router(domains_router)
@@ -41,4 +47,5 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(fsck_router)
     app.include_router(admin_router)
     install_docs(app)
+    install_git_remote(app)  # git's smart HTTP, outside the JSON API and its document
     return app

@@ -18,20 +18,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from anchor_deploy.model.errors import AnchorError, BadRequest, BlobTooLarge, BodyTooLarge
 
 _BLOB_PREFIX = "/v1/blobs/"
+_GIT_PREFIX = "/git/"  # a git push or fetch (api/routes_git_remote.py): ANCHOR_GIT_PUSH_MAX_BYTES
 # More digits than this is more than any limit (and int() refuses over 4,300 digits).
 _MAX_DIGITS = 18
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, json_limit: int, blob_limit: int) -> None:
+    def __init__(self, app: ASGIApp, json_limit: int, blob_limit: int, git_limit: int = 0) -> None:
         self.app = app
         self.json_limit = json_limit
         self.blob_limit = blob_limit
+        self.git_limit = git_limit or json_limit
 
     def limit_for(self, scope: Scope) -> tuple[int, AnchorError]:
         """The route's limit and the error that refuses a body over it."""
         if scope["method"] == "PUT" and scope["path"].startswith(_BLOB_PREFIX):
             return self.blob_limit, BlobTooLarge(f"blob is larger than the {self.blob_limit}-byte limit")
+        if scope["path"].startswith(_GIT_PREFIX):
+            return self.git_limit, BodyTooLarge(f"git request is larger than the {self.git_limit}-byte limit")
         return self.json_limit, BodyTooLarge(f"request body is larger than the {self.json_limit}-byte limit")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

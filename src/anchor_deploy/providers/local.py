@@ -28,6 +28,7 @@ from anchor_deploy.adapters.local.dns_server import ZoneServer
 from anchor_deploy.adapters.local.edge_plane import EdgePlane
 from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
 from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
+from anchor_deploy.adapters.local.git_http import LocalGitHttp, local_api_url
 from anchor_deploy.adapters.local.internal_ca import InternalCA, InternalIssuer
 from anchor_deploy.adapters.local.process_run import BuildSandbox
 from anchor_deploy.adapters.local.sandbox import JobLimits, Mount, Network, Sandbox, SandboxMode
@@ -113,6 +114,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         status=status,
         root_certificate=LocalRoot(internal_ca),
         lease_holder_alive=same_machine_liveness(),  # processes sharing a data dir share this machine
+        git_remote=LocalGitHttp(data / "git", local_api_url(settings.api_addr), settings.git_hook_timeout),
     )
     services = assemble(settings, adapters, faults=faults)
     specs.source = services.apps.spec  # workers restarted by the runtime are built from the database

@@ -8,6 +8,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from anchor_deploy.model.errors import GitUnavailable
+from anchor_deploy.ports.git_remote import GitHttpBackend
 from anchor_deploy.providers.services import Services
 from anchor_deploy.services.aliases import AliasService
 from anchor_deploy.services.apps import EnvService
@@ -99,6 +101,14 @@ class Platform:
     @property
     def urls(self) -> UrlService:
         return self.services.urls
+
+    @property
+    def git_remote(self) -> GitHttpBackend:
+        """Each project's git remote over smart HTTP; GitUnavailable where the provider has none."""
+        backend = self.services.adapters.git_remote
+        if backend is None:
+            raise GitUnavailable("git push deploys are not available on this provider (yet)")
+        return backend
 
     def start(self) -> AdminSetup:
         """Converge the data planes on the database, start serving and the loops; return what became of

@@ -21,6 +21,7 @@ from anchor_deploy.model.entities import AliasMove, Project
 from anchor_deploy.ports import BlobChecker, BlobStore, DeploymentFiles, Edge
 from anchor_deploy.ports.dns_zones import DnsZoneWriters
 from anchor_deploy.ports.domains import DnsLookup, DomainStore, ValidationZone
+from anchor_deploy.ports.git_remote import GitHttpBackend
 from anchor_deploy.ports.issuance import DomainPlane, Issuer
 from anchor_deploy.ports.names import PublicSuffixes, UnicodeScripts
 from anchor_deploy.ports.operations import ProviderStatus, PublicUrls, RootCertificate
@@ -85,6 +86,7 @@ class Adapters:
     # processes); by default every holder is alive and its leases are taken over when they expire.
     lease_holder_alive: Callable[[str], bool] = lambda _holder: True
     urls: PublicUrls | None = None  # the provider's own URLs (None: the host names under the base domain)
+    git_remote: GitHttpBackend | None = None  # each project's git remote over HTTP (None: not here)
 
 
 @dataclass(frozen=True)
