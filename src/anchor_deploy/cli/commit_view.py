@@ -12,7 +12,7 @@ from typing import Any
 from rich.text import Text
 
 SHORT_SHA = 7
-MESSAGE_WIDTH = 50
+MESSAGE_WIDTH = 40
 DIRTY_MARK = "*"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
