@@ -281,3 +281,24 @@ def test_close_ends_the_thread_and_later_reports_are_dropped(stub: ForgeApiStub)
     reporter.report(link, TOKEN, status(CommitState.SUCCESS))
     assert reporter.wait_idle(SETTLE)
     assert stub.states() == ["pending"]
+
+
+def test_a_pasted_token_is_trimmed_and_a_broken_one_is_not_sent(
+    stub: ForgeApiStub, make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    reporter = make()
+    link = connection(Forge.GITEA, stub.api_root("gitea"))
+    with caplog.at_level(logging.WARNING, "anchor_deploy.adapters.forge_status"):
+        reporter.report(link, f"  {TOKEN}\n", status(CommitState.PENDING))
+        reporter.report(link, f"{TOKEN}\nX-Injected: 1", status(CommitState.SUCCESS, sha=OTHER_SHA))
+        assert reporter.wait_idle(SETTLE)
+    assert [(r.sha, r.problems, r.answered) for r in stub.received] == [(SHA, [], 201)]
+    assert "the forge token is empty or has spaces or control characters" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+def test_an_api_url_no_client_can_call_is_not_retried(make: Make) -> None:
+    reporter = make()
+    reporter.report(connection(Forge.GITHUB, "ftp://127.0.0.1/api"), TOKEN, status(CommitState.PENDING))
+    assert reporter.wait_idle(SETTLE)
+    assert reporter.counts() == {"attempts": 1, "refused": 1}

@@ -98,9 +98,13 @@ def short_description(text: str) -> str:
 def status_request(connection: GitConnection, token: str, status: CommitStatus) -> StatusRequest | None:
     """The request telling ``connection``'s forge about ``status`` (the repository is the connection's; the
     status's ``repo_url`` only stands in when that names none); None for a generic git server or when
-    neither URL names a repository on a forge (see :func:`repo_location`)."""
+    neither URL names a repository on a forge (see :func:`repo_location`). ValueError (which never
+    repeats the token) if the token cannot go in a header."""
     if connection.forge is Forge.GENERIC:
         return None
+    token = token.strip()
+    if not token or any(ord(ch) < 33 or ord(ch) == 127 for ch in token):
+        raise ValueError("the forge token is empty or has spaces or control characters in it")
     where = repo_location(connection.repo_url) or repo_location(status.repo_url)
     if where is None:
         return None

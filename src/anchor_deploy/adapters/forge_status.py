@@ -107,6 +107,9 @@ class ForgeStatusReporter:
     def report(self, connection: GitConnection, token: str, status: CommitStatus) -> None:
         try:
             request = status_request(connection, token, status)
+        except ValueError as exc:
+            log.warning("forge status for %s not sent: %s", connection.project_id, exc)
+            return
         except Exception:  # a malformed connection must not fail a deploy
             log.warning("forge status for %s not sent: could not build the request", connection.project_id)
             return
@@ -202,9 +205,11 @@ class ForgeStatusReporter:
             self._counts["attempts"] += 1
         try:
             response = client.post(request.url, headers=request.headers, json=request.body)
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:  # the request itself is wrong
+            return _Answer("final", type(exc).__name__)
         except httpx.TransportError as exc:  # connection refused or reset, timeouts, DNS
             return _Answer("retry", type(exc).__name__)
-        except httpx.HTTPError as exc:  # an invalid URL and the like: retrying will not help
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # retrying will not help
             return _Answer("final", type(exc).__name__)
         code = response.status_code
         if 200 <= code < 300:
