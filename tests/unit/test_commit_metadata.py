@@ -272,3 +272,13 @@ def test_anchor_deploy_from_a_git_tree_records_the_commit(
         "dirty": False,
     }
     assert "hunter2" not in json.dumps(api.client.get(f"/v1/deployments/{deployed['id']}"))
+
+
+def test_the_published_document_describes_git_and_to_git(api: Api) -> None:
+    document = api.http.get("/v1/openapi.json").json()
+    models = document["components"]["schemas"]
+    commit_fields = {"repository", "branch", "commitSha", "commitMessage", "commitAuthor", "dirty"}
+    assert set(models["GitCommit"]["properties"]) == commit_fields
+    assert set(models["GitCommit"]["required"]) == commit_fields
+    assert "git" in models["DeploymentInfo"]["properties"] and "git" in models["DeploymentInfo"]["required"]
+    assert "toGit" in models["AliasHistoryEntry"]["required"]
