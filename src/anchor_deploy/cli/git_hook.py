@@ -66,7 +66,7 @@ def follow(client: ApiClient, deployment: dict[str, Any], deadline: float) -> bo
         say(f"anchor: {label}: {final['status']}: {final.get('error') or 'no reason given'}")
         return False
     say(f"anchor: {label}: ready at {final['url']}")
-    for name, url in _stable_urls(client, final):
+    for name, url in _stable_urls(client, final, final.get("branchUrl") or deployment.get("branchUrl")):
         say(f"anchor: {label}: {name} {url}")
     return True
 
@@ -77,11 +77,11 @@ def _label(deployment: dict[str, Any]) -> str:
     return str(branch or deployment.get("target") or "deployment")
 
 
-def _stable_urls(client: ApiClient, deployment: dict[str, Any]) -> list[tuple[str, str]]:
+def _stable_urls(client: ApiClient, deployment: dict[str, Any], branch_url: object) -> list[tuple[str, str]]:
     """The URLs that follow the branch: the branch's alias and, for production, the production URL."""
     found: list[tuple[str, str]] = []
-    if deployment.get("branchUrl"):
-        found.append(("branch", str(deployment["branchUrl"])))
+    if branch_url:
+        found.append(("branch", str(branch_url)))
     if deployment.get("target") == "production":
         project = client.get(f"/v1/projects/{deployment['project']}")
         if project.get("productionDeploymentId") == deployment["id"]:
@@ -91,12 +91,13 @@ def _stable_urls(client: ApiClient, deployment: dict[str, Any]) -> list[tuple[st
     return found
 
 
-def run(settings: GitHookSettings, stdin: Iterable[str]) -> int:
+def run(settings: GitHookSettings, stdin: Iterable[str], client: ApiClient | None = None) -> int:
+    """Tell the API of the push and follow what it queued; 0 if every deployment became READY."""
     updates = read_updates(stdin)
     if not updates:
         return 0
     deadline = time.monotonic() + settings.timeout
-    client = ApiClient(settings.api_url, settings.token)
+    client = client or ApiClient(settings.api_url, settings.token)
     try:
         answer = client.post(
             f"/v1/projects/{settings.project}/git/pushes",
