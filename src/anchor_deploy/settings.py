@@ -134,6 +134,7 @@ class Settings:
     # how long the push hook follows the builds it queued before it lets the push end
     git_push_max_bytes: int = 512 * 1024 * 1024
     git_hook_timeout: float = 900.0
+    git_webhook_max_bytes: int = 5 * 1024 * 1024  # the largest webhook delivery taken (413 past it)
     # Test-only fault injection, e.g. "rollback:after_commit" makes the process SIGKILL itself there.
     fault: str | None = None
 
@@ -203,6 +204,7 @@ class Settings:
             "lease_poll": "ANCHOR_LEASE_POLL",
             "git_push_max_bytes": "ANCHOR_GIT_PUSH_MAX_BYTES",
             "git_hook_timeout": GIT_HOOK_TIMEOUT,
+            "git_webhook_max_bytes": "ANCHOR_GIT_WEBHOOK_MAX_BYTES",
         }
         for attr, var in names.items():
             if env.get(var):
@@ -251,6 +253,7 @@ class Settings:
             ("lease_poll", float),
             ("git_push_max_bytes", int),
             ("git_hook_timeout", float),
+            ("git_webhook_max_bytes", int),
         ):
             if attr in values:
                 try:
@@ -298,6 +301,7 @@ class Settings:
             self.sandbox_uid_base,
             self.git_push_max_bytes,
             self.git_hook_timeout,
+            self.git_webhook_max_bytes,
         )
         if min(numbers) <= 0:
             raise InvalidInput("sizes, counts and timeouts in the settings must be positive")

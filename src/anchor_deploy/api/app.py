@@ -15,6 +15,7 @@ from anchor_deploy.api.routes_dns import router as dns_router
 from anchor_deploy.api.routes_domains import lookup_router as domain_lookup_router
 from anchor_deploy.api.routes_domains import router as domains_router
 from anchor_deploy.api.routes_fsck import router as fsck_router
+from anchor_deploy.api.routes_git import router as git_router
 from anchor_deploy.api.routes_git_remote import install_git_remote
 from anchor_deploy.providers.platform import Platform
 
@@ -44,6 +45,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(domains_router)
     app.include_router(domain_lookup_router)
     app.include_router(dns_router)
+    app.include_router(git_router)
     app.include_router(fsck_router)
     app.include_router(admin_router)
     install_docs(app)

@@ -21,6 +21,9 @@ _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 _SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")  # SHA-1, or SHA-256 repositories
 ZERO_SHA = "0" * 40
 BRANCH_REF = "refs/heads/"
+# A git deployment's meta holds, besides the commit under "git", where its build fetches it from (set by the
+# platform only: a client's meta may not carry it).
+GIT_SOURCE_KEY = "gitSource"
 MAX_BRANCH = 255
 MAX_URL = 2048
 MAX_MESSAGE = 200  # the first line of a commit message, as stored

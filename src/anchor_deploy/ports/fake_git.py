@@ -135,6 +135,7 @@ class FakeGit:
         files: Sequence[ManifestFile],
         app: AppConfig | None,
         sealed_env: bytes,
+        meta: dict[str, Any],
     ) -> Deployment:
         with self._lock:
             stored = self._deployments.get(deployment_id)
@@ -146,7 +147,11 @@ class FakeGit:
             stored.files = tuple(files)
             stored.sealed_env = sealed_env
             stored.deployment = dataclasses.replace(
-                current, file_count=len(files), total_size=sum(f.size for f in files), app=app
+                current,
+                file_count=len(files),
+                total_size=sum(f.size for f in files),
+                app=app,
+                meta=dict(meta),
             )
             updated: Deployment = stored.deployment
             return dataclasses.replace(updated)

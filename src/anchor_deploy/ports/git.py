@@ -11,6 +11,7 @@ from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.entities import Deployment
 from anchor_deploy.model.git import BranchAlias, CommitState, GitConnection, GitSecrets
 from anchor_deploy.model.manifest import ManifestFile
+from anchor_deploy.ports.store import BuildLogRepository, DeploymentRepository, ProjectRepository
 
 
 class GitRepository(Protocol):
@@ -58,10 +59,16 @@ class GitRepository(Protocol):
         files: Sequence[ManifestFile],
         app: AppConfig | None,
         sealed_env: bytes,
+        meta: dict[str, Any],
     ) -> Deployment:
         """Give a git deployment the files its build fetched (once, while it is BUILDING and has none):
-        its manifest, file count and size, app and frozen environment. Conflict otherwise."""
+        its manifest, file count and size, app, frozen environment, and its meta with the commit as
+        fetched. Conflict otherwise."""
         ...
+
+
+class GitRepositories(GitRepository, ProjectRepository, DeploymentRepository, BuildLogRepository, Protocol):
+    """What git deploys read and write: the git side, projects, deployments and their build logs."""
 
 
 @dataclass(frozen=True)
@@ -114,4 +121,3 @@ class ForgeStatus(Protocol):
     def report(self, connection: GitConnection, token: str, status: CommitStatus) -> None:
         """Send the status in the background, retried with backoff: never blocks, never raises."""
         ...
-

@@ -17,6 +17,7 @@ from anchor_deploy.services.auth import AdminSetup, TokenService
 from anchor_deploy.services.deployments import DeploymentService
 from anchor_deploy.services.dns_automation import DnsLinks
 from anchor_deploy.services.domains import DomainService
+from anchor_deploy.services.git_deploys import GitDeploys
 from anchor_deploy.services.health import HealthService
 from anchor_deploy.services.integrity import IntegrityService
 from anchor_deploy.services.operator import AuthorityService, BackupService
@@ -101,6 +102,14 @@ class Platform:
     @property
     def urls(self) -> UrlService:
         return self.services.urls
+
+    @property
+    def git(self) -> GitDeploys:
+        return self.services.git
+
+    @property
+    def has_git_remote(self) -> bool:
+        return self.services.adapters.git_remote is not None
 
     @property
     def git_remote(self) -> GitHttpBackend:

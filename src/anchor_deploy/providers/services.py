@@ -34,6 +34,7 @@ from anchor_deploy.services.dns_automation import DnsLinks, ZoneAutomation
 from anchor_deploy.services.domain_worker import DomainWorker
 from anchor_deploy.services.domains import DomainService, DomainSettings, NameRules
 from anchor_deploy.services.edge_sync import EdgeSync
+from anchor_deploy.services.git_deploys import GitDeploys, GitParts
 from anchor_deploy.services.health import HealthService
 from anchor_deploy.services.integrity import IntegrityService
 from anchor_deploy.services.operator import AuthorityService
@@ -86,6 +87,7 @@ class Adapters:
     # processes); by default every holder is alive and its leases are taken over when they expire.
     lease_holder_alive: Callable[[str], bool] = lambda _holder: True
     urls: PublicUrls | None = None  # the provider's own URLs (None: the host names under the base domain)
+    git: GitParts | None = None  # git deploys: the store's git side, the sandboxed fetcher, the forge
     git_remote: GitHttpBackend | None = None  # each project's git remote over HTTP (None: not here)
 
 
@@ -121,6 +123,7 @@ class Services:
     scrubber: Scrubber
     domain_worker: DomainWorker
     dns_links: DnsLinks
+    git: GitDeploys
     adapters: Adapters  # what they run on (tests reach the store, blobs, files and edge through it)
 
 
@@ -174,6 +177,7 @@ def assemble(
     integrity = IntegrityService(a.store, a.blobs, a.files, reconciler, a.runtime.stop)
     scrubber = Scrubber(a.blobs, settings.scrub_interval, settings.scrub_rate)
     domains = _domains(settings, a, clock, faults)
+    urls = UrlService(settings.public_url, settings.base_domain, a.urls)
     projects = ProjectService(
         a.store,
         a.edge,
@@ -193,11 +197,22 @@ def assemble(
         apps=apps,
         domains=domains,
         dns_links=_dns_links(a, clock),
+        git=GitDeploys(
+            a.git,
+            deployments,
+            sync,
+            a.box,
+            env,
+            urls,
+            settings.base_domain,
+            clock,
+            settings.git_webhook_max_bytes,
+        ),
         integrity=integrity,
         uploads=UploadService(a.blobs, settings.max_blob_size),
         health=HealthService(a.status, reconciler, a.blobs, scrubber),
         authority=AuthorityService(a.root_certificate),
-        urls=UrlService(settings.public_url, settings.base_domain, a.urls),
+        urls=urls,
         sync=sync,
         builds=builds,
         runner=runner,
@@ -236,6 +251,8 @@ def _connect(
     a.blobs.on_stored = s.integrity.blob_stored  # a replaced damaged blob heals its deployments
     s.domains.on_change = functools.partial(s.runner.request, "domains")  # whichever process checks domains
     s.domains.checks = s.domain_worker
+    s.deployments.source = s.git  # a git deployment's build fetches its commit first
+    s.retention.also_serving = s.git.serving  # what a branch alias serves is kept
 
 
 def _after_delete(runtime: AppRuntime, domains: DomainService, project: Project, ids: list[str]) -> None:

@@ -6,7 +6,7 @@ import builtins
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from anchor_deploy.model.apps import AppConfig, parse_app_config
 from anchor_deploy.model.entities import (
@@ -26,7 +26,7 @@ from anchor_deploy.model.errors import (
     MissingFiles,
     NameTaken,
 )
-from anchor_deploy.model.git import parse_commit_meta
+from anchor_deploy.model.git import GIT_SOURCE_KEY, parse_commit_meta
 from anchor_deploy.model.limits import parse_meta
 from anchor_deploy.model.logs import BUILD_DONE_LINE, error_summary
 from anchor_deploy.model.manifest import ManifestFile, parse_manifest
@@ -59,6 +59,18 @@ def upload_json(target: UploadTarget) -> dict[str, Any]:
     }
 
 
+class BuildSource(Protocol):
+    """Where a deployment created without files gets them as its build starts (services/git_deploys.py)."""
+
+    def prepare(self, project: Project, deployment: Deployment, log: Callable[[str], None]) -> Deployment:
+        """The deployment with its files, app and environment (fetched if it has none yet); BuildFailed."""
+        ...
+
+    def settled(self, project: Project, deployment: Deployment) -> None:
+        """The build ended READY or ERROR (its branch's alias moves, the forge is told); never raises."""
+        ...
+
+
 class DeploymentService:
     def __init__(
         self,
@@ -86,6 +98,7 @@ class DeploymentService:
         self._env = env
         self.on_created: Callable[[str], None] = lambda _id: None  # the build queue: set by the assembly
         self.on_ready = on_ready  # a deployment became READY in the project (retention prunes)
+        self.source: BuildSource | None = None  # git deploys: fetches a pushed commit's files (the assembly)
 
     def create(self, project: Project, body: dict[str, Any], token: Token) -> Deployment:
         """Validate the manifest; 409 missing_files if blobs are lacking; else record a QUEUED deployment."""
@@ -94,26 +107,47 @@ class DeploymentService:
         if target not in (Target.PRODUCTION.value, Target.PREVIEW.value):
             raise InvalidInput("target must be 'production' or 'preview'")
         meta = parse_meta(body.get("meta"))
+        if GIT_SOURCE_KEY in meta:
+            raise InvalidInput(f"meta.{GIT_SOURCE_KEY} is set by the platform only, for git pushes")
         if "git" in meta:  # the commit it was built from: checked, and stored in its normal form
             meta = {**meta, "git": parse_commit_meta(meta["git"]).as_meta()}
-        app = self._app_config(body, files)
+        app = self.app_config(body, files)
         missing = self._blobs.missing(f.sha256 for f in files)
         if missing:
             raise self._missing_files(missing)
         sealed_env = b""
         if app is not None and self._env is not None:
             sealed_env = self._env.seal(self._env.freeze(project, app))
+        return self._record(project, Target(target), files, meta, token.name, app, sealed_env)
+
+    def create_from_source(
+        self, project: Project, target: Target, meta: dict[str, Any], created_by: str
+    ) -> Deployment:
+        """A QUEUED deployment whose files its build fetches first (a git push: ``meta`` names the commit
+        under GIT_SOURCE_KEY); the BuildSource gives it its files, app and environment when it builds."""
+        return self._record(project, target, (), meta, created_by, None, b"")
+
+    def _record(
+        self,
+        project: Project,
+        target: Target,
+        files: tuple[ManifestFile, ...],
+        meta: dict[str, Any],
+        created_by: str,
+        app: AppConfig | None,
+        sealed_env: bytes,
+    ) -> Deployment:
         for _attempt in range(5):
             deployment = Deployment(
                 id=new_deployment_id(),
                 project_id=project.id,
                 status=DeploymentStatus.QUEUED,
-                target=Target(target),
+                target=target,
                 created_at=self._clock(),
                 file_count=len(files),
                 total_size=sum(f.size for f in files),
                 meta=meta,
-                created_by=token.name,
+                created_by=created_by,
                 app=app,
             )
             host = HostRoute(self.host(project, deployment), HostKind.DEPLOYMENT, project.id, deployment.id)
@@ -140,7 +174,7 @@ class DeploymentService:
         uploads = [upload_json(target) for target in targets]
         return MissingFiles(message, missing=missing, uploads=uploads)
 
-    def _app_config(self, body: dict[str, Any], files: tuple[ManifestFile, ...]) -> AppConfig | None:
+    def app_config(self, body: dict[str, Any], files: tuple[ManifestFile, ...]) -> AppConfig | None:
         if body.get("app") is None:
             return detect_app(list(files))
         if self._apps is None:
@@ -200,6 +234,8 @@ class DeploymentService:
                 return None  # canceled meanwhile
         log_line = self._logger(deployment_id)
         try:
+            if self.source is not None:
+                deployment = self.source.prepare(project, deployment, log_line)
             log_line(
                 f"building {deployment_id}: {plural(deployment.file_count, 'file')}, "
                 f"{plural(deployment.total_size, 'byte')}"
@@ -214,18 +250,38 @@ class DeploymentService:
             if not isinstance(exc, AnchorError):
                 log.exception("build of %s failed", deployment_id)
             log_line(f"build failed: {reason}")
-            return self._store.set_status(deployment_id, DeploymentStatus.ERROR, error_summary(reason))
+            return self._final(project, deployment_id, DeploymentStatus.ERROR, error_summary(reason))
         # The last line before the final status: a follower (SSE, `anchor logs -f`) that sees READY has
         # already been able to read every line.
         log_line(BUILD_DONE_LINE)
-        deployment = self._store.set_status(deployment_id, DeploymentStatus.READY)
+        deployment = self._final(project, deployment_id, DeploymentStatus.READY, None)
+        if deployment.status != DeploymentStatus.READY:
+            return deployment
         self._sync.apply(self.host(project, deployment))
         if deployment.target == Target.PRODUCTION:
             self._aliases.deployed(project, deployment)
+        if self.source is not None:
+            self.source.settled(project, deployment)
         try:
             self.on_ready(project)
         except Exception:
             log.exception("after-build step for %s failed", deployment_id)
+        return deployment
+
+    def _final(
+        self, project: Project, deployment_id: str, status: DeploymentStatus, error: str | None
+    ) -> Deployment:
+        """Set the build's final status; a build canceled while it ran (a newer push to its branch) stays
+        CANCELED. An ERROR is told to the source at once (a READY one after its aliases moved)."""
+        try:
+            deployment = self._store.set_status(deployment_id, status, error)
+        except Conflict:
+            current = self._store.deployment(deployment_id)
+            if current is None or current.status != DeploymentStatus.CANCELED:
+                raise
+            return current
+        if status == DeploymentStatus.ERROR and self.source is not None:
+            self.source.settled(project, deployment)
         return deployment
 
     def _logger(self, deployment_id: str) -> Callable[[str], None]:

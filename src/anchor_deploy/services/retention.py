@@ -43,6 +43,8 @@ class Retention:
         self._stop_worker = stop_worker
         self._requirements_of = requirements_of
         self.policy = policy
+        # Deployments a project's other aliases serve (its branches' previews): kept (set by the assembly)
+        self.also_serving: Callable[[Project], set[str]] = lambda _project: set()
         # Reentrant: a backup stream dropped without being closed releases its pause from a finalizer,
         # which may run in any thread, even one inside collect().
         self._lock = threading.RLock()
@@ -65,6 +67,7 @@ class Retention:
         current = self._store.project_by_id(project.id)
         if current and current.production_deployment_id:
             keep.add(current.production_deployment_id)
+        keep |= self.also_serving(project)
         return [d.id for d in deployments if d.id not in keep]
 
     def prune(self, project: Project) -> list[str]:

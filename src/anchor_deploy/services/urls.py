@@ -37,6 +37,10 @@ class UrlService:
         )
         return own or self._public_url(deployment_host(project.name, deployment.id, self._base))
 
+    def host_url(self, host: str) -> str:
+        """The URL of one of the platform's host names (a branch's alias)."""
+        return self._public_url(host)
+
     def _ask(self, question: Callable[[PublicUrls], str | None]) -> str | None:
         if self._provider is None:
             return None

@@ -10,6 +10,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
 from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.entities import Deployment, DeploymentStatus
@@ -173,6 +174,7 @@ class SqliteGit:
         files: Sequence[ManifestFile],
         app: AppConfig | None,
         sealed_env: bytes,
+        meta: dict[str, Any],
     ) -> Deployment:
         from anchor_deploy.adapters.local import sqlite_store as rows  # the store module imports this one
 
@@ -186,13 +188,14 @@ class SqliteGit:
                 raise Conflict(f"deployment {deployment_id} is {row[0]} and cannot take new files")
             db.execute(
                 "UPDATE deployments SET manifest = ?, file_count = ?, total_size = ?, app = ?, "
-                "sealed_env = ? WHERE id = ?",
+                "sealed_env = ?, meta = ? WHERE id = ?",
                 (
                     rows.encode_manifest(files),
                     len(files),
                     sum(f.size for f in files),
                     json.dumps(app.to_dict()) if app else None,
                     sealed_env,
+                    json.dumps(meta),
                     deployment_id,
                 ),
             )
