@@ -233,10 +233,11 @@ def _singletons(s: Services) -> None:
     s.runner.singleton("domains", s.domain_worker)
     if s.scrubber.enabled:
         s.runner.singleton("scrub", s.scrubber)
-    s.runner.singleton("gc", PeriodicJob("gc", lambda: _collect_garbage(s.retention), 600.0))
+    s.runner.singleton("gc", PeriodicJob("gc", lambda: _collect_garbage(s.retention, s.git), 600.0))
 
 
-def _collect_garbage(retention: Retention) -> None:
+def _collect_garbage(retention: Retention, git: GitDeploys) -> None:
+    git.forget_old_deliveries()
     blobs, envs = retention.collect(time.time())
     if blobs or envs:
         log.info("collected %d unused blobs and %d unused environments", blobs, envs)

@@ -413,6 +413,33 @@ class GitDeploys:
         except Exception:
             log.exception("could not queue the commit status of %s", deployment.id)
 
+    def catch_up(self) -> int:
+        """At start-up: a crash between a git build's READY and its branch alias's move left the alias on an
+        older deployment; move each alias to its branch's newest READY deployment. How many moved. (A
+        branch whose first build crashed there gets its alias from its next push.)"""
+        if self._parts is None:
+            return 0
+        store = self._parts.store
+        moved = 0
+        for project in store.list_projects():
+            aliases = {a.branch: a for a in store.branch_aliases(project.id)}
+            if not aliases:
+                continue
+            newest: dict[str, Deployment] = {}
+            for deployment in store.list_deployments(project.id):  # newest first
+                commit = commit_from_meta(deployment.meta)
+                if (
+                    deployment.status == DeploymentStatus.READY
+                    and GIT_SOURCE_KEY in deployment.meta
+                    and commit is not None
+                    and commit.branch in aliases
+                ):
+                    newest.setdefault(commit.branch, deployment)
+            for branch, deployment in newest.items():
+                if aliases[branch].deployment_id != deployment.id and self._move_branch(project, deployment):
+                    moved += 1
+        return moved
+
     def serving(self, project: Project) -> set[str]:
         """The deployments the project's branch aliases serve (retention keeps them)."""
         if self._parts is None:
