@@ -230,6 +230,12 @@ class _CgiRun:
             raise failure
         return CgiResponse(status, self._stream(kept), headers)
 
+    async def _raise_feeder_failure(self) -> None:
+        if self.feeder is not None:
+            await asyncio.wait({self.feeder}, timeout=min(1.0, self.remaining()))
+            if self.feeder.done() and not self.feeder.cancelled() and (failure := self.feeder.exception()):
+                raise failure
+
     async def _feed(self, body: AsyncIterator[bytes]) -> None:
         stdin = self.proc.stdin
         assert stdin is not None
@@ -276,6 +282,7 @@ class _CgiRun:
                 break
             chunk = await self._next()
             if not chunk or len(raw) > _MAX_HEAD:
+                await self._raise_feeder_failure()  # the body's own error ended it: that is the answer
                 raise GitUnavailable("git http-backend ended without an answer")
             raw += chunk
         gap = 4 if raw[end : end + 4] == b"\r\n\r\n" else 2
