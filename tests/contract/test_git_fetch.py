@@ -5,6 +5,7 @@ commits, and puts the checkout's files into a real FsBlobStore."""
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,4 +326,58 @@ def test_fetch_leaves_no_scratch_folder_after_a_timeout(
     repos.push(work, "main")
     with pytest.raises(BuildFailed, match="timed out"):
         fetch(fetcher, str(origin), repos.head(work), deadline=time.monotonic() - 1)
+    assert work_left(tmp_path) == []
+
+
+@pytest.mark.timeout(60)
+def test_a_deploy_key_reaches_ssh_in_the_sandbox(fetcher: SandboxGitFetcher) -> None:
+    """No ssh server here: the key, known_hosts and the build uid's passwd entry are set up and ssh runs
+    in the sandbox, to a closed port (were the uid unknown, ssh would stop at "No user exists")."""
+    key = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        "c2VjcmV0LWtleS1tYXRlcmlhbC0wMTIzNDU2Nzg5\n"
+        "-----END OPENSSH PRIVATE KEY-----"
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"ssh://git@127.0.0.1:{port}/site.git"
+    with pytest.raises(BuildFailed) as caught:
+        fetch(fetcher, url, "a" * 40, credentials=key)
+    assert caught.value.message == (
+        f"repository ssh://127.0.0.1:{port}/site.git is unreachable: "
+        f"ssh: connect to host 127.0.0.1 port {port}: Connection refused"
+    )
+    assert not any("No user exists" in line or "c2VjcmV0LWtleS1" in line for line in LOG)
+
+
+@pytest.mark.timeout(60)
+def test_a_token_written_into_the_url_is_taken_out_of_it(
+    fetcher: SandboxGitFetcher, blobs: FsBlobStore, http_repo: tuple[GitHttpServer, str, str]
+) -> None:
+    server, url, first = http_repo
+    token = "tok-S3cr3t-abcdef123456"
+    seen: list[str] = []
+    server.on_request = lambda: seen.extend(_command_lines())
+    with_token = url.replace("http://", f"http://x-access-token:{token}@")
+    tree = fetch(fetcher, with_token, first)
+    assert stored(blobs, tree) == {"index.html": b"private site\n"}
+    assert LOG[0].startswith(f"fetching {url} at ")
+    assert seen and not any(token in line for line in [*seen, *LOG])
+
+
+@pytest.mark.timeout(60)
+def test_a_file_over_the_size_limit_is_named(
+    fetcher: SandboxGitFetcher, repos: Repos, tmp_path: Path
+) -> None:
+    origin = repos.bare("big")
+    work = repos.clone(origin)
+    sha = repos.commit(work, {"small.txt": "ok\n", "media/big.bin": "x" * (MAX_FILE + 1)}, "big")
+    repos.push(work, "main")
+    with pytest.raises(BuildFailed) as caught:
+        fetch(fetcher, str(origin), sha)
+    assert (
+        caught.value.message
+        == f"media/big.bin is {MAX_FILE + 1} bytes, over the {MAX_FILE}-byte limit on one file"
+    )
     assert work_left(tmp_path) == []

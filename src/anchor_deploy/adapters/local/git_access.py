@@ -13,7 +13,7 @@ import base64
 import re
 import shlex
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ class RepoUrl:
     shown: str  # without a user name or password
     local: Path | None  # an absolute path or a file:// URL: the repository's real path
     secrets: tuple[str, ...] = ()  # a password written into the URL itself
+    userinfo: str | None = None  # "user:password" taken out of an http(s) URL: credentials git gets apart
 
 
 def parse_url(url: str) -> RepoUrl:
@@ -66,8 +67,12 @@ def parse_url(url: str) -> RepoUrl:
         raise BuildFailed(f"not a repository URL: {url[:80]!r} (no host)")
     netloc = host if parts.port is None else f"{host}:{parts.port}"
     shown = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-    password = urllib.parse.unquote(parts.password) if parts.password else ""
-    return RepoUrl(url, shown, None, (password, parts.password or "") if password else ())
+    if parts.scheme not in ("https", "http") or not (parts.username or parts.password):
+        return RepoUrl(url, shown, None)
+    # Credentials written into the URL go to git as a header, as given ones do: never on a command line.
+    user, password = (urllib.parse.unquote(v or "") for v in (parts.username, parts.password))
+    userinfo = f"{user}:{password}" if password else user
+    return RepoUrl(shown, shown, None, tuple(v for v in (password, parts.password) if v), userinfo)
 
 
 @dataclass
@@ -89,7 +94,7 @@ class GitAccess:
         return self.home / ".ssh" / "known_hosts"
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
+        for secret in sorted(set(self.secrets), key=len, reverse=True):  # "user:token" before "token"
             if secret:
                 text = text.replace(secret, "[secret]")
         return text
@@ -172,6 +177,3 @@ def _quote(value: str) -> str:
         raise BuildFailed("a git setting cannot hold a line break")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-
-def scrubbed(lines: Iterable[str], access: GitAccess) -> list[str]:
-    return [access.scrub(line) for line in lines]

@@ -49,6 +49,7 @@ _UNREACHABLE = re.compile(
     r"No route to host|returned error: 404"
 )
 _NOBODY = 65534
+_SAFE = ("safe", "directory")
 
 
 class SandboxGitFetcher:
@@ -96,7 +97,8 @@ class SandboxGitFetcher:
     ) -> SourceTree:
         local = self._local_repository(repo)
         session = _Session(self._box, scratch, limits, self._git, log)
-        session.prepare(access_for(repo, request.credentials, scratch, [local] if local else []))
+        credentials = request.credentials or repo.userinfo
+        session.prepare(access_for(repo, credentials, scratch, [local] if local else []))
         url = str(local) if local else repo.url
         log(f"fetching {repo.shown} at {request.sha[:12]} ({request.branch})")
         session.git(["init", "-q", str(session.tree)], what="git init", cwd=scratch)
@@ -105,7 +107,7 @@ class SandboxGitFetcher:
         session.git(["checkout", "-q", "--detach", request.sha, "--"], what="git checkout")
         author, message = _commit_words(session, request.sha)
         if _is_file(session.tree / ".gitmodules"):
-            self._submodules(session, repo, request, local)
+            self._submodules(session, repo, credentials, local)
         planned = store_checkout(session.tree, self._blobs, self._max_file_size, log)
         return SourceTree(planned.files, planned.app, message, author, planned.skipped)
 
@@ -137,7 +139,7 @@ class SandboxGitFetcher:
             ) from None
 
     def _submodules(
-        self, session: _Session, repo: RepoUrl, request: FetchRequest, local: Path | None
+        self, session: _Session, repo: RepoUrl, credentials: str | None, local: Path | None
     ) -> None:
         session.git(["submodule", "init"], what="git submodule init")
         urls = session.git(["config", "--get-regexp", r"^submodule\..*\.url$"], what="reading submodules")
@@ -148,7 +150,7 @@ class SandboxGitFetcher:
             if sub.local is not None:
                 mounted.append(self._local_submodule(name.removeprefix("submodule.")[:-4], sub.local, local))
         if len(mounted) > (1 if local else 0):
-            session.prepare(access_for(repo, request.credentials, session.scratch, mounted))
+            session.configure(access_for(repo, credentials, session.scratch, mounted))
         session.log("fetching submodules")
         try:
             session.git(
@@ -203,31 +205,34 @@ class _Session:
         self._log(self.access.scrub(line))
 
     def prepare(self, access: GitAccess) -> None:
-        """Write the scratch folder's git configuration, key and passwd; mount what the fetch reads."""
-        self.access = access
+        """Make the scratch folder (owned by the sandbox's uid) with the key and passwd the fetch needs."""
         sandbox = self.box.sandbox
         sandbox.prepare_owned(self.scratch, self.uid)
         sandbox.prepare_owned(self.scratch / ".ssh", self.uid)
-        self._write(self.scratch / ".gitconfig", access.config_text())
         if access.key is not None:
-            self._write(access.key_file, access.key)
-        mounts = [Mount(self.scratch, writable=True)]
-        mounts += [
-            Mount(Path(path))
-            for section, key, path in access.config
-            if (section, key) == ("safe", "directory")
-        ]
+            self._write(access.key_file, access.key, 0o600)
         if self.uid is not None:  # ssh refuses to run as a uid without a passwd entry
-            self._write(self.scratch / "passwd", _passwd(self.uid, self.scratch))
+            self._write(self.scratch / "passwd", _passwd(self.uid, self.scratch), 0o644, owned=False)
+        self.configure(access)
+
+    def configure(self, access: GitAccess) -> None:
+        """Write the sandbox's git configuration; mount the scratch folder and the repositories it names.
+        The files are opened without following links: git in the sandbox owns the folder they are in."""
+        self.access = access
+        self._write(self.scratch / ".gitconfig", access.config_text(), 0o600)
+        mounts = [Mount(self.scratch, writable=True)]
+        mounts += [Mount(Path(path)) for section, key, path in access.config if (section, key) == _SAFE]
+        if self.uid is not None:
             mounts.append(Mount(self.scratch / "passwd", Path("/etc/passwd")))
         self.mounts = tuple(mounts)
 
-    def _write(self, path: Path, text: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    def _write(self, path: Path, text: str, mode: int, owned: bool = True) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         with os.fdopen(fd, "w") as out:
+            os.fchmod(out.fileno(), mode)
+            if owned and self.uid is not None:
+                os.fchown(out.fileno(), self.uid, self.uid)
             out.write(text)
-        if self.uid is not None:
-            os.chown(path, self.uid, self.uid)
 
     def git(self, args: list[str], *, what: str, cwd: Path | None = None) -> list[str]:
         """Run ``git args`` in the sandbox; its output lines (scrubbed). Lines are logged unless captured:
@@ -275,8 +280,9 @@ def _commit_words(session: _Session, sha: str) -> tuple[str, str]:
 def _explain(exc: BuildFailed, session: _Session, repo: RepoUrl, what: str = "") -> BuildFailed:
     """One line for a failed fetch: authentication, an unreachable repository, or git's own words."""
     lines = [line.strip() for line in session.said.splitlines() if line.strip()]
-    cause = next((line for line in reversed(lines) if line.startswith(("fatal:", "error:"))), "")
-    cause = cause or (lines[-1] if lines else exc.message)
+    said = [line for line in lines if line.startswith(("fatal:", "error:", "ssh:"))]
+    said = [line for line in said if "Could not read from remote repository" not in line] or said
+    cause = said[-1] if said else lines[-1] if lines else exc.message
     target = f"{what} of {repo.shown}" if what else repo.shown
     if "timed out" in exc.message and "build timed out" in exc.message:
         return BuildFailed(f"fetching {target} took too long; stopped")
