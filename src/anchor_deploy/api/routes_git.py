@@ -76,11 +76,14 @@ def _deployment(p: Platform, project: Project, deployment: Deployment) -> dict[s
 
 
 @router.post(
-    "/v1/projects/{project}/git", status_code=201, **answers(GitConnected, 401, 404, 413, 422, 503, tag=_GIT)
+    "/v1/projects/{project}/git",
+    status_code=201,
+    **answers(GitConnected, 401, 403, 404, 413, 422, 503, tag=_GIT),
 )
 def connect(
     p: PlatformDep,
     project: ProjectDep,
+    token: TokenDep,
     request: Request,
     body: Annotated[GitConnectRequest, Depends(JsonBody(GitConnectRequest))],
 ) -> dict[str, Any]:
@@ -96,6 +99,7 @@ def connect(
             body.credentials,
             body.forge_token,
         ),
+        token,
     )
     return {**_info(p, request, project), "webhookSecret": connected.webhook_secret}
 

@@ -22,6 +22,7 @@ from anchor_deploy.model.errors import (
     BodyTooLarge,
     BuildFailed,
     Conflict,
+    Forbidden,
     GitNotConnected,
     GitUnavailable,
     InvalidInput,
@@ -145,10 +146,13 @@ class GitDeploys:
         return self._parts
 
     # -- the connection ------------------------------------------------------------------------------------
-    def connect(self, project: Project, request: ConnectRequest) -> Connected:
-        """Record (or replace) the project's repository with a new webhook secret, shown once."""
+    def connect(self, project: Project, request: ConnectRequest, token: Token) -> Connected:
+        """Record (or replace) the project's repository with a new webhook secret, shown once. A repository
+        on this machine (a path) takes an admin token: the build would read it with the platform's help."""
         git = self._git()
         url = validate_repo_url(request.repo_url)
+        if url.startswith(("/", "file:")) and not token.is_admin:
+            raise Forbidden("connecting a repository on this machine (a path) needs an admin token")
         branch = self._branch(request.production_branch)
         if request.api_url and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", request.api_url):
             raise InvalidInput("apiUrl must be an http(s) URL, the forge API's root")
