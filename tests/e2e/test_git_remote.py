@@ -226,6 +226,17 @@ def test_unknown_projects_and_paths_make_nothing(anchor: AnchorProcess, projects
     assert repositories(anchor) == before
 
 
+def test_deleting_a_project_removes_its_repository(anchor: AnchorProcess, work: WorkTree) -> None:
+    with anchor.api() as api:
+        project_id = ensure_project(api, "doomed")["id"]
+        pushed = work.commit({"index.html": b"<h1>soon gone</h1>"})
+        work.git("push", remote(anchor, "doomed", anchor.token), "main")
+        assert bare_ref(anchor, project_id, "refs/heads/main") == pushed
+        assert api.delete("/v1/projects/doomed").status_code == 200
+    assert f"{project_id}.git" not in repositories(anchor)
+    assert not any(name.startswith(".") for name in repositories(anchor))  # nothing half-removed left
+
+
 # -- the size limit ------------------------------------------------------------------------------------
 
 

@@ -186,7 +186,7 @@ def assemble(
         clock,
         on_edge_failure,
         before_delete=domains.remove_all,
-        after_delete=functools.partial(_after_delete, a.runtime, domains),
+        after_delete=functools.partial(_after_delete, a.runtime, domains, a.git_remote),
     )
     services = Services(
         tokens=TokenService(a.store, clock),
@@ -256,11 +256,19 @@ def _connect(
     s.retention.also_serving = s.git.serving  # what a branch alias serves is kept
 
 
-def _after_delete(runtime: AppRuntime, domains: DomainService, project: Project, ids: list[str]) -> None:
+def _after_delete(
+    runtime: AppRuntime,
+    domains: DomainService,
+    git_remote: GitHttpBackend | None,
+    project: Project,
+    ids: list[str],
+) -> None:
     """The project's rows are gone: its runtime stops (on AWS its function and distributions go), then
-    the domain plane lets go of what it kept for the project."""
+    the domain plane lets go of what it kept for the project, and its git remote's repository goes."""
     runtime.stop_project(project.id, ids)
     domains.forget_project(project)
+    if git_remote is not None:
+        git_remote.remove(project.id)
 
 
 def _keep_production_warm(runtime: AppRuntime) -> Callable[[Project, AliasMove], None]:

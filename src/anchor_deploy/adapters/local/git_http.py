@@ -95,10 +95,15 @@ class LocalGitHttp:
     def remove(self, project_id: str) -> None:
         path = self.repository_path(project_id)
         with self._lock:
-            if path.exists():
-                doomed = path.with_name(f".gone-{secrets.token_hex(6)}")
+            if not path.exists():
+                return
+            doomed = path.with_name(f".gone-{secrets.token_hex(6)}")
+            try:
                 path.rename(doomed)  # gone at once for a request that comes next; deleted after
-                shutil.rmtree(doomed, ignore_errors=True)
+            except OSError as exc:  # the project is gone all the same: its files are the operator's now
+                log.warning("could not remove the git repository %s: %s", path, exc)
+                return
+            shutil.rmtree(doomed, ignore_errors=True)
 
     def ensure(self, project: Project) -> Path:
         """The project's bare repository, made on first use (whole or not at all), its hook current."""
