@@ -142,7 +142,12 @@ class SandboxGitFetcher:
         self, session: _Session, repo: RepoUrl, credentials: str | None, local: Path | None
     ) -> None:
         session.git(["submodule", "init"], what="git submodule init")
-        urls = session.git(["config", "--get-regexp", r"^submodule\..*\.url$"], what="reading submodules")
+        try:
+            urls = session.git(["config", "--get-regexp", r"^submodule\..*\.url$"], what="reading submodules")
+        except BuildFailed:
+            if session.said.strip():
+                raise
+            urls = []  # git config answers 1 and nothing when no submodule is named
         mounted = [local] if local else []
         for line in urls:
             name, _, url = line.partition(" ")
@@ -284,7 +289,7 @@ def _explain(exc: BuildFailed, session: _Session, repo: RepoUrl, what: str = "")
     said = [line for line in said if "Could not read from remote repository" not in line] or said
     cause = said[-1] if said else lines[-1] if lines else exc.message
     target = f"{what} of {repo.shown}" if what else repo.shown
-    if "timed out" in exc.message and "build timed out" in exc.message:
+    if "build timed out" in exc.message:
         return BuildFailed(f"fetching {target} took too long; stopped")
     if _AUTH.search(session.said):
         return BuildFailed(f"authentication failed for {target}: check the connection's credentials")

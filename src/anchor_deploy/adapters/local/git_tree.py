@@ -46,6 +46,8 @@ def store_checkout(
         plan = plan_files(checkout)
     except PlanError as exc:
         raise BuildFailed(str(exc).replace(f"{checkout}/", "").replace(str(checkout), ".")) from exc
+    except UnicodeDecodeError as exc:  # the planner reads anchor.toml as UTF-8 text
+        raise BuildFailed(f"anchor.toml in this commit is not UTF-8 text: {exc.reason}") from exc
     entries: list[ManifestFile] = []
     paths: dict[str, Path] = {}
     for rel, path in plan.files.items():
