@@ -160,9 +160,12 @@ def test_pushes_land_in_the_projects_repository_and_the_hook_reports(
     work.git("push", remote(anchor, SITE, anchor.token), ":feature/x")
     assert bare_ref(anchor, projects[SITE], "refs/heads/feature/x") is None
 
-    # A clone with a valid token reads back what was pushed.
+    # A clone with a valid token, from a credential helper, reads back what was pushed.
+    store = tmp_path / "credentials"
+    store.write_text(f"http://x:{anchor.token}@{LOOPBACK}:{anchor.api_port}\n")
     clone = tmp_path / "clone"
-    work.git("clone", "-q", remote(anchor, SITE, anchor.token), str(clone))
+    helper = f"credential.helper=store --file={store}"
+    work.git("-c", helper, "clone", "-q", remote(anchor, SITE, None), str(clone))
     assert (clone / "index.html").read_bytes() == PAGE
     assert work.git("-C", str(clone), "rev-parse", "HEAD").stdout.strip() == first
 
