@@ -19,7 +19,7 @@ from anchor_deploy.api.schemas_git import (
     GitPushRequest,
     WebhookAnswerInfo,
 )
-from anchor_deploy.api.serialize import deployment_json
+from anchor_deploy.api.serialize import deployment_json, iso
 from anchor_deploy.model.entities import Deployment, Project
 from anchor_deploy.model.errors import BodyTooLarge, GitUnavailable
 from anchor_deploy.model.git import GitConnection, RefUpdate
@@ -48,7 +48,7 @@ def _connection_json(connection: GitConnection) -> dict[str, Any]:
         "apiUrl": connection.api_url or None,
         "hasCredentials": connection.has_credentials,
         "hasForgeToken": connection.has_forge_token,
-        "createdAt": connection.created_at,
+        "createdAt": iso(connection.created_at),
     }
 
 
@@ -64,7 +64,7 @@ def _info(p: Platform, request: Request, project: Project) -> dict[str, Any]:
                 "url": p.git.branch_url(alias),
                 "deploymentId": alias.deployment_id,
                 "commitSha": alias.sha,
-                "updatedAt": alias.updated_at,
+                "updatedAt": iso(alias.updated_at),
             }
             for alias in p.git.branches(project)
         ],
