@@ -173,6 +173,13 @@ def test_following_stops_at_the_time_limit(capsys: pytest.CaptureFixture[str]) -
     )
 
 
+def test_a_deleted_branch_is_said(capsys: pytest.CaptureFixture[str]) -> None:
+    api = FakeApi([])
+    assert run(SETTINGS, stdin((OLD, ZERO_SHA, "refs/heads/feature/x")), api.client()) == 0
+    assert api.pushed == [{"updates": [{"ref": "refs/heads/feature/x", "before": OLD, "after": ZERO_SHA}]}]
+    assert capsys.readouterr().out == "anchor: feature/x: deleted, and its branch URL with it\n"
+
+
 def test_nothing_pushed_calls_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     api = FakeApi([])
     assert run(SETTINGS, ["\n"], api.client()) == 0

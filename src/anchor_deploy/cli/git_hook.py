@@ -104,7 +104,10 @@ def run(settings: GitHookSettings, stdin: Iterable[str], client: ApiClient | Non
             {"updates": [{"ref": u.ref, "before": u.before, "after": u.after} for u in updates]},
         )
         deployments = answer.get("deployments") or []
-        if not deployments:
+        deleted = [u.branch for u in updates if u.deleted and u.branch]
+        for branch in deleted:
+            say(f"anchor: {branch}: deleted, and its branch URL with it")
+        if not deployments and not deleted:
             say("anchor: nothing to deploy in this push")
         failed = [d for d in deployments if not follow(client, d, deadline)]
         return 1 if failed else 0
