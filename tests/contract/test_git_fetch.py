@@ -293,6 +293,30 @@ def test_a_token_authenticates_over_https_and_never_reaches_the_log(
         assert token not in line
 
 
+@pytest.mark.timeout(120)
+def test_a_submodule_on_the_same_host_gets_the_token(
+    fetcher: SandboxGitFetcher, blobs: FsBlobStore, repos: Repos
+) -> None:
+    lib_origin = repos.bare("lib")
+    lib = repos.clone(lib_origin)
+    lib_sha = repos.commit(lib, {"lib.txt": "private library\n"}, "lib")
+    repos.push(lib, "main")
+    origin = repos.bare("app")
+    work = repos.clone(origin)
+    repos.commit(work, {"index.html": "app\n"}, "app")
+    sha = repos.add_submodule_entry(work, "vendor/lib", "../lib.git", lib_sha)  # relative to the app's URL
+    repos.push(work, "main")
+    token = "tok-S3cr3t-abcdef123456"
+    with GitHttpServer(repos.root, user="x-access-token", password=token) as server:
+        tree = fetch(fetcher, f"{server.url}/app.git", sha, credentials=token)
+    assert stored(blobs, tree) == {
+        "index.html": b"app\n",
+        ".gitmodules": b'[submodule "vendor/lib"]\n\tpath = vendor/lib\n\turl = ../lib.git\n',
+        "vendor/lib/lib.txt": b"private library\n",
+    }
+    assert server.refused == 0 and not any(token in line for line in LOG)
+
+
 def test_processes_never_show_the_token(
     fetcher: SandboxGitFetcher, http_repo: tuple[GitHttpServer, str, str]
 ) -> None:
