@@ -418,6 +418,13 @@ class ClientSettings:
             config_path=config_path,
         )
 
+    @staticmethod
+    def named_variable(name: str, env: Mapping[str, str] | None = None) -> str | None:
+        """The value of a variable the user named on the command line (`anchor git connect
+        --forge-token-env VAR`), so a secret need not be on it; None when unset or empty."""
+        env = os.environ if env is None else env
+        return env.get(name) or None
+
 
 @dataclass(frozen=True)
 class GitHookSettings:

@@ -17,7 +17,9 @@ class GitConnectRequest(RequestBody):
         description="the repository: https, ssh, git@host:owner/repo, or a path on this machine",
     )
     production_branch: str = Field("main", description="pushes to this branch deploy to production")
-    forge: Forge = Field(Forge.GITHUB, description="its webhooks' format and where statuses are reported")
+    forge: Forge = Field(  # not strict: the JSON string ("gitlab") is the enum's value
+        Forge.GITHUB, strict=False, description="its webhooks' format and where statuses are reported"
+    )
     api_url: str = Field(
         "", description="the forge API's root, for self-hosted forges (default: the forge's)"
     )

@@ -26,6 +26,7 @@ from anchor_deploy.cli.deploy_command import deploy
 from anchor_deploy.cli.dns import dns
 from anchor_deploy.cli.domains import ca, domains, quotas
 from anchor_deploy.cli.fsck import fsck
+from anchor_deploy.cli.git import git
 from anchor_deploy.cli.login import login
 from anchor_deploy.cli.tokens import tokens
 from anchor_deploy.settings import PROVIDERS, Settings
@@ -355,6 +356,7 @@ main.add_command(login)
 main.add_command(domains)
 main.add_command(quotas)
 main.add_command(dns)
+main.add_command(git)
 main.add_command(fsck)
 main.add_command(ca)
 main.add_command(tokens)
