@@ -115,6 +115,7 @@ def access_for(repo: RepoUrl, credentials: str | None, home: Path, locals_: Sequ
         ("core", "hooksPath", "/dev/null"),
         ("advice", "detachedHead", "false"),
         ("credential", "helper", ""),
+        ("transfer", "fsckObjects", "true"),  # malformed objects (a tree naming .git) are refused
         ("protocol", "allow", "never"),  # only the transports below: no ext::, no fd::
         *[(f'protocol "{name}"', "allow", "always") for name in ("https", "http", "ssh", "git")],
         ('protocol "file"', "allow", "always" if locals_ else "never"),
@@ -176,4 +177,3 @@ def _quote(value: str) -> str:
     if any(ch in value for ch in "\n\r\0"):
         raise BuildFailed("a git setting cannot hold a line break")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-

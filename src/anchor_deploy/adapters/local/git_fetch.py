@@ -53,6 +53,11 @@ _SAFE = ("safe", "directory")
 
 
 class SandboxGitFetcher:
+    """``work_root``: where scratch folders are made (one per fetch, removed after it); ``max_file_size``:
+    the platform's limit on one file (a larger one fails the fetch, named); ``memory_bytes`` and ``timeout``:
+    a build's (a request's own deadline wins); ``private_roots``: folders no submodule may point into (the
+    data dir); ``git``: the git program, which must live in the system folders the sandbox shows (/usr)."""
+
     def __init__(
         self,
         box: BuildSandbox,
