@@ -67,7 +67,8 @@ class BuildSource(Protocol):
         ...
 
     def settled(self, project: Project, deployment: Deployment) -> None:
-        """The build ended READY or ERROR (its branch's alias moves, the forge is told); never raises."""
+        """The build ended READY or ERROR, or a newer deploy canceled it while it was queued (its branch's
+        alias moves, the forge is told); never raises."""
         ...
 
 
@@ -195,10 +196,14 @@ class DeploymentService:
                 and older.status == DeploymentStatus.QUEUED
             ):
                 try:
-                    self._store.set_status(older.id, DeploymentStatus.CANCELED, f"superseded by {newest.id}")
+                    canceled = self._store.set_status(
+                        older.id, DeploymentStatus.CANCELED, f"superseded by {newest.id}"
+                    )
                     self._store.append_log(older.id, [f"canceled: superseded by {newest.id}"])
                 except Conflict:
-                    pass  # it started building meanwhile
+                    continue  # it started building meanwhile
+                if self.source is not None:
+                    self.source.settled(project, canceled)  # a git push's forge hears of it
 
     def host(self, project: Project, deployment: Deployment) -> str:
         return deployment_host(project.name, deployment.id, self._base)

@@ -351,6 +351,8 @@ class GitDeploys:
                 self._report(project, deployment, CommitState.SUCCESS, f"Deployed{where}")
             elif deployment.status == DeploymentStatus.ERROR:
                 self._report(project, deployment, CommitState.FAILURE, f"Failed: {deployment.error or ''}")
+            elif deployment.status == DeploymentStatus.CANCELED:  # by a newer production deploy
+                self._report(project, deployment, CommitState.FAILURE, f"Canceled: {deployment.error or ''}")
         except Exception:
             log.exception("after the build of %s", deployment.id)
 
