@@ -206,6 +206,37 @@ def test_nothing_of_the_data_dir_is_reachable_through_a_submodule_or_a_link(
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", [SandboxMode.BWRAP, SandboxMode.OFF])
+def test_git_in_the_sandbox_cannot_read_the_data_dir(
+    mode: SandboxMode, blobs: FsBlobStore, repos: Repos, tmp_path: Path
+) -> None:
+    """A repository borrowing objects from a repository in the data dir (objects/info/alternates): git
+    outside a sandbox reads them (the control), git in the sandbox cannot see that folder at all."""
+    platform = Repos(tmp_path / "data" / "git")
+    theirs = platform.bare("other-project")
+    theirs_work = platform.clone(theirs)
+    secret = platform.commit(theirs_work, {"secret.txt": "another project's code\n"}, "theirs")
+    platform.push(theirs_work, "main")
+    origin = repos.bare("borrower")
+    (origin / "objects" / "info" / "alternates").write_text(f"{theirs / 'objects'}\n")
+    repos.git(origin, "update-ref", "refs/heads/main", secret)
+    sandbox = Sandbox(mode)
+    assert sandbox.probe() is None, sandbox.problem
+    fetcher = SandboxGitFetcher(
+        BuildSandbox(sandbox), blobs, tmp_path / "data" / "git-work", max_file_size=MAX_FILE, timeout=60
+    )
+    if mode is SandboxMode.OFF:
+        assert stored(blobs, fetch(fetcher, str(origin), secret)) == {
+            "secret.txt": b"another project's code\n"
+        }
+        return
+    with pytest.raises(BuildFailed, match=f"^fetching {origin} failed: .*not our ref {secret}$"):
+        fetch(fetcher, str(origin), secret)
+    assert any(line.startswith("error: unable to normalize alternate object path") for line in LOG)
+    assert blobs.missing([hashlib.sha256(b"another project's code\n").hexdigest()])
+
+
+@pytest.mark.timeout(120)
 def test_git_lfs_is_refused_with_one_clear_line(fetcher: SandboxGitFetcher, repos: Repos) -> None:
     origin = repos.bare("lfs")
     work = repos.clone(origin)
