@@ -108,15 +108,16 @@ def test_a_pinned_production_is_not_moved_by_a_push_but_the_branch_url_is(git: G
     assert git.serving(MAIN) == newest
 
 
-def test_three_quick_pushes_to_a_branch_end_with_the_last_live(git: GitPlatform) -> None:
+@pytest.mark.parametrize("branch", ["feature/x", "main"])
+def test_three_quick_pushes_to_a_branch_end_with_the_last_live(git: GitPlatform, branch: str) -> None:
     git.fetcher.hold(A)
-    first = pushed(git, "feature/x", A)
+    first = pushed(git, branch, A)
     building = git.build_in_thread(first)
     assert git.fetcher.entered(A).wait(_WAIT)
     assert git.deployment(first).status == DeploymentStatus.BUILDING
-    second = pushed(git, "feature/x", B)
+    second = pushed(git, branch, B)
     assert git.deployment(first).status == DeploymentStatus.CANCELED  # canceled while it built
-    third = pushed(git, "feature/x", C)
+    third = pushed(git, branch, C)
     assert git.deployment(second).status == DeploymentStatus.CANCELED
     git.fetcher.release(A)
     building.join(_WAIT)
@@ -128,7 +129,8 @@ def test_three_quick_pushes_to_a_branch_end_with_the_last_live(git: GitPlatform)
         second: DeploymentStatus.CANCELED,
         third: DeploymentStatus.READY,
     }
-    assert git.serving(FEATURE) == third
+    assert git.serving(branch_host_of(branch)) == third
+    assert production_of(git) == (third if branch == "main" else None)
     assert [r.sha for r in git.fetcher.requests] == [A, C]  # the queued one was never fetched
     assert any("canceled: superseded by " + third in line for _n, _t, line in git.store.read_log(second, 0))
     assert git.forge.states(A) == [CommitState.PENDING, CommitState.FAILURE]
