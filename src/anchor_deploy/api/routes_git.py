@@ -135,7 +135,11 @@ def pushed(
         raise GitUnavailable("this platform has no git remote for projects")
     updates = [RefUpdate(u.ref, u.before, u.after) for u in body.updates]
     made = p.git.pushed(project, token, updates, remote)
-    return {"deployments": [_deployment(p, project, d) for d in made]}
+    return {
+        "deployments": [
+            {**_deployment(p, project, d), "branchUrl": p.git.branch_url_of(project, d)} for d in made
+        ]
+    }
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

@@ -79,5 +79,11 @@ class WebhookAnswerInfo(Answer):
     deployment: DeploymentInfo | None = None
 
 
+class GitPushedDeployment(DeploymentInfo):
+    branch_url: str | None = Field(
+        description="the branch's stable URL, which follows its newest ready build"
+    )
+
+
 class GitPushAnswer(Answer):
-    deployments: list[DeploymentInfo]
+    deployments: list[GitPushedDeployment]

@@ -69,9 +69,8 @@ class FakeGit:
 
     def disconnect_git(self, project_id: str) -> bool:
         with self._lock:
-            state = self._git_state()
-            state["deliveries"] = {k: v for k, v in state["deliveries"].items() if k[0] != project_id}
-            return state["connections"].pop(project_id, None) is not None
+            # Delivery ids stay (they expire by age): a replay after a reconnect is not built again.
+            return self._git_state()["connections"].pop(project_id, None) is not None
 
     def record_delivery(self, project_id: str, delivery_id: str, at: float) -> bool:
         with self._lock:

@@ -16,6 +16,7 @@ from anchor_deploy.adapters.acme_issuer import AcmeIssuer
 from anchor_deploy.adapters.delegated_issuer import DelegatedIssuer
 from anchor_deploy.adapters.dns_lookup import DnsPythonLookup
 from anchor_deploy.adapters.fernet_box import FernetBox
+from anchor_deploy.adapters.forge_status import ForgeStatusReporter
 from anchor_deploy.adapters.local.activator import Activator
 from anchor_deploy.adapters.local.backup_export import BackupExporter
 from anchor_deploy.adapters.local.backup_restore import restore_archive, verify_archive
@@ -28,6 +29,7 @@ from anchor_deploy.adapters.local.dns_server import ZoneServer
 from anchor_deploy.adapters.local.edge_plane import EdgePlane
 from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
 from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
+from anchor_deploy.adapters.local.git_fetch import SandboxGitFetcher
 from anchor_deploy.adapters.local.git_http import LocalGitHttp, local_api_url
 from anchor_deploy.adapters.local.internal_ca import InternalCA, InternalIssuer
 from anchor_deploy.adapters.local.process_run import BuildSandbox
@@ -44,6 +46,7 @@ from anchor_deploy.ports.runtime import SpecLoader, WorkerSpec
 from anchor_deploy.providers.local_parts import LocalLifecycle, LocalRoot, LocalStatus
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.providers.services import Adapters, DomainAdapters, assemble, faults_from
+from anchor_deploy.services.git_deploys import GitParts
 from anchor_deploy.services.operator import BackupService
 from anchor_deploy.services.runner import same_machine_liveness
 from anchor_deploy.settings import Settings, parse_addr
@@ -102,6 +105,16 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         settings.edge_address_list,
         fault=faults.hit,
     )
+    remote = LocalGitHttp(data / "git", local_api_url(settings.api_addr), settings.git_hook_timeout)
+    fetcher = SandboxGitFetcher(
+        build_box,
+        blobs,
+        data / "git-fetch",
+        max_file_size=settings.max_blob_size,
+        memory_bytes=settings.build_memory,
+        timeout=settings.build_timeout,
+        private_roots=(data,),
+    )
     adapters = Adapters(
         store=store,
         blobs=blobs,
@@ -114,7 +127,8 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         status=status,
         root_certificate=LocalRoot(internal_ca),
         lease_holder_alive=same_machine_liveness(),  # processes sharing a data dir share this machine
-        git_remote=LocalGitHttp(data / "git", local_api_url(settings.api_addr), settings.git_hook_timeout),
+        git_remote=remote,
+        git=GitParts(store, fetcher, ForgeStatusReporter(), remote.repository_url),
     )
     services = assemble(settings, adapters, faults=faults)
     specs.source = services.apps.spec  # workers restarted by the runtime are built from the database

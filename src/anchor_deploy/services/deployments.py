@@ -251,6 +251,10 @@ class DeploymentService:
                     raise InvalidInput("this platform does not run apps")
                 self._apps.build(deployment, log_line)
         except Exception as exc:
+            current = self._store.deployment(deployment_id)
+            if current is not None and current.status == DeploymentStatus.CANCELED:
+                log_line("build stopped: it was canceled")  # a newer push to its branch; not a failure
+                return current
             reason = str(exc) if isinstance(exc, AnchorError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, AnchorError):
                 log.exception("build of %s failed", deployment_id)

@@ -193,6 +193,16 @@ class GitDeploys:
     def branch_url(self, alias: BranchAlias) -> str:
         return self._urls.host_url(alias.host)
 
+    def branch_url_of(self, project: Project, deployment: Deployment) -> str | None:
+        """The URL of the branch a git deployment was pushed to (serving its newest READY build)."""
+        commit = commit_from_meta(deployment.meta)
+        if commit is None or not commit.branch or GIT_SOURCE_KEY not in deployment.meta:
+            return None
+        alias = self._git().store.branch_alias(project.id, commit.branch)
+        return self._urls.host_url(
+            alias.host if alias else branch_host(project.name, commit.branch, self._base)
+        )
+
     @staticmethod
     def _branch(value: object) -> str:
         return validate_branch(value)
@@ -321,7 +331,6 @@ class GitDeploys:
             url = connection.repo_url
             if found.credentials is not None:
                 credentials = self._box.open(found.credentials).decode()
-        log_line(f"fetching {commit.sha[:12]} of {commit.branch} from {public_repo_url(url)}")
         tenant = git.store.project_number(project.id)
         tree = git.fetcher.fetch(FetchRequest(url, commit.sha, commit.branch, credentials, tenant), log_line)
         if not tree.files:
@@ -347,8 +356,11 @@ class GitDeploys:
                 return
             if deployment.status == DeploymentStatus.READY:
                 alias = self._move_branch(project, deployment)
-                where = f": {self.branch_url(alias)}" if alias else ""
-                self._report(project, deployment, CommitState.SUCCESS, f"Deployed{where}")
+                if alias is not None and alias.deployment_id == deployment.id:
+                    words = f"Deployed: {self.branch_url(alias)}"
+                else:
+                    words = "Deployed (a newer push of the branch serves its URL)" if alias else "Deployed"
+                self._report(project, deployment, CommitState.SUCCESS, words)
             elif deployment.status == DeploymentStatus.ERROR:
                 self._report(project, deployment, CommitState.FAILURE, f"Failed: {deployment.error or ''}")
             elif deployment.status == DeploymentStatus.CANCELED:  # by a newer production deploy

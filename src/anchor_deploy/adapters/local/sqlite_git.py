@@ -101,7 +101,6 @@ class SqliteGit:
 
     def disconnect_git(self, project_id: str) -> bool:
         with self._write() as db:
-            db.execute("DELETE FROM git_deliveries WHERE project_id = ?", (project_id,))
             return db.execute("DELETE FROM git_connections WHERE project_id = ?", (project_id,)).rowcount == 1
 
     def record_delivery(self, project_id: str, delivery_id: str, at: float) -> bool:
