@@ -11,7 +11,6 @@ production and a push of feature/x gets its branch URL, each build's log streame
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 from collections.abc import Iterator
@@ -25,10 +24,6 @@ from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project
 
 SITE, OTHER, WEB = "site", "other", "web"
 PAGE = b"<h1>pushed with git</h1>\n"
-# The git deploy service (the lead's, issue 12) queues the deployments a push makes; without it the hook's
-# call is answered 404 and only the transport can be checked.
-DEPLOYS = importlib.util.find_spec("anchor_deploy.services.git_deploys") is not None
-needs_deploys = pytest.mark.skipif(not DEPLOYS, reason="services/git_deploys.py has not landed")
 
 
 def git_env(home: Path) -> dict[str, str]:
@@ -297,7 +292,6 @@ def served(anchor: AnchorProcess, url: str, path: str = "/") -> httpx.Response:
     return anchor.edge(urlsplit(url).hostname or "", path)
 
 
-@needs_deploys
 def test_push_main_goes_to_production_and_feature_x_gets_its_branch_url(
     anchor: AnchorProcess, work: WorkTree
 ) -> None:
