@@ -1,7 +1,7 @@
 # anchor-deploy: the two promises of the README.
 #   make run   install into .venv, start the platform, deploy the example site, print its URLs
 #   make test  install every test need (pip and apt), then lint, type-check and run the whole suite
-.PHONY: run test test-fast lint bench bench-core bench-apps bench-domains bench-sandbox bench-integrity bench-backup bench-aws venv
+.PHONY: run test test-fast lint bench bench-core bench-apps bench-domains bench-sandbox bench-integrity bench-backup bench-aws bench-git venv
 
 run:
 	./scripts/run
@@ -27,8 +27,9 @@ bench: venv
 	.venv/bin/python bench/bench_integrity.py $(BENCH_ARGS)
 	.venv/bin/python bench/bench_backup.py $(BENCH_ARGS)
 	.venv/bin/python bench/bench_aws.py $(BENCH_ARGS)
+	.venv/bin/python bench/bench_git.py $(BENCH_ARGS)
 
-bench-core bench-apps bench-domains bench-sandbox bench-integrity bench-backup bench-aws: bench-%: venv
+bench-core bench-apps bench-domains bench-sandbox bench-integrity bench-backup bench-aws bench-git: bench-%: venv
 	.venv/bin/python bench/bench_$*.py $(BENCH_ARGS)
 
 venv:
