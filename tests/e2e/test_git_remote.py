@@ -319,3 +319,15 @@ def test_push_main_goes_to_production_and_feature_x_gets_its_branch_url(
     assert urlsplit(branch_url).hostname.startswith(f"{WEB}-git-feature-x.")  # type: ignore[union-attr]
     assert served(anchor, branch_url).content == b"<h1>feature x</h1>"
     assert served(anchor, production_url).content == PAGE  # a preview leaves production alone
+
+
+def test_a_failed_build_is_told_and_the_push_stands(
+    anchor: AnchorProcess, projects: dict[str, str], work: WorkTree
+) -> None:
+    sha = work.commit({"index.html": PAGE, "anchor.toml": b"\xff\xfe not text"}, "a broken anchor.toml")
+    pushed = work.git("push", remote(anchor, SITE, anchor.token), "main:broken")
+    lines = remote_lines(pushed.stderr)
+    failed = lines[first_index(lines, "anchor: broken: ERROR: ")]
+    assert "anchor.toml" in failed, lines
+    assert not any(line.startswith("anchor: broken: ready at ") for line in lines)
+    assert bare_ref(anchor, projects[SITE], "refs/heads/broken") == sha  # git took the push all the same
