@@ -11,22 +11,32 @@ http-backend (tests/git_fetch_support.py); a gate there holds fetches to make ca
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
-import stat
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests.e2e import push_hook
 from tests.e2e.harness import AnchorProcess, ensure_project, wait_final
-from tests.e2e.test_git_remote import WorkTree
+from tests.e2e.webhook_support import (
+    ForgeRepo,
+    Gate,
+    branch_url,
+    branch_urls,
+    deployment_count,
+    host_of,
+    production_url,
+    ready,
+    serves,
+    stopped_build_log,
+    wait_for,
+)
 from tests.forge_api_stub import Answer, ForgeApiStub
 from tests.git_fetch_support import GitHttpServer
 from tests.ports import free_port
@@ -34,21 +44,7 @@ from tests.ports import free_port
 WEBHOOK_LIMIT = 64 * 1024  # ANCHOR_GIT_WEBHOOK_MAX_BYTES of the module's platform
 REPO_TOKEN = "tok-fetch-8d2f0c41aa"  # the HTTP repositories' password (credentials)
 FORGE_TOKEN = "ghp_forge-5b1e7c9a"
-GATE_LIMIT = 60.0  # seconds a gated fetch waits at most
 AUTHOR = "Ada <ada@example.test>"  # the WorkTree's author
-
-
-class Gate:
-    """Holds every request of the HTTP git server while closed (the fetches of builds)."""
-
-    def __init__(self) -> None:
-        self.open = threading.Event()
-        self.open.set()
-        self.arrived = threading.Event()
-
-    def __call__(self) -> None:
-        self.arrived.set()
-        self.open.wait(GATE_LIMIT)
 
 
 @pytest.fixture(scope="module")
@@ -79,122 +75,6 @@ def stub() -> Iterator[ForgeApiStub]:
         yield forge
     finally:
         forge.close()
-
-
-class ForgeRepo:
-    """A bare repository whose post-receive hook sends ``forge``'s push webhook, and a working tree that
-    pushes to it by path. ``repo_url``: the URL the platform fetches from and the payloads name (the bare
-    repository's path unless it is served over HTTP)."""
-
-    def __init__(self, bare: Path, home: Path, forge: str, repo_url: str | None = None) -> None:
-        self.bare, self.forge = bare, forge
-        self.repo_url = repo_url or str(bare)
-        self.work = WorkTree(home / f"work-{bare.stem}", home)
-        self.work.git("init", "-q", "--bare", "-b", "main", str(bare))
-        self.work.git("remote", "add", "origin", str(bare))
-        self.answers = bare.parent / f"{bare.stem}-answers.jsonl"
-        self.secret = ""
-        self.webhook_url = ""
-        self.seen = 0
-
-    def connect(self, anchor: AnchorProcess, project: str, **extra: Any) -> None:
-        """Connect ``project`` to this repository and install the hook with the new webhook secret."""
-        with anchor.api() as api:
-            ensure_project(api, project)
-            body = {"repoUrl": self.repo_url, "forge": self.forge, "productionBranch": "main", **extra}
-            connected = api.post(f"/v1/projects/{project}/git", json=body)
-        assert connected.status_code == 201, connected.text
-        self.secret, self.webhook_url = connected.json()["webhookSecret"], connected.json()["webhookUrl"]
-        config = self.bare / "hooks" / "push-hook.json"
-        config.write_text(
-            json.dumps(
-                {
-                    "forge": self.forge,
-                    "webhook_url": self.webhook_url,
-                    "secret": self.secret,
-                    "repo_url": self.repo_url,
-                    "answers": str(self.answers),
-                }
-            )
-        )
-        hook = self.bare / "hooks" / "post-receive"
-        hook.write_text(f"#!/bin/sh\nexec '{sys.executable}' '{push_hook.__file__}' '{config}'\n")
-        hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
-
-    def commit(self, files: dict[str, bytes], message: str, branch: str | None = None) -> str:
-        if branch is not None:
-            self.work.git("checkout", "-q", "-B", branch)
-        return self.work.commit(files, message)
-
-    def push(self, *refspecs: str) -> list[dict[str, Any]]:
-        """Push; the hook's deliveries and the platform's answers (one per pushed ref)."""
-        self.work.git("push", "-q", "origin", *refspecs)
-        lines = self.answers.read_text().splitlines() if self.answers.exists() else []
-        new, self.seen = lines[self.seen :], len(lines)
-        answers = [json.loads(line) for line in new]
-        for answer in answers:
-            answer["json"] = json.loads(answer["body"])
-        return answers
-
-    def deploy(self, *refspecs: str) -> dict[str, Any]:
-        """Push one branch; its queued deployment (the webhook's 202 answer)."""
-        [answer] = self.push(*refspecs)
-        assert answer["status"] == 202 and answer["json"]["outcome"] == "queued", answer
-        return dict(answer["json"]["deployment"])
-
-    def real_commit(self, sha: str) -> dict[str, Any]:
-        subject, author = self.work.git("log", "-1", "--format=%s%n%an <%ae>", sha).stdout.splitlines()
-        return {"commitSha": sha, "commitMessage": subject, "commitAuthor": author}
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def host_of(url: str) -> str:
-    return urlsplit(url).hostname or ""
-
-
-def serves(anchor: AnchorProcess, url: str, body: bytes, timeout: float = 30) -> None:
-    wait_for(f"{url} to serve {body!r}", lambda: anchor.edge(host_of(url)).content == body, timeout)
-
-
-def branch_urls(anchor: AnchorProcess, project: str) -> dict[str, dict[str, Any]]:
-    with anchor.api() as api:
-        return {b["branch"]: b for b in api.get(f"/v1/projects/{project}/git").json()["branches"]}
-
-
-def branch_url(anchor: AnchorProcess, project: str, branch: str, deployment_id: str) -> str:
-    """The branch's URL once it serves ``deployment_id``."""
-
-    def moved() -> str | None:
-        found = branch_urls(anchor, project).get(branch)
-        return found["url"] if found and found["deploymentId"] == deployment_id else None
-
-    return str(wait_for(f"{branch} of {project} to move to {deployment_id}", moved))
-
-
-def ready(anchor: AnchorProcess, deployment: dict[str, Any]) -> dict[str, Any]:
-    with anchor.api() as api:
-        final = wait_final(api, deployment["id"], timeout=120)
-    assert final["status"] == "READY", final
-    return final
-
-
-def deployment_count(anchor: AnchorProcess, project: str) -> int:
-    with anchor.api() as api:
-        return len(api.get(f"/v1/projects/{project}/deployments").json()["deployments"])
-
-
-def production_url(anchor: AnchorProcess, project: str) -> str:
-    with anchor.api() as api:
-        return str(api.get(f"/v1/projects/{project}").json()["productionUrl"])
 
 
 # -- each forge's push, from a real push --------------------------------------------------------------
@@ -318,8 +198,14 @@ def test_three_quick_pushes_end_with_the_last_and_cancel_the_others(
         earlier = [wait_final(api, d["id"], timeout=60) for d in made[:2]]
     assert [d["status"] for d in earlier] == ["CANCELED", "CANCELED"]
     assert made[1]["id"] in earlier[0]["error"] and made[2]["id"] in earlier[1]["error"]
-    # The canceled builds' fetches ended after the gate opened: none of them moved the URL back.
-    time.sleep(1.0)
+    # Both were canceled while their fetch was held: once it came back, their builds stopped there and
+    # neither moved the branch URL.
+    for deployment, newer in itertools.pairwise(made):
+        stopped = functools.partial(stopped_build_log, anchor, deployment["id"])
+        lines = wait_for(f"the build of {deployment['id']} to stop", stopped)
+        canceled = f"canceled: superseded by {newer['id']} ({newer['git']['commitSha'][:7]})"
+        assert lines[0].startswith("fetching ") and canceled in lines, lines
+        assert not any(line.startswith("building ") for line in lines), lines
     assert branch_urls(anchor, "quick")["feature/q"]["deploymentId"] == last["id"]
     assert anchor.edge(host_of(url)).content == b"quick 3"
 
@@ -462,7 +348,11 @@ def test_an_unreachable_forge_does_not_fail_the_deploy(
     repo = ForgeRepo(bare, tmp_path, "github", f"{server.url}/acme/unreachable.git")
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     repo.connect(anchor, "unreachable", credentials=REPO_TOKEN, forgeToken=FORGE_TOKEN, apiUrl=closed)
-    repo.commit({"index.html": b"<h1>no forge</h1>"}, "no forge")
+    sha = repo.commit({"index.html": b"<h1>no forge</h1>"}, "no forge")
     deployment = ready(anchor, repo.deploy("main"))
     assert deployment["error"] is None
     serves(anchor, production_url(anchor, "unreachable"), b"<h1>no forge</h1>")
+    # The platform did try the forge (and goes on trying in the background), never logging the token.
+    tried = f"forge status github acme/unreachable@{sha[:12]} success failed (ConnectError); retrying"
+    wait_for("a status sent to the closed port", lambda: tried in anchor.log_tail(), timeout=30)
+    assert FORGE_TOKEN not in anchor.log_tail()
