@@ -130,6 +130,8 @@ def test_every_alias_history_row_is_intact(upgraded: AnchorProcess) -> None:
     with upgraded.api() as api:
         for name, old in MANIFEST["projects"].items():
             history = api.get(f"/v1/projects/{name}/alias-history").json()["history"]
+            # Each row now also names the commit it moved to (toGit): none for the first release's deploys.
+            assert [row.pop("toGit") for row in history] == [None] * len(old["history"])
             assert history == old["history"]
     reasons = [m["reason"] for m in MANIFEST["projects"]["site"]["history"]]
     assert reasons == ["deploy", "deploy", "rollback", "promote", "rollback"]
@@ -226,6 +228,7 @@ def test_a_start_killed_inside_a_migration_applies_it_once_on_the_next_start(tmp
         assert schema_version(data) == LATEST
         with again.api() as api:
             history = api.get("/v1/projects/site/alias-history").json()["history"]
+            assert all(row.pop("toGit") is None for row in history)
             assert history == MANIFEST["projects"]["site"]["history"]
             deployment = next(iter(MANIFEST["served"]))
             assert wait_final(api, deployment)["status"] == "READY"
