@@ -300,6 +300,8 @@ def test_push_main_goes_to_production_and_feature_x_gets_its_branch_url(
     work.commit({"index.html": PAGE}, "production page")
     pushed = work.git("push", remote(anchor, WEB, anchor.token), "main")
     lines = remote_lines(pushed.stderr)
+    assert str(anchor.data_dir) not in pushed.stderr  # the remote is named by its URL, not its path
+    assert any(f"/git/{WEB}.git" in line for line in lines), lines
     building = first_index(lines, "anchor: main: building ")
     ready = first_index(lines, "anchor: main: ready at ")
     assert ready > building + 1, lines  # the build's own log lines came in between

@@ -164,10 +164,11 @@ def wait_ready(
     on_status: Callable[[str], None] | None,
     on_log: Callable[[str], None] | None = None,
     timeout: float = 900,
+    longest_wait: float = 0.5,
 ) -> dict[str, Any]:
     """Poll until the deployment is final, passing new build log lines to ``on_log`` as they come. A READY
     production build is final once its go-live is decided (production moved to it, or left pinned), so
-    that production serves it when this returns."""
+    that production serves it when this returns. Polls start 20 ms apart, growing to ``longest_wait``."""
     deadline = time.monotonic() + timeout
     delay = 0.02
     last = ""
@@ -193,7 +194,7 @@ def wait_ready(
         if time.monotonic() > deadline:
             raise ClientError(f"deployment {deployment_id} is still {last} after {timeout:.0f}s")
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+        delay = min(delay * 1.5, longest_wait)
 
 
 def _progress() -> Progress:

@@ -55,7 +55,7 @@ def follow(client: ApiClient, deployment: dict[str, Any], deadline: float) -> bo
 
     remaining = max(1.0, deadline - time.monotonic())
     try:
-        final = wait_ready(client, deployment["id"], None, line, timeout=remaining)
+        final = wait_ready(client, deployment["id"], None, line, timeout=remaining, longest_wait=0.1)
     except ClientError:
         if time.monotonic() < deadline:
             raise

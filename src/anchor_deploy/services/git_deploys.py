@@ -117,6 +117,17 @@ def validate_repo_url(url: object) -> str:
     return url
 
 
+def _shown_as(log_line: Callable[[str], None], path: str, shown: str) -> Callable[[str], None]:
+    """A build log that names the repository by ``shown`` wherever the fetch says ``path``."""
+
+    bare = path.removesuffix(".git")  # git itself names a repository without its .git
+
+    def shown_line(line: str) -> None:
+        log_line(line.replace(path, shown).replace(bare, shown.removesuffix(".git")))
+
+    return shown_line
+
+
 class GitDeploys:
     def __init__(
         self,
@@ -331,6 +342,8 @@ class GitDeploys:
             url = connection.repo_url
             if found.credentials is not None:
                 credentials = self._box.open(found.credentials).decode()
+        if source.get("via") == "remote" and commit.repository:
+            log_line = _shown_as(log_line, url, commit.repository)  # not the data dir's path
         tenant = git.store.project_number(project.id)
         tree = git.fetcher.fetch(FetchRequest(url, commit.sha, commit.branch, credentials, tenant), log_line)
         if not tree.files:
