@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
 import shutil
 import statistics
@@ -40,9 +39,11 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-if str(SRC) not in sys.path:
-    sys.path.insert(0, str(SRC))
+for _path in (Path(__file__).resolve().parents[1] / "src", Path(__file__).resolve().parents[1]):
+    if str(_path) not in sys.path:  # the package, and tests.* (the git working tree)
+        sys.path.insert(0, str(_path))
+
+from tests.git_worktree import WorkTree  # noqa: E402
 
 from anchor_deploy.model.git import branch_host  # noqa: E402
 from anchor_deploy.model.webhooks import sign_generic  # noqa: E402
@@ -90,48 +91,6 @@ def seconds(values: list[float]) -> dict[str, Any]:
         "max": round(max(values), 3),
         "min": round(min(values), 3),
     }
-
-
-def git_env(home: Path) -> dict[str, str]:
-    """git as a user runs it, never at a terminal, never through a proxy, without the user's config."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and not k.startswith("GIT_")
-    }
-    env.update(
-        HOME=str(home),
-        GIT_TERMINAL_PROMPT="0",
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_AUTHOR_NAME="Bench",
-        GIT_AUTHOR_EMAIL="bench@example.test",
-        GIT_COMMITTER_NAME="Bench",
-        GIT_COMMITTER_EMAIL="bench@example.test",
-    )
-    return env
-
-
-class WorkTree:
-    """A working repository whose commits are pushed; the platform's token comes from a credential helper."""
-
-    def __init__(self, path: Path, home: Path) -> None:
-        self.path, self.env = path, git_env(home)
-        path.mkdir(parents=True)
-        self.git("init", "-q", "-b", "main")
-
-    def git(self, *args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            ["git", *args], cwd=self.path, env=self.env, capture_output=True, text=True, timeout=TIMEOUT
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"git {' '.join(args[:2])} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-        return done
-
-    def commit(self, files: dict[str, str], message: str) -> str:
-        for name, text in files.items():
-            (self.path / name).parent.mkdir(parents=True, exist_ok=True)
-            (self.path / name).write_text(text)
-        self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
-        return self.git("rev-parse", "HEAD").stdout.strip()
 
 
 class Poller:
@@ -255,7 +214,7 @@ def push_case(
     store = home / "credentials"
     store.write_text(f"http://x:{anchor.token}@{LOOPBACK}:{anchor.api_port}\n")
     store.chmod(0o600)
-    work = WorkTree(work_dir / project, home)
+    work = WorkTree(work_dir / project, home, TIMEOUT)
     work.git("config", "credential.helper", f"store --file={store}")
     remote = f"{anchor.api_url}/git/{project}.git"
     host = branch_host(project, BRANCH, BASE_DOMAIN)
@@ -321,7 +280,7 @@ def webhook_case(
     secret = str(connected.json()["webhookSecret"]).encode()
     home = work_dir / "hooked-home"
     home.mkdir()
-    work = WorkTree(work_dir / "hooked", home)
+    work = WorkTree(work_dir / "hooked", home, TIMEOUT)
     host = branch_host(project, BRANCH, BASE_DOMAIN)
     before = "0" * 40
     runs = []

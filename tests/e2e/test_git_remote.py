@@ -21,55 +21,10 @@ import httpx
 import pytest
 
 from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project
+from tests.git_worktree import WorkTree
 
 SITE, OTHER, WEB = "site", "other", "web"
 PAGE = b"<h1>pushed with git</h1>\n"
-
-
-def git_env(home: Path) -> dict[str, str]:
-    """git as a user runs it, but never at a terminal, never through a proxy, with no user config."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and not k.startswith("GIT_")
-    }
-    env.update(
-        HOME=str(home),
-        GIT_TERMINAL_PROMPT="0",
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_AUTHOR_NAME="Ada",
-        GIT_AUTHOR_EMAIL="ada@example.test",
-        GIT_COMMITTER_NAME="Ada",
-        GIT_COMMITTER_EMAIL="ada@example.test",
-    )
-    return env
-
-
-class WorkTree:
-    """A working repository with files, committed, pushed to the platform."""
-
-    def __init__(self, path: Path, home: Path) -> None:
-        self.path = path
-        self.env = git_env(home)
-        path.mkdir(parents=True)
-        self.git("init", "-q", "-b", "main")
-
-    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            ["git", *args], cwd=self.path, env=self.env, capture_output=True, text=True, timeout=120
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"git {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
-        return done
-
-    def commit(self, files: dict[str, bytes], message: str = "change") -> str:
-        for name, data in files.items():
-            (self.path / name).parent.mkdir(parents=True, exist_ok=True)
-            (self.path / name).write_bytes(data)
-        self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
-        return self.head()
-
-    def head(self) -> str:
-        return self.git("rev-parse", "HEAD").stdout.strip()
 
 
 def remote(anchor: AnchorProcess, project: str, token: str | None) -> str:

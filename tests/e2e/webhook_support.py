@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from tests.e2e import push_hook
 from tests.e2e.harness import AnchorProcess, ensure_project, wait_final
-from tests.e2e.test_git_remote import WorkTree
+from tests.git_worktree import WorkTree
 
 GATE_LIMIT = 60.0  # seconds a gated fetch waits at most
 
