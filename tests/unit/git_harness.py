@@ -4,7 +4,6 @@ records the statuses it is told, and signed GitHub-format webhook deliveries."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import hmac
@@ -28,6 +27,7 @@ from anchor_deploy.providers.services import Hooks, Services, assemble
 from anchor_deploy.services.git_deploys import GitParts
 from anchor_deploy.services.operator import BackupService
 from anchor_deploy.settings import Settings
+from tests.asgi_transport import asgi_request
 from tests.support import TickingClock
 from tests.unit.conftest import ADMIN, BASE, MAX_FILE, fake_adapters
 
@@ -177,12 +177,7 @@ class GitPlatform:
 
     # -- requests ----------------------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://anchor.test") as client:
-                return await client.request(method, path, **kwargs)
-
-        return asyncio.run(send())
+        return asgi_request(self.app, method, path, **kwargs)
 
     def project(self, name: str) -> Project:
         return self.services.projects.create(name, ADMIN)

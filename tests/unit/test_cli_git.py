@@ -5,7 +5,6 @@ nothing stored; branches listed with their URLs; disconnecting twice."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import re
@@ -16,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner, Result
-from fastapi import FastAPI
 
 from anchor_deploy.api.app import create_app
 from anchor_deploy.cli import git as cli_git
@@ -32,6 +30,7 @@ from anchor_deploy.providers.services import Hooks, Services, assemble
 from anchor_deploy.services.git_deploys import GitParts
 from anchor_deploy.services.operator import BackupService
 from anchor_deploy.settings import Settings
+from tests.asgi_transport import InProcessTransport
 from tests.support import TickingClock
 from tests.unit.conftest import BASE, MAX_FILE, fake_adapters
 from tests.unit.domain_fakes import XorBox
@@ -64,23 +63,6 @@ class StandInRemote:
 
     def remove(self, project_id: str) -> None:
         return None
-
-
-class InProcessTransport(httpx.BaseTransport):
-    """The API app in this process for the CLI's synchronous client (no server, no socket)."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self.calls = 0
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.calls += 1
-
-        async def send() -> httpx.Response:
-            answer = await httpx.ASGITransport(app=self.app).handle_async_request(request)
-            return httpx.Response(answer.status_code, headers=answer.headers, content=await answer.aread())
-
-        return asyncio.run(send())
 
 
 @dataclass

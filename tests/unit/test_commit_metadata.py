@@ -5,10 +5,9 @@ every deployment answer and as ``toGit`` in production's history, and in `anchor
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from fastapi import FastAPI
 
 from anchor_deploy.api import schemas
 from anchor_deploy.api.app import create_app
@@ -28,6 +26,7 @@ from anchor_deploy.model.entities import Deployment
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.services.operator import BackupService
 from anchor_deploy.settings import Settings
+from tests.asgi_transport import InProcessTransport
 from tests.support import sha
 from tests.unit.conftest import App, make_app
 
@@ -41,23 +40,6 @@ GIT = {
     "dirty": True,
 }
 STORED = {**GIT, "commitMessage": "Fix the header"}
-
-
-class InProcessTransport(httpx.BaseTransport):
-    """The API app in this process for a synchronous client; queued builds run before each request."""
-
-    def __init__(self, app: FastAPI, before: Callable[[], None]) -> None:
-        self.app = app
-        self.before = before
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.before()
-
-        async def send() -> httpx.Response:
-            answer = await httpx.ASGITransport(app=self.app).handle_async_request(request)
-            return httpx.Response(answer.status_code, headers=answer.headers, content=await answer.aread())
-
-        return asyncio.run(send())
 
 
 @dataclass

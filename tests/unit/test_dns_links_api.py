@@ -3,7 +3,6 @@ refused with a readable 4xx and nothing stored, secrets never shown, who may lin
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from anchor_deploy.api.app import create_app
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.services.operator import BackupService
 from anchor_deploy.settings import Settings
+from tests.asgi_transport import asgi_request
 from tests.unit.conftest import App, make_app
 
 SECRET = base64.b64encode(bytes(range(32))).decode()
@@ -31,12 +31,7 @@ class InProcess:
         self.app = app
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://anchor.test") as client:
-                return await client.request(method, path, **kwargs)
-
-        return asyncio.run(send())
+        return asgi_request(self.app, method, path, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", path, **kwargs)
