@@ -198,8 +198,8 @@ def test_three_quick_pushes_end_with_the_last_and_cancel_the_others(
         earlier = [wait_final(api, d["id"], timeout=60) for d in made[:2]]
     assert [d["status"] for d in earlier] == ["CANCELED", "CANCELED"]
     assert made[1]["id"] in earlier[0]["error"] and made[2]["id"] in earlier[1]["error"]
-    # Both were canceled while their fetch was held: once it came back, their builds stopped there and
-    # neither moved the branch URL.
+    # Both were canceled while their fetch was held: the fetch was stopped (its sandboxed git killed, as
+    # run_step does for a canceled build), the build went no further, and neither moved the branch URL.
     for deployment, newer in itertools.pairwise(made):
         stopped = functools.partial(stopped_build_log, anchor, deployment["id"])
         lines = wait_for(f"the build of {deployment['id']} to stop", stopped)

@@ -11,6 +11,7 @@ from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.entities import Deployment
 from anchor_deploy.model.git import BranchAlias, CommitState, GitConnection, GitSecrets
 from anchor_deploy.model.manifest import ManifestFile
+from anchor_deploy.ports.runtime import never
 from anchor_deploy.ports.store import BuildLogRepository, DeploymentRepository, ProjectRepository
 
 
@@ -82,6 +83,7 @@ class FetchRequest:
     credentials: str | None = None  # a token (https) or a private deploy key (ssh), opened; never logged
     tenant: int | None = None  # the project's sandbox identity (ports/runtime.BuildLimits.tenant)
     deadline: float = 0.0  # time.monotonic() by which the fetch must be done (0: the fetcher's default)
+    canceled: Callable[[], bool] = field(default=never, compare=False)  # True: stop the fetch at once
 
 
 @dataclass(frozen=True)

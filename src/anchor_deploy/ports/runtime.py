@@ -17,11 +17,17 @@ class SecretBox(Protocol):
         ...
 
 
+def never() -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class BuildLimits:
     deadline: float  # time.monotonic() value after which the build is stopped
     memory_bytes: int
     tenant: int | None = None  # the project's number: the sandbox runs its build as that project's uid
+    # Asked about twice a second while a step runs: True stops it at once (the build was canceled).
+    canceled: Callable[[], bool] = field(default=never, compare=False)
 
 
 class EnvironmentBuilder(Protocol):

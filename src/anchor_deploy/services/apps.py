@@ -149,6 +149,7 @@ class AppBuilds:
             self._monotonic() + self._settings.timeout,
             self._settings.memory_bytes,
             self._store.project_number(deployment.project_id),
+            canceled=lambda: self._canceled(deployment.id),
         )
         self._envs.ensure(self.requirements(deployment.id), deployment.app.python, limits, log)
         spec = self.spec(deployment.id, allow_building=True)
@@ -158,6 +159,11 @@ class AppBuilds:
         timeout = min(self._settings.health_timeout, max(1.0, limits.deadline - self._monotonic()))
         self._runtime.ensure(spec, timeout)
         log("the app answered its health check")
+
+    def _canceled(self, deployment_id: str) -> bool:
+        """A newer push to the build's branch canceled it: its running step stops."""
+        current = self._store.deployment(deployment_id)
+        return current is None or current.status == DeploymentStatus.CANCELED
 
     def restore_environments(self, first: Collection[str] = ()) -> list[str]:
         """Rebuild the environments that READY app deployments lack (a restored backup carries none; an

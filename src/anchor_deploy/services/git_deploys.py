@@ -345,7 +345,15 @@ class GitDeploys:
         if source.get("via") == "remote" and commit.repository:
             log_line = _shown_as(log_line, url, commit.repository)  # not the data dir's path
         tenant = git.store.project_number(project.id)
-        tree = git.fetcher.fetch(FetchRequest(url, commit.sha, commit.branch, credentials, tenant), log_line)
+        request = FetchRequest(
+            url,
+            commit.sha,
+            commit.branch,
+            credentials,
+            tenant,
+            canceled=lambda: self._canceled(deployment.id),
+        )
+        tree = git.fetcher.fetch(request, log_line)
         if not tree.files:
             raise BuildFailed(f"commit {commit.sha[:12]} has no files to deploy")
         files = tuple(sorted(tree.files, key=lambda f: f.path))
@@ -362,6 +370,10 @@ class GitDeploys:
         )
         meta = {**deployment.meta, "git": fetched.as_meta()}
         return git.store.set_source_files(deployment.id, files, app, sealed_env, meta)
+
+    def _canceled(self, deployment_id: str) -> bool:
+        current = self._git().store.deployment(deployment_id)
+        return current is None or current.status == DeploymentStatus.CANCELED
 
     def settled(self, project: Project, deployment: Deployment) -> None:
         try:

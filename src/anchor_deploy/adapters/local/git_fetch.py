@@ -82,7 +82,7 @@ class SandboxGitFetcher:
     def fetch(self, request: FetchRequest, log: Callable[[str], None]) -> SourceTree:
         repo = _check_request(request)
         deadline = request.deadline or time.monotonic() + self._timeout
-        limits = BuildLimits(deadline, self._memory, request.tenant)
+        limits = BuildLimits(deadline, self._memory, request.tenant, request.canceled)
         self._work_root.mkdir(parents=True, exist_ok=True)
         scratch = self._work_root / f"fetch-{secrets.token_hex(8)}"
         try:

@@ -87,12 +87,21 @@ def run_step(
     except SandboxUnavailable as exc:
         raise BuildFailed(f"{exc}; set ANCHOR_APP_SANDBOX=off to build apps unsandboxed") from exc
     try:
-        _wait(proc, remaining, log, what)
+        _wait(proc, remaining, log, what, limits.canceled)
     finally:
         box.sandbox.release(job.name)
 
 
-def _wait(proc: subprocess.Popen[bytes], remaining: float, log: Callable[[str], None], what: str) -> None:
+_CANCEL_POLL = 0.5  # seconds between two looks at whether the build was canceled
+
+
+def _wait(
+    proc: subprocess.Popen[bytes],
+    remaining: float,
+    log: Callable[[str], None],
+    what: str,
+    canceled: Callable[[], bool],
+) -> None:
     assert proc.stdout is not None
     tail: list[str] = []
 
@@ -109,14 +118,22 @@ def _wait(proc: subprocess.Popen[bytes], remaining: float, log: Callable[[str], 
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    try:
-        code = proc.wait(timeout=remaining)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        reader.join(timeout=5)
-        raise BuildFailed(f"build timed out during {what}; stopped") from None
+    end = time.monotonic() + remaining
+    while True:
+        try:
+            code = proc.wait(timeout=max(0.0, min(_CANCEL_POLL, end - time.monotonic())))
+            break
+        except subprocess.TimeoutExpired:
+            stop = "build canceled" if canceled() else None
+            if stop is None and time.monotonic() >= end:
+                stop = "build timed out"
+            if stop is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            reader.join(timeout=5)
+            raise BuildFailed(f"{stop} during {what}; stopped") from None
     reader.join(timeout=5)
     if code != 0:
         cause = next((line for line in reversed(tail) if line.strip()), "no output")
