@@ -27,7 +27,7 @@ from anchor_deploy.ports.git import FetchRequest, SourceTree
 from anchor_deploy.ports.git_remote import CgiRequest, CgiResponse
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.providers.services import Hooks, Services, assemble
-from anchor_deploy.services.git_deploys import GitParts
+from anchor_deploy.services.git_builds import GitParts
 from anchor_deploy.services.operator import BackupService
 from anchor_deploy.settings import Settings
 from tests.asgi_transport import InProcessTransport

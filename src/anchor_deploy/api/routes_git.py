@@ -61,7 +61,7 @@ def _info(p: Platform, request: Request, project: Project) -> dict[str, Any]:
         "branches": [
             {
                 "branch": alias.branch,
-                "url": p.git.branch_url(alias),
+                "url": p.git.builds.branch_url(alias),
                 "deploymentId": alias.deployment_id,
                 "commitSha": alias.sha,
                 "updatedAt": iso(alias.updated_at),
@@ -137,7 +137,7 @@ def pushed(
     made = p.git.pushed(project, token, updates, remote)
     return {
         "deployments": [
-            {**_deployment(p, project, d), "branchUrl": p.git.branch_url_of(project, d)} for d in made
+            {**_deployment(p, project, d), "branchUrl": p.git.builds.branch_url_of(project, d)} for d in made
         ]
     }
 

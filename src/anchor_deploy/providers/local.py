@@ -46,7 +46,7 @@ from anchor_deploy.ports.runtime import SpecLoader, WorkerSpec
 from anchor_deploy.providers.local_parts import LocalLifecycle, LocalRoot, LocalStatus
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.providers.services import Adapters, DomainAdapters, assemble, faults_from
-from anchor_deploy.services.git_deploys import GitParts
+from anchor_deploy.services.git_builds import GitParts
 from anchor_deploy.services.operator import BackupService
 from anchor_deploy.services.runner import same_machine_liveness
 from anchor_deploy.settings import Settings, parse_addr

@@ -126,7 +126,7 @@ class Platform:
         admin = s.tokens.ensure_admin(self.settings.admin_token)
         self.lifecycle.prepare()
         s.reconciler.run_once(startup=True)
-        s.git.catch_up()  # branch aliases a crash left behind their branch's newest READY build
+        s.git.builds.catch_up()  # branch aliases a crash left behind their branch's newest READY build
         self.lifecycle.serve()
         s.runner.start()  # the reconciler's passes, domain checks, scrub and GC, each while its lease is held
         s.builds.start()  # after the runner, whose heartbeat renews the build leases

@@ -34,7 +34,8 @@ from anchor_deploy.services.dns_automation import DnsLinks, ZoneAutomation
 from anchor_deploy.services.domain_worker import DomainWorker
 from anchor_deploy.services.domains import DomainService, DomainSettings, NameRules
 from anchor_deploy.services.edge_sync import EdgeSync
-from anchor_deploy.services.git_deploys import GitDeploys, GitParts
+from anchor_deploy.services.git_builds import GitBuilds, GitParts
+from anchor_deploy.services.git_deploys import GitDeploys
 from anchor_deploy.services.health import HealthService
 from anchor_deploy.services.integrity import IntegrityService
 from anchor_deploy.services.operator import AuthorityService
@@ -178,6 +179,7 @@ def assemble(
     scrubber = Scrubber(a.blobs, settings.scrub_interval, settings.scrub_rate)
     domains = _domains(settings, a, clock, faults)
     urls = UrlService(settings.public_url, settings.base_domain, a.urls)
+    git_builds = GitBuilds(a.git, deployments, sync, a.box, env, urls, settings.base_domain, clock)
     projects = ProjectService(
         a.store,
         a.edge,
@@ -197,17 +199,7 @@ def assemble(
         apps=apps,
         domains=domains,
         dns_links=_dns_links(a, clock),
-        git=GitDeploys(
-            a.git,
-            deployments,
-            sync,
-            a.box,
-            env,
-            urls,
-            settings.base_domain,
-            clock,
-            settings.git_webhook_max_bytes,
-        ),
+        git=GitDeploys(a.git, git_builds, deployments, sync, a.box, clock, settings.git_webhook_max_bytes),
         integrity=integrity,
         uploads=UploadService(a.blobs, settings.max_blob_size),
         health=HealthService(a.status, reconciler, a.blobs, scrubber),
@@ -252,8 +244,8 @@ def _connect(
     a.blobs.on_stored = s.integrity.blob_stored  # a replaced damaged blob heals its deployments
     s.domains.on_change = functools.partial(s.runner.request, "domains")  # whichever process checks domains
     s.domains.checks = s.domain_worker
-    s.deployments.source = s.git  # a git deployment's build fetches its commit first
-    s.retention.also_serving = s.git.serving  # what a branch alias serves is kept
+    s.deployments.source = s.git.builds  # a git deployment's build fetches its commit first
+    s.retention.also_serving = s.git.builds.serving  # what a branch alias serves is kept
 
 
 def _after_delete(
