@@ -17,12 +17,13 @@ SAME = [
     ("/srv/git/shop.git", "file:///srv/git/shop.git"),
     ("file://localhost/srv/git/shop.git", "/srv/git/./shop.git/"),
     ("/srv/git/../git/shop", "/srv/git/shop.git"),
+    ("https://github.com/acme/shop", "https://github.com/Acme/Shop"),  # forges match names without case
 ]
 DIFFERENT = [
     ("https://github.com/acme/shop", "https://github.com/acme/shop-api"),
     ("https://github.com/acme/shop", "https://github.com/other/shop"),
     ("https://github.com/acme/shop", "https://gitlab.com/acme/shop"),
-    ("https://github.com/acme/shop", "https://github.com/Acme/Shop"),  # paths keep their case
+    ("/srv/git/shop.git", "/srv/git/Shop.git"),  # on this machine, paths keep their case
     ("http://git.acme.test:3000/acme/shop", "ssh://git@git.acme.test:2222/acme/shop"),
     ("/srv/git/shop.git", "file://otherhost/srv/git/shop.git"),
     ("/srv/git/shop.git", "/srv/other/shop.git"),

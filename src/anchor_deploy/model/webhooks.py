@@ -350,11 +350,14 @@ def same_repository(a: str, b: str) -> bool:
     set aside; ``git@host:owner/repo`` is ``https://host/owner/repo``).
 
     Compared: the host (lowercased, a default port dropped, a port that is not the scheme's default kept)
-    and the path as written (case kept, also on hosts that ignore case). A local path, ``file:///path``
+    and the path, without regard to case on a server (GitHub, GitLab and Gitea match owner and repository
+    names so: ``Acme/Shop`` is ``acme/shop``), as written on this machine. A local path, ``file:///path``
     and ``file://localhost/path`` are one repository (the path normalized). A URL that is none of these
     (a relative path, an unknown scheme) is the same as nothing."""
     left, right = _repository_key(a), _repository_key(b)
-    return left is not None and left == right
+    if left is None or right is None or left[0] != right[0]:
+        return False
+    return left[1] == right[1] if not left[0] else left[1].lower() == right[1].lower()
 
 
 def _repository_key(url: str) -> tuple[str, str] | None:
