@@ -1388,12 +1388,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    results = run_and_report(args, run, render)
+def exit_status(args: argparse.Namespace, results: dict[str, Any] | None) -> int:
+    """A benchmark's exit status: 130 when stopped; with --strict, 1 if a target was not met."""
     if results is None:
         return 130
     return 1 if args.strict and not all(t["met"] for t in results["targets"]) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return exit_status(args, run_and_report(args, run, render))
 
 
 if __name__ == "__main__":

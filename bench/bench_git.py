@@ -54,6 +54,7 @@ from bench_core import (  # noqa: E402
     REPO,
     Anchor,
     _iso_seconds,
+    exit_status,
     leftover_children,
     loadavg,
     machine_facts,
@@ -544,10 +545,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results = run_and_report(args, run, render)
-    if results is None:
-        return 130
-    return 1 if args.strict and not all(t["met"] for t in results["targets"]) else 0
+    return exit_status(args, run_and_report(args, run, render))
 
 
 if __name__ == "__main__":
