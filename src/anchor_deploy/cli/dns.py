@@ -24,18 +24,24 @@ def bad_argument(message: str) -> NoReturn:
     sys.exit(2)
 
 
+def read_small_file(path: str, limit: int, what: str) -> bytes:
+    """A file that holds a secret (a key, a token): its bytes, or one line and exit 2 when it cannot be
+    read or is larger than ``limit``, which no such file is."""
+    try:
+        with open(Path(path), "rb") as stream:
+            raw = stream.read(limit + 1)
+    except OSError as exc:
+        bad_argument(f"cannot read the {what} file {path}: {exc.strerror or exc}")
+    if len(raw) > limit:
+        bad_argument(f"{path} holds no {what}: it is larger than {limit // 1024} KiB")
+    return raw
+
+
 def _key_text(tsig_key: str | None, key_file: str | None) -> str:
     if tsig_key and key_file:
         bad_argument("give the TSIG key once: --tsig-key NAME:ALGORITHM:SECRET or --tsig-key-file FILE")
     if key_file:
-        try:
-            with open(Path(key_file), "rb") as stream:
-                raw = stream.read(MAX_KEY_FILE + 1)
-        except OSError as exc:
-            bad_argument(f"cannot read the TSIG key file {key_file}: {exc.strerror or exc}")
-        if len(raw) > MAX_KEY_FILE:
-            bad_argument(f"{key_file} is no TSIG key file: it is larger than {MAX_KEY_FILE // 1024} KiB")
-        return raw.decode("utf-8", errors="replace")
+        return read_small_file(key_file, MAX_KEY_FILE, "TSIG key").decode("utf-8", errors="replace")
     if not tsig_key:
         bad_argument(
             "an RFC 2136 link needs its TSIG key: --tsig-key NAME:ALGORITHM:SECRET or --tsig-key-file FILE"

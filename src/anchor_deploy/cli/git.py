@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -19,7 +18,7 @@ from rich.text import Text
 
 from anchor_deploy.cli.commit_view import SHORT_SHA, clean
 from anchor_deploy.cli.common import client, emit, fails_cleanly, has_terminal, json_option, out
-from anchor_deploy.cli.dns import bad_argument
+from anchor_deploy.cli.dns import bad_argument, read_small_file
 from anchor_deploy.model.git import branch_host
 from anchor_deploy.settings import ClientSettings
 
@@ -47,13 +46,7 @@ WEBHOOK_SETUP = {
 
 # -- secrets, read from where the command line does not show them ------------------------------------------
 def _read_file(path: str, what: str) -> str:
-    try:
-        with open(Path(path), "rb") as stream:
-            raw = stream.read(MAX_SECRET + 1)
-    except OSError as exc:
-        bad_argument(f"cannot read the {what} file {path}: {exc.strerror or exc}")
-    if len(raw) > MAX_SECRET:
-        bad_argument(f"{path} holds no {what}: it is larger than {MAX_SECRET // 1024} KiB")
+    raw = read_small_file(path, MAX_SECRET, what)
     try:
         return _not_empty(raw.decode("utf-8"), path, what)
     except UnicodeDecodeError:
