@@ -4,6 +4,7 @@ the forge is told, and retention keeping what a branch URL serves."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -248,3 +249,23 @@ def test_retention_keeps_what_a_branch_url_serves(git: GitPlatform) -> None:
     assert set(git.services.retention.prune(site)) == {superseded, other}
     assert git.serving(FEATURE) == served and git.serving(MAIN) == live and git.serving(PRODUCTION) == live
     assert {d.id for d in git.deployments()} == {served, live}
+
+
+def test_a_branch_alias_left_behind_by_a_crash_is_caught_up_at_start(git: GitPlatform) -> None:
+    """A crash between a build's READY and its alias's move: the next start moves the alias forward."""
+    first = pushed(git, "feature/x", A)
+    git.build_queued()
+    second = pushed(git, "feature/x", B)
+    git.build_queued()
+    assert git.serving(FEATURE) == second
+    project = git.fresh("site")
+    # As if the process died before the move: the alias still names the first build.
+    behind = git.store.branch_alias(project.id, "feature/x")
+    assert behind is not None
+    git.store.move_branch(dataclasses.replace(behind, deployment_id=first), second)
+    git.services.sync.apply(FEATURE)
+    assert git.serving(FEATURE) == first
+    assert git.services.git.builds.catch_up() == 1
+    assert git.serving(FEATURE) == second
+    assert git.store.branch_alias(project.id, "feature/x").deployment_id == second  # type: ignore[union-attr]
+    assert git.services.git.builds.catch_up() == 0  # nothing left to move

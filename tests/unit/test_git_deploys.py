@@ -221,7 +221,12 @@ def test_reconnecting_makes_a_new_secret_and_the_old_one_signs_nothing(git: GitP
 
 @pytest.mark.parametrize(
     "url",
-    ["https://ada:hunter2@github.com/acme/site.git", "http://ada:hunter2@git.example.test/site.git"],
+    [
+        "https://ada:hunter2@github.com/acme/site.git",
+        "http://ada:hunter2@git.example.test/site.git",
+        "https://hunter2@github.com/acme/site.git",  # a token as the user (GitHub takes one so)
+        "ssh://ada:hunter2@git.example.test/site.git",
+    ],
 )
 def test_a_password_in_the_repository_url_is_refused_and_nothing_stored(git: GitPlatform, url: str) -> None:
     answer = git.request("POST", "/v1/projects/bare/git", json={"repoUrl": url}, headers=git.admin)
@@ -230,6 +235,15 @@ def test_a_password_in_the_repository_url_is_refused_and_nothing_stored(git: Git
     assert git.store.git_connection(git.fresh("bare").id) is None
     shown = git.request("GET", "/v1/projects/bare/git", headers=git.admin).json()
     assert shown["connection"] is None
+
+
+@pytest.mark.parametrize(
+    "url", ["ssh://git@github.com/acme/site.git", "git@github.com:acme/site.git", "https://github.com/a/s"]
+)
+def test_a_user_name_for_ssh_is_taken(git: GitPlatform, url: str) -> None:
+    answer = git.request("POST", "/v1/projects/bare/git", json={"repoUrl": url}, headers=git.admin)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["connection"]["repoUrl"] == url
 
 
 def test_after_disconnect_the_webhook_answers_404(git: GitPlatform) -> None:

@@ -274,8 +274,10 @@ class GitBuilds:
                 ):
                     newest.setdefault(commit.branch, deployment)
             for branch, deployment in newest.items():
-                if aliases[branch].deployment_id != deployment.id and self._move_branch(project, deployment):
-                    moved += 1
+                if aliases[branch].deployment_id == deployment.id:
+                    continue
+                alias = self._move_branch(project, deployment)
+                moved += alias is not None and alias.deployment_id == deployment.id
         return moved
 
     def serving(self, project: Project) -> set[str]:

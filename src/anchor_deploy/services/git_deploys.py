@@ -93,8 +93,12 @@ def validate_repo_url(url: object) -> str:
             f"repoUrl {url[:100]!r} is not a repository URL: use https://host/owner/repo.git, "
             "ssh://git@host/owner/repo.git, git@host:owner/repo.git or a path on this machine"
         )
-    if _USERINFO.match(url) and ":" in url.split("://", 1)[1].split("@", 1)[0]:
-        raise InvalidInput("repoUrl holds a password: give it as credentials (it is then stored sealed)")
+    userinfo = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0] if _USERINFO.match(url) else ""
+    if ":" in userinfo or (userinfo and url.lower().startswith(("http://", "https://"))):
+        raise InvalidInput(
+            "repoUrl holds a user or a password (over http(s) that is a token): give it as credentials, "
+            "which are stored sealed"
+        )
     return url
 
 
