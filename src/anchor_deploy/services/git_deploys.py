@@ -94,10 +94,12 @@ def validate_repo_url(url: object) -> str:
             "ssh://git@host/owner/repo.git, git@host:owner/repo.git or a path on this machine"
         )
     userinfo = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0] if _USERINFO.match(url) else ""
-    if ":" in userinfo or (userinfo and url.lower().startswith(("http://", "https://"))):
+    if ":" in userinfo:
+        raise InvalidInput("repoUrl holds a password: give it as credentials (it is then stored sealed)")
+    if userinfo and url.lower().startswith(("http://", "https://")):
         raise InvalidInput(
-            "repoUrl holds a user or a password (over http(s) that is a token): give it as credentials, "
-            "which are stored sealed"
+            "repoUrl holds a user name, which over http(s) is a token: give it as credentials (it is then "
+            "stored sealed)"
         )
     return url
 
