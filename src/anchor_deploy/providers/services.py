@@ -199,7 +199,7 @@ def assemble(
         apps=apps,
         domains=domains,
         dns_links=_dns_links(a, clock),
-        git=GitDeploys(a.git, git_builds, deployments, sync, a.box, clock, settings.git_webhook_max_bytes),
+        git=GitDeploys(git_builds, deployments, sync, a.box, clock, settings.git_webhook_max_bytes),
         integrity=integrity,
         uploads=UploadService(a.blobs, settings.max_blob_size),
         health=HealthService(a.status, reconciler, a.blobs, scrubber),

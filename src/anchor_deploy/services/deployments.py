@@ -60,7 +60,7 @@ def upload_json(target: UploadTarget) -> dict[str, Any]:
 
 
 class BuildSource(Protocol):
-    """Where a deployment created without files gets them as its build starts (services/git_deploys.py)."""
+    """Where a deployment created without files gets them as its build starts (services/git_builds.py)."""
 
     def prepare(self, project: Project, deployment: Deployment, log: Callable[[str], None]) -> Deployment:
         """The deployment with its files, app and environment (fetched if it has none yet); BuildFailed."""
@@ -195,15 +195,19 @@ class DeploymentService:
                 and older.target == Target.PRODUCTION
                 and older.status == DeploymentStatus.QUEUED
             ):
-                try:
-                    canceled = self._store.set_status(
-                        older.id, DeploymentStatus.CANCELED, f"superseded by {newest.id}"
-                    )
-                    self._store.append_log(older.id, [f"canceled: superseded by {newest.id}"])
-                except Conflict:
-                    continue  # it started building meanwhile
-                if self.source is not None:
-                    self.source.settled(project, canceled)  # a git push's forge hears of it
+                self.cancel(project, older.id, f"superseded by {newest.id}")
+
+    def cancel(self, project: Project, deployment_id: str, why: str) -> Deployment | None:
+        """CANCELED with ``why`` (its log says so and its source hears of it: a git push's forge is told);
+        None if it ended or started building meanwhile and may not be canceled any more."""
+        try:
+            canceled = self._store.set_status(deployment_id, DeploymentStatus.CANCELED, why)
+        except Conflict:
+            return None
+        self._store.append_log(deployment_id, [f"canceled: {why}"])
+        if self.source is not None:
+            self.source.settled(project, canceled)
+        return canceled
 
     def host(self, project: Project, deployment: Deployment) -> str:
         return deployment_host(project.name, deployment.id, self._base)

@@ -82,6 +82,11 @@ class GitBuilds:
             raise GitUnavailable("git deploys are not available on this provider yet")
         return self._parts
 
+    @property
+    def parts(self) -> GitParts | None:
+        """What git deploys run on here (None: this provider has no git deploys)."""
+        return self._parts
+
     def branch_url(self, alias: BranchAlias) -> str:
         return self._urls.host_url(alias.host)
 
@@ -108,12 +113,7 @@ class GitBuilds:
                 or (newest is not None and (older.id == newest.id or older.created_at > newest.created_at))
             ):
                 continue
-            try:
-                canceled = store.set_status(older.id, DeploymentStatus.CANCELED, why)
-            except Conflict:
-                continue  # it ended meanwhile
-            store.append_log(older.id, [f"canceled: {why}"])
-            self.report(project, canceled, CommitState.FAILURE, f"Canceled: {why}")
+            self._deployments.cancel(project, older.id, why)  # the forge hears of it (settled)
 
     # -- the build's side (DeploymentService.source) -----------------------------------------------------
     def prepare(
@@ -183,7 +183,7 @@ class GitBuilds:
                 self.report(project, deployment, CommitState.SUCCESS, words)
             elif deployment.status == DeploymentStatus.ERROR:
                 self.report(project, deployment, CommitState.FAILURE, f"Failed: {deployment.error or ''}")
-            elif deployment.status == DeploymentStatus.CANCELED:  # by a newer production deploy
+            elif deployment.status == DeploymentStatus.CANCELED:  # by a newer push or production deploy
                 self.report(project, deployment, CommitState.FAILURE, f"Canceled: {deployment.error or ''}")
         except Exception:
             log.exception("after the build of %s", deployment.id)

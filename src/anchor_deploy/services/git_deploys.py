@@ -11,11 +11,11 @@ builds; a deleted branch loses its alias (its deployments stay until retention).
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from anchor_deploy.model.entities import Deployment, Project, Target, Token
 from anchor_deploy.model.errors import (
@@ -45,10 +45,7 @@ from anchor_deploy.services.deployments import DeploymentService
 from anchor_deploy.services.edge_sync import EdgeSync
 from anchor_deploy.services.git_builds import GitBuilds, GitParts
 
-log = logging.getLogger(__name__)
-_CAS_ATTEMPTS = 20
 _URL = re.compile(r"^(?:(?:https?|ssh|git|file)://[^\s]+|/[^\s]*|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$")
-_USERINFO = re.compile(r"^(?P<scheme>[a-z]+://)[^/@]*@")
 MAX_CREDENTIALS = 16 * 1024
 DELIVERY_MEMORY = 30 * 86400.0  # seconds a webhook delivery id is remembered
 
@@ -79,11 +76,6 @@ class WebhookAnswer:
     project: Project | None = None
 
 
-def public_repo_url(url: str) -> str:
-    """The URL without any user or password in it (what is stored, shown and compared)."""
-    return _USERINFO.sub(r"\g<scheme>", url.strip())
-
-
 def validate_repo_url(url: object) -> str:
     if not isinstance(url, str) or not url.strip() or len(url) > MAX_URL:
         raise InvalidInput(f"repoUrl must be a repository URL of at most {MAX_URL} characters")
@@ -93,10 +85,10 @@ def validate_repo_url(url: object) -> str:
             f"repoUrl {url[:100]!r} is not a repository URL: use https://host/owner/repo.git, "
             "ssh://git@host/owner/repo.git, git@host:owner/repo.git or a path on this machine"
         )
-    userinfo = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0] if _USERINFO.match(url) else ""
-    if ":" in userinfo:
+    parts = urlsplit(url) if "://" in url else None
+    if parts is not None and parts.password is not None:
         raise InvalidInput("repoUrl holds a password: give it as credentials (it is then stored sealed)")
-    if userinfo and url.lower().startswith(("http://", "https://")):
+    if parts is not None and parts.username is not None and parts.scheme.lower() in ("http", "https"):
         raise InvalidInput(
             "repoUrl holds a user name, which over http(s) is a token: give it as credentials (it is then "
             "stored sealed)"
@@ -107,7 +99,6 @@ def validate_repo_url(url: object) -> str:
 class GitDeploys:
     def __init__(
         self,
-        parts: GitParts | None,
         builds: GitBuilds,
         deployments: DeploymentService,
         sync: EdgeSync,
@@ -115,7 +106,6 @@ class GitDeploys:
         clock: Callable[[], float],
         max_webhook_bytes: int,
     ) -> None:
-        self._parts = parts
         self.builds = builds  # the build side: fetching, branch aliases, forge statuses
         self._deployments = deployments
         self._sync = sync
@@ -124,9 +114,9 @@ class GitDeploys:
         self.max_webhook_bytes = max_webhook_bytes
 
     def _git(self) -> GitParts:
-        if self._parts is None:
+        if self.builds.parts is None:
             raise GitUnavailable("git deploys are not available on this provider yet")
-        return self._parts
+        return self.builds.parts
 
     # -- the connection ------------------------------------------------------------------------------------
     def connect(self, project: Project, request: ConnectRequest, token: Token) -> Connected:
@@ -136,7 +126,7 @@ class GitDeploys:
         url = validate_repo_url(request.repo_url)
         if url.startswith(("/", "file:")) and not token.is_admin:
             raise Forbidden("connecting a repository on this machine (a path) needs an admin token")
-        branch = self._branch(request.production_branch)
+        branch = validate_branch(request.production_branch)
         if request.api_url and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", request.api_url):
             raise InvalidInput("apiUrl must be an http(s) URL, the forge API's root")
         for name, value, limit in (
@@ -172,10 +162,6 @@ class GitDeploys:
 
     def branches(self, project: Project) -> list[BranchAlias]:
         return self._git().store.branch_aliases(project.id)
-
-    @staticmethod
-    def _branch(value: object) -> str:
-        return validate_branch(value)
 
     # -- webhooks ------------------------------------------------------------------------------------------
     def webhook(self, project_name: str, headers: Mapping[str, str], body: bytes) -> WebhookAnswer:
@@ -223,7 +209,7 @@ class GitDeploys:
             if not update.ref.startswith("refs/") or not is_sha(update.after) or not is_sha(update.before):
                 raise InvalidInput(f"a ref update needs a refs/ name and two full shas: {update.ref[:100]!r}")
             if update.branch is not None:
-                self._branch(update.branch)
+                validate_branch(update.branch)
         connection = git.store.git_connection(project.id)
         made = []
         for update in updates:
@@ -262,6 +248,6 @@ class GitDeploys:
         return deployment
 
     def forget_old_deliveries(self) -> int:
-        if self._parts is None:
+        if self.builds.parts is None:
             return 0
-        return self._parts.store.forget_deliveries(self._clock() - DELIVERY_MEMORY)
+        return self.builds.parts.store.forget_deliveries(self._clock() - DELIVERY_MEMORY)
