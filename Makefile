@@ -1,7 +1,7 @@
 # anchor-deploy: the two promises of the README.
 #   make run   install into .venv, start the platform, deploy the example site, print its URLs
 #   make test  install every test need (pip and apt), then lint, type-check and run the whole suite
-.PHONY: run test test-fast lint bench bench-core bench-apps bench-domains bench-sandbox bench-integrity bench-backup bench-aws bench-git venv
+.PHONY: run test test-fast lint screenshots bench bench-core bench-apps bench-domains bench-sandbox bench-integrity bench-backup bench-aws bench-git venv
 
 run:
 	./scripts/run
@@ -14,6 +14,11 @@ test-fast: venv
 
 lint: venv
 	.venv/bin/ruff check src tests bench && .venv/bin/ruff format --check src && .venv/bin/mypy
+
+# The dashboard's browser tests (Debian's chromium, installed by `make test`), which also write their
+# screenshots into docs/screenshots/.
+screenshots: venv
+	ANCHOR_SCREENSHOTS=1 .venv/bin/python -m pytest -q -p no:cacheprovider tests/e2e/test_dashboard.py
 
 # All the benchmarks, one after the other (each takes minutes; `make bench BENCH_ARGS=--quick` for smoke
 # runs). The app benchmarks build from the wheelhouse and the domain one drives the DNS servers and pebble

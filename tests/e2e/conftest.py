@@ -2,10 +2,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.e2e.browser import Screenshots, launch_chromium
 from tests.e2e.harness import AnchorProcess
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -32,3 +37,16 @@ def shared_anchor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnchorPr
         yield platform
     finally:
         platform.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """One headless chromium for the whole run (tests/e2e/browser.py); each test opens its own context."""
+    with launch_chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="session")
+def screenshot(tmp_path_factory: pytest.TempPathFactory) -> Screenshots:
+    """``screenshot(page, "name")``: a PNG in a temp dir (and in docs/screenshots/ for `make screenshots`)."""
+    return Screenshots(tmp_path_factory.mktemp("screenshots"))
