@@ -135,6 +135,8 @@ class Settings:
     git_push_max_bytes: int = 512 * 1024 * 1024
     git_hook_timeout: float = 900.0
     git_webhook_max_bytes: int = 5 * 1024 * 1024  # the largest webhook delivery taken (413 past it)
+    # How long a dashboard sign-in lasts (seconds); revoking its token ends it sooner.
+    session_lifetime: float = 7 * 24 * 3600.0
     # Test-only fault injection, e.g. "rollback:after_commit" makes the process SIGKILL itself there.
     fault: str | None = None
 
@@ -205,6 +207,7 @@ class Settings:
             "git_push_max_bytes": "ANCHOR_GIT_PUSH_MAX_BYTES",
             "git_hook_timeout": GIT_HOOK_TIMEOUT,
             "git_webhook_max_bytes": "ANCHOR_GIT_WEBHOOK_MAX_BYTES",
+            "session_lifetime": "ANCHOR_SESSION_LIFETIME",
         }
         for attr, var in names.items():
             if env.get(var):
@@ -254,6 +257,7 @@ class Settings:
             ("git_push_max_bytes", int),
             ("git_hook_timeout", float),
             ("git_webhook_max_bytes", int),
+            ("session_lifetime", float),
         ):
             if attr in values:
                 try:
@@ -302,6 +306,7 @@ class Settings:
             self.git_push_max_bytes,
             self.git_hook_timeout,
             self.git_webhook_max_bytes,
+            self.session_lifetime,
         )
         if min(numbers) <= 0:
             raise InvalidInput("sizes, counts and timeouts in the settings must be positive")

@@ -18,6 +18,7 @@ from anchor_deploy.api.routes_fsck import router as fsck_router
 from anchor_deploy.api.routes_git import router as git_router
 from anchor_deploy.api.routes_git_remote import install_git_remote
 from anchor_deploy.providers.platform import Platform
+from anchor_deploy.web.app import install_dashboard
 
 
 def create_app(platform: Platform) -> FastAPI:
@@ -50,4 +51,5 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(admin_router)
     install_docs(app)
     install_git_remote(app)  # git's smart HTTP, outside the JSON API and its document
+    install_dashboard(app)  # the web pages under /ui, outside the JSON API and its document
     return app

@@ -96,6 +96,12 @@ class Forbidden(AnchorError):
     status = 403
 
 
+class CsrfRefused(Forbidden):
+    """A dashboard form posted without its session's CSRF secret."""
+
+    code = "csrf_refused"
+
+
 class NotFound(AnchorError):
     code = "not_found"
     status = 404

@@ -22,6 +22,7 @@ from anchor_deploy.services.health import HealthService
 from anchor_deploy.services.integrity import IntegrityService
 from anchor_deploy.services.operator import AuthorityService, BackupService
 from anchor_deploy.services.projects import ProjectService
+from anchor_deploy.services.sessions import SessionService
 from anchor_deploy.services.uploads import UploadService
 from anchor_deploy.services.urls import UrlService
 from anchor_deploy.settings import Settings
@@ -58,6 +59,10 @@ class Platform:
     @property
     def tokens(self) -> TokenService:
         return self.services.tokens
+
+    @property
+    def sessions(self) -> SessionService:
+        return self.services.sessions
 
     @property
     def projects(self) -> ProjectService:

@@ -44,6 +44,7 @@ from anchor_deploy.services.reconcile import Reconciler
 from anchor_deploy.services.retention import Retention
 from anchor_deploy.services.runner import LeasedBuilds, LeaseKeeper, LeaseTiming, PeriodicJob, Runner
 from anchor_deploy.services.scrub import Scrubber
+from anchor_deploy.services.sessions import SessionService
 from anchor_deploy.services.uploads import UploadService
 from anchor_deploy.services.urls import UrlService
 from anchor_deploy.settings import Settings
@@ -105,6 +106,7 @@ class Services:
     """Every service, and the background loops the platform starts and stops."""
 
     tokens: TokenService
+    sessions: SessionService
     projects: ProjectService
     deployments: DeploymentService
     aliases: AliasService
@@ -190,8 +192,10 @@ def assemble(
         before_delete=domains.remove_all,
         after_delete=functools.partial(_after_delete, a.runtime, domains, a.git_remote),
     )
+    tokens = TokenService(a.store, clock)
     services = Services(
-        tokens=TokenService(a.store, clock),
+        tokens=tokens,
+        sessions=SessionService(a.store, tokens, clock, settings.session_lifetime),
         projects=projects,
         deployments=deployments,
         aliases=aliases,

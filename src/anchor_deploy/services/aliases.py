@@ -112,6 +112,11 @@ class AliasService:
             return self._move(project, lambda _: deployment_id, MoveReason.ROLLBACK, token.name, pinned=True)
         return self._move(project, self._previous_production, MoveReason.ROLLBACK, token.name, pinned=True)
 
+    def rollback_target(self, project: Project) -> str:
+        """Where a rollback without a named deployment would move production now (NoRollbackTarget if
+        nowhere): what a confirmation shows before the rollback is asked for by id."""
+        return self._previous_production(project)
+
     def _previous_production(self, project: Project) -> str:
         """The READY deployment that first became production just before the current one did."""
         current = project.production_deployment_id
@@ -193,6 +198,13 @@ class AliasService:
 
     def history(self, project: Project) -> list[AliasMove]:
         return self._store.alias_history(project.id)
+
+    def history_page(self, project: Project, limit: int, offset: int = 0) -> list[AliasMove]:
+        """Newest first: at most ``limit`` moves after the ``offset`` newest."""
+        return self._store.alias_history_page(project.id, limit, offset)
+
+    def count_moves(self, project: Project) -> int:
+        return self._store.count_alias_moves(project.id)
 
 
 class _Skip(Exception):

@@ -228,6 +228,13 @@ class DeploymentService:
     def list(self, project: Project) -> list[Deployment]:
         return self._store.list_deployments(project.id)
 
+    def page(self, project: Project, limit: int, offset: int = 0) -> builtins.list[Deployment]:
+        """Newest first: at most ``limit`` of the project's deployments after the ``offset`` newest."""
+        return self._store.list_deployments(project.id, limit, offset)
+
+    def count(self, project: Project) -> int:
+        return self._store.count_deployments(project.id)
+
     def build(self, deployment_id: str) -> Deployment | None:
         """QUEUED -> BUILDING -> READY|ERROR: materialize the files, build and health-check the app if there
         is one, serve the immutable URL, then move production if this is an unpinned production deploy.
