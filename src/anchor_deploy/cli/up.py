@@ -64,6 +64,7 @@ def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -
     # On AWS nothing serves here but the API: Lambda and CloudFront serve the deployments.
     edge = f"  edge http://{settings.http_addr}" if settings.provider == "local" else ""
     say(f"anchor-deploy is up: API http://{settings.api_addr}{edge}")
+    say(f"dashboard: http://{settings.api_addr}/ui/ (sign in with a token)")
     say(f"data dir: {settings.data_dir.resolve()}")
     for line in platform.notes():
         say(line)
