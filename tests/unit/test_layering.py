@@ -21,7 +21,13 @@ FORBIDDEN_LIBRARIES = {
     "starlette",
     "uvicorn",
 }
-OUTER_LAYERS = ("anchor_deploy.adapters", "anchor_deploy.api", "anchor_deploy.cli", "anchor_deploy.providers")
+OUTER_LAYERS = (
+    "anchor_deploy.adapters",
+    "anchor_deploy.api",
+    "anchor_deploy.cli",
+    "anchor_deploy.providers",
+    "anchor_deploy.web",
+)
 
 
 def module_name(path: Path) -> str:
@@ -127,13 +133,14 @@ PROVIDER_TOOLS = {"anchor_deploy.cli.backup", "anchor_deploy.cli.aws"}
 
 
 def edge_modules() -> list[Path]:
-    paths = sorted((PACKAGE_ROOT / "api").rglob("*.py")) + sorted((PACKAGE_ROOT / "cli").rglob("*.py"))
+    paths = [p for layer in ("api", "cli", "web") for p in sorted((PACKAGE_ROOT / layer).rglob("*.py"))]
+    assert any(module_name(p).startswith("anchor_deploy.web.") for p in paths)
     return [p for p in paths if module_name(p) not in PROVIDER_TOOLS]
 
 
 @pytest.mark.parametrize("path", edge_modules(), ids=lambda p: module_name(p))
-def test_api_and_cli_reach_no_adapter(path: Path) -> None:
-    """The API and the CLI talk to services (through providers.platform.Platform) and never to an adapter
+def test_api_cli_and_dashboard_reach_no_adapter(path: Path) -> None:
+    """The API, the dashboard and the CLI talk to services (through providers.platform.Platform) and never to an adapter
     or to one provider's assembly; only `anchor up` picks the provider, through providers.build_platform."""
     names = imported_modules(path.read_text(), module_name(path), path.name == "__init__.py")
     reached = [n for n in names if n.startswith(("anchor_deploy.adapters", "anchor_deploy.providers."))]
