@@ -300,7 +300,7 @@ def test_version_3_adds_leases_to_a_database_the_last_release_made_keeping_its_r
     kept = [n for n in names if n != "domains"]  # version 4 adds columns to domains (tested on its own)
     assert {n: after[n] for n in kept} == {n: before[n] for n in kept}
     assert _rows(db, kept) == {n: rows[n] for n in kept}
-    assert after.keys() - before.keys() == {"leases"} | VERSION_5_TABLES | VERSION_6_TABLES
+    assert after.keys() - before.keys() == {"leases"} | VERSION_5_TABLES | VERSION_6_TABLES | VERSION_7_TABLES
     fresh = connect(tmp_path / "fresh.db")
     migrate(fresh)
     assert tables(fresh) == after  # an upgraded database has exactly a new one's schema
@@ -315,6 +315,7 @@ def test_version_3_adds_leases_to_a_database_the_last_release_made_keeping_its_r
 
 VERSION_5_TABLES = {"dns_links", "dns_links_by_project"}
 VERSION_6_TABLES = {"git_connections", "git_deliveries", "git_deliveries_by_time", "git_branches"}
+VERSION_7_TABLES = {"sessions", "sessions_by_expiry", "sessions_by_token"}
 
 
 def test_version_5_adds_dns_links_to_a_version_4_database_keeping_its_rows(tmp_path: Path) -> None:
@@ -338,7 +339,7 @@ def test_version_5_adds_dns_links_to_a_version_4_database_keeping_its_rows(tmp_p
     after = tables(db)
     assert {n: after[n] for n in before} == before
     assert _rows(db, ["projects", "domains"]) == rows
-    assert after.keys() - before.keys() == VERSION_5_TABLES | VERSION_6_TABLES
+    assert after.keys() - before.keys() == VERSION_5_TABLES | VERSION_6_TABLES | VERSION_7_TABLES
     fresh = connect(tmp_path / "fresh.db")
     migrate(fresh, upto=5)
     assert {n: tables(fresh)[n] for n in VERSION_5_TABLES} == {n: after[n] for n in VERSION_5_TABLES}

@@ -128,6 +128,18 @@ class Token:
 
 
 @dataclass(frozen=True, slots=True)
+class Session:
+    """A dashboard sign-in: a browser's cookie names it (stored as a hash, like a token's secret), it acts
+    with its token's rights and dies with it, and it carries the CSRF secret its forms must echo."""
+
+    id: str
+    token_id: str
+    csrf: str
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class HostRoute:
     """What the edge must serve for one hostname: the database's word, the symlink tree follows it."""
 

@@ -49,7 +49,9 @@ from anchor_deploy.model.integrity import CopyKind, StoredCopy
 from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.model.manifest import ManifestFile, is_sha256
 from anchor_deploy.model.names import is_valid_hostname
+from anchor_deploy.model.paging import page_slice
 from anchor_deploy.ports.fake_git import FakeGit
+from anchor_deploy.ports.fake_sessions import FakeSessions
 from anchor_deploy.ports.runtime import BuildLimits, WorkerSpec
 
 if TYPE_CHECKING:
@@ -70,7 +72,7 @@ class _StoredDeployment:
     log: list[tuple[int, float, str]] = dataclasses.field(default_factory=list)
 
 
-class FakeStore(FakeGit):
+class FakeStore(FakeSessions, FakeGit):
     """The Store port (every repository) in dictionaries, like SqliteStore with its cascades."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -118,6 +120,7 @@ class FakeStore(FakeGit):
             found = [h for h, t in self._tokens.items() if t.id == token_id]
             for secret_hash in found:
                 del self._tokens[secret_hash]
+            self.forget_sessions([token_id])
             return bool(found)
 
     def _update_token(self, token_id: str, when: Callable[[Token], bool], **changes: object) -> bool:
@@ -188,6 +191,7 @@ class FakeStore(FakeGit):
             ]:
                 del self._deployments[deployment_id]
             self._history = [m for m in self._history if m.project_id != project_id]
+            self.forget_sessions(t.id for t in self._tokens.values() if t.project_id == project_id)
             self._tokens = {h: t for h, t in self._tokens.items() if t.project_id != project_id}
             self._env = {k: v for k, v in self._env.items() if k[0] != project_id}
             self._domains = {k: v for k, v in self._domains.items() if v[0].project_id != project_id}
@@ -310,11 +314,18 @@ class FakeStore(FakeGit):
                 raise DeploymentNotFound(f"deployment {deployment_id} not found")
             return list(stored.files)
 
-    def list_deployments(self, project_id: str) -> list[Deployment]:
+    def list_deployments(
+        self, project_id: str, limit: int | None = None, offset: int = 0
+    ) -> list[Deployment]:
+        page = page_slice(limit, offset)
         with self._lock:
             rows = [s for s in self._deployments.values() if s.deployment.project_id == project_id]
             rows.sort(key=lambda s: (s.deployment.created_at, s.seq), reverse=True)
-            return [self._copy(s.deployment) for s in rows]
+            return [self._copy(s.deployment) for s in rows[page]]
+
+    def count_deployments(self, project_id: str) -> int:
+        with self._lock:
+            return sum(s.deployment.project_id == project_id for s in self._deployments.values())
 
     def deployments_with_status(self, statuses: Sequence[DeploymentStatus]) -> list[Deployment]:
         with self._lock:
@@ -390,6 +401,13 @@ class FakeStore(FakeGit):
     def alias_history(self, project_id: str) -> list[AliasMove]:
         with self._lock:
             return [m for m in self._history if m.project_id == project_id]
+
+    def alias_history_page(self, project_id: str, limit: int, offset: int = 0) -> list[AliasMove]:
+        page = page_slice(limit, offset)
+        return self.alias_history(project_id)[::-1][page]
+
+    def count_alias_moves(self, project_id: str) -> int:
+        return len(self.alias_history(project_id))
 
     # -- hosts -------------------------------------------------------------------------------------
     def _target(self, route: HostRoute) -> tuple[HostRoute, str | None]:

@@ -14,6 +14,7 @@ from anchor_deploy.model.entities import (
     HostRoute,
     MoveReason,
     Project,
+    Session,
     Token,
     TokenSource,
 )
@@ -46,6 +47,25 @@ class TokenRepository(Protocol):
     def touch_token(self, token_id: str, at: float, interval: float) -> bool:
         """Record a use at ``at`` unless one was recorded less than ``interval`` seconds before (a write at
         most once per interval, whatever the number of requests); True if it wrote."""
+        ...
+
+
+class SessionRepository(Protocol):
+    """Dashboard sessions, looked up by the sha256 of the cookie's secret (the secret is never stored)."""
+
+    def add_session(self, session: Session, secret_hash: str) -> None:
+        """Conflict if the secret's hash (or the id) is taken; TokenNotFound if the token is gone (revoked
+        while signing in). Deleting a token (or its project) deletes its sessions."""
+        ...
+
+    def session_by_hash(self, secret_hash: str) -> Session | None:
+        """The session, expired or not: the caller judges expiry with its clock."""
+        ...
+
+    def delete_session(self, session_id: str) -> bool: ...
+
+    def delete_expired_sessions(self, now: float) -> int:
+        """Drop every session whose expires_at is at or before ``now``; how many went."""
         ...
 
 
@@ -88,7 +108,14 @@ class DeploymentRepository(Protocol):
 
     def manifest(self, deployment_id: str) -> list[ManifestFile]: ...
 
-    def list_deployments(self, project_id: str) -> list[Deployment]: ...
+    def list_deployments(
+        self, project_id: str, limit: int | None = None, offset: int = 0
+    ) -> list[Deployment]:
+        """Newest first; a page of at most ``limit`` after skipping ``offset`` (all of them by default).
+        ValueError for a negative limit or offset (model/paging.py)."""
+        ...
+
+    def count_deployments(self, project_id: str) -> int: ...
 
     def deployments_with_status(self, statuses: Sequence[DeploymentStatus]) -> list[Deployment]: ...
 
@@ -121,6 +148,13 @@ class AliasRepository(Protocol):
         ...
 
     def alias_history(self, project_id: str) -> list[AliasMove]: ...
+
+    def alias_history_page(self, project_id: str, limit: int, offset: int = 0) -> list[AliasMove]:
+        """Newest first: at most ``limit`` moves after skipping the ``offset`` newest; the same moves as
+        ``reversed(alias_history(project_id))[offset:offset + limit]``. ValueError if either is negative."""
+        ...
+
+    def count_alias_moves(self, project_id: str) -> int: ...
 
 
 class BuildLogRepository(Protocol):
@@ -191,6 +225,7 @@ class DomainRepository(Protocol):
 
 class Store(
     TokenRepository,
+    SessionRepository,
     ProjectRepository,
     DeploymentRepository,
     AliasRepository,

@@ -4,10 +4,9 @@
    every reader (project_by_name/id, list_projects, host_target(s), project_hosts) and every write that
    needs a live project is refused (new deployments, hosts, tokens, domains, env, alias moves, log lines).
 2. Its items are deleted in BatchWriteItem calls of at most 25 keys, in this order: tokens (their hash
-   claims first, so they stop authenticating at once), hosts, domains (with their label claims), linked
-   DNS zones, every
-   deployment's own items (manifest, sealed environment, build log), the deployments, the environment
-   variables and alias history.
+   claims first, so they stop authenticating at once) and their dashboard sessions, hosts, domains (with
+   their label claims), linked DNS zones, every deployment's own items (manifest, sealed environment,
+   build log), the deployments, the environment variables and alias history.
 3. The project's item and its name claim go last, in one transaction: the name is free only then.
 
 A deletion cut short anywhere (the process killed between two batches) is finished by calling
@@ -22,6 +21,7 @@ from collections.abc import Iterator
 from anchor_deploy.adapters.aws.dynamo_base import DynamoBase
 from anchor_deploy.adapters.aws.dynamo_codec import DELETING, LIVE, deploy_pk, project_pk
 from anchor_deploy.adapters.aws.dynamo_schema import LIST_INDEX, PROJECT_ID_INDEX
+from anchor_deploy.adapters.aws.dynamo_sessions import drop_sessions_of
 from anchor_deploy.adapters.aws.dynamo_table import TransactionCanceled
 from anchor_deploy.model.errors import ProjectNotFound
 
@@ -97,6 +97,8 @@ class DeletionItems(DynamoBase):
         tokens = list(self._owned(project_id, "TOKEN#"))  # first: they stop authenticating at once
         t.batch_delete([(f"TOKENHASH#{i['secret_hash']}", "CLAIM") for i in tokens])
         t.batch_delete([(f"TOKEN#{i['id']}", "TOKEN") for i in tokens])
+        if tokens:
+            drop_sessions_of(t, [str(i["id"]) for i in tokens])
         hosts = [str(i["host"]) for i in self._owned(project_id, "HOST#")]
         deleted = len(hosts)
         t.batch_delete([(f"HOST#{h}", "HOST") for h in hosts])

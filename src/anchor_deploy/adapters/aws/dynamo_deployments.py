@@ -41,6 +41,7 @@ from anchor_deploy.model.entities import (
 )
 from anchor_deploy.model.errors import Conflict, DeploymentNotFound, NameTaken
 from anchor_deploy.model.manifest import ManifestFile
+from anchor_deploy.model.paging import page_slice
 
 _TRANSACTION_BYTES = 3 * 1024 * 1024  # manifest bytes carried inside add_deployment's transaction (4 MB max)
 
@@ -170,14 +171,35 @@ class DeploymentItems(DynamoBase):
         )
         return decode_manifest([bytes(c["data"]) for c in chunks])
 
-    def list_deployments(self, project_id: str) -> list[Deployment]:
+    def list_deployments(
+        self, project_id: str, limit: int | None = None, offset: int = 0
+    ) -> list[Deployment]:
+        """All of them: one read of the project's deployments in ProjectIdIndex. A page: the same read
+        for the sort keys only (created_at, order; a few dozen bytes an item sent, though DynamoDB counts
+        the read capacity of whole items), sliced, then the page's items in one BatchGetItem (strongly
+        consistent; a deployment deleted in between is left out of the page)."""
+        page = page_slice(limit, offset)
+        if limit is None and offset == 0:
+            return [deployment_of(i) for i in self._newest_first(project_id)]
+        keys = [(str(i["pk"]), "DEPLOY") for i in self._newest_first(project_id, "pk, created_at, #o")]
+        return [deployment_of(i) for i in self._table.batch_get(keys[page])]
+
+    def _newest_first(self, project_id: str, projection: str | None = None) -> list[Item]:
         items = self._table.query(
+            "project_id = :p AND begins_with(project_sk, :d)",
+            {":p": project_id, ":d": "DEPLOY#"},
+            {"#o": "order"} if projection else None,
+            index=PROJECT_ID_INDEX,
+            projection=projection,
+        )
+        return sorted(items, key=lambda i: (i["created_at"], i["order"]), reverse=True)
+
+    def count_deployments(self, project_id: str) -> int:
+        return self._table.count(
             "project_id = :p AND begins_with(project_sk, :d)",
             {":p": project_id, ":d": "DEPLOY#"},
             index=PROJECT_ID_INDEX,
         )
-        newest_first = sorted(items, key=lambda i: (i["created_at"], i["order"]), reverse=True)
-        return [deployment_of(i) for i in newest_first]
 
     def deployments_with_status(self, statuses: Sequence[DeploymentStatus]) -> list[Deployment]:
         items: list[Item] = []
@@ -298,3 +320,23 @@ class DeploymentItems(DynamoBase):
             "pk = :p AND begins_with(sk, :m)", {":p": project_pk(project_id), ":m": "MOVE#"}
         )
         return [move_of(r) for r in rows]
+
+    def alias_history_page(self, project_id: str, limit: int, offset: int = 0) -> list[AliasMove]:
+        """The rows are numbered 1..``moves`` (the project's counter, set with each row in its transaction),
+        so a page is one key range read backwards: it costs the page's rows, whatever the offset."""
+        page_slice(limit, offset)
+        newest = self.count_alias_moves(project_id) - offset
+        if newest < 1 or limit == 0:
+            return []
+        rows = self._table.query(
+            "pk = :p AND sk BETWEEN :first AND :newest",
+            {":p": project_pk(project_id), ":first": move_sk(1), ":newest": move_sk(newest)},
+            forward=False,
+            limit=limit,
+        )
+        return [move_of(r) for r in rows]
+
+    def count_alias_moves(self, project_id: str) -> int:
+        """The project's move counter (also while the project is being deleted, as alias_history reads)."""
+        item = self._table.get(project_pk(project_id), "PROJECT", ("moves",))
+        return 0 if item is None else int(item.get("moves", 0))

@@ -16,6 +16,7 @@ from anchor_deploy.adapters.aws.dynamo_codec import (
     token_of,
 )
 from anchor_deploy.adapters.aws.dynamo_schema import LIST_INDEX, PROJECT_ID_INDEX
+from anchor_deploy.adapters.aws.dynamo_sessions import drop_sessions_of
 from anchor_deploy.adapters.aws.dynamo_table import TransactionCanceled
 from anchor_deploy.model.entities import HostKind, HostRoute, Project, Token, TokenSource
 from anchor_deploy.model.errors import Conflict, NameTaken, ProjectNotFound
@@ -83,6 +84,7 @@ class ProjectItems(DynamoBase):
             if refused.failed(0):
                 return False
             raise
+        drop_sessions_of(self._table, [token_id])
         return True
 
     def set_token_source(self, token_id: str, source: TokenSource) -> bool:

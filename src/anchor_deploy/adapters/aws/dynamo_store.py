@@ -22,10 +22,13 @@ from anchor_deploy.adapters.aws.dynamo_dns_links import DnsLinkItems
 from anchor_deploy.adapters.aws.dynamo_domains import DomainItems
 from anchor_deploy.adapters.aws.dynamo_logs import LogItems
 from anchor_deploy.adapters.aws.dynamo_projects import ProjectItems
+from anchor_deploy.adapters.aws.dynamo_sessions import SessionItems
 from anchor_deploy.adapters.aws.dynamo_table import DynamoTable
 
 
-class DynamoStore(ProjectItems, DeploymentItems, LogItems, DomainItems, DnsLinkItems, DeletionItems):
+class DynamoStore(
+    ProjectItems, SessionItems, DeploymentItems, LogItems, DomainItems, DnsLinkItems, DeletionItems
+):
     def __init__(
         self,
         clients: AwsClients,

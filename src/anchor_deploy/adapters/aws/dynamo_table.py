@@ -1,6 +1,6 @@
 """The DynamoDB calls the store makes, on one table: reads that follow every page, conditional writes,
-transactions (at most 100 items) whose cancellation says which item's condition failed, and batch deletes
-(at most 25 keys a call) that retry what DynamoDB left unprocessed."""
+transactions (at most 100 items) whose cancellation says which item's condition failed, batch deletes
+(at most 25 keys a call) and batch reads (100) that retry what DynamoDB left unprocessed, and counts."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from anchor_deploy.model.errors import StoreBusy
 
 TRANSACTION_MAX = 100  # items in one TransactWriteItems
 BATCH_MAX = 25  # requests in one BatchWriteItem
+BATCH_GET_MAX = 100  # keys in one BatchGetItem
 _UNPROCESSED_ROUNDS = 8
 _CONFLICT_ROUNDS = 4
 
@@ -177,6 +178,48 @@ class DynamoTable:
         raise RuntimeError(f"DynamoDB left {len(requests)} writes unprocessed after {calls} calls")
 
     # -- reads -------------------------------------------------------------------------------------
+    def batch_get(self, keys: Sequence[tuple[str, str]]) -> list[Item]:
+        """Strongly consistent reads of ``keys`` in BatchGetItem calls of at most 100 (what DynamoDB leaves
+        unprocessed is asked again with backoff); the items found, in the order of ``keys``."""
+        found: dict[tuple[str, str], Item] = {}
+        for start in range(0, len(keys), BATCH_GET_MAX):
+            wanted = [key(pk, sk) for pk, sk in keys[start : start + BATCH_GET_MAX]]
+            for attempt in range(_UNPROCESSED_ROUNDS):
+                request = {self.name: {"Keys": wanted, "ConsistentRead": True}}
+                answer = self.client.batch_get_item(RequestItems=request)
+                for raw in answer.get("Responses", {}).get(self.name, []):
+                    item = decode(raw)
+                    found[(str(item["pk"]), str(item["sk"]))] = item
+                wanted = answer.get("UnprocessedKeys", {}).get(self.name, {}).get("Keys", [])
+                if not wanted:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+            else:
+                raise RuntimeError(f"DynamoDB left {len(wanted)} reads unprocessed")
+        return [found[k] for k in keys if k in found]
+
+    def count(self, condition: str, values: Mapping[str, Any], index: str | None = None) -> int:
+        """How many items match (a Query with Select COUNT, page after page: it costs the read capacity of
+        the items counted, and sends none of them)."""
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "KeyConditionExpression": condition,
+            "Select": "COUNT",
+            **_expression(None, None, values),
+        }
+        if index:
+            request["IndexName"] = index
+        else:
+            request["ConsistentRead"] = True
+        total = 0
+        while True:
+            answer = self.client.query(**request)
+            total += int(answer.get("Count", 0))
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                return total
+            request["ExclusiveStartKey"] = last
+
     def get(self, pk: str, sk: str, projection: Sequence[str] = ()) -> Item | None:
         """A strongly consistent read of one item."""
         extra: dict[str, Any] = {}

@@ -221,6 +221,21 @@ CREATE TABLE git_branches (
 );
 """
 
+# Dashboard sign-ins (model/entities.py Session): found by the sha256 of the cookie's secret, gone with
+# their token (and so with a project-scoped token's project), swept by expiry.
+_VERSION_7 = """
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL UNIQUE,
+    token_id TEXT NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+CREATE INDEX sessions_by_token ON sessions(token_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of the first release", split_statements(_RELEASE_1_SCHEMA)),
     Migration(2, "tokens: source and last use", split_statements(_VERSION_2)),
@@ -230,6 +245,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(5, "DNS zones linked to projects", split_statements(_VERSION_5)),
     Migration(6, "git connections, webhook deliveries, branch hosts", split_statements(_VERSION_6)),
+    Migration(7, "dashboard sessions", split_statements(_VERSION_7)),
 )
 LATEST = MIGRATIONS[-1].version
 MIGRATION_WAIT = 600.0  # seconds a starting process waits for another process's migration to finish

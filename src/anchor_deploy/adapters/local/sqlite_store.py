@@ -16,6 +16,7 @@ from anchor_deploy.adapters.local.sqlite_busy import BusyAwareConnection
 from anchor_deploy.adapters.local.sqlite_dns_links import SqliteDnsLinks
 from anchor_deploy.adapters.local.sqlite_git import BRANCH_KIND, SqliteGit
 from anchor_deploy.adapters.local.sqlite_migrations import migrate
+from anchor_deploy.adapters.local.sqlite_sessions import SqliteSessions
 from anchor_deploy.model.apps import parse_app_config
 from anchor_deploy.model.domains import (
     CdnStatus,
@@ -49,6 +50,7 @@ from anchor_deploy.model.errors import (
 )
 from anchor_deploy.model.logs import BuildLogCap
 from anchor_deploy.model.manifest import ManifestFile
+from anchor_deploy.model.paging import page_slice
 
 _TOKEN_COLUMNS = "id, name, project_id, created_at, source, last_used_at"  # noqa: S105 - column names
 _DOMAIN_COLUMNS = (
@@ -171,7 +173,7 @@ def _host_target(row: sqlite3.Row | tuple[Any, ...]) -> tuple[HostRoute, str | N
     return HostRoute(row[0], _host_kind(row[1]), row[2], row[3]), row[4]
 
 
-class SqliteStore(SqliteDnsLinks, SqliteGit):
+class SqliteStore(SqliteSessions, SqliteDnsLinks, SqliteGit):
     def __init__(
         self,
         path: Path,
@@ -261,7 +263,7 @@ class SqliteStore(SqliteDnsLinks, SqliteGit):
         return self._one("SELECT 1 FROM tokens WHERE project_id IS NULL LIMIT 1") is not None
 
     def delete_token(self, token_id: str) -> bool:
-        with self._write() as db:
+        with self._write() as db:  # its sessions go with it (ON DELETE CASCADE, sqlite_sessions.py)
             return db.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount == 1
 
     def set_token_source(self, token_id: str, source: TokenSource) -> bool:
@@ -471,13 +473,21 @@ class SqliteStore(SqliteDnsLinks, SqliteGit):
             raise DeploymentNotFound(f"deployment {deployment_id} not found")
         return _decode_manifest(row[0])
 
-    def list_deployments(self, project_id: str) -> list[Deployment]:
+    def list_deployments(
+        self, project_id: str, limit: int | None = None, offset: int = 0
+    ) -> list[Deployment]:
+        # The index deployments_by_project read backwards (no sort); skipped rows are never decoded.
+        page = page_slice(limit, offset)
         rows = self._db().execute(
             f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE project_id = ? "
-            "ORDER BY created_at DESC, rowid DESC",
-            (project_id,),
+            "ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+            (project_id, -1 if limit is None else limit, page.start),
         )
         return [deployment_row(r) for r in rows]
+
+    def count_deployments(self, project_id: str) -> int:
+        row = self._one("SELECT COUNT(*) FROM deployments WHERE project_id = ?", project_id)
+        return 0 if row is None else int(row[0])
 
     def deployments_with_status(self, statuses: Sequence[DeploymentStatus]) -> list[Deployment]:
         marks = ",".join("?" * len(statuses))
@@ -555,6 +565,18 @@ class SqliteStore(SqliteDnsLinks, SqliteGit):
             "SELECT * FROM alias_history WHERE project_id = ? ORDER BY id", (project_id,)
         )
         return [_move(r) for r in rows]
+
+    def alias_history_page(self, project_id: str, limit: int, offset: int = 0) -> list[AliasMove]:
+        page_slice(limit, offset)
+        rows = self._db().execute(
+            "SELECT * FROM alias_history WHERE project_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+            (project_id, limit, offset),
+        )
+        return [_move(r) for r in rows]
+
+    def count_alias_moves(self, project_id: str) -> int:
+        row = self._one("SELECT COUNT(*) FROM alias_history WHERE project_id = ?", project_id)
+        return 0 if row is None else int(row[0])
 
     # -- hosts -------------------------------------------------------------------------------------
     def host_target(self, host: str) -> tuple[HostRoute, str | None] | None:
