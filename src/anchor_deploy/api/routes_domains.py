@@ -34,7 +34,7 @@ router = APIRouter(prefix="/v1/projects/{project}/domains")
 lookup_router = APIRouter(prefix="/v1")
 
 
-async def _settle(started: Future[None], bound: float) -> bool:
+async def settle_check(started: Future[None], bound: float) -> bool:
     """Wait at most ``bound`` seconds for a check, without holding a thread; True if it finished."""
     if not started.done():
         await asyncio.wait([asyncio.wrap_future(started)], timeout=bound)
@@ -45,7 +45,7 @@ async def _checked(p: Platform, project: Project, name: str, check: bool) -> Dom
     if not check:
         return await run_in_threadpool(p.domains.get, project, name, False)
     before, started = await run_in_threadpool(p.domains.start_check, project, name)
-    if started is not None and await _settle(started, p.domains.settings.check_wait):
+    if started is not None and await settle_check(started, p.domains.settings.check_wait):
         return await run_in_threadpool(p.domains.get, project, name, False)
     return before  # not pending, or still checking: the state recorded before the check
 
@@ -112,7 +112,7 @@ async def get_domain(p: PlatformDep, project: ProjectDep, name: str, check: bool
 @router.post("/{name}/retry", **answers(DomainInfo, 401, 404, 409, 422, 503, tag="domains"))
 async def retry_domain(p: PlatformDep, project: ProjectDep, name: str) -> dict[str, Any]:
     started = await run_in_threadpool(p.domains.start_retry, project, name)
-    await _settle(started, p.domains.settings.check_wait)
+    await settle_check(started, p.domains.settings.check_wait)
     view = await run_in_threadpool(p.domains.get, project, name, False)
     return domain_json(view, project, p.settings)
 
