@@ -320,3 +320,16 @@ class DeploymentService:
 
     def logs(self, deployment_id: str, after: int = 0) -> builtins.list[tuple[int, float, str]]:
         return self._store.read_log(deployment_id, after)
+
+    def files(self, deployment_id: str) -> builtins.list[ManifestFile]:
+        """The deployment's manifest (path, digest, size, mode), as it was created."""
+        return self._store.manifest(deployment_id)
+
+    def frozen_env(self, deployment_id: str) -> builtins.list[tuple[str, str | None]]:
+        """The variables frozen into an app deployment, sorted by name, as (name, value); a secret's value
+        is None: it never leaves this method. InvalidInput if the sealed environment cannot be opened."""
+        if self._env is None:
+            return []
+        frozen = self._env.unseal(self._store.sealed_env(deployment_id))
+        secret = frozen.secret_keys
+        return [(key, None if key in secret else value) for key, value in sorted(frozen.values.items())]

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anchor_deploy.web import routes_auth, routes_live, routes_projects
+from anchor_deploy.web.routes_deployment import router as deployment_router
 from anchor_deploy.web.routes_domains import router as domains_router
 from anchor_deploy.web.routes_settings import router as settings_router
 from anchor_deploy.web.session import UiRoute, error_page
@@ -106,5 +107,6 @@ def install_dashboard(app: FastAPI) -> None:
     app.include_router(routes_live.router)
     app.include_router(domains_router)
     app.include_router(settings_router)
+    app.include_router(deployment_router)
     # More pages are included above this line; the fallback answers every other /ui path last.
     app.include_router(fallback_router)
