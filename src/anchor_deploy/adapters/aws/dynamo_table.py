@@ -211,6 +211,8 @@ class DynamoTable:
             request["IndexName"] = index
         else:
             request["ConsistentRead"] = True
+        if self.page_size:
+            request["Limit"] = self.page_size
         total = 0
         while True:
             answer = self.client.query(**request)
