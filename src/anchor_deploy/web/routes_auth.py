@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
@@ -34,11 +34,17 @@ SIGN_IN_COOKIE = "anchor_sign_in"
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a path of this dashboard only (never another site)."""
+    """Where to go after signing in: a path of this dashboard only (never another site, nor out of /ui by
+    dot segments, which browsers resolve also when percent-encoded, after dropping tabs and newlines)."""
     if not target:
         return "/ui/"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/ui/") or "\\" in target:
+        return "/ui/"
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in target):
+        return "/ui/"
+    segments = unquote(parts.path).split("/")
+    if any(s in {".", ".."} for s in segments):
         return "/ui/"
     return target
 
