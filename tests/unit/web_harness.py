@@ -2,7 +2,8 @@
 the in-memory fakes (tests/unit/conftest.make_app), and a browser-like client that signs in through the real
 sign-in form, keeps its cookies, and posts forms with their CSRF field and an Origin header.
 
-    web = make_web()                          # or the ``web`` fixture
+    web = make_web()   # or the ``web`` fixture, imported under another name (ruff's F811 otherwise):
+                       # from tests.unit.web_harness import web as web_fixture  # noqa: F401
     site = web.make_project("site")
     first = web.deploy(site, {"index.html": b"one"}, meta={"git": {...}})
     browser = web.browser()                   # signed in with the admin token
@@ -52,6 +53,18 @@ def csrf(page_html: str) -> str:
     found = hidden_field(page_html, "csrf")
     assert found, "the page has no csrf field"
     return found
+
+
+def events_url(page_html: str) -> str:
+    """The page's live stream (``body[data-events]``); empty on pages that are not live."""
+    found = re.search(r'<body data-events="([^"]*)"', page_html)
+    assert found, "the page has no body[data-events]"
+    return unescape(found.group(1))
+
+
+def rows(page_html: str, attribute: str = "data-deployment") -> list[str]:
+    """The values of ``attribute`` on the page's table rows, in order."""
+    return re.findall(rf'<tr\b[^>]*\b{attribute}="([^"]*)"', page_html)
 
 
 class Browser:
