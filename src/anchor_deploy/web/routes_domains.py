@@ -53,6 +53,8 @@ def domain_view(p: Platform, project: Project, view: DomainView) -> dict[str, An
         "isActive": d.cdn_status == CdnStatus.ACTIVE,
         "lastCheckedTs": d.last_checked_at,
         "deadlineTs": d.validation_deadline if pending else None,
+        "notAfterTs": d.certificate.not_after if d.certificate else None,
+        "renewsTs": d.certificate.renew_after() if d.certificate else None,
     }
 
 
