@@ -270,11 +270,15 @@ class Anchor:
 
 
 def deploy_by_hand(
-    api: httpx.Client, project: str, files: dict[str, bytes], wait: float = 120
+    api: httpx.Client,
+    project: str,
+    files: dict[str, bytes],
+    wait: float = 120,
+    target: str = "production",
 ) -> dict[str, Any]:
     """The deploy protocol by hand (as tests/e2e/harness.py does): offer, upload what is missing, wait."""
     manifest = [{"path": p, "sha256": sha(b), "size": len(b), "mode": 0o644} for p, b in files.items()]
-    body = {"files": manifest, "target": "production"}
+    body = {"files": manifest, "target": target}
     response = api.post(f"/v1/projects/{project}/deployments", json=body)
     if response.status_code == 409 and response.json()["error"]["code"] == "missing_files":
         by_digest = {sha(b): b for b in files.values()}
