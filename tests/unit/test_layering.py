@@ -140,8 +140,9 @@ def edge_modules() -> list[Path]:
 
 @pytest.mark.parametrize("path", edge_modules(), ids=lambda p: module_name(p))
 def test_api_cli_and_dashboard_reach_no_adapter(path: Path) -> None:
-    """The API, the dashboard and the CLI talk to services (through providers.platform.Platform) and never to an adapter
-    or to one provider's assembly; only `anchor up` picks the provider, through providers.build_platform."""
+    """The API, the dashboard and the CLI talk to services (through providers.platform.Platform) and never to
+    an adapter or to one provider's assembly; only `anchor up` picks the provider, through
+    providers.build_platform."""
     names = imported_modules(path.read_text(), module_name(path), path.name == "__init__.py")
     reached = [n for n in names if n.startswith(("anchor_deploy.adapters", "anchor_deploy.providers."))]
     allowed = ("anchor_deploy.providers.platform", "anchor_deploy.providers.build_platform")
