@@ -76,7 +76,8 @@ def env_page(request: Request, name: str, p: PlatformDep, who: ViewerDep) -> Res
 @router.post("/projects/{name}/env")
 def set_env(request: Request, name: str, p: PlatformDep, form: PostedDep) -> Response:
     project = p.projects.get(name, form.viewer.token)
-    key, value, secret = form.get("key").strip(), form.get("value"), form.get("secret") == "on"
+    key, secret = form.get("key").strip(), form.get("secret") == "on"
+    value = form.get("value").replace("\r\n", "\n")  # a browser sends a textarea's line ends as CRLF
     try:
         p.env.set(project, key, value, secret)
     except AnchorError as exc:
