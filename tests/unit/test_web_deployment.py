@@ -140,7 +140,7 @@ def test_secret_values_never_reach_the_page(web: Web) -> None:
     assert SECRET_VALUE not in html
     rows = re.findall(r'<tr data-env="([^"]*)">\s*<th[^>]*><code>[^<]*</code></th>\s*<td>(.*?)</td>', html)
     assert rows == [
-        ("API_KEY", '<span class="secret">secret</span>'),
+        ("API_KEY", '<span class="secret-badge">secret</span>'),
         ("PUBLIC_NAME", "<code>shown-value</code>"),
     ]
     assert "entry <code>app:app</code>" in html
