@@ -78,14 +78,14 @@
   document.addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-copy]");
     if (!button) return;
-    const label = button.textContent;
+    const label = Array.from(button.childNodes);  // its visually-hidden part too: put back as it was
     try {
       await navigator.clipboard.writeText(button.dataset.copy);
       button.textContent = "Copied";
     } catch (err) {
       button.textContent = "Select and copy it by hand";
     }
-    setTimeout(() => { button.textContent = label; }, 1500);
+    setTimeout(() => { button.replaceChildren(...label); }, 1500);
   });
 
   document.addEventListener("DOMContentLoaded", listen);
