@@ -8,8 +8,15 @@ import pytest
 from anchor_deploy.services.auth import hash_secret
 from anchor_deploy.web.app import CONTENT_SECURITY_POLICY
 from tests.unit.conftest import ADMIN
-from tests.unit.web_harness import ORIGIN, Browser, Web, csrf, hidden_field, rows
-from tests.unit.web_harness import web as web_fixture  # noqa: F401  (the `web` fixture)
+from tests.unit.web_harness import (
+    ORIGIN,
+    Browser,
+    Web,
+    csrf,
+    hidden_field,
+    rows,
+    web_fixture,  # noqa: F401  (the `web` fixture)
+)
 
 SESSION = "anchor_session"
 

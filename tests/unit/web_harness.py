@@ -2,8 +2,8 @@
 the in-memory fakes (tests/unit/conftest.make_app), and a browser-like client that signs in through the real
 sign-in form, keeps its cookies, and posts forms with their CSRF field and an Origin header.
 
-    web = make_web()   # or the ``web`` fixture, imported under another name (ruff's F811 otherwise):
-                       # from tests.unit.web_harness import web as web_fixture  # noqa: F401
+    web = make_web()   # or the ``web`` fixture:
+                       # from tests.unit.web_harness import web_fixture  # noqa: F401  (the `web` fixture)
     site = web.make_project("site")
     first = web.deploy(site, {"index.html": b"one"}, meta={"git": {...}})
     browser = web.browser()                   # signed in with the admin token
@@ -283,8 +283,13 @@ def make_web(settings: Settings | None = None) -> Web:
     return Web(app, asgi, platform, admin, InProcessTransport(asgi))
 
 
-@pytest.fixture
-def web() -> Iterator[Web]:
+@pytest.fixture(name="web")
+def web_fixture() -> Iterator[Web]:
+    """The ``web`` fixture: import it as ``web_fixture`` (a test's ``web`` parameter would shadow an
+    imported ``web``, ruff's F811)."""
     found = make_web()
     yield found
     found.close()
+
+
+web = web_fixture  # the same fixture, for modules that import it by its fixture name
