@@ -228,7 +228,12 @@ def test_removal_is_confirmed_by_name_then_lists_the_records_to_delete(web: Web)
     assert {d for (_, purpose), d in rows.items() if purpose == "routing"} == {"yes"}
     assert "keep it: *.example.com validates through the same name" in unescape(removed.text)
     assert '<span id="removed-domain">example.com</span> was removed' in removed.text
-    assert _ARTICLE.findall(browser.get(PAGE).text) == ["*.example.com"]
+    left = browser.get(PAGE).text
+    assert _ARTICLE.findall(left) == ["*.example.com"]
+    # The wildcard's own links work through its quoted name.
+    link = _first(re.compile(r'<a class="button secondary" href="([^"]*)">Remove<span'), left)
+    assert link == f"{PAGE}/%2A.example.com/remove"
+    assert '<span id="remove-domain">*.example.com</span>' in browser.get(link).text
 
 
 def test_removing_with_a_wrong_csrf_field_changes_nothing(web: Web) -> None:
