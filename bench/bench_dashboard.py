@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import hashlib
 import html
+import json
 import math
 import os
 import random
@@ -68,6 +69,7 @@ from bench_core import (  # noqa: E402
     SRC,
     Anchor,
     _command_output,
+    _iso_seconds,
     deploy_by_hand,
     exit_status,
     leftover_children,
@@ -92,6 +94,7 @@ QUICK = {"deployments": 300, "moves": 300, "rounds": 12, "rollbacks": 3}
 # In the page: stamp (Date.now(), ms) the first moment #production-id says the target, as the DOM changes.
 OBSERVE = """(target) => {
   window.__benchSeen = null;
+  window.__benchChange = null;
   if (window.__benchObserver) window.__benchObserver.disconnect();
   const check = () => {
     const el = document.getElementById("production-id");
@@ -102,6 +105,20 @@ OBSERVE = """(target) => {
     { subtree: true, childList: true, characterData: true });
   check();
 }"""
+# Before the page's scripts: every EventSource also stamps when a `change` event reaches the page, before the
+# page's own listener starts fetching it again (so the live path splits into detection and browser work).
+STAMP_CHANGE = """(() => {
+  const Native = window.EventSource;
+  if (!Native) return;
+  window.EventSource = function (url, options) {
+    const source = new Native(url, options);
+    source.addEventListener("change", () => {
+      if (window.__benchChange === null) window.__benchChange = Date.now();
+    });
+    return source;
+  };
+  window.EventSource.prototype = Native.prototype;
+})();"""
 
 
 def ms(values: list[float]) -> dict[str, Any]:
@@ -348,6 +365,7 @@ def browser_case(
     with launch_chromium() as browser:
         context = browser.new_context(base_url=anchor.api_url, viewport=VIEWPORT)  # type: ignore[arg-type]
         context.add_init_script(CSP_LISTENER)
+        context.add_init_script(STAMP_CHANGE)
         page = watch(context.new_page())
         failed: list[str] = []  # what a "Failed to load resource" error was about
         page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
@@ -361,16 +379,39 @@ def browser_case(
             target = other(api, pair)
             page.evaluate(OBSERVE, target)
             time.sleep(rng.uniform(0.1, 0.1 + POLL_S))
-            command = [sys.executable, "-m", "anchor_deploy.cli.main", "rollback", PROJECT, "--to", target]
             started = time.time()
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "anchor_deploy.cli.main",
+                    "rollback",
+                    PROJECT,
+                    "--to",
+                    target,
+                    "--json",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+            )
             exited = time.time()
             if done.returncode != 0 or target not in done.stdout:
                 raise RuntimeError(f"anchor rollback failed ({done.returncode}): {done.stdout} {done.stderr}")
+            moved = _iso_seconds(json.loads(done.stdout)["at"])  # the move's commit, by the server's clock
             page.wait_for_function("() => window.__benchSeen !== null", timeout=TIMEOUT * 1000)
-            seen = float(page.evaluate("window.__benchSeen")) / 1000
+            stamps = page.evaluate("[window.__benchSeen, window.__benchChange]")
+            seen, change = (float(x) / 1000 for x in stamps)
+            assert moved is not None
             runs.append(
-                {"cli_s": exited - started, "from_start_s": seen - started, "from_exit_s": seen - exited}
+                {
+                    "cli_s": exited - started,
+                    "from_start_s": seen - started,
+                    "from_exit_s": seen - exited,
+                    "moved_to_change_s": change - moved,
+                    "change_to_shown_s": seen - change,
+                }
             )
         errors = take_page_errors(page)
         context.close()
@@ -379,6 +420,8 @@ def browser_case(
         "cli_exit_to_shown_ms": ms([max(0.0, r["from_exit_s"]) for r in runs]),
         "cli_run_ms": ms([r["cli_s"] for r in runs]),
         "shown_before_cli_exit": sum(r["from_exit_s"] < 0 for r in runs),
+        "moved_to_change_ms": ms([r["moved_to_change_s"] for r in runs]),
+        "change_to_shown_ms": ms([r["change_to_shown_s"] for r in runs]),
         "page_errors": errors,
         "failed_requests": failed,
         "runs": [{k: round(v, 4) for k, v in r.items()} for r in runs],
@@ -447,6 +490,8 @@ def render(results: dict[str, Any]) -> None:
             ("`anchor rollback` start", shown, b["cli_start_to_shown_ms"]),
             ("`anchor rollback` exit", shown, b["cli_exit_to_shown_ms"]),
             ("`anchor rollback` start", "its exit", b["cli_run_ms"]),
+            ("the move committed (server)", "`change` reaches the page", b["moved_to_change_ms"]),
+            ("`change` reaches the page", shown, b["change_to_shown_ms"]),
         ]
     if "sse" in results:
         rows.append(("API rollback answered", "`change` event", results["sse"]["answer_to_change_ms"]))
