@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from html import unescape
 from typing import Any
 
+import pytest
+
 from anchor_deploy.model.entities import DeploymentStatus, Target
+from anchor_deploy.web import routes_deployment
 from anchor_deploy.web.session import COOKIE
 from tests.unit import web_harness
 from tests.unit.conftest import ADMIN
@@ -143,7 +147,11 @@ def test_secret_values_never_reach_the_page(web: Web) -> None:
         ("API_KEY", '<span class="secret-badge">secret</span>'),
         ("PUBLIC_NAME", "<code>shown-value</code>"),
     ]
-    assert "entry <code>app:app</code>" in html
+    kind = re.search(r'<dd id="deployment-kind">(.*?)</dd>', html, re.DOTALL)
+    assert kind and " ".join(kind.group(1).split()) == (
+        "app: entry <code>app:app</code>, the platform's Python, health check <code>/</code>, "
+        "static files from <code>public/</code>"
+    )
     runtime = re.search(r'<pre class="log" id="runtime-lines"[^>]*>(.*?)</pre>', html, re.DOTALL)
     assert runtime and unescape(runtime.group(1)) == f"worker started\n{SCRIPT}\n"
     assert "<script>alert" not in html
@@ -231,3 +239,45 @@ def test_the_log_stream_stops_when_the_session_ends(web: Web) -> None:
 
     assert [e["event"] for e in _events(body)] == ["signed-out"]
     assert web.app.deployments.find(made.id).status == DeploymentStatus.QUEUED  # type: ignore[union-attr]
+
+
+def test_the_log_stream_says_gone_when_the_deployment_is_deleted(web: Web) -> None:
+    site = web.make_project("site")
+    made = web.app.deployments.create(
+        site, {"files": [{"path": "index.html", "sha256": web.app.upload(b"hi"), "size": 2}]}, ADMIN
+    )
+    browser = web.browser()
+
+    body = web.events(
+        browser,
+        f"/ui/deployments/{made.id}/log",
+        until=lambda text: "event: gone" in text,
+        during=lambda: _delete_project(web, "site"),
+        timeout=3.0,
+    )
+
+    assert [e["event"] for e in _events(body)] == ["gone"]
+
+
+def test_the_log_stream_ends_after_its_time_and_the_browser_resumes(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(routes_deployment, "STREAM_SECONDS", 0.5)
+    site = web.make_project("site")
+    made = web.app.deployments.create(
+        site, {"files": [{"path": "index.html", "sha256": web.app.upload(b"hi"), "size": 2}]}, ADMIN
+    )
+    web.app.store.append_log(made.id, ["one", "two"])
+    browser = web.browser()
+
+    started = time.monotonic()
+    body = web.events(browser, f"/ui/deployments/{made.id}/log", until=lambda _text: False, timeout=4.0)
+
+    assert time.monotonic() - started < 3.0  # it ended by itself, not at the reader's timeout
+    events = _events(body)
+    assert [(e["event"], e["id"]) for e in events] == [("line", "1"), ("line", "2")]  # no end: still queued
+    assert body.startswith("retry: ")  # the browser reconnects, sending the last id it saw
+
+
+def _delete_project(web: Web, name: str) -> None:
+    web.app.projects.delete(name, ADMIN)
