@@ -11,9 +11,7 @@ import pytest
 from anchor_deploy.model.apps import MAX_ENV_VALUE, AppConfig
 from anchor_deploy.model.entities import Project, Token
 from anchor_deploy.model.errors import Unauthorized
-from tests.unit.web_harness import Browser, Web, hidden_field, web
-
-__all__ = ["web"]  # the fixture
+from tests.unit.web_harness import Browser, Web, hidden_field, web_fixture  # noqa: F401 (the web fixture)
 
 SECRET_VALUE = "sk-live-7f3a9c2e1b"
 
