@@ -165,7 +165,7 @@ class UiRoute(APIRoute):
             try:
                 return await handler(request)
             except SignInNeeded as exc:
-                return signed_out(request, exc.why)
+                return signed_out(request, exc.why, stream=self.path.endswith("/events"))
             except AnchorError as exc:
                 return error_page(request, exc.status, exc.message)
             except RequestValidationError as exc:
@@ -174,8 +174,10 @@ class UiRoute(APIRoute):
         return handle
 
 
-def signed_out(request: Request, why: str) -> Response:
-    if request.method in {"GET", "HEAD"} and not request.url.path.startswith("/ui/events"):
+def signed_out(request: Request, why: str, stream: bool = False) -> Response:
+    """A page sends the browser to sign in; a form post and an event stream (any route ending in /events,
+    not only /ui/events: a redirect to an HTML page would only break the EventSource) get a 401."""
+    if request.method in {"GET", "HEAD"} and not stream:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/ui/sign-in?next={quote(target, safe='')}", status_code=303)
     response = error_page(request, 401, f"{why}. Sign in again to continue.")
