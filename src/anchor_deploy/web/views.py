@@ -7,7 +7,7 @@ from typing import Any
 
 from anchor_deploy.api.serialize import deployment_json, git_json, move_json, project_json
 from anchor_deploy.model.entities import AliasMove, Deployment, Project
-from anchor_deploy.model.errors import InvalidInput
+from anchor_deploy.model.errors import InvalidInput, NotFound
 from anchor_deploy.model.limits import displayable_meta
 from anchor_deploy.providers.platform import Platform
 
@@ -21,6 +21,11 @@ class Pages:
     number: int
     total_items: int
     size: int = PAGE_SIZE
+
+    def __post_init__(self) -> None:
+        # Past the end there is nothing to show: an empty page would read as "no deployments yet".
+        if self.number > self.count:
+            raise NotFound(f"there is no page {self.number}: the list has {self.count}")
 
     @property
     def count(self) -> int:
