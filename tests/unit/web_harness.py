@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
@@ -172,6 +173,16 @@ class Web:
         built = self.app.deployments.build(made.id)
         assert built is not None and built.status == DeploymentStatus.READY, built
         return built
+
+    def keep_deployments(self, count: int) -> None:
+        """Retention prunes a project's deployments beyond its newest 20 when one becomes READY: keep
+        ``count`` (a long list's pages need more)."""
+        retention = self.app.services.retention
+        retention.policy = dataclasses.replace(retention.policy, keep_newest=count)
+
+    def served(self, name: str) -> str | None:
+        """The deployment the edge serves at the project's production URL."""
+        return self.app.served(self.project(name))
 
     def production(self, name: str) -> str | None:
         return self.project(name).production_deployment_id
