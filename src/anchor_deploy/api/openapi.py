@@ -68,15 +68,17 @@ def answers(model: Any, *errors: int, tag: str) -> dict[str, Any]:
 
 class DocumentedAPI(FastAPI):
     """FastAPI whose document also shows the JSON bodies routes read through api/bodies.py, and whose
-    errors are all documented as the error body. It keeps the routers it includes: their routes are the
-    API's (``api_routes``)."""
+    errors are all documented as the error body. It keeps the routers it includes that belong in the
+    document: their routes are the API's (``api_routes``); the dashboard's routers (not in the document)
+    are included but not kept."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.routers: list[APIRouter] = []
 
     def include_router(self, router: APIRouter, *args: Any, **kwargs: Any) -> None:
-        self.routers.append(router)
+        if router.include_in_schema:
+            self.routers.append(router)
         super().include_router(router, *args, **kwargs)
 
     def api_routes(self) -> list[APIRoute]:
