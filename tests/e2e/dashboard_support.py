@@ -1,0 +1,70 @@
+"""What the dashboard's browser tests set up through the API: static deployments with a commit in their
+meta, project tokens, environment variables."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.e2e.harness import AnchorProcess, ensure_project, sha, wait_final
+
+
+def commit_meta(message: str, branch: str = "main") -> dict[str, Any]:
+    """A deployment's meta as `anchor deploy` sends it from a git working tree."""
+    commit = hashlib.sha1(message.encode()).hexdigest()  # a made-up commit id
+    return {"git": {"commitSha": commit, "branch": branch, "commitMessage": message, "commitAuthor": "Ada"}}
+
+
+def deploy_site(
+    api: httpx.Client,
+    project: str,
+    body: str,
+    *,
+    message: str | None = None,
+    target: str = "production",
+    wait: bool = True,
+) -> dict[str, Any]:
+    """A deployment of a one-page site whose page is ``body``, with a commit ``message`` in its meta."""
+    ensure_project(api, project)
+    data = body.encode()
+    digest = sha(data)
+    assert api.put(f"/v1/blobs/{digest}", content=data).status_code in (200, 201)
+    request: dict[str, Any] = {
+        "files": [{"path": "index.html", "sha256": digest, "size": len(data), "mode": 0o644}],
+        "target": target,
+    }
+    if message is not None:
+        request["meta"] = commit_meta(message)
+    response = api.post(f"/v1/projects/{project}/deployments", json=request)
+    assert response.status_code == 201, response.text
+    deployment: dict[str, Any] = response.json()
+    return wait_final(api, deployment["id"]) if wait else deployment
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30) -> Any:
+    """``check()``'s first truthy answer, asked every 50 ms for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"still not true after {timeout} s: {check}")
+
+
+def project_token(anchor: AnchorProcess, project: str, name: str) -> str:
+    """A new token limited to ``project``; its secret."""
+    response = anchor.api().post("/v1/tokens", json={"name": name, "project": project})
+    assert response.status_code == 201, response.text
+    secret: str = response.json()["token"]
+    return secret
+
+
+def production_host(anchor: AnchorProcess, project: str) -> str:
+    url: str = anchor.api().get(f"/v1/projects/{project}").json()["productionUrl"]
+    host = httpx.URL(url).host
+    return host
