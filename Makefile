@@ -1,7 +1,7 @@
 # anchor-deploy: the two promises of the README.
 #   make run   install into .venv, start the platform, deploy the example site, print its URLs
 #   make test  install every test need (pip and apt), then lint, type-check and run the whole suite
-.PHONY: run test test-fast lint screenshots bench bench-core bench-apps bench-domains bench-sandbox bench-integrity bench-backup bench-aws bench-git venv
+.PHONY: run test test-fast lint screenshots bench bench-core bench-apps bench-domains bench-sandbox bench-integrity bench-backup bench-aws bench-git bench-dashboard venv
 
 run:
 	./scripts/run
@@ -21,8 +21,8 @@ screenshots: venv
 	ANCHOR_SCREENSHOTS=1 .venv/bin/python -m pytest -q -p no:cacheprovider tests/e2e/test_dashboard.py
 
 # All the benchmarks, one after the other (each takes minutes; `make bench BENCH_ARGS=--quick` for smoke
-# runs). The app benchmarks build from the wheelhouse and the domain one drives the DNS servers and pebble
-# that `make test` installs.
+# runs). The app benchmarks build from the wheelhouse, the domain one drives the DNS servers and pebble
+# and the dashboard one drives Debian's chromium, all of which `make test` installs.
 BENCH_ARGS ?=
 bench: venv
 	.venv/bin/python bench/bench_core.py $(BENCH_ARGS)
@@ -33,8 +33,9 @@ bench: venv
 	.venv/bin/python bench/bench_backup.py $(BENCH_ARGS)
 	.venv/bin/python bench/bench_aws.py $(BENCH_ARGS)
 	.venv/bin/python bench/bench_git.py $(BENCH_ARGS)
+	.venv/bin/python bench/bench_dashboard.py $(BENCH_ARGS)
 
-bench-core bench-apps bench-domains bench-sandbox bench-integrity bench-backup bench-aws bench-git: bench-%: venv
+bench-core bench-apps bench-domains bench-sandbox bench-integrity bench-backup bench-aws bench-git bench-dashboard: bench-%: venv
 	.venv/bin/python bench/bench_$*.py $(BENCH_ARGS)
 
 venv:
