@@ -14,6 +14,7 @@ Items (``pk`` / ``sk``):
   and ``LOG#<seq>``: its build log.
 * ``HOST#<host>`` / ``HOST``: a host route; the item is the host's claim.
 * ``TOKEN#<id>`` / ``TOKEN``: a token; ``TOKENHASH#<hash>`` / ``CLAIM``: the claim on its secret's hash.
+* ``SESSION#<id>`` / ``SESSION``: a dashboard session; ``SESSIONHASH#<hash>`` / ``CLAIM``: its hash claim.
 * ``DOMAIN#<name>`` / ``DOMAIN``: a custom domain (with its certificate); ``LABEL#<label>`` / ``CLAIM``.
 * ``DNSLINK#<zone>`` / ``DNSLINK``: a DNS zone linked to a project (its sealed TSIG secret with it).
 * ``LEASE#<name>`` / ``LEASE``: a lease (holder, expiry); ``COUNTER#projects`` / ``COUNTER``.
@@ -23,7 +24,8 @@ Indexes (every one sparse: an item is in an index only when it has the index's k
 * ``ProjectIdIndex`` (``project_id``, ``project_sk``): a project's deployments, hosts, domains, tokens and
   linked DNS zones.
 * ``ListIndex`` (``list_pk``, ``list_sk``): every live project by name, every host (the reconciler), every
-  token, every domain by name, and the projects being deleted (``resume_deletions``).
+  token, every domain by name, every session by expiry, and the projects being deleted
+  (``resume_deletions``).
 * ``StatusIndex`` (``status``, ``created_at``): deployments by status, oldest first (the build queue).
 * ``DueIndex`` (``due_pk``, ``next_check_at``): domains with a next check, the most overdue first.
 """
