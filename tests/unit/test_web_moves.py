@@ -4,8 +4,11 @@ lists, what it escapes, and its live event streams; in process on the fakes."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from anchor_deploy.model.entities import Deployment, Project
+import pytest
+
+from anchor_deploy.model.entities import Deployment, MoveReason, Project
 from tests.unit.conftest import ADMIN
 from tests.unit.web_harness import (
     Browser,
@@ -78,9 +81,32 @@ def test_a_stale_confirmation_is_refused_and_changes_nothing(web: Web) -> None:
     newest = web.deploy(site, {"index.html": b"meanwhile"})  # production moves after the page was shown
     before = moves(web)
     answer = browser.post("/ui/projects/site/rollback", fields)
-    assert answer.status_code == 409 and "production moved after this confirmation" in answer.text
+    assert answer.status_code == 409 and "production moved after this move was shown" in answer.text
     assert newest.id in answer.text
     assert web.production("site") == newest.id and moves(web) == before
+
+
+def test_a_move_made_by_another_process_during_the_post_is_not_overridden(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production moves between the form's check and the compare-and-set (another control plane, say):
+    the confirmation must not act on a production it did not show."""
+    site, (one, two, three_) = three(web)
+    browser = web.browser()
+    fields = confirm(browser, f"/ui/projects/site/rollback?to={one.id}")
+    real = web.app.store.move_production
+    raced: list[str] = []
+
+    def another_process_first(*args: Any, **kwargs: Any) -> Any:
+        if not raced:
+            raced.append("moved")
+            real(site.id, three_.id, two.id, MoveReason.PROMOTE, "other", False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(web.app.store, "move_production", another_process_first)
+    answer = browser.post("/ui/projects/site/rollback", fields)
+    assert raced and answer.status_code == 409
+    assert web.production("site") == two.id and moves(web)[0] == ("promote", three_.id, two.id)
 
 
 def test_promote_releases_the_pin(web: Web) -> None:

@@ -102,15 +102,25 @@ class AliasService:
         self.on_moved(project, move)
         return move
 
-    def promote(self, project: Project, deployment_id: str, token: Token) -> AliasMove:
+    def promote(
+        self, project: Project, deployment_id: str, token: Token, shown: str | None = None
+    ) -> AliasMove:
+        """``shown``: the production the caller showed before asking ("" for none); if production is
+        another when the move is made (inside the compare-and-set), Conflict and nothing moves."""
         self._target(project, deployment_id)
-        return self._move(project, lambda _: deployment_id, MoveReason.PROMOTE, token.name, pinned=False)
+        choose = _unless_moved(shown, lambda _: deployment_id)
+        return self._move(project, choose, MoveReason.PROMOTE, token.name, pinned=False)
 
-    def rollback(self, project: Project, deployment_id: str | None, token: Token) -> AliasMove:
+    def rollback(
+        self, project: Project, deployment_id: str | None, token: Token, shown: str | None = None
+    ) -> AliasMove:
+        """``shown`` as for promote."""
         if deployment_id is not None:
             self._target(project, deployment_id)
-            return self._move(project, lambda _: deployment_id, MoveReason.ROLLBACK, token.name, pinned=True)
-        return self._move(project, self._previous_production, MoveReason.ROLLBACK, token.name, pinned=True)
+            choose = _unless_moved(shown, lambda _: deployment_id)
+            return self._move(project, choose, MoveReason.ROLLBACK, token.name, pinned=True)
+        choose = _unless_moved(shown, self._previous_production)
+        return self._move(project, choose, MoveReason.ROLLBACK, token.name, pinned=True)
 
     def rollback_target(self, project: Project) -> str:
         """Where a rollback without a named deployment would move production now (NoRollbackTarget if
@@ -209,3 +219,18 @@ class AliasService:
 
 class _Skip(Exception):
     """Production stays where it is."""
+
+
+def _unless_moved(shown: str | None, choose: Callable[[Project], str]) -> Callable[[Project], str]:
+    """``choose``, refusing (Conflict) when production is no longer the one ``shown`` (None: no check)."""
+
+    def checked(current: Project) -> str:
+        now = current.production_deployment_id or ""
+        if shown is not None and now != shown:
+            raise Conflict(
+                f"production moved after this move was shown: it now serves {now or 'nothing'}. "
+                "Nothing was changed; review the move again."
+            )
+        return choose(current)
+
+    return checked

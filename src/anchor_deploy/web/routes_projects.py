@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from anchor_deploy.model.entities import Project
-from anchor_deploy.model.errors import AnchorError, Conflict, DeploymentNotFound, InvalidInput
+from anchor_deploy.model.errors import AnchorError, DeploymentNotFound, InvalidInput
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.web.render import page
 from anchor_deploy.web.routes_live import fingerprint, overview_state, project_state
@@ -140,17 +140,12 @@ def _move(p: Platform, who: Viewer, name: str, move: str, form: dict[str, str]) 
     target = form.get("to", "")
     if not target:
         raise InvalidInput("the form does not say which deployment production should move to")
+    # Checked inside the move's compare-and-set: another process may move production at any moment.
     shown = form.get("from", "")
-    if (project.production_deployment_id or "") != shown:
-        now = project.production_deployment_id or "nothing"
-        raise Conflict(
-            f"production moved after this confirmation was shown: it now serves {now}. "
-            "Nothing was changed; review the move again."
-        )
     if move == "rollback":
-        p.aliases.rollback(project, target, who.token)
+        p.aliases.rollback(project, target, who.token, shown=shown)
         return "rolled-back"
-    p.aliases.promote(project, target, who.token)
+    p.aliases.promote(project, target, who.token, shown=shown)
     return "promoted"
 
 
