@@ -24,8 +24,14 @@
     const el = document.activeElement;
     if (!el || el === document.body) return null;
     if (el.id) return "#" + CSS.escape(el.id);
+    const tag = el.tagName.toLowerCase();
     const link = el.getAttribute("href");
-    if (link) return el.tagName.toLowerCase() + '[href="' + CSS.escape(link) + '"]';
+    if (link) return tag + '[href="' + CSS.escape(link) + '"]';
+    if (el.dataset.copy !== undefined) return tag + '[data-copy="' + CSS.escape(el.dataset.copy) + '"]';
+    // A form's button: the form's action names it (one button per action and row in these pages).
+    if (el.form && el.form.getAttribute("action")) {
+      return 'form[action="' + CSS.escape(el.form.getAttribute("action")) + '"] ' + tag + '[type="' + (el.type || "submit") + '"]';
+    }
     return null;
   }
 
