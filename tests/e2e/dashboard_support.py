@@ -25,10 +25,11 @@ def deploy_site(
     body: str,
     *,
     message: str | None = None,
+    meta: dict[str, Any] | None = None,
     target: str = "production",
     wait: bool = True,
 ) -> dict[str, Any]:
-    """A deployment of a one-page site whose page is ``body``, with a commit ``message`` in its meta."""
+    """A deployment of a one-page site whose page is ``body``, with ``meta`` and a commit ``message``."""
     ensure_project(api, project)
     data = body.encode()
     digest = sha(data)
@@ -37,8 +38,8 @@ def deploy_site(
         "files": [{"path": "index.html", "sha256": digest, "size": len(data), "mode": 0o644}],
         "target": target,
     }
-    if message is not None:
-        request["meta"] = commit_meta(message)
+    if message is not None or meta is not None:
+        request["meta"] = {**(meta or {}), **(commit_meta(message) if message is not None else {})}
     response = api.post(f"/v1/projects/{project}/deployments", json=request)
     assert response.status_code == 201, response.text
     deployment: dict[str, Any] = response.json()
