@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from anchor_deploy.model.entities import Session, Token
-from anchor_deploy.model.errors import CsrfRefused, StoreBusy, Unauthorized
+from anchor_deploy.model.errors import CsrfRefused, StoreBusy, TokenNotFound, Unauthorized
 from anchor_deploy.ports.store import SessionRepository, TokenRepository
 from anchor_deploy.services.auth import TokenService, hash_secret
 
@@ -50,7 +50,10 @@ class SessionService:
             expires_at=now + self.lifetime,
         )
         secret = SESSION_PREFIX + secrets.token_urlsafe(32)
-        self._store.add_session(session, hash_secret(secret))
+        try:
+            self._store.add_session(session, hash_secret(secret))
+        except TokenNotFound as exc:  # revoked between the check above and the write
+            raise Unauthorized("invalid token") from exc
         return session, secret
 
     def resume(self, cookie: str | None) -> tuple[Session, Token]:
