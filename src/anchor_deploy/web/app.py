@@ -7,6 +7,7 @@ from importlib import resources
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anchor_deploy.web import routes_auth, routes_live, routes_projects
@@ -93,10 +94,25 @@ def ui_root() -> Response:
     return RedirectResponse("/ui/", status_code=303)
 
 
-@fallback_router.api_route("/ui/{rest:path}", methods=["GET", "POST", "HEAD"])
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+@fallback_router.api_route("/ui/{rest:path}", methods=list(_METHODS))
 def not_found(request: Request, rest: str) -> Response:
+    """Every other /ui request: a page in plain words, never the API's JSON; a page asked for with a
+    method it does not take is a 405 that names the methods it does."""
     del rest
+    other = [r for r in request.app.router.routes if r.matches(request.scope)[0] == Match.PARTIAL]
+    allowed = [m for m in _METHODS if any(_takes(r, request, m) for r in other)]
+    if allowed:
+        answer = error_page(request, 405, f"This page does not take {request.method} requests.")
+        answer.headers["allow"] = ", ".join(allowed)
+        return answer
     return error_page(request, 404, "There is no such page in the dashboard.")
+
+
+def _takes(route: BaseRoute, request: Request, method: str) -> bool:
+    return route.matches({**request.scope, "method": method})[0] == Match.FULL
 
 
 def install_dashboard(app: FastAPI) -> None:
