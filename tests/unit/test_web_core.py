@@ -224,6 +224,41 @@ def test_unknown_dashboard_paths_are_404_pages(web: Web, method: str, path: str)
         assert "Not found" in answer.text and "Traceback" not in answer.text
 
 
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "POST"])
+def test_a_page_asked_with_a_method_it_does_not_take_is_a_405_page(web: Web, method: str) -> None:
+    web.make_project("site")
+    answer = web.browser().http.request(method, "/ui/projects/site")
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET"
+    assert answer.headers["content-type"].startswith("text/html") and 'role="alert"' in answer.text
+    assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    unpin = web.browser().http.request(method if method != "POST" else "GET", "/ui/projects/site/unpin")
+    assert unpin.status_code == 405 and unpin.headers["allow"] == "POST"
+
+
+def test_a_form_too_large_or_not_a_form_is_a_4xx_page_and_changes_nothing(web: Web) -> None:
+    first, second = two_deployments(web)
+    browser = web.browser()
+    big = browser.post_form("/ui/projects/site/rollback", {"from": second, "to": first, "x": "a" * 70_000})
+    assert big.status_code == 413 and big.headers["content-type"].startswith("text/html")
+    token = browser.last_csrf or ""
+    as_json = browser.http.post(
+        "/ui/projects/site/rollback",
+        json={"csrf": token, "from": second, "to": first},
+        headers={"origin": ORIGIN},
+    )
+    assert as_json.status_code == 422 and "x-www-form-urlencoded" in as_json.text
+    assert web.production("site") == second
+
+
+def test_the_sign_in_page_escapes_what_it_is_given(web: Web) -> None:
+    markup = '/ui/"><script>alert(1)</script>'
+    form = web.anonymous().get("/ui/sign-in", params={"next": markup})
+    assert form.status_code == 200 and "<script>alert(1)" not in form.text
+    assert hidden_field(form.text, "next") == markup  # kept, as text: it stays within /ui
+    answer = web.anonymous().sign_in(web.admin_token, next_target="/ui/\r\nSet-Cookie: x=1")
+    assert answer.headers["location"] == "/ui/" and "x" not in answer.cookies
+
+
 # -- CSRF and Origin ----------------------------------------------------------------------------------------
 def two_deployments(web: Web) -> tuple[str, str]:
     site = web.make_project("site")
