@@ -112,6 +112,7 @@ STAMP_CHANGE = """(() => {
   if (!Native) return;
   window.EventSource = function (url, options) {
     const source = new Native(url, options);
+    source.addEventListener("open", () => { window.__benchOpen = true; });
     source.addEventListener("change", () => {
       if (window.__benchChange === null) window.__benchChange = Date.now();
     });
@@ -374,7 +375,7 @@ def browser_case(
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url(f"{anchor.api_url}/ui/")
         page.goto(f"/ui/projects/{PROJECT}")
-        time.sleep(1.0)  # the page's EventSource connects
+        page.wait_for_function("() => window.__benchOpen === true")  # the page's stream is open
         for _ in range(rounds):
             target = other(api, pair)
             page.evaluate(OBSERVE, target)
