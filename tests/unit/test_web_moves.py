@@ -202,7 +202,7 @@ def test_the_project_stream_says_change_after_a_rollback(web: Web) -> None:
         browser,
         stream,
         until=lambda text: "event: change" in text,
-        during=lambda: web.app.aliases.rollback(web.project("site"), None, ADMIN) and None,
+        during=lambda: web.app.aliases.rollback(web.project("site"), None, ADMIN),
     )
     assert body.startswith("retry: ") and "event: change" in body
     del site
@@ -234,9 +234,34 @@ def test_the_stream_says_signed_out_when_the_token_is_revoked(web: Web) -> None:
         browser,
         stream,
         until=lambda text: "event: signed-out" in text,
-        during=lambda: web.app.tokens.revoke(ADMIN, token.id) and None,
+        during=lambda: web.app.tokens.revoke(ADMIN, token.id),
     )
     assert "event: signed-out" in body and "event: change" not in body
+
+
+def test_the_stream_says_signed_out_when_the_session_expires(web: Web) -> None:
+    three(web)
+    browser = web.browser()
+    stream = events_url(browser.get("/ui/projects/site").text)
+
+    def expire() -> None:
+        web.app.clock.last += web.platform.sessions.lifetime
+
+    body = web.events(browser, stream, until=lambda text: "event: signed-out" in text, during=expire)
+    assert "event: signed-out" in body
+
+
+def test_the_stream_says_gone_when_the_project_is_deleted(web: Web) -> None:
+    three(web)
+    browser = web.browser()
+    stream = events_url(browser.get("/ui/projects/site").text)
+    body = web.events(
+        browser,
+        stream,
+        until=lambda text: "event: gone" in text,
+        during=lambda: web.app.projects.delete("site", ADMIN),
+    )
+    assert "event: gone" in body and "not found" in body
 
 
 def test_a_stream_without_a_session_is_refused(web: Web) -> None:

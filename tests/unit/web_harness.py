@@ -205,7 +205,7 @@ class Web:
         browser: Browser,
         path: str,
         until: Callable[[str], bool],
-        during: Callable[[], None] = lambda: None,
+        during: Callable[[], object] = lambda: None,
         timeout: float = 5.0,
     ) -> str:
         """Read an event stream as ``browser`` until ``until(body so far)`` holds or ``timeout`` seconds
@@ -223,7 +223,7 @@ async def _read_stream(
     path: str,
     cookies: str,
     until: Callable[[str], bool],
-    during: Callable[[], None],
+    during: Callable[[], object],
     timeout: float,
 ) -> str:
     """The ASGI conversation of one GET, read chunk by chunk (httpx's ASGI transport waits for the whole
