@@ -4,13 +4,50 @@ meta, project tokens, environment variables."""
 from __future__ import annotations
 
 import hashlib
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import dns.exception
+import dns.message
+import dns.rcode
 import httpx
 
-from tests.e2e.harness import AnchorProcess, ensure_project, sha, wait_final
+from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project, sha, wait_final
+
+
+@contextmanager
+def empty_dns() -> Iterator[dict[str, str]]:
+    """A DNS resolver on loopback that knows no name (NXDOMAIN to every query), and the platform settings
+    that make the domain checks ask it: the tests add domains, and no DNS query may leave the machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        sock.settimeout(0.2)
+        stop = threading.Event()
+        thread = threading.Thread(target=_answer_nxdomain, args=(sock, stop), daemon=True)
+        thread.start()
+        try:
+            yield {"ANCHOR_DNS_RESOLVERS": f"{LOOPBACK}:{sock.getsockname()[1]}"}
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+
+def _answer_nxdomain(sock: socket.socket, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            data, peer = sock.recvfrom(4096)
+        except TimeoutError:
+            continue
+        try:
+            answer = dns.message.make_response(dns.message.from_wire(data))
+        except dns.exception.DNSException:
+            continue
+        answer.set_rcode(dns.rcode.NXDOMAIN)
+        sock.sendto(answer.to_wire(), peer)
 
 
 def commit_meta(message: str, branch: str = "main") -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.e2e.browser import Screenshots, browser_page, sign_in, take_page_errors
-from tests.e2e.dashboard_support import deploy_site, production_host, wait_for
+from tests.e2e.dashboard_support import deploy_site, empty_dns, production_host, wait_for
 from tests.e2e.harness import AnchorProcess
 
 if TYPE_CHECKING:
@@ -27,14 +27,15 @@ PROJECT = "shop"
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnchorProcess]:
     """One platform for the module, with two production deployments of PROJECT (v1, then v2 live)."""
-    anchor = AnchorProcess(tmp_path_factory.mktemp("dashboard") / "data").start()
-    try:
-        with anchor.api() as api:
-            deploy_site(api, PROJECT, "version 1", message="First version of the shop")
-            deploy_site(api, PROJECT, "version 2", message="Second version: a new header")
-        yield anchor
-    finally:
-        anchor.stop()
+    with empty_dns() as dns_env:
+        anchor = AnchorProcess(tmp_path_factory.mktemp("dashboard") / "data", extra_env=dns_env).start()
+        try:
+            with anchor.api() as api:
+                deploy_site(api, PROJECT, "version 1", message="First version of the shop")
+                deploy_site(api, PROJECT, "version 2", message="Second version: a new header")
+            yield anchor
+        finally:
+            anchor.stop()
 
 
 @pytest.fixture
@@ -198,3 +199,32 @@ def test_deployment_page_shows_build(page: Page, platform: AnchorProcess, screen
     assert page.locator("#build-log").get_attribute("data-final") == "true"
     page.locator("#file-list tr[data-file='index.html']").wait_for()
     screenshot(page, "deployment")
+
+
+def test_settings_pages(page: Page, platform: AnchorProcess, screenshot: Screenshots) -> None:
+    """Environment variables, domains and tokens set through their forms (and pictured for the docs)."""
+    page.get_by_role("link", name="Environment").click()
+    for key, value, secret in (("GREETING", "hello", False), ("API_KEY", "never-shown-again", True)):
+        page.get_by_label("Key").fill(key)
+        page.get_by_label("Value").fill(value)
+        page.get_by_label("Secret").set_checked(secret)
+        page.get_by_role("button", name="Save variable").click()
+        page.locator(f"tr[data-env={key}]").wait_for()
+    assert page.locator("tr[data-env=GREETING] code.env-value").inner_text() == "hello"
+    assert page.locator("tr[data-env=API_KEY] .secret-badge").is_visible()
+    assert "never-shown-again" not in page.content()
+    screenshot(page, "env")
+
+    page.get_by_role("link", name="Domains").click()
+    page.get_by_label("Domain name").fill("www.shop.example")
+    page.get_by_role("button", name="Add domain").click()
+    domain = page.locator("article[data-domain='www.shop.example']")
+    domain.locator("table.records tr.record").first.wait_for()
+    assert domain.get_by_role("button", name="Copy").count() >= 2  # each record's name and value
+    screenshot(page, "domains")
+    with platform.api() as api:
+        assert api.get(f"/v1/projects/{PROJECT}/domains/www.shop.example").status_code == 200
+
+    page.get_by_role("link", name="Tokens").click()
+    assert page.locator("#tokens tr[data-token] .you-marker").count() == 1
+    screenshot(page, "tokens")

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.e2e.browser import browser_page, sign_in, take_page_errors
-from tests.e2e.dashboard_support import deploy_site, project_token
+from tests.e2e.dashboard_support import deploy_site, empty_dns, project_token
 from tests.e2e.harness import AnchorProcess
 
 if TYPE_CHECKING:
@@ -40,11 +40,14 @@ class Seeded:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    anchor = AnchorProcess(tmp_path_factory.mktemp("dashboard-security") / "data").start()
-    try:
-        yield _seed(anchor)
-    finally:
-        anchor.stop()
+    with empty_dns() as dns_env:
+        anchor = AnchorProcess(
+            tmp_path_factory.mktemp("dashboard-security") / "data", extra_env=dns_env
+        ).start()
+        try:
+            yield _seed(anchor)
+        finally:
+            anchor.stop()
 
 
 def _seed(anchor: AnchorProcess) -> Seeded:
