@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anchor_deploy.web import routes_auth, routes_live, routes_projects
+from anchor_deploy.web.bell import ChangeBell, RingOnWrites
 from anchor_deploy.web.routes_deployment import router as deployment_router
 from anchor_deploy.web.routes_domains import router as domains_router
 from anchor_deploy.web.routes_settings import router as settings_router
@@ -116,6 +117,8 @@ def _takes(route: BaseRoute, request: Request, method: str) -> bool:
 
 
 def install_dashboard(app: FastAPI) -> None:
+    app.state.bell = ChangeBell()
+    app.add_middleware(RingOnWrites, bell=app.state.bell)
     app.add_middleware(DashboardHeaders)
     app.include_router(static_router)
     app.include_router(routes_auth.router)

@@ -7,7 +7,6 @@ then fetches the page again and swaps the parts marked live (static/dashboard.js
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
@@ -21,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from anchor_deploy.model.entities import Project, Token
 from anchor_deploy.model.errors import AnchorError, Unauthorized
 from anchor_deploy.providers.platform import Platform
+from anchor_deploy.web.bell import ChangeBell
 from anchor_deploy.web.session import COOKIE, PlatformDep, UiRoute, ViewerDep
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
@@ -92,6 +92,12 @@ def fingerprint(state: list[Any]) -> str:
     return hashlib.sha256(json.dumps(state, default=str).encode()).hexdigest()[:32]
 
 
+def bell(request: Request) -> ChangeBell:
+    """The app's bell (web/bell.py), or a new one that never rings for an app without the dashboard's."""
+    found = getattr(request.app.state, "bell", None)
+    return found if isinstance(found, ChangeBell) else ChangeBell()
+
+
 def _event(name: str, data: str = "{}") -> bytes:
     return f"event: {name}\ndata: {data}\n\n".encode()
 
@@ -126,7 +132,7 @@ async def _stream(
             sent = time.monotonic()
         if await request.is_disconnected():
             return
-        await asyncio.sleep(POLL_SECONDS)
+        await bell(request).wait(POLL_SECONDS)
 
 
 def _streaming(request: Request, p: Platform, read: Callable[[Token], list[Any]], token: Token) -> Response:
