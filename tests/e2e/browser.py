@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 TIMEOUT_MS = 10_000  # every wait and navigation: a page that does not answer in 10 s is a failure
 VIEWPORT = {"width": 1280, "height": 800}  # fixed, so screenshots in docs/ are reproducible
+PHONE = {"width": 375, "height": 740}  # a phone held upright: the narrowest width the pages must fit
 # Running as root in a container, chromium's own sandbox cannot start; the browser only ever loads pages
 # from the platform under test on 127.0.0.1.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
@@ -100,12 +101,15 @@ def assert_no_page_errors(page: Page) -> None:
 
 
 @contextmanager
-def browser_page(browser: Browser, anchor: AnchorProcess, *, check: bool = True) -> Iterator[Page]:
+def browser_page(
+    browser: Browser, anchor: AnchorProcess, *, check: bool = True, viewport: dict[str, int] | None = None
+) -> Iterator[Page]:
     """A fresh browser context (its own cookies) on the platform's API address, with one watched page.
 
     Relative URLs (``page.goto("/ui/")``) go to ``anchor``. With ``check`` (the default) the test fails
-    if the page, or any page it opened, logged an error that no one took."""
-    context = browser.new_context(base_url=anchor.api_url, viewport=VIEWPORT)  # type: ignore[arg-type]
+    if the page, or any page it opened, logged an error that no one took. ``viewport`` (``PHONE``, say)
+    replaces the default ``VIEWPORT``."""
+    context = browser.new_context(base_url=anchor.api_url, viewport=viewport or VIEWPORT)  # type: ignore[arg-type]
     context.set_default_timeout(TIMEOUT_MS)
     context.set_default_navigation_timeout(TIMEOUT_MS)
     context.add_init_script(CSP_LISTENER)

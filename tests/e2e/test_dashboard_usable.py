@@ -1,0 +1,290 @@
+"""The dashboard is usable (Debian's headless chromium against a real `anchor up`): every page fits a phone's
+width, every control has a name, a rollback can be done with the keyboard alone with the focus visible at
+every step, and a refused action says why in the page, in plain words.
+
+The tests share one platform and run in order; the keyboard's rollback moves production, and the error
+test names its targets from wherever production is."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from anchor_deploy.model import errors
+from tests.e2e.browser import PHONE, Screenshots, browser_page, sign_in, take_page_errors
+from tests.e2e.dashboard_support import deploy_site, empty_dns, production_host, project_token
+from tests.e2e.harness import AnchorProcess
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+PROJECT = "garden"
+DOMAIN = "www.garden.example"
+# The errors' machine codes (invalid_input, deployment_not_found ...; those that read as words, such as
+# conflict, are left out): a person reads a sentence instead.
+ERROR_CODES = sorted(
+    cls.code
+    for cls in vars(errors).values()
+    if isinstance(cls, type) and issubclass(cls, errors.AnchorError) and "_" in cls.code
+)
+MAX_TABS = 60  # Tab presses allowed to reach a control: the project page has about 30 stops
+
+# Form controls a user fills in, and whether each has a label with text (a <label for>, a wrapping label,
+# aria-label or aria-labelledby); ids used twice; links and buttons whose names say the same thing but do
+# different things (the name is the text, visually hidden parts included, as a screen reader reads it).
+PAGE_AUDIT = """() => {
+  const words = (text) => (text || "").replace(/\\s+/g, " ").trim();
+  const describe = (el) => el.outerHTML.slice(0, 160);
+  const labelled = (el) =>
+    [...el.labels].some((label) => words(label.textContent)) ||
+    words(el.getAttribute("aria-label")) ||
+    (el.getAttribute("aria-labelledby") || "").split(/\\s+/).some(
+      (id) => id && words(document.getElementById(id)?.textContent));
+  const unlabelled = [...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
+    .filter((el) => el.checkVisibility())
+    .filter((el) => !labelled(el))
+    .map(describe);
+  const ids = [...document.querySelectorAll("[id]")].map((el) => el.id);
+  const duplicateIds = [...new Set(ids.filter((id, i) => ids.indexOf(id) !== i))];
+  const destinations = new Map();
+  for (const el of document.querySelectorAll("a[href], button")) {
+    const name = words(el.getAttribute("aria-label") || el.textContent);
+    const form = el.closest("form");
+    const goes = el.tagName === "A" ? el.getAttribute("href")
+      : `${form ? form.getAttribute("action") : ""} ${el.dataset.copy || ""}`;
+    const key = `${el.tagName} ${name}`;
+    destinations.set(key, new Set([...(destinations.get(key) || []), goes]));
+  }
+  const ambiguous = [...destinations].filter(([, goes]) => goes.size > 1).map(([key]) => key);
+  return {unlabelled, duplicateIds, ambiguous};
+}"""
+
+# The focused element: what it is called and whether its focus indicator can be seen.
+FOCUSED = """() => {
+  const el = document.activeElement;
+  const style = getComputedStyle(el);
+  const box = el.getBoundingClientRect();
+  return {
+    tag: el.tagName, name: (el.textContent || "").replace(/\\s+/g, " ").trim(),
+    outline: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0,
+    shadow: style.boxShadow !== "none",
+    onScreen: box.width > 0 && box.height > 0 && box.left >= 0 && box.right <= innerWidth,
+  };
+}"""
+
+
+@dataclass
+class Site:
+    anchor: AnchorProcess
+    deployments: list[dict[str, Any]]  # oldest first; the last is production at the start
+    token_id: str
+
+    def pages(self) -> list[tuple[str, int]]:
+        """Every kind of page a signed-in admin sees (the sign-in page is checked signed out); its status."""
+        first, _, last = self.deployments
+        project = f"/ui/projects/{PROJECT}"
+        return [
+            ("/ui/", 200),
+            (project, 200),
+            (f"{project}/history", 200),
+            (f"{project}/rollback?to={first['id']}", 200),
+            (f"/ui/deployments/{last['id']}", 200),
+            (f"{project}/domains", 200),
+            (f"{project}/domains/{DOMAIN}/remove", 200),
+            (f"{project}/env", 200),
+            ("/ui/tokens", 200),
+            (f"/ui/tokens/{self.token_id}/revoke", 200),
+            ("/ui/projects/no-such-project", 404),  # an error page
+        ]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """Three deployments of PROJECT (the third live), a domain, a plain and a secret variable, a token."""
+    with empty_dns() as dns_env:
+        anchor = AnchorProcess(
+            tmp_path_factory.mktemp("dashboard-usable") / "data", extra_env=dns_env
+        ).start()
+        try:
+            with anchor.api() as api:
+                deployments = [
+                    deploy_site(api, PROJECT, f"version {n}", message=f"Version {n} of the garden")
+                    for n in (1, 2, 3)
+                ]
+                for key, value, secret in (("GREETING", "hello", False), ("API_KEY", "hidden", True)):
+                    set_env = api.post(
+                        f"/v1/projects/{PROJECT}/env", json={"key": key, "value": value, "secret": secret}
+                    )
+                    assert set_env.status_code in (200, 201), set_env.text
+                added = api.post(f"/v1/projects/{PROJECT}/domains", json={"name": DOMAIN})
+                assert added.status_code == 201, added.text
+            project_token(anchor, PROJECT, "garden-ci")
+            tokens = anchor.api().get("/v1/tokens").json()["tokens"]
+            token_id = next(t["id"] for t in tokens if t["name"] == "garden-ci")
+            yield Site(anchor, deployments, token_id)
+        finally:
+            anchor.stop()
+
+
+def visit(page: Page, path: str, status: int) -> None:
+    response = page.goto(path)
+    assert response is not None and response.status == status, path
+    if status >= 400:  # the browser logs the page's status as a failed load: expected here
+        assert all(str(status) in error for error in take_page_errors(page)), path
+
+
+def assert_fits_the_width(page: Page) -> None:
+    widths = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    assert widths[0] <= widths[1], f"{page.url} scrolls sideways: {widths[0]} px wide in {widths[1]} px"
+    heading = page.get_by_role("heading", level=1)
+    assert heading.is_visible(), page.url
+    box = heading.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= widths[1], page.url
+
+
+def test_every_page_fits_a_phone(chromium: Browser, site: Site, screenshot: Screenshots) -> None:
+    with browser_page(chromium, site.anchor, viewport=PHONE) as page:
+        visit(page, "/ui/sign-in", 200)
+        assert_fits_the_width(page)
+        sign_in(page, site.anchor)
+        for path, status in site.pages():
+            visit(page, path, status)
+            assert_fits_the_width(page)
+            if path == f"/ui/projects/{PROJECT}":
+                screenshot(page, "project-phone")
+
+
+def unnamed_controls(page: Page) -> list[str]:
+    """Links, buttons and form controls the browser's accessibility tree gives no name (its own computation
+    of the accessible name: label, aria-label, text with visually hidden parts)."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+        roles = {"link", "button", "textbox", "combobox", "checkbox", "radio", "listbox", "searchbox"}
+        unnamed = []
+        for node in nodes:
+            role = node.get("role", {}).get("value")
+            if node.get("ignored") or role not in roles or str(node.get("name", {}).get("value", "")).strip():
+                continue
+            described = cdp.send("DOM.describeNode", {"backendNodeId": node["backendDOMNodeId"]})["node"]
+            unnamed.append(f"{role} {described['nodeName']} {described.get('attributes', [])}")
+        return unnamed
+    finally:
+        cdp.detach()
+
+
+def test_every_control_is_labelled(chromium: Browser, site: Site) -> None:
+    with browser_page(chromium, site.anchor) as page:
+        visits = [("/ui/sign-in", 200), *site.pages()]
+        for path, status in visits:
+            visit(page, path, status)
+            audit = page.evaluate(PAGE_AUDIT)
+            assert not any(audit.values()), f"{path}: {audit}"
+            assert unnamed_controls(page) == [], path
+            if path == "/ui/sign-in":
+                sign_in(page, site.anchor)
+
+
+def focus_on(page: Page) -> dict[str, Any]:
+    """The focused element after one more Tab; its focus must be visible."""
+    page.keyboard.press("Tab")
+    focused: dict[str, Any] = page.evaluate(FOCUSED)
+    assert focused["outline"] or focused["shadow"], f"no visible focus on {focused} at {page.url}"
+    assert focused["onScreen"], f"focused but off screen: {focused} at {page.url}"
+    return focused
+
+
+def tab_to(page: Page, name: str) -> int:
+    """Presses Tab until the element named ``name`` has the focus; how many presses it took."""
+    for presses in range(1, MAX_TABS + 1):
+        if focus_on(page)["name"] == name:
+            return presses
+    raise AssertionError(f"{name!r} not reached in {MAX_TABS} Tab presses at {page.url}")
+
+
+def production(anchor: AnchorProcess) -> str:
+    with anchor.api() as api:
+        found: str = api.get(f"/v1/projects/{PROJECT}").json()["productionDeploymentId"]
+        return found
+
+
+def test_a_rollback_with_the_keyboard_alone(chromium: Browser, site: Site) -> None:
+    first, _, last = site.deployments
+    assert production(site.anchor) == last["id"]
+    with browser_page(chromium, site.anchor) as page:
+        sign_in(page, site.anchor)
+        page.goto(f"/ui/projects/{PROJECT}")
+        assert focus_on(page)["name"] == "Skip to content"
+        page.keyboard.press("Enter")
+        assert page.evaluate("document.activeElement.id") == "main"  # past the header's links
+
+        tab_to(page, f"Roll back to {first['id']}")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.locator("#move-to").inner_text() == first["id"]
+        tab_to(page, f"Roll back to {first['id']}")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+
+        assert page.url.endswith("notice=rolled-back")
+        assert page.get_by_role("status").filter(has_text="rolled back").is_visible()
+        assert page.locator("#production-id").inner_text() == first["id"]
+    assert production(site.anchor) == first["id"]
+    assert site.anchor.edge(production_host(site.anchor, PROJECT)).text == "version 1"
+
+
+def assert_plain_words(page: Page, status: int) -> str:
+    """The page's alert: a sentence for a person, not a machine's answer."""
+    alert = page.locator("[role=alert]")
+    assert alert.count() == 1 and alert.is_visible(), page.url
+    text = alert.inner_text().strip()
+    assert len(text.split()) >= 3 and re.search(r"[a-z]{3,}", text), text
+    for machine in ("{", "}", "Traceback", "Internal Server Error", '"error"', *ERROR_CODES):
+        assert machine not in text, f"{machine!r} in the alert: {text}"
+    assert str(status) in " ".join(take_page_errors(page))
+    return text
+
+
+def submit(page: Page, button: str, status: int) -> str:
+    with page.expect_navigation() as navigation:
+        page.get_by_role("button", name=button).click()
+    assert navigation.value is not None and navigation.value.status == status, page.url
+    return assert_plain_words(page, status)
+
+
+def test_refused_actions_say_why_in_plain_words(chromium: Browser, site: Site) -> None:
+    anchor = site.anchor
+    current = production(anchor)
+    shown, elsewhere = [d["id"] for d in site.deployments if d["id"] != current][:2]
+    with browser_page(chromium, anchor) as page:
+        page.goto("/ui/sign-in")
+        page.get_by_label("Token").fill("anc_not-a-real-token")
+        assert "not accepted" in submit(page, "Sign in", 401)
+
+        sign_in(page, anchor)
+        page.goto(f"/ui/projects/{PROJECT}/promote?to={shown}")
+        with anchor.api() as api:  # production moves while the confirmation is open
+            moved = api.post(f"/v1/projects/{PROJECT}/rollback", json={"deploymentId": elsewhere})
+            assert moved.status_code == 200, moved.text
+        assert "production moved" in submit(page, f"Promote to {shown}", 409)
+        assert production(anchor) == elsewhere
+
+        page.goto(f"/ui/projects/{PROJECT}/domains")
+        page.get_by_label("Domain name").fill("not a domain!")
+        submit(page, "Add domain", 422)
+        field = page.get_by_label("Domain name")
+        assert field.input_value() == "not a domain!" and field.get_attribute("aria-invalid") == "true"
+
+        page.goto(f"/ui/projects/{PROJECT}/env")
+        page.get_by_label("Key").fill("1 bad key")
+        page.get_by_label("Value").fill("x")
+        submit(page, "Save variable", 422)
+        assert page.get_by_label("Key").input_value() == "1 bad key"
+    with anchor.api() as api:
+        assert [d["name"] for d in api.get(f"/v1/projects/{PROJECT}/domains").json()["domains"]] == [DOMAIN]
+        keys = sorted(v["key"] for v in api.get(f"/v1/projects/{PROJECT}/env").json()["env"])
+        assert keys == ["API_KEY", "GREETING"]
