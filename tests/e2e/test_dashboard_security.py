@@ -204,6 +204,25 @@ def test_a_form_without_its_csrf_field_is_refused(chromium: Browser, seeded: See
     assert {v["key"] for v in after["env"]} == {v["key"] for v in before["env"]} | {"WITH_CSRF"}
 
 
+def test_a_form_posted_from_another_site_is_refused(chromium: Browser, seeded: Seeded) -> None:
+    """Even with the form's secret leaked: the SameSite=Strict cookie stays home and the origin is foreign."""
+    with seeded.anchor.api() as api:
+        before = api.get("/v1/projects/alpha/env").json()
+    with browser_page(chromium, seeded.anchor) as page:
+        sign_in(page, seeded.anchor)
+        page.goto("/ui/projects/alpha/env")
+        csrf = csrf_of(page)
+        # A page of another site, served by the browser itself (the request never leaves it).
+        page.route("http://attacker.localhost/**", lambda route: route.fulfill(body="<p>win a prize</p>"))
+        page.goto("http://attacker.localhost/prize")
+        action = f"{seeded.anchor.api_url}/ui/projects/alpha/env"
+        status = post_form(page, action, {"csrf": csrf, "key": "FROM_ELSEWHERE", "value": "x"})
+        assert status in (401, 403)
+        assert take_page_errors(page)
+    with seeded.anchor.api() as api:
+        assert api.get("/v1/projects/alpha/env").json() == before
+
+
 def test_markup_from_users_and_other_systems_shows_as_text(chromium: Browser, seeded: Seeded) -> None:
     with seeded.anchor.api() as api:
         deployment = api.get("/v1/projects/alpha/deployments").json()["deployments"][0]
