@@ -60,8 +60,34 @@ PAGE_AUDIT = """() => {
     destinations.set(key, new Set([...(destinations.get(key) || []), goes]));
   }
   const ambiguous = [...destinations].filter(([, goes]) => goes.size > 1).map(([key]) => key);
-  return {unlabelled, duplicateIds, ambiguous};
+  const headings = document.querySelectorAll("main h1, main h2, main h3, main h4");
+  const levels = [...headings].map((h) => +h.tagName[1]);
+  const skippedHeadings = levels.filter((level, i) => level > (i ? levels[i - 1] : 0) + 1);
+  const tabOrderChanged = [...document.querySelectorAll("[tabindex]")]
+    .filter((el) => el.tabIndex > 0).map(describe);
+  return {unlabelled, duplicateIds, ambiguous, skippedHeadings, tabOrderChanged};
 }"""
+
+# Controls smaller than 24 x 24 CSS px at phone width (WCAG's minimum target size; links are left out: most
+# are words in a sentence or a table cell, which the rule exempts).
+SMALL_TARGETS = """() => [...document.querySelectorAll("button, input:not([type=hidden]), select, textarea")]
+  .filter((el) => el.checkVisibility())
+  .map((el) => [el.getBoundingClientRect(), el])
+  .filter(([box]) => box.width < 24 || box.height < 24)
+  .map(([box, el]) => `${Math.round(box.width)}x${Math.round(box.height)} ${el.outerHTML.slice(0, 100)}`)"""
+
+# Every element the keyboard can reach, focused in turn after one Tab (so the browser shows focus as it does
+# for the keyboard): those whose focus cannot be seen, with no outline and no shadow.
+FOCUS_UNSEEN = """() => [...document.querySelectorAll(
+    "a[href], button, input:not([type=hidden]), select, textarea, [tabindex]")]
+  .filter((el) => el.checkVisibility() && el.tabIndex >= 0)
+  .filter((el) => {
+    el.focus();
+    const style = getComputedStyle(el);
+    const outline = style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0;
+    return document.activeElement === el && !outline && style.boxShadow === "none";
+  })
+  .map((el) => el.outerHTML.slice(0, 120))"""
 
 # The focused element: what it is called and whether its focus indicator can be seen.
 FOCUSED = """() => {
@@ -150,12 +176,26 @@ def test_every_page_fits_a_phone(chromium: Browser, site: Site, screenshot: Scre
     with browser_page(chromium, site.anchor, viewport=PHONE) as page:
         visit(page, "/ui/sign-in", 200)
         assert_fits_the_width(page)
+        assert page.evaluate(SMALL_TARGETS) == []
         sign_in(page, site.anchor)
         for path, status in site.pages():
             visit(page, path, status)
             assert_fits_the_width(page)
+            assert page.evaluate(SMALL_TARGETS) == [], path
             if path == f"/ui/projects/{PROJECT}":
                 screenshot(page, "project-phone")
+                # a table laid out as cards still has its column headers for a screen reader
+                assert "columnheader" in ax_roles(page)
+
+
+def ax_roles(page: Page) -> list[str]:
+    """The roles in the page's accessibility tree (chromium's, as assistive technology gets it)."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+        return [node.get("role", {}).get("value") for node in nodes if not node.get("ignored")]
+    finally:
+        cdp.detach()
 
 
 def unnamed_controls(page: Page) -> list[str]:
@@ -178,6 +218,7 @@ def unnamed_controls(page: Page) -> list[str]:
 
 
 def test_every_control_is_labelled(chromium: Browser, site: Site) -> None:
+    titles = set()
     with browser_page(chromium, site.anchor) as page:
         visits = [("/ui/sign-in", 200), *site.pages()]
         for path, status in visits:
@@ -185,8 +226,19 @@ def test_every_control_is_labelled(chromium: Browser, site: Site) -> None:
             audit = page.evaluate(PAGE_AUDIT)
             assert not any(audit.values()), f"{path}: {audit}"
             assert unnamed_controls(page) == [], path
+            titles.add(page.title())
             if path == "/ui/sign-in":
                 sign_in(page, site.anchor)
+    assert len(titles) == len(visits), f"pages share a title: {sorted(titles)}"
+
+
+def test_focus_is_visible_on_every_control(chromium: Browser, site: Site) -> None:
+    with browser_page(chromium, site.anchor) as page:
+        sign_in(page, site.anchor)
+        for path, status in site.pages():
+            visit(page, path, status)
+            page.keyboard.press("Tab")
+            assert page.evaluate(FOCUS_UNSEEN) == [], path
 
 
 def focus_on(page: Page) -> dict[str, Any]:
