@@ -76,6 +76,35 @@ SMALL_TARGETS = """() => [...document.querySelectorAll("button, input:not([type=
   .filter(([box]) => box.width < 24 || box.height < 24)
   .map(([box, el]) => `${Math.round(box.width)}x${Math.round(box.height)} ${el.outerHTML.slice(0, 100)}`)"""
 
+# Text whose contrast with what is behind it is below WCAG's AA ratio (4.5, or 3 for large text): the nearest
+# background colour that is not transparent, the page's own colours being opaque (no images behind text).
+LOW_CONTRAST = """() => {
+  const rgb = (color) => color.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => {
+    const linear = (c) => (c /= 255) <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+  };
+  const behind = (el) => {
+    for (let at = el; at; at = at.parentElement) {
+      const color = rgb(getComputedStyle(at).backgroundColor);
+      if (color.length < 4 || color[3] > 0) return color.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const text = [...el.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join("").trim();
+    if (!text || !el.checkVisibility()) continue;
+    const style = getComputedStyle(el);
+    const [fg, bg] = [luminance(rgb(style.color)), luminance(behind(el))];
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && +style.fontWeight >= 700);
+    if (ratio < (large ? 3 : 4.5)) low.push(`${ratio.toFixed(2)} ${el.outerHTML.slice(0, 100)}`);
+  }
+  return low;
+}"""
+
 # Every element the keyboard can reach, focused in turn after one Tab (so the browser shows focus as it does
 # for the keyboard): those whose focus cannot be seen, with no outline and no shadow.
 FOCUS_UNSEEN = """() => [...document.querySelectorAll(
@@ -177,11 +206,13 @@ def test_every_page_fits_a_phone(chromium: Browser, site: Site, screenshot: Scre
         visit(page, "/ui/sign-in", 200)
         assert_fits_the_width(page)
         assert page.evaluate(SMALL_TARGETS) == []
+        assert page.evaluate(LOW_CONTRAST) == []
         sign_in(page, site.anchor)
         for path, status in site.pages():
             visit(page, path, status)
             assert_fits_the_width(page)
             assert page.evaluate(SMALL_TARGETS) == [], path
+            assert page.evaluate(LOW_CONTRAST) == [], path
             if path == f"/ui/projects/{PROJECT}":
                 screenshot(page, "project-phone")
                 # a table laid out as cards still has its column headers for a screen reader
