@@ -217,6 +217,9 @@ def test_every_page_fits_a_phone(chromium: Browser, site: Site, screenshot: Scre
                 screenshot(page, "project-phone")
                 # a table laid out as cards still has its column headers for a screen reader
                 assert "columnheader" in ax_roles(page)
+                # a commit reads as words: branch, short id, message (not "main229c758Version 3")
+                commit = page.locator("#production .commit").inner_text()
+                assert re.fullmatch(r"main [0-9a-f]{7} Version 3 of the garden", commit), commit
 
 
 def ax_roles(page: Page) -> list[str]:
