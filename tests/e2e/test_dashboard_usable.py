@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 PROJECT = "garden"
 DOMAIN = "www.garden.example"
+# Removed by the page tests (one each) to see the page that answers a removal.
+DOMAINS_TO_REMOVE = ("phone.garden.example", "labels.garden.example")
 # The errors' machine codes (invalid_input, deployment_not_found ...; those that read as words, such as
 # conflict, are left out): a person reads a sentence instead.
 ERROR_CODES = sorted(
@@ -175,14 +177,29 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                         f"/v1/projects/{PROJECT}/env", json={"key": key, "value": value, "secret": secret}
                     )
                     assert set_env.status_code in (200, 201), set_env.text
-                added = api.post(f"/v1/projects/{PROJECT}/domains", json={"name": DOMAIN})
-                assert added.status_code == 201, added.text
+                for name in (DOMAIN, *DOMAINS_TO_REMOVE):
+                    added = api.post(f"/v1/projects/{PROJECT}/domains", json={"name": name})
+                    assert added.status_code == 201, added.text
             project_token(anchor, PROJECT, "garden-ci")
             tokens = anchor.api().get("/v1/tokens").json()["tokens"]
             token_id = next(t["id"] for t in tokens if t["name"] == "garden-ci")
             yield Site(anchor, deployments, token_id)
         finally:
             anchor.stop()
+
+
+def answer_pages(page: Page, domain: str) -> Iterator[str]:
+    """Pages shown only as the answer to a form, each in turn: a new token's secret, then the records left
+    after removing ``domain``."""
+    page.goto("/ui/tokens")
+    page.get_by_label("Name").fill(f"made-for-{domain.split('.')[0]}")
+    page.get_by_role("button", name="Create token").click()
+    page.locator("#token-secret").wait_for()
+    yield "a new token"
+    page.goto(f"/ui/projects/{PROJECT}/domains/{domain}/remove")
+    page.get_by_role("button", name=f"Remove {domain}").click()
+    page.locator("#removed-domain").wait_for()
+    yield "a removed domain"
 
 
 def visit(page: Page, path: str, status: int) -> None:
@@ -220,6 +237,10 @@ def test_every_page_fits_a_phone(chromium: Browser, site: Site, screenshot: Scre
                 # a commit reads as words: branch, short id, message (not "main229c758Version 3")
                 commit = page.locator("#production .commit").inner_text()
                 assert re.fullmatch(r"main [0-9a-f]{7} Version 3 of the garden", commit), commit
+        for answer in answer_pages(page, DOMAINS_TO_REMOVE[0]):
+            assert_fits_the_width(page)
+            assert page.evaluate(SMALL_TARGETS) == [], answer
+            assert page.evaluate(LOW_CONTRAST) == [], answer
 
 
 def ax_roles(page: Page) -> list[str]:
@@ -263,6 +284,10 @@ def test_every_control_is_labelled(chromium: Browser, site: Site) -> None:
             titles.add(page.title())
             if path == "/ui/sign-in":
                 sign_in(page, site.anchor)
+        for answer in answer_pages(page, DOMAINS_TO_REMOVE[1]):
+            audit = page.evaluate(PAGE_AUDIT)
+            assert not any(audit.values()), f"{answer}: {audit}"
+            assert unnamed_controls(page) == [], answer
     assert len(titles) == len(visits), f"pages share a title: {sorted(titles)}"
 
 
@@ -357,6 +382,8 @@ def assert_focus_on_the_field(page: Page, label: str, error: str) -> None:
 
 def test_refused_actions_say_why_in_plain_words(chromium: Browser, site: Site) -> None:
     anchor = site.anchor
+    with anchor.api() as api:
+        tokens_before = len(api.get("/v1/tokens").json()["tokens"])
     current = production(anchor)
     shown, elsewhere = [d["id"] for d in site.deployments if d["id"] != current][:2]
     with browser_page(chromium, anchor) as page:
@@ -387,7 +414,9 @@ def test_refused_actions_say_why_in_plain_words(chromium: Browser, site: Site) -
         page.get_by_label("Name").fill("   ")  # passes the browser's required check, not the platform's
         assert_focus_on_the_field(page, "Name", submit(page, "Create token", 422))
     with anchor.api() as api:
-        assert [d["name"] for d in api.get(f"/v1/projects/{PROJECT}/domains").json()["domains"]] == [DOMAIN]
+        names = [d["name"] for d in api.get(f"/v1/projects/{PROJECT}/domains").json()["domains"]]
+        assert DOMAIN in names and "not a domain!" not in names
+        ]
         keys = sorted(v["key"] for v in api.get(f"/v1/projects/{PROJECT}/env").json()["env"])
         assert keys == ["API_KEY", "GREETING"]
-        assert len(api.get("/v1/tokens").json()["tokens"]) == 2  # the admin's and garden-ci
+        assert len(api.get("/v1/tokens").json()["tokens"]) == tokens_before
