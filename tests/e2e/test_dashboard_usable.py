@@ -416,7 +416,6 @@ def test_refused_actions_say_why_in_plain_words(chromium: Browser, site: Site) -
     with anchor.api() as api:
         names = [d["name"] for d in api.get(f"/v1/projects/{PROJECT}/domains").json()["domains"]]
         assert DOMAIN in names and "not a domain!" not in names
-        ]
         keys = sorted(v["key"] for v in api.get(f"/v1/projects/{PROJECT}/env").json()["env"])
         assert keys == ["API_KEY", "GREETING"]
         assert len(api.get("/v1/tokens").json()["tokens"]) == tokens_before
