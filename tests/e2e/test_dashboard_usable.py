@@ -1,6 +1,8 @@
 """The dashboard is usable (Debian's headless chromium against a real `anchor up`): every page fits a phone's
-width, every control has a name, a rollback can be done with the keyboard alone with the focus visible at
-every step, and a refused action says why in the page, in plain words.
+width with its text readable (AA contrast) and its controls big enough to touch; every control has a label
+or a name that says what it does; a rollback can be done with the keyboard alone, the focus visible at every
+step and on every control; a refused action says why in the page, in plain words, with the focus on the
+field at fault.
 
 The tests share one platform and run in order; the keyboard's rollback moves production, and the error
 test names its targets from wherever production is."""
@@ -161,7 +163,8 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """Three deployments of PROJECT (the third live), a domain, a plain and a secret variable, a token."""
+    """Three deployments of PROJECT (the third live), three domains, a plain and a secret variable, a
+    project token."""
     with empty_dns() as dns_env:
         anchor = AnchorProcess(
             tmp_path_factory.mktemp("dashboard-usable") / "data", extra_env=dns_env
