@@ -1392,6 +1392,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def run_on_platform(anchor: Anchor, work: Path, keep: bool, body: Callable[[], None]) -> bool:
+    """Run a benchmark's ``body`` against ``anchor``, then stop the platform and warn of child processes
+    left running. A failure keeps the work dir (its logs explain it), shows the end of the platform's log
+    and is raised again; otherwise the work dir goes unless ``keep``. Whether the work dir was kept."""
+    try:
+        body()
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        keep = True  # the logs explain the failure
+        say(f"failed; logs are kept in {work}")
+        with contextlib.suppress(Exception):
+            say(f"anchor up log ends with:\n{tail(anchor.log, 2000)}")
+        raise
+    finally:
+        anchor.stop()
+        leftovers = leftover_children()
+        if leftovers:
+            say(f"warning: child processes still running: {leftovers}")
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return keep
+
+
+def finish_results(
+    results: dict[str, Any],
+    started: float,
+    work: Path,
+    kept: bool,
+    targets: Callable[[dict[str, Any]], Any],
+) -> dict[str, Any]:
+    """The closing facts every results file has: the load at the end, the run's length, the targets met,
+    and where the kept work dir is."""
+    results["machine"]["loadavg_end"] = loadavg()
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    results["targets"] = targets(results)
+    if kept:
+        results["work_dir"] = str(work)
+    return results
+
+
 def exit_status(args: argparse.Namespace, results: dict[str, Any] | None) -> int:
     """A benchmark's exit status: 130 when stopped; with --strict, 1 if a target was not met."""
     if results is None:

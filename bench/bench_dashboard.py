@@ -72,13 +72,12 @@ from bench_core import (  # noqa: E402
     _iso_seconds,
     deploy_by_hand,
     exit_status,
-    leftover_children,
-    loadavg,
+    finish_results,
     machine_facts,
     percentile,
     run_and_report,
+    run_on_platform,
     say,
-    tail,
 )
 
 RESULTS = REPO / "bench" / "results" / "dashboard.json"
@@ -581,30 +580,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     anchor = Anchor(work / "data")
     say(f"work dir {work}; starting anchor up (API {anchor.api_url}, edge {anchor.edge_url})")
     started = time.perf_counter()
-    keep = args.keep
-    try:
-        measure(anchor, work, args, results)
-    except KeyboardInterrupt:
-        raise
-    except BaseException:
-        keep = True  # the logs explain the failure
-        say(f"failed; logs are kept in {work}")
-        with contextlib.suppress(Exception):
-            say(f"anchor up log ends with:\n{tail(anchor.log, 2000)}")
-        raise
-    finally:
-        anchor.stop()
-        leftovers = leftover_children()
-        if leftovers:
-            say(f"warning: child processes still running: {leftovers}")
-        if not keep:
-            shutil.rmtree(work, ignore_errors=True)
-    results["machine"]["loadavg_end"] = loadavg()
-    results["total_s"] = round(time.perf_counter() - started, 1)
-    results["targets"] = targets(results)
-    if keep:
-        results["work_dir"] = str(work)
-    return results
+    kept = run_on_platform(anchor, work, args.keep, lambda: measure(anchor, work, args, results))
+    return finish_results(results, started, work, kept, targets)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -55,12 +54,11 @@ from bench_core import (  # noqa: E402
     Anchor,
     _iso_seconds,
     exit_status,
-    leftover_children,
-    loadavg,
+    finish_results,
     machine_facts,
     run_and_report,
+    run_on_platform,
     say,
-    tail,
 )
 
 RESULTS = REPO / "bench" / "results" / "git.json"
@@ -513,34 +511,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     say(f"work dir {work}; starting anchor up (API {anchor.api_url}, edge {anchor.edge_url})")
     started = time.perf_counter()
-    keep = args.keep
-    try:
+
+    def body() -> None:
         anchor.start()
         with anchor.api() as api:
             for name, case in (("static", static_case), ("app", app_case), ("webhook", webhook_case)):
                 if name in parts:
                     results[name] = case(anchor, api, work, args)
-    except KeyboardInterrupt:
-        raise
-    except BaseException:
-        keep = True  # the logs explain the failure
-        say(f"failed; logs are kept in {work}")
-        with contextlib.suppress(Exception):
-            say(f"anchor up log ends with:\n{tail(anchor.log, 2000)}")
-        raise
-    finally:
-        anchor.stop()
-        leftovers = leftover_children()
-        if leftovers:
-            say(f"warning: child processes still running: {leftovers}")
-        if not keep:
-            shutil.rmtree(work, ignore_errors=True)
-    results["machine"]["loadavg_end"] = loadavg()
-    results["total_s"] = round(time.perf_counter() - started, 1)
-    results["targets"] = targets(results)
-    if keep:
-        results["work_dir"] = str(work)
-    return results
+
+    kept = run_on_platform(anchor, work, args.keep, body)
+    return finish_results(results, started, work, kept, targets)
 
 
 def main(argv: list[str] | None = None) -> int:
