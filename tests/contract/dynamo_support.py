@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ import pytest
 from anchor_deploy.adapters.aws.clients import AwsClients
 from anchor_deploy.adapters.aws.dynamo_schema import create_table
 from anchor_deploy.adapters.aws.dynamo_store import DynamoStore
+from anchor_deploy.adapters.local.sqlite_store import SqliteStore
+from anchor_deploy.ports.fakes import FakeStore
 
 TABLE = "anchor-test"
 _MOTO_LOCK = threading.Lock()  # one request at a time to the emulator, from every client of this process
@@ -59,6 +62,22 @@ def dynamo_store(
     request.getfixturevalue("aws")
     make_table()
     return store_on_table(clock, page_size)
+
+
+# The stores every store contract suite runs on ("dynamo-paged": DynamoDB answering two items a page).
+EVERY_STORE = ["sqlite", "fake", "dynamo"]
+
+
+def store_for(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Callable[[], float]
+) -> SqliteStore | FakeStore | DynamoStore:
+    """The store a contract suite's fixture parameter names: a new SQLite file, the fake, or DynamoDB."""
+    kind = request.param
+    if kind == "sqlite":
+        return SqliteStore(tmp_path / "anchor.db", clock=clock)
+    if kind.startswith("dynamo"):
+        return dynamo_store(request, clock, page_size=2 if kind == "dynamo-paged" else None)
+    return FakeStore(clock=clock)
 
 
 @dataclass

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters.local.sqlite_store import SqliteStore
 from anchor_deploy.model.dns_links import DnsLink
 from anchor_deploy.model.entities import HostKind, HostRoute, Project
 from anchor_deploy.model.errors import ProjectNotFound, ZoneLinked
 from anchor_deploy.ports import Store
-from anchor_deploy.ports.fakes import FakeStore
-from tests.contract.dynamo_support import dynamo_store
+from tests.contract.dynamo_support import EVERY_STORE, store_for
 from tests.support import TickingClock
 
 
-@pytest.fixture(params=["sqlite", "fake", "dynamo"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    clock = TickingClock()
-    if request.param == "sqlite":
-        yield SqliteStore(tmp_path / "anchor.db", clock=clock)
-    elif request.param == "dynamo":
-        yield dynamo_store(request, clock)
-    else:
-        yield FakeStore(clock=clock)
+@pytest.fixture(params=EVERY_STORE)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    return store_for(request, tmp_path, TickingClock())
 
 
 def add_project(store: Store, name: str) -> Project:

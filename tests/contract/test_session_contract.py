@@ -5,32 +5,23 @@ the token and with its project."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters.local.sqlite_store import SqliteStore
 from anchor_deploy.model.entities import Session, Token
 from anchor_deploy.model.errors import Conflict, TokenNotFound
 from anchor_deploy.ports import Store
-from anchor_deploy.ports.fakes import FakeStore
-from tests.contract.dynamo_support import dynamo_store
+from tests.contract.dynamo_support import EVERY_STORE, store_for
 from tests.contract.test_store_contract import add_project
 from tests.support import TickingClock
 
 NOW = 1_700_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "fake", "dynamo"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    clock = TickingClock()
-    if request.param == "sqlite":
-        yield SqliteStore(tmp_path / "anchor.db", clock=clock)
-    elif request.param == "dynamo":
-        yield dynamo_store(request, clock)
-    else:
-        yield FakeStore(clock=clock)
+@pytest.fixture(params=EVERY_STORE)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    return store_for(request, tmp_path, TickingClock())
 
 
 def session(number: int, token_id: str = "tok_admin", expires_at: float = NOW + 3600) -> Session:

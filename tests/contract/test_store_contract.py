@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,8 +31,7 @@ from anchor_deploy.model.errors import (
 from anchor_deploy.model.manifest import ManifestFile
 from anchor_deploy.ports import Store
 from anchor_deploy.ports.domains import DomainStore
-from anchor_deploy.ports.fakes import FakeStore
-from tests.contract.dynamo_support import dynamo_store
+from tests.contract.dynamo_support import EVERY_STORE, store_for
 from tests.support import TickingClock, sha
 
 Q, B, R, E, C = (
@@ -51,14 +49,9 @@ def clock() -> TickingClock:
     return TickingClock()
 
 
-@pytest.fixture(params=["sqlite", "fake", "dynamo"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: TickingClock) -> Iterator[Store]:
-    if request.param == "sqlite":
-        yield SqliteStore(tmp_path / "anchor.db", clock=clock)
-    elif request.param == "dynamo":
-        yield dynamo_store(request, clock)
-    else:
-        yield FakeStore(clock=clock)
+@pytest.fixture(params=EVERY_STORE)
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: TickingClock) -> Store:
+    return store_for(request, tmp_path, clock)
 
 
 def add_project(store: Store, name: str, *extra_hosts: str) -> Project:

@@ -5,16 +5,13 @@ read it makes for a page or a count follows LastEvaluatedKey."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters.local.sqlite_store import SqliteStore
 from anchor_deploy.model.entities import MoveReason, Project
 from anchor_deploy.ports import Store
-from anchor_deploy.ports.fakes import FakeStore
-from tests.contract.dynamo_support import dynamo_store
+from tests.contract.dynamo_support import EVERY_STORE, store_for
 from tests.contract.test_store_contract import add_deployment, add_project, make_ready
 from tests.support import TickingClock
 
@@ -22,15 +19,9 @@ LIMITS = (1, 2, 3, 7, 50)
 OFFSETS = (0, 1, 2, 5, 6, 7, 8, 1000)
 
 
-@pytest.fixture(params=["sqlite", "fake", "dynamo", "dynamo-paged"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    clock = TickingClock()
-    if request.param == "sqlite":
-        yield SqliteStore(tmp_path / "anchor.db", clock=clock)
-    elif request.param.startswith("dynamo"):
-        yield dynamo_store(request, clock, page_size=2 if request.param == "dynamo-paged" else None)
-    else:
-        yield FakeStore(clock=clock)
+@pytest.fixture(params=[*EVERY_STORE, "dynamo-paged"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    return store_for(request, tmp_path, TickingClock())
 
 
 def two_projects_with_deployments(store: Store) -> tuple[Project, Project, list[str]]:
