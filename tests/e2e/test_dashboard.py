@@ -1,14 +1,16 @@
 """The dashboard in a real browser (Debian's headless chromium through Playwright) against a real `anchor up`
-(API, Caddy, SQLite): signing in, deployments appearing live, a rollback asked for on a confirmation page
-and then served by the edge, the history showing the move, promote and unpin.
+(API, Caddy, SQLite): signing in, a deployment made with the CLI appearing live, a rollback asked for on a
+confirmation page and then served by the edge, the history showing the move, promote and unpin.
 
 The tests of this module share one platform and run in order: each starts from the production the one
 before left. `make screenshots` writes the pictures they take into docs/screenshots/."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,7 @@ import pytest
 from tests.e2e.browser import Screenshots, browser_page, sign_in, take_page_errors
 from tests.e2e.dashboard_support import deploy_site, empty_dns, production_host, wait_for
 from tests.e2e.harness import AnchorProcess
+from tests.git_worktree import WorkTree
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -92,15 +95,32 @@ def test_sign_in_with_a_token(
         assert "/ui/sign-in" in page.url  # the session ended
 
 
-def test_a_new_deployment_appears_live(page: Page, platform: AnchorProcess, screenshot: Screenshots) -> None:
+def test_a_cli_deployment_appears_live(
+    page: Page, platform: AnchorProcess, screenshot: Screenshots, tmp_path: Path
+) -> None:
+    """`anchor deploy --prod` from a git working tree, run while the page is open: its row, then production
+    moving to it, show up on the page without a reload."""
+    site = WorkTree(tmp_path / "site", home=tmp_path)
+    commit = site.commit({"index.html": "version 3"}, "Third version")
+    shown_before = set(
+        page.locator("tr[data-deployment]").evaluate_all("rows => rows.map(r => r.dataset.deployment)")
+    )
     page.evaluate("window.loadedOnce = true")  # gone if the page were reloaded instead of updated
-    with platform.api() as api:
-        building = deploy_site(api, PROJECT, "version 3", message="Third version", wait=False)
-    row = page.locator(f"tr[data-deployment={building['id']}]")
-    row.wait_for()
-    wait_for(lambda: page.locator("#production-id").inner_text() == building["id"])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        deploying = pool.submit(
+            platform.cli, "deploy", str(site.path), "--project", PROJECT, "--prod", "--json"
+        )
+        newest = page.locator("tr[data-deployment]").first
+        # A new row while the CLI runs (or the CLI's failure, raised below at once rather than waited out).
+        wait_for(lambda: newest.get_attribute("data-deployment") not in shown_before or deploying.done())
+        deployed = json.loads(deploying.result(timeout=120).stdout)
+    assert deployed["status"] == "READY"
+    wait_for(lambda: newest.get_attribute("data-deployment") == deployed["id"])
+    assert deployed["meta"]["git"]["commitSha"] == commit and deployed["meta"]["source"] == "cli"
+    wait_for(lambda: page.locator("#production-id").inner_text() == deployed["id"])
+    row = page.locator(f"tr[data-deployment={deployed['id']}]")
     assert row.locator(".production-marker").is_visible()
-    assert "Third version" in row.inner_text()
+    assert "Third version" in row.inner_text() and commit[:7] in row.inner_text()
     assert page.evaluate("window.loadedOnce") is True
     assert page.locator("#live-status").inner_text().startswith("Updated")
     assert served(platform) == "version 3"
