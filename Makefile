@@ -19,7 +19,7 @@ lint: venv
 # screenshots into docs/screenshots/.
 screenshots: venv
 	ANCHOR_SCREENSHOTS=1 .venv/bin/python -m pytest -q -p no:cacheprovider tests/e2e/test_dashboard.py \
-		tests/e2e/test_dashboard_usable.py
+		tests/e2e/test_dashboard_usable.py tests/e2e/test_dashboard_domains.py
 
 # All the benchmarks, one after the other (each takes minutes; `make bench BENCH_ARGS=--quick` for smoke
 # runs). The app benchmarks build from the wheelhouse, the domain one drives the DNS servers and pebble
