@@ -39,9 +39,11 @@ def shared_anchor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnchorPr
         platform.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """One headless chromium for the whole run (tests/e2e/browser.py); each test opens its own context."""
+    """One headless chromium per browser module (tests/e2e/browser.py); each test opens its own context.
+    Not one per run: while Playwright's sync API is alive, this thread counts as running an asyncio loop,
+    and the in-process tests after the browser modules (asyncio.run, Mangum's handler) would fail."""
     with launch_chromium() as browser:
         yield browser
 
