@@ -1392,6 +1392,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def add_run_options(parser: argparse.ArgumentParser, results: Path) -> None:
+    """The options every benchmark run takes: where its results go, keeping its work dir, failing on a
+    missed target."""
+    stem = results.stem
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"results file (default bench/results/{results.name}; {stem}-quick.json for --quick, "
+        f"{stem}-partial.json for --only, so a smoke run never overwrites a full run's numbers)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp work dir (data dir, logs)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+
+
+def results_file(args: argparse.Namespace, results: Path) -> Path:
+    """``--out``, else the full run's file, or its -quick / -partial twin for a smoke or partial run."""
+    if args.out is not None:
+        return Path(args.out)
+    if args.quick:
+        return results.with_name(f"{results.stem}-quick.json")
+    return results.with_name(f"{results.stem}-partial.json") if args.only else results
+
+
 def run_on_platform(anchor: Anchor, work: Path, keep: bool, body: Callable[[], None]) -> bool:
     """Run a benchmark's ``body`` against ``anchor``, then stop the platform and warn of child processes
     left running. A failure keeps the work dir (its logs explain it), shows the end of the platform's log

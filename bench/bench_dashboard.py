@@ -70,11 +70,13 @@ from bench_core import (  # noqa: E402
     Anchor,
     _command_output,
     _iso_seconds,
+    add_run_options,
     deploy_by_hand,
     exit_status,
     finish_results,
     machine_facts,
     percentile,
+    results_file,
     run_and_report,
     run_on_platform,
     say,
@@ -518,14 +520,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", choices=("pages", "browser", "sse"), action="append", help="run only these parts"
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help="results file (default bench/results/dashboard.json; dashboard-quick.json for --quick, "
-        "dashboard-partial.json for --only, so a smoke run never overwrites a full run's numbers)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the temp work dir (data dir, logs)")
-    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    add_run_options(parser, RESULTS)
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -538,13 +533,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(
             "the browser part needs Debian's chromium (apt-get install chromium), or --only pages/sse"
         )
-    if args.out is None:
-        name = (
-            "dashboard-quick.json"
-            if args.quick
-            else ("dashboard-partial.json" if args.only else RESULTS.name)
-        )
-        args.out = RESULTS.with_name(name)
+    args.out = results_file(args, RESULTS)
     return args
 
 

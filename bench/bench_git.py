@@ -53,9 +53,11 @@ from bench_core import (  # noqa: E402
     REPO,
     Anchor,
     _iso_seconds,
+    add_run_options,
     exit_status,
     finish_results,
     machine_facts,
+    results_file,
     run_and_report,
     run_on_platform,
     say,
@@ -472,22 +474,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", choices=("static", "app", "webhook"), action="append", help="run only these parts"
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help="results file (default bench/results/git.json; git-quick.json for --quick, git-partial.json "
-        "for --only, so a smoke run never overwrites a full run's numbers)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the temp work dir (data dir, logs)")
-    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    add_run_options(parser, RESULTS)
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 9)
     args.files = args.files or (60 if args.quick else 300)
     if not (1 <= args.rounds <= 50 and 2 <= args.files <= 5000):
         parser.error("--rounds is 1..50 and --files 2..5000")
-    if args.out is None:
-        name = "git-quick.json" if args.quick else ("git-partial.json" if args.only else RESULTS.name)
-        args.out = RESULTS.with_name(name)
+    args.out = results_file(args, RESULTS)
     parts = set(args.only or ("static", "app", "webhook"))
     if "app" in parts and not any(args.wheelhouse.glob("flask-*.whl")):
         parser.error(f"no flask wheel in {args.wheelhouse} (see docs/benchmarks.md, Apps benchmarks)")
