@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +15,7 @@ import dns.message
 import dns.rcode
 import httpx
 
-from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project, sha, wait_final
+from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project, sha, wait_final, wait_until
 
 
 @contextmanager
@@ -85,13 +84,7 @@ def deploy_site(
 
 def wait_for(check: Callable[[], Any], timeout: float = 30) -> Any:
     """``check()``'s first truthy answer, asked every 50 ms for at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"still not true after {timeout} s: {check}")
+    return wait_until(check, timeout)
 
 
 def project_token(anchor: AnchorProcess, project: str, name: str) -> str:

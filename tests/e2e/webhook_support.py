@@ -8,14 +8,13 @@ import json
 import stat
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from tests.e2e import push_hook
-from tests.e2e.harness import AnchorProcess, ensure_project, wait_final
+from tests.e2e.harness import AnchorProcess, ensure_project, wait_final, wait_until
 from tests.git_worktree import WorkTree
 
 GATE_LIMIT = 60.0  # seconds a gated fetch waits at most
@@ -101,13 +100,7 @@ class ForgeRepo:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(check, timeout, what)
 
 
 def host_of(url: str) -> str:
