@@ -86,3 +86,18 @@ def test_a_rung_bell_brings_the_change_before_the_poll(web: Web, monkeypatch: py
         browser, stream, until=lambda text: "event: change" in text, during=move_and_ring, timeout=3
     )
     assert "event: change" in body
+
+
+def test_a_closing_bell_ends_the_streams_at_once(web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(routes_live, "POLL_SECONDS", 60.0)
+    web.deploy(web.make_project("site"), {"index.html": b"one"})
+    browser = web.browser()
+    stream = events_url(browser.get("/ui/projects/site").text)
+    started = time.monotonic()
+    # Nothing changes and the next poll is 60 s away: only the server's shutdown (close) ends the stream,
+    # which the harness then sees end by itself instead of hanging up after 20 s.
+    body = web.events(
+        browser, stream, until=lambda _text: False, during=web.asgi.state.bell.close, timeout=20
+    )
+    assert time.monotonic() - started < 10
+    assert body.startswith("retry: ") and "event:" not in body

@@ -6,17 +6,20 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from anchor_deploy.api.app import create_app
 from anchor_deploy.api.http_protocol import timed_protocol
 from anchor_deploy.providers import build_platform
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.settings import Settings, parse_addr
+from anchor_deploy.web.app import close_streams
 
 log = logging.getLogger("anchor")
 
@@ -31,7 +34,17 @@ def write_secret_file(path: Path, secret: str) -> None:
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGINT/SIGTERM after its own shutdown, which would kill us before the platform
-    (and Caddy) stop; here a signal only asks the server to exit, and run_platform stops the rest."""
+    (and Caddy) stop; here a signal only asks the server to exit, and run_platform stops the rest. Its
+    shutdown first ends the dashboard's event streams, which would otherwise hold it for the graceful
+    timeout."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        close_streams(self._app)
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -74,9 +87,10 @@ def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -
         token_file = settings.data_dir.resolve() / "admin-token"
         write_secret_file(token_file, admin.secret)
         say(f"admin token (shown once, also saved to {token_file} with mode 0600):\n  {admin.secret}")
+    app = create_app(platform)
     server = _Server(
         uvicorn.Config(
-            create_app(platform),
+            app,
             host=api_host,
             port=api_port,
             log_level="warning",
@@ -84,6 +98,7 @@ def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -
             timeout_graceful_shutdown=5,
             # httptools (uvicorn's choice when installed) plus a header/body read timeout, a header cap.
             http=timed_protocol(settings.api_read_timeout),
-        )
+        ),
+        app,
     )
     server.run()

@@ -116,6 +116,13 @@ def _takes(route: BaseRoute, request: Request, method: str) -> bool:
     return route.matches({**request.scope, "method": method})[0] == Match.FULL
 
 
+def close_streams(app: FastAPI) -> None:
+    """The server is shutting down: the dashboard's event streams end now (see web/bell.py)."""
+    found = getattr(app.state, "bell", None)
+    if isinstance(found, ChangeBell):
+        found.close()
+
+
 def install_dashboard(app: FastAPI) -> None:
     app.state.bell = ChangeBell()
     app.add_middleware(RingOnWrites, bell=app.state.bell)

@@ -15,6 +15,13 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 class ChangeBell:
     def __init__(self) -> None:
         self._waiters: set[asyncio.Future[None]] = set()
+        self.closing = False  # the server is shutting down: streams end instead of waiting again
+
+    def close(self) -> None:
+        """The server is shutting down: wake every stream, which then ends (uvicorn would otherwise wait
+        its graceful timeout for them, then cancel them)."""
+        self.closing = True
+        self.ring()
 
     def ring(self) -> None:
         waiters, self._waiters = self._waiters, set()
@@ -23,7 +30,9 @@ class ChangeBell:
                 waiter.set_result(None)
 
     async def wait(self, timeout: float) -> bool:
-        """Until the bell rings (True) or ``timeout`` seconds pass (False)."""
+        """Until the bell rings (True) or ``timeout`` seconds pass (False); at once once closing."""
+        if self.closing:
+            return True
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.add(waiter)
         try:

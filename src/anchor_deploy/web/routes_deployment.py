@@ -4,7 +4,6 @@ server: not even its length)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from anchor_deploy.model.entities import Deployment, Token
 from anchor_deploy.model.errors import AnchorError, InvalidInput, Unauthorized
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.web.render import page
-from anchor_deploy.web.routes_live import deployment_state, fingerprint
+from anchor_deploy.web.routes_live import bell, deployment_state, fingerprint
 from anchor_deploy.web.session import COOKIE, PlatformDep, UiRoute, ViewerDep
 from anchor_deploy.web.views import Pages, deployment_view, page_number, project_view
 
@@ -159,10 +158,10 @@ async def _log_stream(request: Request, p: Platform, deployment_id: str, after: 
         if time.monotonic() - sent > KEEPALIVE_SECONDS:
             yield b": keep-alive\n\n"
             sent = time.monotonic()
-        if await request.is_disconnected():
+        if await request.is_disconnected() or bell(request).closing:
             return
         if not rows:
-            await asyncio.sleep(POLL_SECONDS)
+            await bell(request).wait(POLL_SECONDS)
 
 
 @router.get("/deployments/{deployment_id}/log")

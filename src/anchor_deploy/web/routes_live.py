@@ -133,6 +133,8 @@ async def _stream(
         if await request.is_disconnected():
             return
         await bell(request).wait(POLL_SECONDS)
+        if bell(request).closing:
+            return
 
 
 def _streaming(request: Request, p: Platform, read: Callable[[Token], list[Any]], token: Token) -> Response:
