@@ -83,10 +83,12 @@ class FsBlobStore:
         return self.root / digest[:2] / digest
 
     def etag_path(self, digest: str) -> Path:
-        """The sidecar for ``digest``, created on first use (content: the quoted digest)."""
+        """The sidecar for ``digest``, created on first use (content: the quoted digest). Created only if
+        absent, never replaced: a replaced name's old inode can drop to no links while another thread
+        links to it by that name, and link(2) then fails with ENOENT."""
         path = self._etags / digest
         if not path.exists():
-            self._write_atomic(path, f'"{digest}"'.encode())
+            self._write_new(path, f'"{digest}"'.encode())
         return path
 
     def link(self, digest: str, target: Path) -> None:
@@ -313,12 +315,6 @@ class FsBlobStore:
                 except BlobUnavailable:
                     continue
         return primary.exists() and self._name(primary) not in self._corrupt
-
-    def _write_atomic(self, path: Path, data: bytes) -> None:
-        tmp = self._tmp / f"w.{secrets.token_hex(8)}"
-        tmp.write_bytes(data)
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, path)
 
     def _link_shared(self, primary: Path, target: Path, make_spare: Callable[[Path], None]) -> Path | None:
         """Link ``target`` to ``primary`` or its first spare (``<name>.1``, ``.2`` ...) with room for one
