@@ -10,16 +10,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from anchor_deploy.model.entities import Deployment, Token
 from anchor_deploy.model.errors import AnchorError, InvalidInput, Unauthorized
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.web.render import page
-from anchor_deploy.web.routes_live import bell, deployment_state, fingerprint
+from anchor_deploy.web.routes_live import bell, deployment_state, event_stream, fingerprint, sse_event
 from anchor_deploy.web.session import COOKIE, PlatformDep, UiRoute, ViewerDep
-from anchor_deploy.web.views import Pages, deployment_view, page_number, project_view
+from anchor_deploy.web.views import Pages, deployment_view, offered_move, page_number, project_view
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
@@ -72,15 +71,6 @@ def _environment(p: Platform, deployment: Deployment) -> tuple[list[dict[str, An
     return [{"key": key, "value": value, "secret": value is None} for key, value in found], None
 
 
-def _move(view: dict[str, Any], production: Deployment | None) -> str | None:
-    """Which move the page offers to this deployment: 'promote', 'rollback' or none."""
-    if view["status"] != "READY" or view["isProduction"]:
-        return None
-    if production is not None and view["createdTs"] < production.created_at:
-        return "rollback"
-    return "promote"
-
-
 @router.get("/deployments/{deployment_id}")
 def deployment_page(request: Request, deployment_id: str, p: PlatformDep, who: ViewerDep) -> Response:
     project, deployment = p.deployments.get(deployment_id, who.token)
@@ -96,7 +86,7 @@ def deployment_page(request: Request, deployment_id: str, p: PlatformDep, who: V
         project=project_view(p, project),
         deployment=view,
         meta=_meta_rows(view["meta"]),
-        move=_move(view, production),
+        move=offered_move(view, production),
         log=log[-SHOWN_LOG_LINES:],
         log_hidden=max(0, len(log) - SHOWN_LOG_LINES),
         log_after=log[-1][0] if log else 0,
@@ -120,11 +110,6 @@ def _resume_after(request: Request) -> int:
     return int(raw)
 
 
-def _event(name: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
-    head = f"event: {name}\n" + (f"id: {event_id}\n" if event_id is not None else "")
-    return f"{head}data: {json.dumps(data)}\n\n".encode()
-
-
 async def _log_stream(request: Request, p: Platform, deployment_id: str, after: int) -> AsyncIterator[bytes]:
     """A ``line`` event per build log line (its id is the line's seq), then ``end`` once the deployment
     is final and every line was sent. Each poll resumes the session and checks the deployment is still
@@ -139,21 +124,21 @@ async def _log_stream(request: Request, p: Platform, deployment_id: str, after: 
             rows = await run_in_threadpool(p.deployments.logs, deployment_id, after)
             deployment = await run_in_threadpool(p.deployments.find, deployment_id)
         except Unauthorized:
-            yield _event("signed-out", {})
+            yield sse_event("signed-out")
             return
         except AnchorError as exc:
             if exc.status == 404:
-                yield _event("gone", {"message": exc.message})
+                yield sse_event("gone", {"message": exc.message})
                 return
-            yield _event("busy", {"message": exc.message})
+            yield sse_event("busy", {"message": exc.message})
             rows, deployment = [], None
         for seq, _at, text in rows:
             after = seq
-            yield _event("line", {"seq": seq, "text": text}, seq)
+            yield sse_event("line", {"seq": seq, "text": text}, seq)
             sent = time.monotonic()
         if deployment is not None and deployment.status.value in _FINAL and not rows:
             # The status was read after the lines, and no line came since: every line was sent.
-            yield _event("end", {"status": deployment.status.value})
+            yield sse_event("end", {"status": deployment.status.value})
             return
         if time.monotonic() - sent > KEEPALIVE_SECONDS:
             yield b": keep-alive\n\n"
@@ -167,8 +152,4 @@ async def _log_stream(request: Request, p: Platform, deployment_id: str, after: 
 @router.get("/deployments/{deployment_id}/log")
 def build_log_stream(request: Request, deployment_id: str, p: PlatformDep, who: ViewerDep) -> Response:
     _project, deployment = p.deployments.get(deployment_id, who.token)
-    return StreamingResponse(
-        _log_stream(request, p, deployment.id, _resume_after(request)),
-        media_type="text/event-stream",
-        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
-    )
+    return event_stream(_log_stream(request, p, deployment.id, _resume_after(request)))

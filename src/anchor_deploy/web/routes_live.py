@@ -98,8 +98,19 @@ def bell(request: Request) -> ChangeBell:
     return found if isinstance(found, ChangeBell) else ChangeBell()
 
 
-def _event(name: str, data: str = "{}") -> bytes:
-    return f"event: {name}\ndata: {data}\n\n".encode()
+def sse_event(name: str, data: dict[str, Any] | None = None, event_id: int | None = None) -> bytes:
+    """One server-sent event: its name, its id if any, its data as JSON."""
+    head = f"event: {name}\n" + (f"id: {event_id}\n" if event_id is not None else "")
+    return f"{head}data: {json.dumps(data or {})}\n\n".encode()
+
+
+def event_stream(events: AsyncIterator[bytes]) -> Response:
+    """A text/event-stream answer that no cache or proxy holds back."""
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
 
 
 async def _stream(
@@ -116,15 +127,15 @@ async def _stream(
             _session, token = await run_in_threadpool(p.sessions.resume, cookie)
             now = fingerprint(await run_in_threadpool(read, token))
         except Unauthorized:
-            yield _event("signed-out")
+            yield sse_event("signed-out")
             return
         except AnchorError as exc:  # the project or deployment went away, or the store is busy
-            yield _event("gone" if exc.status == 404 else "busy", json.dumps({"message": exc.message}))
+            yield sse_event("gone" if exc.status == 404 else "busy", {"message": exc.message})
             if exc.status == 404:
                 return
             now = last or ""
         if last is not None and now != last:
-            yield _event("change")
+            yield sse_event("change")
             sent = time.monotonic()
         last = now
         if time.monotonic() - sent > KEEPALIVE_SECONDS:
@@ -138,11 +149,7 @@ async def _stream(
 
 
 def _streaming(request: Request, p: Platform, read: Callable[[Token], list[Any]], token: Token) -> Response:
-    return StreamingResponse(
-        _stream(request, p, read, token),
-        media_type="text/event-stream",
-        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
-    )
+    return event_stream(_stream(request, p, read, token))
 
 
 @router.get("/events")

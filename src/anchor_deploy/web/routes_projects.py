@@ -16,7 +16,14 @@ from anchor_deploy.providers.platform import Platform
 from anchor_deploy.web.render import page
 from anchor_deploy.web.routes_live import fingerprint, overview_state, project_state
 from anchor_deploy.web.session import PlatformDep, PostedDep, UiRoute, Viewer, ViewerDep
-from anchor_deploy.web.views import Pages, deployment_view, move_view, page_number, project_view
+from anchor_deploy.web.views import (
+    Pages,
+    deployment_view,
+    move_view,
+    offered_move,
+    page_number,
+    project_view,
+)
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
@@ -66,8 +73,11 @@ def _branches(p: Platform, project: Project) -> list[dict[str, Any]]:
 def project_page(request: Request, name: str, p: PlatformDep, who: ViewerDep) -> Response:
     project = p.projects.get(name, who.token)
     pages = Pages(page_number(request.query_params.get("page")), p.deployments.count(project))
-    rows = [deployment_view(p, project, d) for d in p.deployments.page(project, pages.size, pages.offset)]
     production = p.deployments.find(project.production_deployment_id or "")
+    rows = []
+    for deployment in p.deployments.page(project, pages.size, pages.offset):
+        view = deployment_view(p, project, deployment)
+        rows.append({**view, "offer": offered_move(view, production)})
     return page(
         request,
         "project.html",

@@ -62,6 +62,16 @@ def deployment_view(p: Platform, project: Project, deployment: Deployment) -> di
     return {**found, "createdTs": deployment.created_at, "readyTs": deployment.ready_at}
 
 
+def offered_move(view: dict[str, Any], production: Deployment | None) -> str | None:
+    """Which move a page offers to a deployment (``view``: deployment_view's): 'rollback' to one older
+    than production, 'promote' for a newer one, none unless it is READY and not production already."""
+    if view["status"] != "READY" or view["isProduction"]:
+        return None
+    if production is not None and view["createdTs"] < production.created_at:
+        return "rollback"
+    return "promote"
+
+
 def move_view(move: AliasMove, to: Deployment | None, current: str | None) -> dict[str, Any]:
     """One alias move, with the commit it moved to and whether production could go back to it now."""
     commit = git_json(displayable_meta(to.meta)) if to else None
