@@ -22,7 +22,7 @@ from anchor_deploy.adapters.fernet_box import FernetBox
 from anchor_deploy.adapters.local import backup_archive as fmt
 from anchor_deploy.adapters.local.backup_export import BackupExporter, BackupStream
 from anchor_deploy.adapters.local.backup_restore import restore_archive, verify_archive
-from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
+from anchor_deploy.adapters.local.fs_blobs import FsBlobStore, stamp_for
 from anchor_deploy.adapters.local.internal_ca import InternalCA
 from anchor_deploy.adapters.local.sqlite_store import SqliteStore
 from anchor_deploy.model.entities import Deployment, DeploymentStatus, HostKind, HostRoute, Project, Target
@@ -129,7 +129,7 @@ def test_a_restore_brings_back_the_database_the_referenced_blobs_and_the_keys(
     for content in (b"one", b"two", b"shared"):
         path = blobs.path(sha(content))
         assert path.read_bytes() == content
-        assert stat.S_IMODE(path.stat().st_mode) == 0o444 and path.stat().st_mtime == 0
+        assert stat.S_IMODE(path.stat().st_mode) == 0o444 and path.stat().st_mtime == stamp_for(sha(content))
     assert not blobs.has(sha(b"unreferenced"))  # only what the snapshot's deployments use
 
     for private in ("secrets.key", "admin-token", "ca/root.key", "certificates/www.example.com.pem"):

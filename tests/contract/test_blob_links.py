@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from anchor_deploy.adapters.local import fs_blobs
-from anchor_deploy.adapters.local.fs_blobs import EPOCH_MTIME, FsBlobStore
+from anchor_deploy.adapters.local.fs_blobs import FsBlobStore, stamp_for
 from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
 from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.errors import BlobRejected, BlobUnavailable, CopyGone
@@ -74,7 +74,7 @@ def assert_like_a_blob(path: Path, data: bytes) -> None:
     info = path.stat()
     assert path.read_bytes() == data
     assert stat.S_IMODE(info.st_mode) == 0o444
-    assert info.st_mtime == EPOCH_MTIME
+    assert info.st_mtime == stamp_for(sha(data))
 
 
 def assert_served_like_a_blob(path: Path, data: bytes) -> None:
@@ -103,7 +103,7 @@ def test_seventy_thousand_links_of_one_blob_on_the_real_disk(tmp_path: Path) -> 
             count += 1
             assert path.read_bytes() == ICON
             info = path.stat()
-            assert (stat.S_IMODE(info.st_mode), info.st_mtime) == (0o444, EPOCH_MTIME)
+            assert (stat.S_IMODE(info.st_mode), info.st_mtime) == (0o444, stamp_for(digest))
             inodes.add(info.st_ino)
             sidecars.add(path.with_name(path.name + ETAG_SUFFIX).stat().st_ino)
     assert count == 70_000

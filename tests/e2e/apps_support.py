@@ -82,7 +82,11 @@ def index():
 
 @app.get("/<path:anything>")
 def anything(anything):
-    return jsonify(version=VERSION, path="/" + anything, servedBy="app")
+    from flask import request
+
+    # The date validators an app is sent (the edge keeps them from static files only).
+    dates = {{k: request.headers[k] for k in ("If-Modified-Since", "If-Unmodified-Since") if k in request.headers}}
+    return jsonify(version=VERSION, path="/" + anything, servedBy="app", **({{"dates": dates}} if dates else {{}}))
 """
 
 

@@ -53,6 +53,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnchorProcess
         anchor.stop()
 
 
+FUTURE_DATE = "Fri, 01 Jan 2100 00:00:00 GMT"
+PAST_DATE = "Thu, 01 Jan 1970 00:00:01 GMT"
+
+
 def _measure(name: str, value: float) -> None:
     print(f"\n[measure] {name}: {value:.3f}s")
 
@@ -111,6 +115,12 @@ def test_env_is_frozen_per_version_and_rollback_serves_the_old_version(
         for path in ("/some/page", "/app.py", "/requirements.txt"):
             routed = get_json(platform, host, path)
             assert routed == {"version": version, "path": path, "servedBy": "app"}
+        # The date validators the edge keeps from static files reach the app as they were sent.
+        dates = {"If-Modified-Since": FUTURE_DATE, "If-Unmodified-Since": PAST_DATE}
+        if framework == "flask":
+            assert platform.edge(host, "/some/page", headers=dates).json()["dates"] == dates
+        dated = platform.edge(host, "/hello.txt", headers=dates)
+        assert (dated.status_code, dated.text) == (200, f"static file of {version}\n")
     assert platform.edge(prod, "/hello.txt").text == "static file of v1\n"
 
 

@@ -1,9 +1,9 @@
 """Caching headers and static-file behaviour of the real Caddy edge.
 
-ETags are content hashes read from sidecars, never size+mtime: a deployment's files are hard links to
-shared blobs, so two versions of index.html can have equal size and mtime, and a validator built from those
-would let a browser keep version A after production moved to B. Date validators are stripped for the same
-reason.
+ETags are content-derived: a deployment's files are hard links to shared blobs, whose mtime is a stamp of
+their content (fs_blobs.stamp_for), never a date. Caddy reads a content-hash sidecar; an edge that builds its
+ETag from size and mtime gets a content-derived one from the stamp. The date validators (If-Modified-Since,
+If-Unmodified-Since) are ignored on static files, since the Last-Modified they would compare is that stamp.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from anchor_deploy.adapters.local.caddy_config import FILE_404_BODY, HTML_CACHE, IMMUTABLE_CACHE
-from tests.e2e.harness import AnchorProcess, ensure_project, upload_and_deploy
+from anchor_deploy.adapters.local.fs_blobs import stamp_for
+from tests.e2e.harness import AnchorProcess, ensure_project, sha, upload_and_deploy
 
 FUTURE = "Fri, 01 Jan 2100 00:00:00 GMT"
 PAST = "Thu, 01 Jan 1970 00:00:01 GMT"
@@ -30,7 +31,6 @@ def _edge(anchor: AnchorProcess, host: str, path: str = "/", **headers: str) -> 
         f"{anchor.edge_url}{path}", headers={"Host": host, **headers}, timeout=10, follow_redirects=False
     )
     assert response.status_code < 500, response.text
-    assert "last-modified" not in response.headers, dict(response.headers)
     return response
 
 
@@ -47,10 +47,12 @@ def test_etag_changes_with_content_even_when_size_and_mtime_do_not(shared_anchor
         b = upload_and_deploy(api, "etag", {"index.html": BODY_B})
         a = upload_and_deploy(api, "etag", {"index.html": BODY_A})  # production on A, B before it
         assert a["status"] == b["status"] == "READY"
-        # Every blob carries the epoch as its mtime, so the two served files have equal sizes AND equal
-        # mtimes: an mtime+size ETag would be the same for both.
+        # Equal sizes, and each file's mtime is its content stamp, not the time it was written.
         served = [anchor.data_dir / "deployments" / d["id"] / "public" / "index.html" for d in (a, b)]
-        assert {(p.stat().st_size, p.stat().st_mtime) for p in served} == {(len(BODY_A), 0)}
+        assert [(p.stat().st_size, p.stat().st_mtime) for p in served] == [
+            (len(BODY_A), stamp_for(sha(BODY_A))),
+            (len(BODY_B), stamp_for(sha(BODY_B))),
+        ]
 
         first = _edge(anchor, "etag.localhost")
         assert (first.status_code, first.content) == (200, BODY_A)
@@ -67,6 +69,11 @@ def test_etag_changes_with_content_even_when_size_and_mtime_do_not(shared_anchor
         assert moved.status_code == 200 and moved.json()["toDeploymentId"] == b["id"], moved.text
         stale = _edge(anchor, "etag.localhost", **{"If-None-Match": etag_a})
         assert (stale.status_code, stale.content, stale.headers["etag"]) == (200, BODY_B, etag_b)
+        # A client revalidating by date only, with A's Last-Modified (or any date), gets B too: the stamp
+        # is not compared as a date.
+        for date in {first.headers.get("last-modified") or FUTURE, FUTURE}:
+            dated = _edge(anchor, "etag.localhost", **{"If-Modified-Since": date})
+            assert (dated.status_code, dated.content) == (200, BODY_B)
         assert _edge(anchor, "etag.localhost", **{"If-None-Match": etag_b}).status_code == 304
         # A list of validators that includes an old one still finds no match.
         listed = _edge(anchor, "etag.localhost", **{"If-None-Match": f'"nope", {etag_a}'})

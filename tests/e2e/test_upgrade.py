@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from anchor_deploy.adapters.local.fs_blobs import stamp_for
 from anchor_deploy.adapters.local.sqlite_migrations import LATEST
+from anchor_deploy.model.manifest import is_sha256
 from tests.e2e.apps_support import app_platform, edge_get, host_of
 from tests.e2e.harness import AnchorProcess, upload_and_deploy, wait_final
 from tests.fixtures.make_datadir_v1 import OUT as FIXTURE
@@ -150,6 +152,16 @@ def test_every_deployment_serves_its_files_and_production_its_deployment(upgrade
         host = host_of(old["project"]["productionUrl"])
         for path, text in MANIFEST["served"][production]["files"].items():
             assert upgraded.edge(host, "/" + path).text == text
+
+
+def test_the_release_s_blobs_get_their_content_stamps(upgraded: AnchorProcess) -> None:
+    """The release left every blob at the epoch; the first start gives each its content stamp, which the
+    deployments' hard links share."""
+    blobs = [p for p in (upgraded.data_dir / "blobs").glob("??/*") if is_sha256(p.name.partition(".")[0])]
+    assert blobs
+    assert all(int(p.stat().st_mtime) == stamp_for(p.name.partition(".")[0]) for p in blobs)
+    assert len({int(p.stat().st_mtime) for p in blobs}) > 1
+    assert (upgraded.data_dir / "blobs" / ".stamped-v1").is_file()
 
 
 def test_variables_and_the_domain_are_intact(upgraded: AnchorProcess) -> None:

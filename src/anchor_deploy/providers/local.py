@@ -152,6 +152,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         caddy=status.caddy,
         zone_server=zone_server,
         sandbox=sandbox,
+        blobs=blobs,
     )
     return Platform(settings, services, lifecycle, BackupService(backups))
 

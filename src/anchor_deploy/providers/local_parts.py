@@ -4,6 +4,7 @@ reported in /v1/health, and the local CA's root."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from anchor_deploy.adapters.local.activator import Activator
@@ -11,12 +12,15 @@ from anchor_deploy.adapters.local.backup_export import BackupExporter
 from anchor_deploy.adapters.local.caddy_process import CaddyProcess
 from anchor_deploy.adapters.local.cert_files import CertificateEndpoint
 from anchor_deploy.adapters.local.dns_server import ZoneServer
+from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
 from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
 from anchor_deploy.adapters.local.internal_ca import InternalCA
 from anchor_deploy.adapters.local.sandbox import Sandbox, SandboxMode
 from anchor_deploy.adapters.local.worker_runtime import WorkerRuntime
 from anchor_deploy.model.errors import EdgeError, NotFound
 from anchor_deploy.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,9 +65,14 @@ class LocalLifecycle:
     caddy: CaddyProcess | None = None
     zone_server: ZoneServer | None = None
     sandbox: Sandbox | None = None
+    blobs: FsBlobStore | None = None
 
     def prepare(self) -> None:
         self.files.sweep_temporaries()
+        if self.blobs is not None:
+            restamped = self.blobs.restamp()
+            if restamped:
+                log.info("gave %d blobs written by an earlier version their content stamp", restamped)
         self.backups.sweep()
         if self.sandbox is not None:
             self.sandbox.probe()

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from anchor_deploy.adapters.fernet_box import FernetBox
 from anchor_deploy.adapters.local import backup_archive as fmt
-from anchor_deploy.adapters.local.fs_blobs import BLOB_MODE, EPOCH_MTIME
+from anchor_deploy.adapters.local.fs_blobs import BLOB_MODE, stamp_for
 from anchor_deploy.adapters.local.sqlite_store import referenced_blobs
 from anchor_deploy.model.errors import BackupInvalid, InvalidInput
 
@@ -165,7 +165,8 @@ def _write(stage: Path, name: str, kind: fmt.Kind, chunks: Iterator[bytes]) -> N
             out.write(chunk)
     if kind is fmt.Kind.BLOB:  # as the blob store leaves every inode of a blob
         os.chmod(path, BLOB_MODE)
-        os.utime(path, (EPOCH_MTIME, EPOCH_MTIME))
+        stamp = stamp_for(path.name.partition(".")[0])
+        os.utime(path, (stamp, stamp))
     elif kind is fmt.Kind.PUBLIC:
         os.chmod(path, 0o644)
 

@@ -2,7 +2,8 @@
 copies, and the quarantine where damaged ones are set aside (never deleted).
 
 The cache is keyed by inode and remembers (device, size, mtime in ns, digest): a blob is hashed once per
-process, and a write into it (which moves its mtime off the epoch every blob carries) makes it hashed again.
+process, and a write into it (which moves its mtime off the content stamp every blob carries) makes it
+hashed again.
 The ctime is no use here: every hard link made to a blob moves it. Damage that changes no metadata (bit rot,
 a tool that restores the mtime) is what `anchor fsck` and the background scrub are for.
 """

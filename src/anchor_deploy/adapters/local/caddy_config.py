@@ -65,12 +65,43 @@ class HttpsEdge:
 # The 404 page is an error response: answer it whole, never as a 304 or a partial 206.
 _NO_CONDITIONALS = {
     "handler": "headers",
-    "request": {"delete": ["If-None-Match", "If-Match", "Range", "If-Range"]},
+    "request": {
+        "delete": [
+            "If-None-Match",
+            "If-Match",
+            "Range",
+            "If-Range",
+            "If-Modified-Since",
+            "If-Unmodified-Since",
+        ]
+    },
+}
+# A blob's mtime is a content stamp, not a date (fs_blobs.stamp_for): the date validators would compare it as
+# one, so static files never see them. They are kept in variables and handed back to an app, whose dates
+# are its own.
+DATE_VALIDATORS = (("If-Modified-Since", "anchor_ims"), ("If-Unmodified-Since", "anchor_ius"))
+_KEEP_DATE_VALIDATORS = {
+    "handler": "vars",
+    **{var: f"{{http.request.header.{field}}}" for field, var in DATE_VALIDATORS},
 }
 
 
-def _cache(value: str) -> dict[str, Any]:
-    return {"handler": "headers", "response": {"set": {"Cache-Control": [value]}}}
+def _date_validators_back() -> list[dict[str, Any]]:
+    """For an app: each date validator the request came with, set again (only if it came with one)."""
+    return [
+        {
+            "match": [{"not": [{"vars": {f"{{http.vars.{var}}}": [""]}}]}],
+            "handle": [{"handler": "headers", "request": {"set": {field: [f"{{http.vars.{var}}}"]}}}],
+        }
+        for field, var in DATE_VALIDATORS
+    ]
+
+
+def _cache(value: str, drop_dates: bool = False) -> dict[str, Any]:
+    handler: dict[str, Any] = {"handler": "headers", "response": {"set": {"Cache-Control": [value]}}}
+    if drop_dates:
+        handler["request"] = {"delete": [field for field, _var in DATE_VALIDATORS]}
+    return handler
 
 
 def _app_route(paths: EdgePaths, workers: WorkerSockets) -> list[dict[str, Any]]:
@@ -112,8 +143,9 @@ def _app_route(paths: EdgePaths, workers: WorkerSockets) -> list[dict[str, Any]]
 
 
 def _serve_routes(paths: EdgePaths, immutable_host: bool, workers: WorkerSockets) -> list[dict[str, Any]]:
-    """The handler chain for one deployment: static files, then the app (if any), then 404s. Blobs carry
-    the epoch as mtime (fs_blobs.EPOCH_MTIME), so no Last-Modified is sent and the ETag decides."""
+    """The handler chain for one deployment: static files, then the app (if any), then 404s. A blob's
+    mtime is its content stamp, so the Last-Modified of a static file is that stamp; the date validators are
+    taken off the request before the file server (and given back to an app), so the ETag alone decides."""
     root = f"{paths.deployments}{DEPLOYMENT}/public"
     # No `hide` list (it costs a glob per request): sidecar names never reach a file_server, since the
     # file route refuses them and the 404 route always rewrites to /404.html.
@@ -137,10 +169,11 @@ def _serve_routes(paths: EdgePaths, immutable_host: bool, workers: WorkerSockets
         "defaults": [other_cache],
     }
     return [
-        {"handle": [cache_policy, _cache("{anchor_cache}")]},
+        {"handle": [cache_policy, _KEEP_DATE_VALIDATORS, _cache("{anchor_cache}", drop_dates=True)]},
         # Serve the file if there is one (sidecar names never: they are not files of the site)...
         {"match": [{"not": [{"path": [f"*{ETAG_SUFFIX}"]}]}], "handle": [{**file_server, "pass_thru": True}]},
-        # ...else the app, if the deployment has one...
+        # ...else the app, if the deployment has one (with the date validators it was sent)...
+        *_date_validators_back(),
         *_app_route(paths, workers),
         # ...else the deployment's 404.html, else a plain 404.
         {

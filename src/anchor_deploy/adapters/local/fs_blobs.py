@@ -13,7 +13,8 @@ Bytes are checked when written (hashed as they stream in), when a deployment lin
 once per process: blob_integrity.VerifiedInodes), and by fsck and the scrub (``check``).
 
 Every inode of a blob (the blob, its spares, and the plain copy that is the last resort) is mode 0444 with
-the epoch as mtime: a served file looks the same whichever of them it is linked to.
+the blob's content stamp as mtime (``stamp_for``): a served file looks the same whichever of them it is
+linked to, and an edge whose ETag is built from mtime and size (nginx) gets a content-derived one.
 """
 
 from __future__ import annotations
@@ -40,10 +41,22 @@ from anchor_deploy.model.errors import BlobRejected, BlobTooLarge, BlobUnavailab
 from anchor_deploy.model.integrity import CopyKind, StoredCopy
 from anchor_deploy.model.manifest import is_sha256
 
-# Every blob's mtime is the Unix epoch. Hard links share it across deployments, so it says nothing about
-# content; at the epoch Go's file server sends no Last-Modified and ignores If-Modified-Since, leaving the
-# content-hash ETag as the only validator (and saving the edge a header rewrite per request).
+# A blob's mtime is a stamp of its content, never a date: 31 bits of its sha256 as seconds (1970-2038, which
+# every Linux filesystem stores exactly, ext4 with small inodes included). Hard links share it across
+# deployments, so a date would say nothing anyway. nginx builds its ETag from mtime and size: with the stamp,
+# two files of equal size get equal ETags only if their digests share those 31 bits (1 in 2^31). Both
+# edges ignore the date validators (If-Modified-Since, If-Unmodified-Since) on static files, since a stamp is
+# not a date. Blobs written before stamps existed carry the epoch: ``restamp`` gives them theirs.
 EPOCH_MTIME = 0
+_STAMP_MASK = (1 << 31) - 1
+_STAMPED_MARK = ".stamped-v1"
+
+
+def stamp_for(digest: str) -> int:
+    """The mtime (seconds) every inode of the blob ``digest`` carries: a content-derived stamp, not a date."""
+    return int(digest[:8], 16) & _STAMP_MASK
+
+
 BLOB_MODE = 0o444
 # How many spares one blob (or sidecar) may get before each further file becomes a plain copy: with ext4's
 # 65,000 links per inode that is some 66 million files of one content.
@@ -206,7 +219,8 @@ class FsBlobStore:
             if hasher.hexdigest() != digest:
                 raise BlobRejected(f"content does not match its digest: got sha256 {hasher.hexdigest()}")
             os.chmod(tmp, BLOB_MODE)
-            os.utime(tmp, (EPOCH_MTIME, EPOCH_MTIME))
+            stamp = stamp_for(digest)
+            os.utime(tmp, (stamp, stamp))
             stored = self._store(digest, tmp)
         finally:
             tmp.unlink(missing_ok=True)
@@ -250,6 +264,27 @@ class FsBlobStore:
 
     def _name(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+    def restamp(self) -> int:
+        """Give every blob and spare written before content stamps existed its stamp (``stamp_for``), once
+        per data dir (a mark file records it). Deployments link the same inodes, so they follow. Returns how
+        many inodes were changed. A copy whose mtime is neither the epoch nor its stamp was written into:
+        left for the integrity check to find, not hidden by a new mtime."""
+        mark = self.root / _STAMPED_MARK
+        if mark.exists():
+            return 0
+        changed = 0
+        for copy in self.copies():
+            if copy.kind is CopyKind.ETAG:
+                continue
+            path = self.root / copy.name
+            stamp = stamp_for(copy.digest)
+            with contextlib.suppress(FileNotFoundError):
+                if int(os.stat(path).st_mtime) == EPOCH_MTIME and stamp != EPOCH_MTIME:
+                    os.utime(path, (stamp, stamp))
+                    changed += 1
+        self._write_new(mark, b"blob mtimes are content stamps (fs_blobs.stamp_for)\n")
+        return changed
 
     # -- integrity: fsck and the scrub (the BlobChecker port) --------------------------------------
     def copies(self) -> Iterator[StoredCopy]:
@@ -368,7 +403,7 @@ class FsBlobStore:
                     f"is damaged on disk ({self._name(origin)}): its content hashes to {hasher.hexdigest()}"
                 )
                 raise BlobUnavailable(f"blob {digest} {problem}", digest=digest, problem=problem)
-            self._publish(tmp, destination)
+            self._publish(tmp, destination, stamp_for(digest))
             self._verified.add(os.stat(destination), digest)
         finally:
             tmp.unlink(missing_ok=True)
@@ -377,15 +412,15 @@ class FsBlobStore:
         tmp = self._tmp / f"w.{secrets.token_hex(8)}"
         try:
             tmp.write_bytes(data)
-            self._publish(tmp, destination)
+            self._publish(tmp, destination, EPOCH_MTIME)
         finally:
             tmp.unlink(missing_ok=True)
 
     @staticmethod
-    def _publish(tmp: Path, destination: Path) -> None:
+    def _publish(tmp: Path, destination: Path, stamp: int) -> None:
         """Give a finished temporary file the blob's mode and mtime, then its name: ``os.link`` creates the
         name with the full content or fails if it exists (someone else made it first: theirs is as good)."""
         os.chmod(tmp, BLOB_MODE)
-        os.utime(tmp, (EPOCH_MTIME, EPOCH_MTIME))
+        os.utime(tmp, (stamp, stamp))
         with contextlib.suppress(FileExistsError):
             os.link(tmp, destination)
