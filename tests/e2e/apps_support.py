@@ -85,8 +85,10 @@ def anything(anything):
     from flask import request
 
     # The date validators an app is sent (the edge keeps them from static files only).
-    dates = {{k: request.headers[k] for k in ("If-Modified-Since", "If-Unmodified-Since") if k in request.headers}}
-    return jsonify(version=VERSION, path="/" + anything, servedBy="app", **({{"dates": dates}} if dates else {{}}))
+    fields = ("If-Modified-Since", "If-Unmodified-Since")
+    dates = {{k: request.headers[k] for k in fields if k in request.headers}}
+    extra = {{"dates": dates}} if dates else {{}}
+    return jsonify(version=VERSION, path="/" + anything, servedBy="app", **extra)
 """
 
 
