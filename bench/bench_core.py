@@ -5,11 +5,13 @@
 
 Measures, in one run, and writes bench/results/core.json (see docs/benchmarks.md):
   1. rollback latency (API call, and API call until the edge serves the new body) with 1 project and with
-     N projects, while a steady keep-alive load on the production URL counts every failed request;
-     plus the time to set up the N projects through the API;
+     N projects, on each edge (Caddy, and nginx: the same data dir restarted with ANCHOR_EDGE=nginx), while
+     a steady keep-alive load on the production URL counts every failed request; plus the time to set up
+     the N projects through the API;
   2. first deploy of F small files through the real CLI deploy code, then an unchanged redeploy;
-  3. edge requests/s on a 1 KiB index.html: the platform's Caddy vs a bare Caddy file_server (same binary)
-     vs nginx, all driven by wrk in the same run.
+  3. static files (1 KiB and 100 KiB), wrk, interleaved rounds: the platform on Caddy vs a bare Caddy
+     file_server, the platform on nginx vs a bare nginx as a user would set it up, on the same files
+     (bench/edge_phases.py).
 Every process this script starts is stopped in a finally block (also on Ctrl-C / SIGTERM), and each child
 gets a parent-death signal so none outlives a killed benchmark.
 """
@@ -56,6 +58,9 @@ if str(SRC) not in sys.path:
 from anchor_deploy.cli.client import ApiClient  # noqa: E402
 from anchor_deploy.cli.deploy import build_manifest, deploy, plan_files  # noqa: E402
 from anchor_deploy.settings import Settings  # noqa: E402
+
+if __name__ == "__main__":  # edge_phases imports this module by name: let it find this run's module
+    sys.modules.setdefault("bench_core", sys.modules[__name__])
 
 LOOPBACK = "127.0.0.1"
 BENCH_PROJECT = "bench"
@@ -481,6 +486,7 @@ def switch_series(
     host = f"{BENCH_PROJECT}.{BASE_DOMAIN}"
     api_s: list[float] = []
     visible_s: list[float] = []
+    after_answer_s: list[float] = []  # from the API's answer until the edge serves the new body
     api_errors: list[str] = []
     invisible = 0
     poll_errors = 0
@@ -507,6 +513,7 @@ def switch_series(
                 try:
                     if edge.get("/").content == site.bodies[to]:
                         visible_s.append(time.perf_counter() - started)
+                        after_answer_s.append(time.perf_counter() - answered)
                         break
                 except httpx.HTTPError:
                     poll_errors += 1
@@ -519,6 +526,7 @@ def switch_series(
         "switches": switches,
         "api_ms": summary_ms(api_s),
         "visible_ms": summary_ms(visible_s),
+        "after_answer_ms": summary_ms(after_answer_s),
         "api_errors": len(api_errors),
         "api_error_samples": api_errors[:5],
         "not_visible_within_s": {"seconds": visible_timeout, "count": invisible},
@@ -849,21 +857,10 @@ http {{
     return started
 
 
-def start_nginx(binary: str, root: Path, work: Path) -> Server:
-    http = """    types { text/html html; }
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;"""
-    server = f"""        server_name _;
-        root {root};
-        index index.html;"""
-    return start_plain_nginx(binary, work / "nginx", free_port(), http, server)
-
-
 def stop_server(server: Server) -> None:
     stop_process(server.proc, server.name)
-    if server.name != "nginx":
-        return  # the platform's Caddy belongs to anchor up, which stops it
+    if server.proc is None:
+        return  # the platform's edge belongs to anchor up, which stops it
     for pid in server.extra_pids:
         with contextlib.suppress(OSError):
             if Path(f"/proc/{pid}/comm").read_text().strip().startswith("nginx"):
@@ -950,94 +947,6 @@ def run_wrk(
     return parse_wrk(out.decode(errors="replace"))
 
 
-def edge_phase(
-    anchor: Anchor, site: BenchSite, work: Path, args: argparse.Namespace, servers: list[Server]
-) -> dict[str, Any]:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        return {"skipped": "wrk is not installed (apt-get install -y wrk)"}
-    host = f"{BENCH_PROJECT}.{BASE_DOMAIN}"
-    with anchor.api() as api:
-        serving = production_of(api, BENCH_PROJECT)
-    body = site.bodies[site.ids.index(serving)]
-    root = anchor.data_dir / "deployments" / serving / "public"
-    platform_caddy = int((anchor.data_dir / "run" / "caddy.pid").read_text())
-    servers.append(Server("platform", f"{anchor.edge_url}/", extra_pids=[platform_caddy]))
-    servers.append(start_bare_caddy(args.caddy, root, work))
-    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
-    notes = []
-    if nginx:
-        servers.append(start_nginx(nginx, root, work))
-    else:
-        notes.append("nginx is not installed (apt-get install -y nginx-light): no nginx column")
-    for server in servers:
-        response = httpx.get(server.url, headers={"Host": host}, timeout=5)
-        if response.status_code != 200 or response.content != body:
-            raise RuntimeError(f"{server.name} does not serve the same {len(body)}-byte page at {server.url}")
-    rounds: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
-    say(
-        f"edge: wrk -t{args.wrk_threads} -c{args.wrk_connections} -d{args.wrk_seconds:g}s, "
-        f"{args.wrk_rounds} round(s), servers {', '.join(s.name for s in servers)}"
-    )
-    for server in servers:  # warm-up, not recorded
-        run_wrk(wrk, server.url, host, 1, args.wrk_threads, args.wrk_connections)
-    for r in range(args.wrk_rounds):
-        order = servers[r % len(servers) :] + servers[: r % len(servers)]  # rotate: no server always first
-        for server in order:
-            cpu_before = server_cpu_seconds(server)
-            measured = run_wrk(
-                wrk, server.url, host, args.wrk_seconds, args.wrk_threads, args.wrk_connections
-            )
-            cpu = server_cpu_seconds(server) - cpu_before
-            measured["server_cpu_us_per_request"] = (
-                round(cpu / measured["requests"] * 1e6, 1) if measured["requests"] else None
-            )
-            measured["loadavg_after"] = loadavg()
-            rounds[server.name].append(measured)
-            say(
-                f"  round {r + 1} {server.name}: {measured['requests_per_s']:.0f} req/s, "
-                f"p99 {measured.get('p99_ms')} ms"
-            )
-    result: dict[str, Any] = {
-        "file_bytes": len(body),
-        "path": "/ (index.html)",
-        "wrk": {
-            "threads": args.wrk_threads,
-            "connections": args.wrk_connections,
-            "seconds": args.wrk_seconds,
-            "rounds": args.wrk_rounds,
-        },
-        "servers": {},
-        "notes": notes,
-    }
-    for name, runs in rounds.items():
-        result["servers"][name] = {
-            "requests_per_s_median": round(statistics.median(x["requests_per_s"] for x in runs), 1),
-            "p99_ms_median": round(statistics.median(x.get("p99_ms", 0) for x in runs), 3),
-            "p50_ms_median": round(statistics.median(x.get("p50_ms", 0) for x in runs), 3),
-            "errors": sum(x["non_2xx_3xx"] + x["socket_errors"] for x in runs),
-            "server_cpu_us_per_request_median": statistics.median(
-                x["server_cpu_us_per_request"] or 0 for x in runs
-            ),
-            "rounds": runs,
-        }
-    rps = {name: s["requests_per_s_median"] for name, s in result["servers"].items()}
-    ratios = {}
-    for a, b in (("platform", "bare-caddy"), ("platform", "nginx"), ("bare-caddy", "nginx")):
-        if a in rps and b in rps and rps[b]:
-            ratios[f"{a}/{b}"] = round(rps[a] / rps[b], 3)
-    result["ratios"] = ratios
-    # The same comparison by server CPU per request (inverted, so that higher is better like req/s):
-    # steadier than req/s on a shared machine, since other tenants take CPU away from every server alike.
-    cpu = {name: s["server_cpu_us_per_request_median"] for name, s in result["servers"].items()}
-    result["cpu_efficiency_ratios"] = {
-        f"{a}/{b}": round(cpu[b] / cpu[a], 3)
-        for a, b in (("platform", "bare-caddy"), ("platform", "nginx"), ("bare-caddy", "nginx"))
-        if cpu.get(a) and cpu.get(b)
-    }
-    return result
-
-
 # -- report --------------------------------------------------------------------------------------------
 def machine_facts(caddy: str) -> dict[str, Any]:
     nginx = shutil.which("nginx")
@@ -1075,27 +984,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     def add(name: str, value: Any, goal: str, met: bool | None) -> None:
         found.append({"name": name, "value": value, "target": goal, "met": met})
 
-    rollback = results.get("rollback", {})
-    p99s = {}
-    for key in ("one", "many"):
-        phase = rollback.get(key)
-        if not phase:
-            continue
-        loaded = phase["loaded"]
-        p99 = loaded["visible_ms"]["p99"]
-        p99s[key] = p99
-        label = f"rollback p99 API->edge, {phase['projects']} project(s), under load"
-        add(
-            label,
-            p99,
-            "< 50 ms",
-            p99 is not None and p99 < 50 and loaded["not_visible_within_s"]["count"] == 0,
-        )
-        failed = phase["load"]["failed"] + loaded["api_errors"]
-        add(f"failed requests during switches, {phase['projects']} project(s)", failed, "0", failed == 0)
-    if len(p99s) == 2 and all(p99s.values()):
-        ratio = round(max(p99s.values()) / min(p99s.values()), 2)
-        add("rollback p99 ratio, N projects vs 1 (larger/smaller)", ratio, "<= 1.5", ratio <= 1.5)
+    from edge_phases import rollback_targets, static_targets
+
+    rollback_targets(results.get("rollback", {}), add)
+    static_targets(results.get("static", {}), add)
     deploy_ = results.get("deploy", {}).get("unchanged_redeploy")
     if deploy_:
         add("unchanged redeploy time (s)", deploy_["seconds"], "< 2 s", deploy_["seconds"] < 2)
@@ -1104,14 +996,6 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             deploy_["uploaded_bytes"],
             "0",
             deploy_["uploaded_bytes"] == 0,
-        )
-    ratios = results.get("edge", {}).get("ratios", {})
-    if "platform/bare-caddy" in ratios:
-        add(
-            "edge req/s platform / bare Caddy",
-            ratios["platform/bare-caddy"],
-            ">= 0.8",
-            ratios["platform/bare-caddy"] >= 0.8,
         )
     return found
 
@@ -1125,60 +1009,17 @@ def render(results: dict[str, Any]) -> None:
     )
     out.print(f"load average start {machine['loadavg_start']}  end {machine.get('loadavg_end')}")
 
+    from edge_phases import render_edges, render_rollback, render_static
+
+    render_edges(out, results.get("edges", {}))
     rollback = results.get("rollback", {})
     if rollback:
-        table = Table(title="1. rollback (ms; POST /rollback, and until the edge serves the new body)")
-        for col in (
-            "projects",
-            "run",
-            "api p50",
-            "api p99",
-            "api max",
-            "visible p50",
-            "visible p99",
-            "visible max",
-            "load req",
-            "load req/s",
-            "failed",
-            "etag≠body",
-        ):
-            table.add_column(col, justify="right", no_wrap=True)
-        for key in ("one", "many"):
-            phase = rollback.get(key)
-            if not phase:
-                continue
-            for run in ("idle", "loaded"):
-                if run not in phase:
-                    continue
-                data = phase[run]
-                load = phase["load"] if run == "loaded" else None
-                table.add_row(
-                    str(phase["projects"]),
-                    "under load" if load else "no load",
-                    *(str(data["api_ms"][k]) for k in ("p50", "p99", "max")),
-                    *(str(data["visible_ms"][k]) for k in ("p50", "p99", "max")),
-                    str(load["requests"]) if load else "-",
-                    str(load["requests_per_s"]) if load else "-",
-                    str(
-                        (load["failed"] if load else 0)
-                        + data["api_errors"]
-                        + data["not_visible_within_s"]["count"]
-                    ),
-                    str(load["etag_mismatch"]) if load else "-",
-                )
-        out.print(table)
-        mismatched = [rollback[k]["load"]["etag_mismatch"] for k in ("one", "many") if k in rollback]
-        if any(mismatched):
-            out.print(
-                f"note: {sum(mismatched)} load response(s) had a whole, correct body but the ETag of the "
-                "other deployment (Caddy reads the ETag sidecar after opening the file; see "
-                "docs/benchmarks.md)"
-            )
+        render_rollback(out, rollback)
         setup = rollback.get("setup")
         if setup:
             out.print(
-                f"setup of {setup['projects_created']} projects (+1 bench project) with {setup['workers']} "
-                f"client threads: {setup['until_all_ready_s']} s until all READY "
+                f"setup of {setup['projects_created']} projects (+ the bench and static projects) with "
+                f"{setup['workers']} client threads: {setup['until_all_ready_s']} s until all READY "
                 f"({setup['projects_per_s']} projects/s; create+post {setup['create_and_post_s']} s)"
             )
         if rollback.get("reconcile_pass"):
@@ -1204,30 +1045,8 @@ def render(results: dict[str, Any]) -> None:
         out.print(table)
         out.print(f"unchanged redeploy breakdown (s): {deploy_['unchanged_redeploy'].get('breakdown_s')}")
 
-    edge = results.get("edge")
-    if edge and "servers" in edge:
-        w = edge["wrk"]
-        table = Table(
-            title=f"3. edge, {edge['file_bytes']}-byte index.html, wrk -t{w['threads']} "
-            f"-c{w['connections']} -d{w['seconds']:g}s x{w['rounds']} (medians)"
-        )
-        for col in ("server", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "errors"):
-            table.add_column(col, justify="right", no_wrap=True)
-        for name, s in edge["servers"].items():
-            table.add_row(
-                name,
-                f"{s['requests_per_s_median']:.0f}",
-                str(s["p50_ms_median"]),
-                str(s["p99_ms_median"]),
-                str(s.get("server_cpu_us_per_request_median", "-")),
-                str(s["errors"]),
-            )
-        out.print(table)
-        out.print("req/s ratios: " + ", ".join(f"{k} = {v}" for k, v in edge["ratios"].items()))
-        efficiency = edge.get("cpu_efficiency_ratios", {})
-        out.print("CPU-per-request ratios (b/a): " + ", ".join(f"{k} = {v}" for k, v in efficiency.items()))
-    elif edge:
-        out.print(f"3. edge: skipped: {edge.get('skipped')}")
+    if results.get("static"):
+        render_static(out, results["static"])
 
     table = Table(title="targets")
     for col in ("target", "value", "goal", "met"):
@@ -1275,6 +1094,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--caddy", default=Settings().caddy_bin, help="Caddy binary (default: the pinned one)"
     )
     parser.add_argument(
+        "--edges",
+        default="caddy,nginx",
+        help="the platform's edges to measure, caddy first (default caddy,nginx: the same data dir is "
+        "restarted with ANCHOR_EDGE=nginx)",
+    )
+    parser.add_argument("--nginx", help="nginx binary (default: nginx on PATH, else /usr/sbin/nginx)")
+    parser.add_argument(
         "--out",
         type=Path,
         help="results file (default bench/results/core.json; core-quick.json or core-partial.json for "
@@ -1289,6 +1115,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run only these parts (repeatable; default all)",
     )
     args = parser.parse_args(argv)
+    from edge_phases import edges_to_run, nginx_binary
+
+    try:
+        args.edges = edges_to_run(args.edges)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"--edges: {exc}")
+    args.nginx = args.nginx or nginx_binary()
     preset = QUICK if args.quick else FULL
     for key, value in preset.items():
         if getattr(args, key) is None:
@@ -1344,22 +1177,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         anchor.start()
         site = make_bench_project(anchor)
-        if "rollback" in parts:
-            rollback: dict[str, Any] = {}
-            results["rollback"] = rollback
-            rollback["one"] = rollback_phase(anchor, site, 1, args, cleanup)
-            if args.projects > 1:
-                say(
-                    f"setup: creating {args.projects - 1} more projects, one deployment each "
-                    f"({args.setup_workers} client threads)"
-                )
-                rollback["setup"] = setup_projects(anchor, args.projects, args.setup_workers)
-                say(f"  all READY after {rollback['setup']['until_all_ready_s']} s")
-                rollback["many"] = rollback_phase(anchor, site, args.projects, args, cleanup)
+        from edge_phases import measure_edges
+
+        measure_edges(anchor, site, work, args, parts, results, cleanup, servers)  # ends on Caddy
         if "deploy" in parts:
             results["deploy"] = files_phase(anchor, work, args.files)
-        if "edge" in parts:
-            results["edge"] = edge_phase(anchor, site, work, args, servers)
     except KeyboardInterrupt:
         interrupted = True
         raise
