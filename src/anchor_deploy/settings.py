@@ -411,16 +411,20 @@ class ClientSettings:
     api_url: str
     token: str | None
     config_path: Path
+    # Where `anchor deploy` keeps its hash cache (cli/hash_cache.py); None: ANCHOR_HASH_CACHE=off.
+    cache_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClientSettings:
         env = os.environ if env is None else env
         config_home = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
         config_path = Path(env.get("ANCHOR_CONFIG") or config_home / "anchor" / "config.json")
+        cache_home = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         return cls(
             api_url=env.get("ANCHOR_API_URL", "").rstrip("/"),
             token=env.get("ANCHOR_TOKEN") or None,
             config_path=config_path,
+            cache_dir=None if env.get("ANCHOR_HASH_CACHE", "").lower() in ("off", "0", "no") else cache_home,
         )
 
     @staticmethod

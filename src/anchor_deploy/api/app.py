@@ -11,6 +11,7 @@ from anchor_deploy.api.openapi import DESCRIPTION, OPENAPI_URL, TAGS, Documented
 from anchor_deploy.api.routes import router
 from anchor_deploy.api.routes_admin import router as admin_router
 from anchor_deploy.api.routes_apps import router as apps_router
+from anchor_deploy.api.routes_blobs import router as blobs_router
 from anchor_deploy.api.routes_dns import router as dns_router
 from anchor_deploy.api.routes_domains import lookup_router as domain_lookup_router
 from anchor_deploy.api.routes_domains import router as domains_router
@@ -42,6 +43,7 @@ def create_app(platform: Platform) -> FastAPI:
         git_limit=limits.git_push_max_bytes,
     )
     app.include_router(router)
+    app.include_router(blobs_router)
     app.include_router(apps_router)
     app.include_router(domains_router)
     app.include_router(domain_lookup_router)

@@ -16,8 +16,10 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anchor_deploy.model.errors import AnchorError, BadRequest, BlobTooLarge, BodyTooLarge
+from anchor_deploy.services.uploads import MAX_BATCH_BYTES
 
 _BLOB_PREFIX = "/v1/blobs/"
+_BATCH_PATH = "/v1/blob-batches"  # a batch of small blobs (api/routes_blobs.py): MAX_BATCH_BYTES
 _GIT_PREFIX = "/git/"  # a git push or fetch (api/routes_git_remote.py): ANCHOR_GIT_PUSH_MAX_BYTES
 # More digits than this is more than any limit (and int() refuses over 4,300 digits).
 _MAX_DIGITS = 18
@@ -34,6 +36,8 @@ class BodyLimit:
         """The route's limit and the error that refuses a body over it."""
         if scope["method"] == "PUT" and scope["path"].startswith(_BLOB_PREFIX):
             return self.blob_limit, BlobTooLarge(f"blob is larger than the {self.blob_limit}-byte limit")
+        if scope["path"] == _BATCH_PATH:
+            return MAX_BATCH_BYTES, BodyTooLarge(f"the batch is larger than the {MAX_BATCH_BYTES}-byte limit")
         if scope["path"].startswith(_GIT_PREFIX):
             return self.git_limit, BodyTooLarge(f"git request is larger than the {self.git_limit}-byte limit")
         return self.json_limit, BodyTooLarge(f"request body is larger than the {self.json_limit}-byte limit")

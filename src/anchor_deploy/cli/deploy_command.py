@@ -13,7 +13,9 @@ from anchor_deploy.cli.client import ApiClient, ClientError
 from anchor_deploy.cli.common import client, emit, err, fails_cleanly, has_terminal, json_option, out, plural
 from anchor_deploy.cli.deploy import deploy as run_deploy
 from anchor_deploy.cli.git_meta import user_meta, with_commit
+from anchor_deploy.cli.hash_cache import HashCache
 from anchor_deploy.model.logs import BUILD_DONE_LINE
+from anchor_deploy.settings import ClientSettings
 from anchor_deploy.source.ignore import Skipped, summary_line
 
 _FINAL = ("READY", "ERROR", "CANCELED")
@@ -27,7 +29,12 @@ _FINAL = ("READY", "ERROR", "CANCELED")
     "--create", is_flag=True, help="Create the project if it does not exist (else: asked, or an error)."
 )
 @click.option("--include-dotenv", is_flag=True, help="Upload .env files too (skipped by default).")
-@click.option("--verbose", "-v", is_flag=True, help="List every skipped path.")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="List every skipped path; say how many files the hash cache saved reading.",
+)
 @click.option("--meta", "meta_json", help="A JSON object to record with the deployment (its `git` wins).")
 @click.option("--no-git-meta", is_flag=True, help="Do not record the git commit DIRECTORY is checked out at.")
 @json_option
@@ -56,6 +63,8 @@ def deploy(
     name = project or _default_project_name(directory)
     api = client()
     _resolve_project(api, name, create)
+    cache_dir = ClientSettings.from_env().cache_dir
+    hash_cache = HashCache.for_folder(cache_dir, directory) if cache_dir is not None else None
     result = run_deploy(
         api,
         name,
@@ -68,6 +77,7 @@ def deploy(
         include_dotenv=include_dotenv,
         ensure_project=False,
         on_plan=None if as_json else lambda plan: _print_skipped(plan.skipped, verbose),
+        hash_cache=hash_cache,
     )
     d = result.deployment
 
@@ -76,6 +86,11 @@ def deploy(
         out.print(
             f"  uploaded {plural(result.uploaded_files, 'file')} ({plural(result.uploaded_bytes, 'byte')})"
         )
+        if verbose:
+            out.print(
+                f"  hash cache: {plural(result.cached_files, 'file')} not read; "
+                f"{plural(result.upload_batches, 'upload batch', 'upload batches')}"
+            )
         if d["status"] != "READY":
             raise ClientError(f"deployment {d['id']} ended {d['status']}: {d.get('error') or 'no reason'}")
         out.print(f"  url:        {d['url']}")
@@ -89,6 +104,8 @@ def deploy(
             **d,
             "uploadedFiles": result.uploaded_files,
             "uploadedBytes": result.uploaded_bytes,
+            "cachedFiles": result.cached_files,
+            "uploadBatches": result.upload_batches,
             "skipped": [s.to_dict() for s in result.skipped],
         },
         as_json,
