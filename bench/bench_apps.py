@@ -13,7 +13,10 @@ Measures, in one run, and writes bench/results/apps.json (see docs/benchmarks.md
      gap, also direct with the headers the edge adds and a bare Caddy reverse_proxy; plus the generator's
      ceiling (against nginx) and a wrk cross-check on the edge;
   4. failed requests under steady load during production switches (rollbacks alternating between two app
-     versions), and how long after the rollback API answers new requests see the new version.
+     versions), and how long after the rollback API answers new requests see the new version;
+  5. (issue 14, bench/app_phases.py) the same kind of app through the platform's edge on Caddy and on nginx
+     vs a hand-configured reference nginx -> the same worker's socket, and the worker's HTTP stack before
+     (h11, asyncio) and after (httptools, uvloop), uvicorn started by hand on the same app.
 Builds are offline: pip reads only the wheelhouse (ANCHOR_PIP_ARGS="--no-index --find-links <wheelhouse>").
 Every process this script starts is stopped in a finally block (also on Ctrl-C / SIGTERM).
 """
@@ -76,6 +79,9 @@ from bench_core import (  # noqa: E402
     tail,
 )
 from loadgen import LoadConfig, LoadProcess  # noqa: E402
+
+if __name__ == "__main__":  # app_phases imports this module by name: let it find this run's module
+    sys.modules.setdefault("bench_apps", sys.modules[__name__])
 
 RESULTS = REPO / "bench" / "results" / "apps.json"
 WHEELHOUSE = REPO / ".cache" / "wheelhouse"
@@ -926,6 +932,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "-",
             None,
         )
+    if results.get("reference"):
+        from app_phases import reference_targets
+
+        reference_targets(results["reference"], add)
     return found
 
 
@@ -1064,6 +1074,11 @@ def render(results: dict[str, Any]) -> None:
                 f"p50 {lead['p50']}, min {lead['min']}, max {lead['max']}"
             )
 
+    if results.get("reference"):
+        from app_phases import render_reference
+
+        render_reference(out, results["reference"])
+
     table = Table(title="targets")
     for col in ("target", "value", "goal", "met"):
         table.add_column(col)
@@ -1098,11 +1113,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle-timeout", type=float, default=1.0, help="ANCHOR_IDLE_TIMEOUT (default 1 s)")
     parser.add_argument("--wheelhouse", type=Path, default=WHEELHOUSE, help="offline wheels for app builds")
     parser.add_argument(
+        "--edges",
+        default="caddy,nginx",
+        help="the platform's edges for the reference part, caddy first (default caddy,nginx)",
+    )
+    parser.add_argument("--nginx", help="nginx binary (default: nginx on PATH, else /usr/sbin/nginx)")
+    parser.add_argument(
         "--caddy", default=Settings().caddy_bin, help="Caddy binary (default: the pinned one)"
     )
     parser.add_argument(
         "--only",
-        choices=("cold", "live", "throughput", "switch"),
+        choices=("cold", "live", "throughput", "switch", "reference"),
         action="append",
         help="run only these parts (repeatable; default all)",
     )
@@ -1115,6 +1136,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temp work dir (data dir, logs)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args(argv)
+    from edge_phases import edges_to_run, nginx_binary
+
+    try:
+        args.edges = edges_to_run(args.edges)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"--edges: {exc}")
+    args.nginx = args.nginx or nginx_binary()
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -1144,7 +1172,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    parts = set(args.only or ("cold", "live", "throughput", "switch"))
+    parts = set(args.only or ("cold", "live", "throughput", "switch", "reference"))
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
@@ -1178,6 +1206,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["throughput"] = throughput_phase(anchor, client, work, args, servers, cleanup)
         if "switch" in parts:
             results["switch"] = switch_phase(anchor, client, work, args, cleanup)
+        if "reference" in parts:  # last: it restarts the platform on each edge
+            from app_phases import reference_phase
+
+            results["reference"] = reference_phase(anchor, client, work, args, servers, cleanup)
         results["machine"].update(app_versions(anchor))
     except KeyboardInterrupt:
         interrupted = True

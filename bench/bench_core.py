@@ -984,8 +984,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     def add(name: str, value: Any, goal: str, met: bool | None) -> None:
         found.append({"name": name, "value": value, "target": goal, "met": met})
 
-    from edge_phases import rollback_targets, static_targets
+    from edge_phases import edge_targets, rollback_targets, static_targets
 
+    edge_targets(results.get("edges", {}), add)
     rollback_targets(results.get("rollback", {}), add)
     static_targets(results.get("static", {}), add)
     deploy_ = results.get("deploy", {}).get("unchanged_redeploy")

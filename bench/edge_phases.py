@@ -291,6 +291,13 @@ def failed_count(phase: dict[str, Any]) -> int:
     return int(phase["load"]["failed"] + loaded["api_errors"] + loaded["not_visible_within_s"]["count"])
 
 
+def edge_targets(edges: dict[str, Any], add: Add) -> None:
+    """A row for an edge that could not be measured, so the targets table says so."""
+    for edge, found in edges.items():
+        if found.get("skipped"):
+            add(f"{edge}: edge measured", f"skipped: {found['skipped'][:200]}", "measured", None)
+
+
 def rollback_targets(rollback: dict[str, Any], add: Add) -> None:
     for edge in EDGES:
         phases = rollback.get(edge) or {}
