@@ -20,7 +20,13 @@ def platform(request: Request) -> Platform:
     return found
 
 
-PlatformDep = Annotated[Platform, Depends(platform)]
+async def _platform_dep(request: Request) -> Platform:
+    """``platform`` for Depends: async, so FastAPI does not send an attribute read to a worker thread (each
+    sync dependency costs a round trip through the thread pool, two wake-ups, on every request)."""
+    return platform(request)
+
+
+PlatformDep = Annotated[Platform, Depends(_platform_dep)]
 
 
 # For the OpenAPI document (its "Authorize" button) only: the header is checked by TokenService.authenticate.

@@ -77,6 +77,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         settings.idle_timeout,
         policy,
         log_max_bytes=settings.log_max_bytes,
+        is_app=lambda deployment_id: _is_app(store, deployment_id),
     )
     certificates = CertificateFiles(data / "certificates")
     internal_ca = InternalCA(data / "ca")
@@ -155,6 +156,11 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         blobs=blobs,
     )
     return Platform(settings, services, lifecycle, BackupService(backups))
+
+
+def _is_app(store: SqliteStore, deployment_id: str) -> bool | None:
+    deployment = store.deployment(deployment_id)
+    return None if deployment is None else deployment.app is not None
 
 
 class _SpecRelay:

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ from anchor_deploy.ports.runtime import SpecLoader, WorkerSpec
 log = logging.getLogger(__name__)
 BOOT = Path(__file__).resolve().parent.parent.parent / "runtime" / "boot.py"
 _UNHEALTHY_GRACE = 1.0
+_WARMERS = 4  # versions warmed at once after production moves (each may wait for its app to start)
+_APP_KINDS_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,9 @@ class WorkerRuntime:
         policy: WorkerPolicy,
         restart_timeout: float = 30.0,
         log_max_bytes: int = 10 * 1024 * 1024,
+        is_app: Callable[[str], bool | None] = lambda _deployment_id: True,
     ) -> None:
+        """``is_app``: whether a deployment runs an app (None: no such deployment)."""
         # The cap of each deployment's runtime log, <id>.log and <id>.log.1 together (ANCHOR_LOG_MAX_BYTES).
         self.log_max_bytes = log_max_bytes
         self.sock_dir = sock_dir
@@ -102,6 +107,9 @@ class WorkerRuntime:
         # process: fork every worker from this one long-lived thread, never from a short-lived restart,
         # warm-up or request thread, or the worker is SIGKILLed as soon as that thread returns.
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-spawner")
+        self._warmer = ThreadPoolExecutor(max_workers=_WARMERS, thread_name_prefix="warm-up")
+        self._is_app = is_app
+        self._app_kinds: dict[str, bool] = {}
         self._workers_dir.mkdir(parents=True, exist_ok=True)
         logs_dir.mkdir(parents=True, exist_ok=True)
         for stale in self._workers_dir.iterdir():  # markers and folders of a previous process's workers
@@ -167,10 +175,31 @@ class WorkerRuntime:
             self.discard(deployment_id)
 
     def keep_warm(self, project_id: str, deployment_ids: set[str]) -> None:
+        """Called on every production move, before its answer, so it wakes no thread it need not: a static
+        version has no worker, one whose worker runs is warm already; the others are warmed by a few
+        long-lived threads (each keeping its database connection), not by a new thread per move."""
         with self._lock:
             self._warm[project_id] = set(deployment_ids)
-        for deployment_id in deployment_ids:
-            threading.Thread(target=self._warm_up, args=(deployment_id,), daemon=True).start()
+            cold = [d for d in deployment_ids if not self._running(d)]
+        for deployment_id in cold:
+            if self._runs_app(deployment_id):
+                self._warmer.submit(self._warm_up, deployment_id)
+
+    def _running(self, deployment_id: str) -> bool:
+        worker = self._workers.get(deployment_id)
+        return worker is not None and worker.healthy and worker.proc.poll() is None
+
+    def _runs_app(self, deployment_id: str) -> bool:
+        """Whether the deployment is an app (cached: a deployment never changes what it is)."""
+        known = self._app_kinds.get(deployment_id)
+        if known is None:
+            known = self._is_app(deployment_id)
+            if known is not None:
+                with self._lock:
+                    if len(self._app_kinds) >= _APP_KINDS_KEPT:
+                        self._app_kinds.clear()
+                    self._app_kinds[deployment_id] = known
+        return bool(known)
 
     def runtime_log(self, deployment_id: str, limit: int = 200) -> list[str]:
         return tail_log(self.log_path(deployment_id), limit)  # reads backwards: O(limit), not O(file)
@@ -325,6 +354,7 @@ class WorkerRuntime:
 
     def shutdown(self) -> None:
         self._stop.set()
+        self._warmer.shutdown(wait=False, cancel_futures=True)
         if self._thread:
             self._thread.join(timeout=10)
         for deployment_id in list(self._workers):
