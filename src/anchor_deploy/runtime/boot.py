@@ -54,6 +54,36 @@ def wrap_wsgi(app: Any, activity: Activity) -> Any:
     return wrapped
 
 
+def server_options() -> dict[str, str]:
+    """uvicorn's fast HTTP parser and event loop (httptools, uvloop) where they import and work, else h11 and
+    asyncio, with one line to the runtime log saying which fell back and why (they are optional: the build
+    installs them only where pip can, and never over a version the app's own requirements chose)."""
+    options = {"http": "h11", "loop": "asyncio"}
+    missing = []
+    try:
+        import uvicorn.protocols.http.httptools_impl  # noqa: F401 (it imports httptools)
+
+        options["http"] = "httptools"
+    except Exception as exc:  # any failure to load it means: run without it
+        missing.append(f"httptools ({type(exc).__name__}: {exc})")
+    try:
+        import uvloop
+
+        uvloop.new_event_loop().close()
+        options["loop"] = "uvloop"
+    except Exception as exc:
+        missing.append(f"uvloop ({type(exc).__name__}: {exc})")
+    if missing:
+        print(
+            f"anchor: running uvicorn on {options['http']} and {options['loop']}: "
+            + ", ".join(missing)
+            + " did not load",
+            file=sys.stderr,
+            flush=True,
+        )
+    return options
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entry", required=True)
@@ -68,6 +98,7 @@ def main() -> None:
     activity = Activity(args.activity)
     import uvicorn
 
+    speed = server_options()
     if is_asgi(app):
         uvicorn.run(
             wrap_asgi(app, activity),
@@ -77,6 +108,7 @@ def main() -> None:
             log_level="info",
             access_log=False,
             timeout_graceful_shutdown=5,
+            **speed,  # type: ignore[arg-type]
         )
     else:
         uvicorn.run(
@@ -87,6 +119,7 @@ def main() -> None:
             log_level="info",
             access_log=False,
             timeout_graceful_shutdown=5,
+            **speed,  # type: ignore[arg-type]
         )
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from anchor_deploy.adapters.local.process_run import BuildSandbox, Interpreter, probe_interpreter, run_step
@@ -23,6 +25,18 @@ COMPLETE = ".anchor-complete"
 def runtime_requirements() -> list[str]:
     """What every app environment gets besides its own requirements: the worker server."""
     return [f"uvicorn=={version('uvicorn')}"]
+
+
+SPEED_UPS = ("httptools", "uvloop")  # uvicorn's fast HTTP parser and event loop: optional, see _add_speed_ups
+
+
+def speed_up_requirements() -> list[str]:
+    """The speed-ups at the platform's own versions (those it has: it may run without them itself)."""
+    found = []
+    for name in SPEED_UPS:
+        with contextlib.suppress(PackageNotFoundError):
+            found.append(f"{name}=={version(name)}")
+    return found
 
 
 class VenvBuilder:
@@ -53,7 +67,9 @@ class VenvBuilder:
         return found
 
     def key(self, requirements: bytes, python_version: str) -> str:
-        material = "\0".join([python_version, *runtime_requirements(), *self._pip_args]).encode()
+        material = "\0".join(
+            [python_version, *runtime_requirements(), *speed_up_requirements(), *self._pip_args]
+        ).encode()
         return hashlib.sha256(material + b"\0" + requirements).hexdigest()[:24]
 
     def _lock(self, key: str) -> threading.Lock:
@@ -115,7 +131,7 @@ class VenvBuilder:
         step([python.executable, "-m", "venv", str(env_dir)], what="creating the virtual environment")
         req_file = env_dir / "anchor-requirements.txt"
         req_file.write_bytes(requirements)
-        pip = [
+        pip_base = [
             str(env_dir / "bin" / "python"),
             "-m",
             "pip",
@@ -125,12 +141,11 @@ class VenvBuilder:
             "--progress-bar",
             "off",
             *self._pip_args,
-            *runtime_requirements(),
-            "-r",
-            str(req_file),
         ]
+        pip = [*pip_base, *runtime_requirements(), "-r", str(req_file)]
         log("$ pip install " + " ".join([*runtime_requirements(), "-r", "requirements.txt"]))
         step(pip, what="pip install")
+        _add_speed_ups(env_dir, pip_base, step, limits, log)
 
     def locate(self, requirements: bytes, python: str | None) -> str | None:
         env_dir = self.root / self.key(requirements, self._python(python).version)
@@ -150,3 +165,27 @@ class VenvBuilder:
     def remove(self, key: str) -> None:
         with self._lock(key):
             shutil.rmtree(self.root / key, ignore_errors=True)
+
+
+def _add_speed_ups(
+    env_dir: Path,
+    pip: list[str],
+    step: Callable[..., None],
+    limits: BuildLimits,
+    log: Callable[[str], None],
+) -> None:
+    """Install httptools and uvloop, in the same sandbox, after the app's own requirements and never over
+    them: one the app installed (at any version) is left as it is. Optional: if pip cannot install them (no
+    wheel for this Python, no compiler), the build goes on and the worker runs on h11 and asyncio (the
+    worker's boot says so in its log, and falls back too if one installed here does not import)."""
+    installed = {p.name.split("-")[0].lower() for p in env_dir.glob("lib/python*/site-packages/*.dist-info")}
+    wanted = [r for r in speed_up_requirements() if r.split("==")[0] not in installed]
+    if not wanted:
+        return
+    log("$ pip install " + " ".join(wanted) + "  (optional: faster HTTP parsing and event loop)")
+    try:
+        step([*pip, *wanted], what="pip install (optional speed-ups)")
+    except BuildFailed as exc:
+        if limits.canceled() or time.monotonic() >= limits.deadline:
+            raise  # the build itself is over, not just this step
+        log(f"the optional speed-ups did not install ({exc}); the app will run on h11 and asyncio")
