@@ -49,7 +49,7 @@ def same(data: bytes, count: int, folder: str = "f", mode: int = 0o644) -> list[
 
 
 def served(files: FsDeploymentFiles, deployment_id: str) -> Iterator[Path]:
-    for folder, _dirs, names in os.walk(files.directory(deployment_id) / "public"):
+    for folder, _dirs, names in os.walk(files.directory(deployment_id) / "public", followlinks=True):
         for name in names:
             if not name.endswith(ETAG_SUFFIX):
                 yield Path(folder, name)

@@ -112,6 +112,9 @@ class Retention:
                         env = self._envs.locate(*found) if found else None
                         if env is not None:
                             used_envs.add(env)
+            trees = self._files.collect(now - self.policy.blob_grace_seconds)  # before their blobs go
+            if trees:
+                log.info("collected %d file trees no deployment serves", trees)
             blobs = self._blobs.collect(used_blobs, now - self.policy.blob_grace_seconds)
             envs = 0 if busy else self._envs.collect(used_envs)  # a build may be making one right now
             return blobs, envs

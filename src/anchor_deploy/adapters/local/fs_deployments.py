@@ -1,6 +1,9 @@
 """Deployments materialized from the blob store: immutable directories of hard links to blobs.
 
-  deployments/<id>/public/...  hard links to blobs (regular files only), each with its .anchor-etag
+  deployments/<id>/public      a relative symlink to the served files' tree, ../../trees/<tree id>: hard
+                               links to blobs (regular files only), each with its .anchor-etag, shared with
+                               every deployment serving the same folder (fs_trees.py). A deployment made
+                               before trees existed has a real directory here: both are read alike.
   deployments/<id>/app/...     an app's private copy of its files (the worker's working directory)
   deployments/<id>/deployment.json   written last: the edge serves a deployment only once it exists
 
@@ -19,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
+from anchor_deploy.adapters.local.fs_trees import TMP_PREFIX, TreeStore, folder_of
+from anchor_deploy.adapters.local.fs_trees import remove as remove_tree
 from anchor_deploy.model.apps import AppConfig
 from anchor_deploy.model.errors import BlobUnavailable
 from anchor_deploy.model.manifest import ETAG_SUFFIX, ManifestFile
@@ -31,6 +36,7 @@ class FsDeploymentFiles:
         self.root = root
         self._blobs = blobs
         root.mkdir(parents=True, exist_ok=True)
+        self._trees = TreeStore(root.parent / "trees", blobs)
 
     def directory(self, deployment_id: str) -> Path:
         return self.root / deployment_id
@@ -50,13 +56,16 @@ class FsDeploymentFiles:
     ) -> None:
         if self.exists(deployment_id):
             return
+        with self._trees.sharing():  # no tree is collected until this one's folder is in place
+            self._materialize(deployment_id, files, app)
+
+    def _materialize(self, deployment_id: str, files: Sequence[ManifestFile], app: AppConfig | None) -> None:
         final = self.directory(deployment_id)
         work = self.root / f".tmp-{deployment_id}-{secrets.token_hex(4)}"
         try:
-            (work / "public").mkdir(parents=True)
-            for relative, entry in _served(files, app):
-                with _naming(entry):
-                    self._serve(work / "public", relative, entry)
+            work.mkdir()
+            tree_id = self._build_tree(files, app)
+            os.symlink(os.path.relpath(self._trees.path(tree_id), final), work / "public")
             if app is not None:
                 for entry in files:  # a private copy: an app writing its files cannot change a shared blob
                     target = self._place(work / "app", entry.path)
@@ -76,17 +85,34 @@ class FsDeploymentFiles:
             if work.exists():
                 shutil.rmtree(work, ignore_errors=True)
 
+    def _build_tree(self, files: Sequence[ManifestFile], app: AppConfig | None) -> str:
+        served = list(_served(files, app))
+        try:
+            return self._trees.build(folder_of((relative, entry.sha256) for relative, entry in served))
+        except BlobUnavailable as exc:
+            entry = next((e for _r, e in served if e.sha256 == exc.extra.get("digest")), None)
+            if entry is None:
+                raise
+            with _naming(entry):
+                raise
+
+    def collect(self, older_than: float) -> int:
+        """Remove the trees no deployment here serves (nor a build in progress) unchanged since
+        ``older_than``; how many."""
+        return self._trees.collect(self._tree_roots, older_than)
+
+    def _tree_roots(self) -> Iterator[str]:
+        """The root tree of every deployment folder here (built, or being built: .tmp-*)."""
+        for folder in self.root.iterdir():
+            public = folder / "public"
+            if public.is_symlink():
+                yield os.readlink(public).rpartition("/")[2]
+
     @staticmethod
     def _place(root: Path, relative: str) -> Path:
         target = root.joinpath(*relative.split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
-
-    def _serve(self, public: Path, relative: str, entry: ManifestFile) -> None:
-        target = self._place(public, relative)
-        # A link, never a copy with the manifest's mode: every served file has the blob's mode (0444).
-        self._blobs.link(entry.sha256, target)
-        self._blobs.link_etag(entry.sha256, target.with_name(target.name + ETAG_SUFFIX))
 
     def relink(
         self,
@@ -128,6 +154,8 @@ class FsDeploymentFiles:
     def sweep_temporaries(self) -> None:
         for leftover in self.root.glob(".tmp-*"):
             shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in self._trees.root.glob(f"{TMP_PREFIX}*"):
+            remove_tree(leftover)
 
 
 def _served(files: Sequence[ManifestFile], app: AppConfig | None) -> Iterator[tuple[str, ManifestFile]]:

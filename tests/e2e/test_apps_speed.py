@@ -1,0 +1,75 @@
+"""App workers at speed, seen from inside the app: uvicorn runs on uvloop and httptools (installed into the
+app's environment from the wheelhouse by the build), and the edge keeps its upstream connections to a
+version's worker alive instead of dialing its socket for every request.
+
+The app is a bare ASGI callable with no requirements of its own, so its environment (uvicorn and the
+speed-ups only) builds in a few seconds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.apps_support import app_platform, as_bytes, build_log, get_json, production_host, wheelhouse
+from tests.e2e.harness import AnchorProcess, ensure_project, upload_and_deploy
+
+PROBE = """\
+import asyncio
+import itertools
+
+_connections = itertools.count(1)
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    cycle = getattr(send, "__self__", None)  # uvicorn's per-request cycle object, if send is its method
+    flow = getattr(cycle, "flow", None)  # uvicorn's flow control: one object per connection
+    if flow is not None and not hasattr(flow, "probe_number"):
+        flow.probe_number = next(_connections)
+    body = '{"loop": "%s", "protocol": "%s", "connection": %d}' % (
+        type(asyncio.get_running_loop()).__module__,
+        type(cycle).__module__,
+        getattr(flow, "probe_number", 0),
+    )
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body.encode()})
+"""
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnchorProcess]:
+    house = wheelhouse()
+    if not any(house.glob("uvloop-*.whl")) or not any(house.glob("httptools-*.whl")):
+        pytest.fail(
+            f"{house} lacks the uvloop or httptools wheels; run `make test` to refill it", pytrace=False
+        )
+    anchor = app_platform(tmp_path_factory.mktemp("apps-speed") / "data").start()
+    try:
+        yield anchor
+    finally:
+        anchor.stop()
+
+
+def test_worker_runs_uvloop_and_httptools_and_the_edge_reuses_its_connections(
+    platform: AnchorProcess, tmp_path: Path
+) -> None:
+    files = {"app.py": PROBE, "requirements.txt": "", "public/hello.txt": "static\n"}
+    with platform.api() as api:
+        ensure_project(api, "speed")
+        deployment = upload_and_deploy(api, "speed", as_bytes(files))
+        assert deployment["status"] == "READY", deployment
+        log = "\n".join(build_log(api, deployment["id"]))
+    assert "httptools==" in log and "uvloop==" in log, log[-2000:]
+    host = production_host("speed")
+    first = get_json(platform, host)
+    assert first["loop"].startswith("uvloop"), first
+    assert first["protocol"] == "uvicorn.protocols.http.httptools_impl", first
+    seen = {get_json(platform, host)["connection"] for _ in range(100)}
+    # Sequential requests through Caddy's keep-alive pool to this version: one connection, a few at most
+    # (the pool may open another after an idle one timed out); one per request would be 100.
+    assert 0 not in seen, "the app could not tell its connections apart"
+    assert 1 <= len(seen) <= 3, sorted(seen)
