@@ -767,6 +767,9 @@ class FakeDeploymentFiles:
         with self._lock:
             return list(self._trees)
 
+    def collect(self, older_than: float) -> int:
+        return 0  # each deployment holds its own dictionary: nothing is shared
+
     def read(self, deployment_id: str, path: str) -> bytes:
         """Test helper: one file of a materialized deployment (KeyError if absent)."""
         with self._lock:

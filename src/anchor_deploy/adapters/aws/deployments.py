@@ -143,6 +143,9 @@ class LambdaDeploymentFiles:
         """Nothing here: a pruned deployment's version went with the runtime's discard (called while its row
         still names its project), a deleted project's function goes whole."""
 
+    def collect(self, older_than: float) -> int:
+        return 0  # versions share nothing but blobs, which the blob store collects
+
 
 class LambdaEnvironments:
     """EnvironmentBuilder over LambdaDependencies (references are the dependency folders)."""

@@ -138,6 +138,17 @@ class FsBlobStore:
             )
         shutil.copyfile(source, target)
 
+    def holds_blob(self, path: Path, digest: str) -> bool:
+        """Whether ``path``, a file linked to the blob earlier (a shared tree's: fs_trees.py), still holds
+        its bytes: checked as ``link`` checks, once per inode and process (a changed inode is read again)."""
+        info = os.stat(path)
+        if self._verified.holds(info, digest):
+            return True
+        if hash_file(path) != digest:
+            return False
+        self._verified.add(info, digest)
+        return True
+
     def link_etag(self, digest: str, target: Path) -> None:
         """Hard-link ``target`` to the blob's ETag sidecar (or a spare of it), as ``link`` does."""
         content = f'"{digest}"'.encode()
