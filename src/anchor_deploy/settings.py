@@ -56,6 +56,13 @@ def _default_caddy() -> str:
     return shutil.which("caddy") or "caddy"
 
 
+def _default_nginx() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+EDGES = ("caddy", "nginx")
+
+
 @dataclass(frozen=True)
 class Settings:
     provider: str = "local"  # where the platform runs: "local" (this machine) or "aws"
@@ -84,6 +91,8 @@ class Settings:
     api_read_timeout: float = 60.0  # the API's bound on reading a request's headers; on a body's stalls
     build_workers: int = 2
     caddy_bin: str = field(default_factory=_default_caddy)
+    edge: str = "caddy"  # the web server reading the edge's symlink tree: "caddy" or "nginx"
+    nginx_bin: str = field(default_factory=_default_nginx)
     build_timeout: float = 600.0
     build_memory: int = 4 * 1024**3
     health_timeout: float = 30.0
@@ -165,6 +174,8 @@ class Settings:
             "api_read_timeout": "ANCHOR_API_READ_TIMEOUT",
             "build_workers": "ANCHOR_BUILD_WORKERS",
             "caddy_bin": "ANCHOR_CADDY_BIN",
+            "edge": "ANCHOR_EDGE",
+            "nginx_bin": "ANCHOR_NGINX_BIN",
             "fault": "ANCHOR_FAULT",
             "app_sandbox": "ANCHOR_APP_SANDBOX",
             "db_busy_timeout": "ANCHOR_DB_BUSY_TIMEOUT",
@@ -330,6 +341,8 @@ class Settings:
             raise InvalidInput(f"ANCHOR_BASE_DOMAIN must be a lowercase domain, got {base!r}")
         parse_addr(self.https_addr, "ANCHOR_HTTPS_ADDR")
         parse_addr(self.dns_addr, "ANCHOR_DNS_ADDR")
+        if self.edge not in EDGES:
+            raise InvalidInput(f"ANCHOR_EDGE must be caddy or nginx, got {self.edge!r}")
         if self.app_sandbox not in SANDBOX_MODES:
             raise InvalidInput(f"ANCHOR_APP_SANDBOX must be bwrap or off, got {self.app_sandbox!r}")
         if self.app_network not in APP_NETWORKS:

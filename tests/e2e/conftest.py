@@ -6,11 +6,42 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from anchor_deploy.adapters.local.nginx_config import NJS_MODULE
+from anchor_deploy.settings import Settings
 from tests.e2e.browser import Screenshots, launch_chromium
 from tests.e2e.harness import AnchorProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
+
+
+EDGES = ("caddy", "nginx")
+
+
+def nginx_missing() -> str | None:
+    """Why the nginx edge cannot run here, or None."""
+    settings = Settings.from_env({})
+    if not Path(settings.nginx_bin).is_file():
+        return f"nginx is not installed ({settings.nginx_bin}): apt-get install nginx libnginx-mod-http-js"
+    if not NJS_MODULE.is_file():
+        return f"nginx's njs module is not installed ({NJS_MODULE}): apt-get install libnginx-mod-http-js"
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test (or module) marked ``edges`` runs once per edge web server, ids [caddy] and [nginx]: every
+    platform fixture it uses (``anchor``, ``shared_anchor``, or its own through ``edge_server``) gets it."""
+    if "edge_server" in metafunc.fixturenames and metafunc.definition.get_closest_marker("edges"):
+        missing = nginx_missing()
+        skip = pytest.mark.skipif(missing is not None, reason=missing or "")
+        params = [pytest.param(edge, marks=skip if edge == "nginx" else ()) for edge in EDGES]
+        metafunc.parametrize("edge_server", params, ids=EDGES, scope="module")
+
+
+@pytest.fixture(scope="session")
+def edge_server() -> str:
+    """The edge's web server of a test not marked ``edges``: the default one."""
+    return "caddy"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -20,9 +51,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def anchor(tmp_path: Path) -> Iterator[AnchorProcess]:
+def anchor(tmp_path: Path, edge_server: str) -> Iterator[AnchorProcess]:
     """A fresh platform per test."""
-    platform = AnchorProcess(tmp_path / "data").start()
+    platform = AnchorProcess(tmp_path / "data", edge_server=edge_server).start()
     try:
         yield platform
     finally:
@@ -30,9 +61,9 @@ def anchor(tmp_path: Path) -> Iterator[AnchorProcess]:
 
 
 @pytest.fixture(scope="module")
-def shared_anchor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnchorProcess]:
-    """One platform for a module's read-mostly tests."""
-    platform = AnchorProcess(tmp_path_factory.mktemp("shared") / "data").start()
+def shared_anchor(tmp_path_factory: pytest.TempPathFactory, edge_server: str) -> Iterator[AnchorProcess]:
+    """One platform for a module's read-mostly tests (one per edge in a module marked ``edges``)."""
+    platform = AnchorProcess(tmp_path_factory.mktemp("shared") / "data", edge_server=edge_server).start()
     try:
         yield platform
     finally:

@@ -1,4 +1,5 @@
-"""Real-process harness: runs `anchor up` (API + a real Caddy) on free loopback ports in a temp data dir."""
+"""Real-process harness: runs `anchor up` (API + a real edge: Caddy or nginx) on free loopback ports in a temp
+data dir."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class AnchorProcess:
     https_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     token: str = ""
+    edge_server: str = "caddy"  # ANCHOR_EDGE: the web server of the edge, "caddy" or "nginx"
 
     @property
     def api_url(self) -> str:
@@ -61,6 +63,7 @@ class AnchorProcess:
                 "ANCHOR_API_ADDR": f"{LOOPBACK}:{self.api_port}",
                 "ANCHOR_HTTP_ADDR": f"{LOOPBACK}:{self.http_port}",
                 "ANCHOR_HTTPS_ADDR": f"{LOOPBACK}:{self.https_port}",
+                "ANCHOR_EDGE": self.edge_server,
                 **self.extra_env,
             }
         )
@@ -162,8 +165,10 @@ class AnchorProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def caddy_pid(self) -> int:
-        return int((self.data_dir / "run" / "caddy.pid").read_text())
+    def edge_pid(self) -> int:
+        """The pid of the edge's web server as the platform supervises it (for nginx: what leads it)."""
+        name = "nginx-master.pid" if self.edge_server == "nginx" else "caddy.pid"
+        return int((self.data_dir / "run" / name).read_text())
 
 
 def upload_and_deploy(

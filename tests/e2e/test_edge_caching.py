@@ -14,9 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from anchor_deploy.adapters.local.caddy_config import FILE_404_BODY, HTML_CACHE, IMMUTABLE_CACHE
+from anchor_deploy.adapters.local.edge_rules import FILE_404_BODY, HTML_CACHE, IMMUTABLE_CACHE
 from anchor_deploy.adapters.local.fs_blobs import stamp_for
 from tests.e2e.harness import AnchorProcess, ensure_project, sha, upload_and_deploy
+
+pytestmark = pytest.mark.edges  # every test here runs on Caddy and on nginx
 
 FUTURE = "Fri, 01 Jan 2100 00:00:00 GMT"
 PAST = "Thu, 01 Jan 1970 00:00:01 GMT"

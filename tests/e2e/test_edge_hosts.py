@@ -23,9 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from anchor_deploy.adapters.local.caddy_config import EDGE_404_BODY, FILE_404_BODY, MISDIRECTED_BODY
+from anchor_deploy.adapters.local.edge_rules import EDGE_404_BODY, FILE_404_BODY, MISDIRECTED_BODY
 from tests.e2e.dns_support import Resolver, UserDns
 from tests.e2e.harness import LOOPBACK, AnchorProcess, ensure_project, upload_and_deploy
+
+pytestmark = pytest.mark.edges  # every test here runs on Caddy and on nginx
 
 TIMEOUT = 5.0
 SITE_INDEX = b"SITE-A"
@@ -385,7 +387,7 @@ def _wait_served(api: httpx.Client, project: str, name: str, timeout: float = 60
 
 
 @pytest.fixture(scope="module")
-def tls_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEdge]:
+def tls_edge(tmp_path_factory: pytest.TempPathFactory, edge_server: str) -> Iterator[TlsEdge]:
     """A platform whose projects site and other each have a custom domain served over HTTPS (local CA),
     validated through knot (the user's DNS) and BIND (the resolver the platform asks)."""
     with (
@@ -399,7 +401,8 @@ def tls_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEdge]:
             "ANCHOR_DOMAIN_CHECK_MIN": "0.2",
             "ANCHOR_DOMAIN_CHECK_MAX": "1",
         }
-        anchor = AnchorProcess(tmp_path_factory.mktemp("tls") / "data", extra_env=env).start()
+        data = tmp_path_factory.mktemp("tls") / "data"
+        anchor = AnchorProcess(data, extra_env=env, edge_server=edge_server).start()
         try:
             with anchor.api() as api:
                 for project, name, index in (

@@ -1,4 +1,4 @@
-"""Zero failed requests under load, crash recovery, Caddy restarts and clean shutdown."""
+"""Zero failed requests under load, crash recovery, edge restarts and clean shutdown (on Caddy and nginx)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def _wait(predicate, timeout: float = 20.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+@pytest.mark.edges
 def test_100_rollbacks_under_load_fail_no_request(anchor: AnchorProcess) -> None:
     with anchor.api() as api:
         ensure_project(api, "hot")
@@ -118,43 +119,57 @@ def test_crash_after_commit_before_edge_converges_on_restart(tmp_path: Path) -> 
         again.stop()
 
 
-def test_killed_caddy_is_restarted_and_sites_come_back(anchor: AnchorProcess) -> None:
+@pytest.mark.edges
+def test_killed_edge_server_is_restarted_and_sites_come_back(anchor: AnchorProcess) -> None:
     with anchor.api() as api:
         ensure_project(api, "phoenix")
         upload_and_deploy(api, "phoenix", {"index.html": b"alive"})
-    old_pid = anchor.caddy_pid()
+    old_pid = anchor.edge_pid()
     os.kill(old_pid, signal.SIGKILL)
 
     def back() -> bool:
         try:
-            return anchor.caddy_pid() != old_pid and anchor.edge("phoenix.localhost").text == "alive"
+            return anchor.edge_pid() != old_pid and anchor.edge("phoenix.localhost").text == "alive"
         except (httpx.HTTPError, OSError, ValueError):
             return False
 
     _wait(back, timeout=30)
 
 
-def test_sigterm_stops_everything(tmp_path: Path) -> None:
-    platform = AnchorProcess(tmp_path / "data").start()
-    caddy = platform.caddy_pid()
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.edges
+def test_sigterm_stops_everything(tmp_path: Path, edge_server: str) -> None:
+    platform = AnchorProcess(tmp_path / "data", edge_server=edge_server).start()
+    edge = platform.edge_pid()
     platform.signal(signal.SIGTERM)
     assert platform.proc is not None and platform.proc.returncode == 0
-    _wait(lambda: not Path(f"/proc/{caddy}").exists())
+    _wait(lambda: not Path(f"/proc/{edge}").exists())
     for port in (platform.api_port, platform.http_port):
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_sigkill_of_the_supervisor_takes_caddy_down_and_restart_recovers(tmp_path: Path) -> None:
+@pytest.mark.edges
+def test_sigkill_of_the_supervisor_takes_the_edge_down_and_restart_recovers(
+    tmp_path: Path, edge_server: str
+) -> None:
     data = tmp_path / "data"
-    platform = AnchorProcess(data).start()
+    platform = AnchorProcess(data, edge_server=edge_server).start()
     with platform.api() as api:
         ensure_project(api, "orphan")
         upload_and_deploy(api, "orphan", {"index.html": b"still here"})
-    caddy = platform.caddy_pid()
+    edge = platform.edge_pid()
     platform.signal(signal.SIGKILL)
-    _wait(lambda: not Path(f"/proc/{caddy}").exists())
-    again = AnchorProcess(data, api_port=platform.api_port, http_port=platform.http_port).start()
+    _wait(lambda: not Path(f"/proc/{edge}").exists())
+    # Nothing of the edge keeps serving (nginx's workers go with their master).
+    _wait(lambda: not _accepts(platform.http_port))
+    again = AnchorProcess(
+        data, api_port=platform.api_port, http_port=platform.http_port, edge_server=edge_server
+    ).start()
     try:
         assert again.edge("orphan.localhost").text == "still here"
     finally:

@@ -20,18 +20,23 @@ from anchor_deploy.adapters.forge_status import ForgeStatusReporter
 from anchor_deploy.adapters.local.activator import Activator
 from anchor_deploy.adapters.local.backup_export import BackupExporter
 from anchor_deploy.adapters.local.backup_restore import restore_archive, verify_archive
-from anchor_deploy.adapters.local.caddy_config import EdgePaths, HttpsEdge, WorkerSockets, edge_config
+from anchor_deploy.adapters.local.caddy_config import HttpsEdge, edge_config
 from anchor_deploy.adapters.local.caddy_edge import SymlinkDomainEdge, SymlinkEdge
 from anchor_deploy.adapters.local.caddy_process import CaddyProcess, socket_dir
 from anchor_deploy.adapters.local.cert_files import CertificateEndpoint, CertificateFiles
 from anchor_deploy.adapters.local.cgroups import CgroupLimits
 from anchor_deploy.adapters.local.dns_server import ZoneServer
 from anchor_deploy.adapters.local.edge_plane import EdgePlane
+from anchor_deploy.adapters.local.edge_process import EdgeProcess
+from anchor_deploy.adapters.local.edge_rules import EdgePaths, WorkerSockets
 from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
 from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
 from anchor_deploy.adapters.local.git_fetch import SandboxGitFetcher
 from anchor_deploy.adapters.local.git_http import LocalGitHttp, local_api_url
 from anchor_deploy.adapters.local.internal_ca import InternalCA, InternalIssuer
+from anchor_deploy.adapters.local.nginx_config import NJS_MODULE, NginxHttps
+from anchor_deploy.adapters.local.nginx_config import render as render_nginx
+from anchor_deploy.adapters.local.nginx_process import NginxProcess, check_installed
 from anchor_deploy.adapters.local.process_run import BuildSandbox
 from anchor_deploy.adapters.local.sandbox import JobLimits, Mount, Network, Sandbox, SandboxMode
 from anchor_deploy.adapters.local.sqlite_store import SqliteStore
@@ -141,7 +146,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
     if with_caddy:
         https = HttpsEdge(settings.https_addr, settings.https_port, endpoint.url)
         workers = WorkerSockets(sockets, activator.socket_path)
-        status.caddy = _caddy(settings, data, edge, sockets, workers, domain_edge, https)
+        status.edge_server = _edge_server(settings, data, edge, sockets, workers, domain_edge, https)
     lifecycle = LocalLifecycle(
         settings,
         files,
@@ -150,7 +155,7 @@ def build_platform(settings: Settings, with_caddy: bool = True) -> Platform:
         activator,
         endpoint,
         internal_ca,
-        caddy=status.caddy,
+        edge_server=status.edge_server,
         zone_server=zone_server,
         sandbox=sandbox,
         blobs=blobs,
@@ -223,6 +228,37 @@ def sandbox_for(settings: Settings, data: Path) -> tuple[Sandbox, WorkerPolicy, 
         sandbox, settings.app_max_processes, settings.app_open_files, settings.sandbox_uid_base, extra
     )
     return sandbox, policy, box
+
+
+def _edge_server(
+    settings: Settings,
+    data: Path,
+    edge: SymlinkEdge,
+    sockets: Path,
+    workers: WorkerSockets,
+    domain_edge: SymlinkDomainEdge,
+    https: HttpsEdge,
+) -> EdgeProcess:
+    """The web server reading the edge's symlink tree: Caddy, or nginx (ANCHOR_EDGE=nginx)."""
+    if settings.edge != "nginx":
+        return _caddy(settings, data, edge, sockets, workers, domain_edge, https)
+    check_installed(settings.nginx_bin, needs_njs=True, njs_module=NJS_MODULE)
+    run_dir = data / "run"
+    run_dir.mkdir(exist_ok=True)
+    alias_hosts, deployment_hosts = edge.kind_root(HostKind.ALIAS), edge.kind_root(HostKind.DEPLOYMENT)
+    paths = EdgePaths(alias_hosts, deployment_hosts, data / "deployments", domain_edge.root)
+    log_path = data / "logs" / "nginx.log"
+    files = render_nginx(
+        http_listen=settings.http_addr,
+        paths=paths,
+        workers=workers,
+        run_dir=run_dir,
+        error_log=log_path,
+        https=NginxHttps(settings.https_addr, settings.https_port, data / "certificates"),
+    )
+    return NginxProcess(
+        settings.nginx_bin, files, run_dir, log_path, parse_addr(settings.http_addr, "ANCHOR_HTTP_ADDR")
+    )
 
 
 def _caddy(

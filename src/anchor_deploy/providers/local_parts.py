@@ -1,4 +1,4 @@
-"""The local provider's own parts around the services: what starts and stops with the platform (Caddy,
+"""The local provider's own parts around the services: what starts and stops with the platform (the edge,
 the activator, the DNS server, the certificate endpoint, the worker runtime, the sandbox), how they are
 reported in /v1/health, and the local CA's root."""
 
@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from anchor_deploy.adapters.local.activator import Activator
 from anchor_deploy.adapters.local.backup_export import BackupExporter
-from anchor_deploy.adapters.local.caddy_process import CaddyProcess
 from anchor_deploy.adapters.local.cert_files import CertificateEndpoint
 from anchor_deploy.adapters.local.dns_server import ZoneServer
+from anchor_deploy.adapters.local.edge_process import EdgeProcess
 from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
 from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
 from anchor_deploy.adapters.local.internal_ca import InternalCA
@@ -25,13 +25,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LocalStatus:
-    """The local parts in /v1/health: Caddy (once built) and the sandbox."""
+    """The local parts in /v1/health: the edge's web server (Caddy or nginx, once built) and the sandbox."""
 
     sandbox: Sandbox | None
-    caddy: CaddyProcess | None = None
+    edge_server: EdgeProcess | None = None
 
     def edge_healthy(self) -> bool | None:
-        return self.caddy.healthy() if self.caddy else None
+        return self.edge_server.healthy() if self.edge_server else None
 
     def user_code(self) -> tuple[str | None, bool]:
         if self.sandbox is None:
@@ -62,7 +62,7 @@ class LocalLifecycle:
     activator: Activator
     certificate_endpoint: CertificateEndpoint
     internal_ca: InternalCA
-    caddy: CaddyProcess | None = None
+    edge_server: EdgeProcess | None = None
     zone_server: ZoneServer | None = None
     sandbox: Sandbox | None = None
     blobs: FsBlobStore | None = None
@@ -90,12 +90,12 @@ class LocalLifecycle:
                     f"(ANCHOR_DNS_ADDR): {exc.strerror or exc}"
                 ) from exc
         self.certificate_endpoint.start()
-        if self.caddy:
-            self.caddy.start()
+        if self.edge_server:
+            self.edge_server.start()
 
     def stop(self) -> None:
-        if self.caddy:
-            self.caddy.stop()
+        if self.edge_server:
+            self.edge_server.stop()
         self.activator.stop()
         self.certificate_endpoint.stop()
         if self.zone_server:

@@ -16,41 +16,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anchor_deploy.adapters.local.edge_rules import (
+    EDGE_404_BODY,
+    FILE_404_BODY,
+    HASHED_ASSET,
+    HTML_CACHE,
+    HTML_PATH,
+    IMMUTABLE_CACHE,
+    MISDIRECTED_BODY,
+    TEXT_TYPE,
+    EdgePaths,
+    WorkerSockets,
+)
 from anchor_deploy.model.manifest import ETAG_SUFFIX
 from anchor_deploy.model.names import HOSTNAME_PATTERN
 
 HOST = "{http.request.host}"
 SNI = "{http.request.tls.server_name}"
 DEPLOYMENT = "{http.vars.deployment}"  # "/dpl_<id>", set once per request
-HTML_CACHE = "public, max-age=0, must-revalidate"
-IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
-# Names that carry a content hash (app.3f2a9c1b.js, chunk-0a1b2c3d4e.css): safe to cache forever anywhere.
-HASHED_ASSET = r"[.-][0-9a-f]{8,64}\.[A-Za-z0-9]+$"
-HTML_PATH = r"(/|\.html?)$"
-EDGE_404_BODY = "404 Not Found: nothing is deployed at this address.\n"
-MISDIRECTED_BODY = "421 Misdirected Request: this connection's TLS name is not the Host asked for.\n"
-FILE_404_BODY = "404 Not Found\n"
 ID_MARKER_GLOB = "/dpl_*"
 WILDCARD = "{anchor_wild}"
 SNI_COPY = "X-Anchor-Sni"  # request header, only while the SNI is lowercased; deleted before serving
 SNI_COPY_VALUE = "{http.request.header.X-Anchor-Sni}"
 LOWERED_SNI = "{http.vars.anchor_sni}"
-
-
-@dataclass(frozen=True)
-class WorkerSockets:
-    """Where app workers listen (``root``/worker/<id>.sock) and the activator's socket for cold starts."""
-
-    root: Path
-    activator: Path
-
-
-@dataclass(frozen=True)
-class EdgePaths:
-    alias_hosts: Path  # edge/a
-    deployment_hosts: Path  # edge/d
-    deployments: Path  # deployments/
-    custom_hosts: Path | None = None  # edge/c: custom domains, links to edge/a/<production host>
 
 
 @dataclass(frozen=True)
@@ -192,7 +180,7 @@ def _not_found(body: str = EDGE_404_BODY) -> dict[str, Any]:
     return {
         "handler": "static_response",
         "status_code": 404,
-        "headers": {"Content-Type": ["text/plain; charset=utf-8"], "Cache-Control": ["no-store"]},
+        "headers": {"Content-Type": [TEXT_TYPE], "Cache-Control": ["no-store"]},
         "body": body,
     }
 
@@ -294,7 +282,7 @@ def _misdirected() -> dict[str, Any]:
     return {
         "handler": "static_response",
         "status_code": 421,
-        "headers": {"Content-Type": ["text/plain; charset=utf-8"], "Cache-Control": ["no-store"]},
+        "headers": {"Content-Type": [TEXT_TYPE], "Cache-Control": ["no-store"]},
         "body": MISDIRECTED_BODY,
         "close": True,
     }
