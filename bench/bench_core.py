@@ -55,8 +55,6 @@ SRC = REPO / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from anchor_deploy.cli.client import ApiClient  # noqa: E402
-from anchor_deploy.cli.deploy import build_manifest, deploy, plan_files  # noqa: E402
 from anchor_deploy.model.names import deployment_host  # noqa: E402
 from anchor_deploy.settings import Settings  # noqa: E402
 
@@ -701,75 +699,6 @@ def measure_reconcile_pass(data_dir: Path) -> dict[str, Any]:
 
 
 # -- 2. deploy of many small files ---------------------------------------------------------------------
-def make_site(root: Path, count: int) -> int:
-    rng = random.Random(20240601)
-    total = 0
-    root.mkdir(parents=True)
-    (root / "index.html").write_bytes(page("F"))
-    total += PAGE_SIZE
-    for i in range(count - 1):
-        folder = root / f"d{i // 100:03d}"
-        if i % 100 == 0:
-            folder.mkdir()
-        head = f"file {i:06d}\n".encode()
-        data = head + rng.randbytes(rng.randint(100, 500) - len(head))
-        (folder / f"f{i:06d}.bin").write_bytes(data)
-        total += len(data)
-    return total
-
-
-def _iso_seconds(value: str | None) -> float | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
-
-
-def files_phase(anchor: Anchor, work: Path, count: int) -> dict[str, Any]:
-    site = work / "site"
-    total_bytes = make_site(site, count)
-    say(f"deploy: {count} files, {total_bytes} bytes, first deploy through anchor_deploy.cli.deploy.deploy")
-    client = ApiClient(anchor.api_url, anchor.token)
-    runs: dict[str, Any] = {}
-    try:
-        for label in ("first", "unchanged_redeploy"):
-            started = time.perf_counter()
-            result = deploy(client, "files", site, True, {"bench": label}, False)
-            elapsed = time.perf_counter() - started
-            deployment = result.deployment
-            if deployment["status"] != "READY":
-                raise RuntimeError(f"{label} deploy ended {deployment['status']}: {deployment.get('error')}")
-            created, ready_at = _iso_seconds(deployment["createdAt"]), _iso_seconds(deployment["readyAt"])
-            runs[label] = {
-                "seconds": round(elapsed, 3),
-                "uploaded_files": result.uploaded_files,
-                "uploaded_bytes": result.uploaded_bytes,
-                "deployment": deployment["id"],
-                "server_build_s": round(ready_at - created, 3) if created and ready_at else None,
-            }
-            say(
-                f"  {label}: {elapsed:.2f}s, uploaded {result.uploaded_files} files / "
-                f"{result.uploaded_bytes} bytes, server build {runs[label]['server_build_s']}s"
-            )
-        # Where the redeploy's time goes: the client's hashing, measured again on its own (warm cache).
-        started = time.perf_counter()
-        plan = plan_files(site)
-        build_manifest(plan, None)
-        hash_s = time.perf_counter() - started
-        redeploy = runs["unchanged_redeploy"]
-        build_s = redeploy["server_build_s"] or 0.0
-        redeploy["breakdown_s"] = {
-            "client_walk_and_hash": round(hash_s, 3),
-            "server_created_to_ready": round(build_s, 3),
-            "rest_requests_and_ready_polling": round(max(0.0, redeploy["seconds"] - hash_s - build_s), 3),
-        }
-        with httpx.Client(
-            base_url=anchor.edge_url, headers={"Host": f"files.{BASE_DOMAIN}"}, timeout=5
-        ) as edge:
-            if edge.get("/").content != page("F"):
-                raise RuntimeError("files.localhost does not serve the deployed site")
-    finally:
-        client.close()
-    return {"files": count, "bytes": total_bytes, **runs}
-
-
 # -- 3. edge throughput --------------------------------------------------------------------------------
 @dataclass
 class Server:
@@ -1015,15 +944,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     edge_targets(results.get("edges", {}), add)
     rollback_targets(results.get("rollback", {}), add)
     static_targets(results.get("static", {}), add)
-    deploy_ = results.get("deploy", {}).get("unchanged_redeploy")
-    if deploy_:
-        add("unchanged redeploy time (s)", deploy_["seconds"], "< 2 s", deploy_["seconds"] < 2)
-        add(
-            "unchanged redeploy bytes uploaded",
-            deploy_["uploaded_bytes"],
-            "0",
-            deploy_["uploaded_bytes"] == 0,
-        )
+    from deploy_phase import deploy_targets
+
+    deploy_targets(results.get("deploy", {}), add)
     return found
 
 
@@ -1058,17 +981,16 @@ def render(results: dict[str, Any]) -> None:
     deploy_ = results.get("deploy")
     if deploy_:
         table = Table(title=f"2. deploy of {deploy_['files']} small files ({deploy_['bytes']} bytes)")
-        for col in ("run", "seconds", "uploaded files", "uploaded bytes", "server build s"):
-            table.add_column(col, justify="right", no_wrap=True)
-        for run in ("first", "unchanged_redeploy"):
-            d = deploy_[run]
-            table.add_row(
-                run,
-                str(d["seconds"]),
-                str(d["uploaded_files"]),
-                str(d["uploaded_bytes"]),
-                str(d["server_build_s"]),
-            )
+        from deploy_phase import RUNS
+
+        columns = ("seconds", "uploaded_files", "uploaded_bytes", "upload_batches", "cached_files")
+        columns += ("server_build_s",)
+        table.add_column("run", no_wrap=True)
+        for col in columns:
+            table.add_column(col.replace("_", " "), justify="right", no_wrap=True)
+        for run in RUNS:
+            if run in deploy_:
+                table.add_row(run, *(str(deploy_[run].get(col)) for col in columns))
         out.print(table)
         out.print(f"unchanged redeploy breakdown (s): {deploy_['unchanged_redeploy'].get('breakdown_s')}")
 
@@ -1208,6 +1130,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         measure_edges(anchor, site, work, args, parts, results, cleanup, servers)  # ends on Caddy
         if "deploy" in parts:
+            from deploy_phase import files_phase
+
             results["deploy"] = files_phase(anchor, work, args.files)
     except KeyboardInterrupt:
         interrupted = True
