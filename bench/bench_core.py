@@ -204,6 +204,12 @@ def tail(path: Path, size: int = 3000) -> str:
     return path.read_text(errors="replace")[-size:] if path.exists() else "(no log)"
 
 
+def _iso_seconds(value: str | None) -> float | None:
+    """An API timestamp (ISO 8601, ``Z`` or an offset) as epoch seconds; None stays None. The apps, git,
+    domains and dashboard benchmarks import it from here."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
+
+
 # -- the platform under test ---------------------------------------------------------------------------
 @dataclass
 class Anchor:
