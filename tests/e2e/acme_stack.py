@@ -17,10 +17,15 @@ VALIDATION_ZONE = "validation.anchor.test"
 
 @contextmanager
 def acme_stack(
-    root: Path, zone: str, tsig: tuple[str, str, str] | None = None, validity: int | None = None
+    root: Path,
+    zone: str,
+    tsig: tuple[str, str, str] | None = None,
+    validity: int | None = None,
+    edge_server: str = "caddy",
 ) -> Iterator[tuple[AnchorProcess, UserDns, Pebble]]:
     """``zone`` on knot (updates signed with ``tsig`` only, if given), pebble issuing certificates valid
-    ``validity`` seconds (its default if None), and `anchor up` using them, started in ``root``."""
+    ``validity`` seconds (its default if None), and `anchor up` using them (on ``edge_server``), started in
+    ``root``."""
     dns_port = free_port()
     with (
         UserDns([zone], workdir=root / "knot", tsig=tsig) as user_dns,
@@ -44,6 +49,7 @@ def acme_stack(
                 "ANCHOR_DOMAIN_CHECK_MIN": "0.2",
                 "ANCHOR_DOMAIN_CHECK_MAX": "1",
             },
+            edge_server=edge_server,
         )
         try:
             anchor.start()

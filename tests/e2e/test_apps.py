@@ -45,8 +45,10 @@ from tests.e2e.harness import AnchorProcess, ensure_project, upload_and_deploy
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnchorProcess]:
-    anchor = app_platform(tmp_path_factory.mktemp("apps") / "data").start()
+def platform(tmp_path_factory: pytest.TempPathFactory, edge_server: str) -> Iterator[AnchorProcess]:
+    anchor = app_platform(tmp_path_factory.mktemp("apps") / "data")
+    anchor.edge_server = edge_server  # the rollbacks under load run on both edges
+    anchor.start()
     try:
         yield anchor
     finally:
@@ -204,6 +206,7 @@ def test_reserved_and_invalid_env_keys_are_refused(platform: AnchorProcess, key:
 
 
 # -- 3. rollbacks under load -------------------------------------------------------------------------------
+@pytest.mark.edges
 def test_50_rollbacks_between_app_versions_under_load(platform: AnchorProcess) -> None:
     project = "swing"
     with platform.api() as api:

@@ -55,8 +55,9 @@ def platform_env(resolver: Resolver, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def anchor(tmp_path: Path, resolver: Resolver) -> Iterator[AnchorProcess]:
-    platform = AnchorProcess(tmp_path / "data", extra_env=platform_env(resolver)).start()
+def anchor(tmp_path: Path, resolver: Resolver, edge_server: str) -> Iterator[AnchorProcess]:
+    env = platform_env(resolver)
+    platform = AnchorProcess(tmp_path / "data", extra_env=env, edge_server=edge_server).start()
     try:
         yield platform
     finally:
@@ -139,6 +140,7 @@ def add_records(user_dns: UserDns, domain: dict[str, Any]) -> None:
         user_dns.add(record["name"], record["type"], record["value"] + ".")
 
 
+@pytest.mark.edges
 def test_domain_is_validated_issued_served_follows_rollback_and_is_released(
     anchor: AnchorProcess, user_dns: UserDns
 ) -> None:
@@ -338,12 +340,13 @@ def test_wrong_record_then_deadline_then_retry_after_fixing(
         user_dns.delete(name)
 
 
+@pytest.mark.edges
 def test_renewal_swaps_the_certificate_without_a_failed_handshake(
-    tmp_path: Path, resolver: Resolver, user_dns: UserDns
+    tmp_path: Path, resolver: Resolver, user_dns: UserDns, edge_server: str
 ) -> None:
     env = platform_env(resolver, ANCHOR_CERTIFICATE_LIFETIME="9")
     name = f"renew.{ZONE}"
-    anchor = AnchorProcess(tmp_path / "data", extra_env=env).start()
+    anchor = AnchorProcess(tmp_path / "data", extra_env=env, edge_server=edge_server).start()
     try:
         with anchor.api() as api:
             ensure_project(api, "renew")
@@ -451,6 +454,7 @@ def test_two_hundred_domains_attach(anchor: AnchorProcess, user_dns: UserDns) ->
         user_dns.delete(name)
 
 
+@pytest.mark.edges
 def test_wildcard_domain_serves_every_name_one_level_below(anchor: AnchorProcess, user_dns: UserDns) -> None:
     name = f"*.wild.{ZONE}"
     with anchor.api() as api:

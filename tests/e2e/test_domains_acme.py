@@ -25,11 +25,15 @@ ZONE = "acme-example.test"
 
 
 @pytest.fixture
-def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[AnchorProcess, UserDns, Pebble]]:
-    with acme_stack(tmp_path, ZONE, validity=getattr(request, "param", None)) as started:
+def stack(
+    tmp_path: Path, request: pytest.FixtureRequest, edge_server: str
+) -> Iterator[tuple[AnchorProcess, UserDns, Pebble]]:
+    validity = getattr(request, "param", None)
+    with acme_stack(tmp_path, ZONE, validity=validity, edge_server=edge_server) as started:
         yield started
 
 
+@pytest.mark.edges
 def test_acme_domain_is_issued_by_pebble_served_verified_and_revoked_on_removal(
     stack: tuple[AnchorProcess, UserDns, Pebble], tmp_path: Path
 ) -> None:

@@ -1,4 +1,5 @@
-"""Deploy, rollback, promote, pinning and history through the real CLI, API, Caddy and SQLite."""
+"""Deploy, rollback, promote, pinning and history through the real CLI, API, edge (Caddy; nginx too for the
+tests marked ``edges``) and SQLite."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import itertools
 import json
 import threading
 from pathlib import Path
+
+import pytest
 
 from tests.e2e.harness import AnchorProcess, ensure_project, upload_and_deploy
 
@@ -22,6 +25,7 @@ def _cli_json(anchor: AnchorProcess, *args: str) -> dict:
     return json.loads(anchor.cli(*args, "--json").stdout)
 
 
+@pytest.mark.edges  # on Caddy and on nginx
 def test_deploy_rollback_promote_and_history(anchor: AnchorProcess, tmp_path: Path) -> None:
     site_a = _site(tmp_path, "a", "version A")
     a = _cli_json(anchor, "deploy", str(site_a), "--project", "shop", "--prod", "--create")
@@ -88,6 +92,7 @@ def test_preview_deploys_never_move_production(anchor: AnchorProcess) -> None:
         assert anchor.edge(host).text == "preview"
 
 
+@pytest.mark.edges  # on Caddy and on nginx
 def test_concurrent_rollbacks_are_serialized_and_all_recorded(anchor: AnchorProcess) -> None:
     with anchor.api() as api:
         ensure_project(api, "race")
@@ -154,6 +159,7 @@ def test_anchor_toml_output_and_ignores(anchor: AnchorProcess, tmp_path: Path) -
     assert anchor.edge("app.localhost", "/notes.md").status_code == 404
 
 
+@pytest.mark.edges  # on Caddy and on nginx
 def test_deleting_a_project_stops_serving_it(anchor: AnchorProcess) -> None:
     with anchor.api() as api:
         ensure_project(api, "gone")
