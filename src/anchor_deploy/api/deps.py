@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from anchor_deploy.model.entities import Project, Token
 from anchor_deploy.model.errors import BodyTooLarge, InvalidInput
@@ -34,15 +35,30 @@ _BEARER = HTTPBearer(auto_error=False, description="an admin token, or a token l
 BearerScheme = Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]
 
 
-def caller(p: PlatformDep, request: Request, _declared: BearerScheme) -> Token:
-    return p.tokens.authenticate(request.headers.get("authorization"))
+def _authenticated(p: Platform, request: Request) -> Token:
+    """The caller's token, checked against the store once per request and kept on the request."""
+    found: Token | None = getattr(request.state, "anchor_token", None)
+    if found is None:
+        found = p.tokens.authenticate(request.headers.get("authorization"))
+        request.state.anchor_token = found
+    return found
+
+
+async def caller(p: PlatformDep, request: Request, _declared: BearerScheme) -> Token:
+    """Async so that a route whose project dependency has already authenticated (in its own worker-thread
+    round trip) pays no second round trip for the token."""
+    found = getattr(request.state, "anchor_token", None)
+    if isinstance(found, Token):
+        return found
+    return await run_in_threadpool(_authenticated, p, request)
 
 
 TokenDep = Annotated[Token, Depends(caller)]
 
 
-def admin(token: TokenDep) -> Token:
-    """The caller's token if it is unrestricted (403 first, before the body is looked at)."""
+async def admin(token: TokenDep) -> Token:
+    """The caller's token if it is unrestricted (403 first, before the body is looked at). Async: a pure
+    check, no reason for a worker-thread round trip."""
     require_admin(token)
     return token
 
@@ -50,8 +66,9 @@ def admin(token: TokenDep) -> Token:
 AdminDep = Annotated[Token, Depends(admin)]
 
 
-def project(project: str, p: PlatformDep, token: TokenDep) -> Project:
-    return p.projects.get(project, token)
+def project(project: str, p: PlatformDep, request: Request, _declared: BearerScheme) -> Project:
+    """Authenticates the caller (401 first) and finds the project in one worker-thread round trip."""
+    return p.projects.get(project, _authenticated(p, request))
 
 
 ProjectDep = Annotated[Project, Depends(project)]

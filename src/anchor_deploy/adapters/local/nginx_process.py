@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -125,7 +126,17 @@ class NginxProcess(SupervisedChild):
             time.sleep(0.2)
 
     def _terminate(self) -> None:
+        """SIGTERM to the whole group (the unshare wrapper ignores it while it waits; the master shuts
+        down, and its workers), SIGKILL if that takes too long, then whatever is left of the group."""
         proc = self._proc
-        super()._terminate()
-        if proc is not None:
-            _kill_group(proc.pid)  # workers left by a master that died (or was killed) first
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        _kill_group(proc.pid)
