@@ -102,12 +102,22 @@ def listening_processes(port: int) -> dict[int, str]:
         if not entry.name.isdigit():
             continue
         try:
-            links = {os.readlink(fd) for fd in (entry / "fd").iterdir()}
-            if links & inodes:
+            if _fd_links(entry / "fd") & inodes:
                 found[int(entry.name)] = (entry / "comm").read_text().strip()
         except OSError:
-            continue
+            continue  # gone, or not ours to read
     return found
+
+
+def _fd_links(folder: Path) -> set[str]:
+    """What a process's open files point at; one closed meanwhile is skipped, not the whole process."""
+    links = set()
+    for fd in folder.iterdir():
+        try:
+            links.add(os.readlink(fd))
+        except OSError:
+            continue
+    return links
 
 
 def edge_kind(processes: dict[int, str]) -> str | None:
@@ -463,9 +473,10 @@ def measure_edges(
     on_nginx = "nginx" in args.edges and try_edge(anchor, "nginx", args, edges)
     if on_nginx and "rollback" in parts:
         rollback["nginx"] = {"one": rollback_phase(anchor, site, 1, args, cleanup)}
-    if many:
-        say(f"setup: creating {args.projects - 2} more projects, one deployment each")
-        rollback["setup"] = setup_projects(anchor, args.projects - 1, args.setup_workers)
+    if many:  # N projects in all: bench, static (if made) and the rest
+        total = args.projects - (1 if files else 0)
+        say(f"setup: creating {total - 1} more projects, one deployment each")
+        rollback["setup"] = setup_projects(anchor, total, args.setup_workers)
         say(f"  all READY after {rollback['setup']['until_all_ready_s']} s")
     if on_nginx:
         if many:
