@@ -38,7 +38,8 @@ CHECKS = [
     schemathesis.checks.negative_data_rejection,
 ]
 
-# POST /v1/blob-batches takes a tar archive: sent as the bytes generated (rarely an archive: a documented 4xx).
+# POST /v1/blob-batches takes a tar archive: sent as the bytes generated (rarely an archive: a documented
+# 4xx).
 schemathesis.serializer.alias("application/x-tar", "application/octet-stream")
 
 
