@@ -15,6 +15,7 @@ import pytest
 
 from anchor_deploy.adapters.local.fs_blobs import FsBlobStore
 from anchor_deploy.adapters.local.fs_deployments import MARKER, FsDeploymentFiles
+from anchor_deploy.model.errors import BlobUnavailable
 from anchor_deploy.model.manifest import ETAG_SUFFIX, ManifestFile
 from tests.support import sha
 
@@ -160,6 +161,22 @@ def test_a_file_damaged_in_a_reused_tree_is_swapped_for_a_good_link(
     files.materialize(SECOND, manifest(blobs, SITE))
     assert read(files, SECOND, "assets/site.css") == b"body{}"
     assert served.stat().st_ino == blobs.path(sha(b"body{}")).stat().st_ino
+
+
+def test_a_tree_is_not_reused_for_a_blob_the_store_lost(fs: tuple[FsBlobStore, FsDeploymentFiles]) -> None:
+    """The tree's link still has the bytes, but the store does not: the build fails as it did before trees
+    (backups and fsck read the store), and succeeds once the blob is uploaded again."""
+    blobs, files = fs
+    entries = manifest(blobs, SITE)
+    files.materialize(FIRST, entries)
+    files.remove(FIRST)
+    blobs.path(sha(b"<p>faq</p>")).unlink()
+    with pytest.raises(BlobUnavailable, match=f"blob {sha(b'<p>faq</p>')} of docs/faq.html is missing"):
+        files.materialize(SECOND, entries)
+    assert not files.exists(SECOND)
+    manifest(blobs, {"docs/faq.html": b"<p>faq</p>"})
+    files.materialize(SECOND, entries)
+    assert read(files, SECOND, "docs/faq.html") == b"<p>faq</p>"
 
 
 def test_a_deployment_with_a_real_public_folder_still_relinks_and_goes(

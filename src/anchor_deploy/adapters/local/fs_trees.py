@@ -103,11 +103,13 @@ class TreeStore:
         return tree_id
 
     def _check_files(self, tree: Path, entries: list[tuple[str, str, str]]) -> None:
-        """Check a reused tree's files as a new build checks its links (once per inode and process): a
-        file that no longer holds its blob's bytes is swapped (one atomic rename) for a new link to the
-        blob, which checks the blob in turn (BlobUnavailable, naming the blob, if it is damaged too)."""
+        """Check a reused tree's files as a new build checks its links: the store must hold each blob (a
+        tree's link must not keep a deployment going on a blob the store lost: backups and fsck read the
+        store), and each file its blob's bytes (hashed once per inode and process). A file that fails is
+        swapped (one atomic rename) for a new link to the blob, which checks the blob in turn:
+        BlobUnavailable, naming the blob, if it is missing or damaged."""
         for name, kind, digest in entries:
-            if kind != "f" or self._blobs.holds_blob(tree / name, digest):
+            if kind != "f" or (self._blobs.has(digest) and self._blobs.holds_blob(tree / name, digest)):
                 continue
             tmp = self.root / f"{TMP_PREFIX}repair-{secrets.token_hex(6)}"
             try:
