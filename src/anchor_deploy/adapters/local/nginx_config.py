@@ -14,7 +14,7 @@ ETags: nginx builds them from mtime and size, and a blob's mtime is a stamp of i
 If-Modified-Since is ignored. There is no open_file_cache at all: it would keep answering from a
 descriptor, an ETag or a "not found" of before a switch for as long as it caches.
 
-Special answers are named locations reached through error_page with private status codes (49x), since
+Special answers are named locations reached through error_page with private status codes (48x), since
 add_header and default_type cannot be set where the server-level checks run.
 """
 
@@ -36,75 +36,23 @@ from anchor_deploy.adapters.local.edge_rules import (
     EdgePaths,
     WorkerSockets,
 )
+from anchor_deploy.adapters.local.nginx_assets import CERTIFICATE_JS, CHARSET_TYPES, MIME_TYPES
 from anchor_deploy.model.manifest import ETAG_SUFFIX
 from anchor_deploy.model.names import HOSTNAME_PATTERN
 
 NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
-# Private statuses: a server-level check hands the request to a named location with them.
-_EDGE_404 = 490  # no deployment at this Host
-_TO_HTTPS = 491  # plain HTTP for a custom domain
-_MISDIRECTED = 493  # the Host is not the connection's TLS name
+# Private statuses (48x: none of nginx's own): a check hands the request to a named location with them.
+_EDGE_404 = 480  # no deployment at this Host
+_TO_HTTPS = 481  # plain HTTP for a custom domain
+_WHOLE = 482  # a static file asked with If-Unmodified-Since
+_MISDIRECTED = 483  # the Host is not the connection's TLS name
+_WORKER = 484  # the deployment's worker is running
+_ACTIVATE = 485  # an app deployment without a running worker
 # A request nginx refuses (a Host such as "..", a path above the root) goes to these internal URIs.
 BAD_REQUEST_404 = "/.anchor-edge/404"
 BAD_REQUEST_421 = "/.anchor-edge/421"
-_WHOLE = 492  # a static file asked with If-Unmodified-Since
-_WORKER = 494  # nginx's own 494 (header too large) never reaches these locations' error_page
-_ACTIVATE = 495
-_TYPES = {
-    "text/html": "html htm",
-    "text/css": "css",
-    "text/javascript": "js mjs",
-    "text/plain": "txt",
-    "text/markdown": "md",
-    "text/csv": "csv",
-    "text/xml": "xml",
-    "application/json": "json map",
-    "application/manifest+json": "webmanifest",
-    "application/wasm": "wasm",
-    "application/pdf": "pdf",
-    "application/zip": "zip",
-    "application/gzip": "gz",
-    "application/rss+xml": "rss",
-    "application/atom+xml": "atom",
-    "image/svg+xml": "svg svgz",
-    "image/png": "png",
-    "image/jpeg": "jpg jpeg",
-    "image/gif": "gif",
-    "image/webp": "webp",
-    "image/avif": "avif",
-    "image/x-icon": "ico",
-    "font/woff": "woff",
-    "font/woff2": "woff2",
-    "font/ttf": "ttf",
-    "font/otf": "otf",
-    "audio/mpeg": "mp3",
-    "audio/ogg": "ogg",
-    "video/mp4": "mp4",
-    "video/webm": "webm",
-}
 _PARENT = r"^[^.]+\.(.+)$"  # a host minus its first label: where a wildcard domain's link is
 _SAME_NAME = r"^([^:]+):\1$"  # "<SNI>:<Host>" with the same name on both sides
-_CHARSET_TYPES = "text/css text/javascript text/plain text/markdown text/csv text/xml application/json"
-_CERTIFICATE_JS = """\
-import fs from 'fs';
-const NONE = '/dev/null/no-certificate-for-this-name';  // never a file: the handshake fails
-const NAME = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/;
-function readable(path) {
-    try { fs.accessSync(path, fs.constants.R_OK); return true; } catch (e) { return false; }
-}
-// The certificate of this handshake's name: the exact name's bundle, else the wildcard one a level up.
-// An unknown name, or an SNI with a trailing dot, gets none: the handshake fails.
-function certificate(r) {
-    const name = (r.variables.ssl_server_name || '').toLowerCase();
-    if (!NAME.test(name) || name.indexOf('..') >= 0) { return NONE; }
-    const exact = FOLDER + '/' + name + '.pem';
-    if (readable(exact)) { return exact; }
-    const dot = name.indexOf('.');
-    const wildcard = FOLDER + '/_.' + name.slice(dot + 1) + '.pem';
-    return dot > 0 && readable(wildcard) ? wildcard : NONE;
-}
-export default { certificate };
-"""
 
 
 @dataclass(frozen=True)
@@ -389,9 +337,9 @@ def render(
         "    sendfile on;\n    tcp_nodelay on;\n    keepalive_requests 10000;\n",
         "    client_max_body_size 0;\n    absolute_redirect off;\n    recursive_error_pages on;\n",
         "    types {\n",
-        *(f"        {kind} {extensions};\n" for kind, extensions in _TYPES.items()),
+        *(f"        {kind} {extensions};\n" for kind, extensions in MIME_TYPES.items()),
         "    }\n    default_type application/octet-stream;\n",
-        f"    charset_types {_CHARSET_TYPES};\n",
+        f"    charset_types {CHARSET_TYPES};\n",
         _maps(paths),
         _tls_maps(js_path) if https is not None else "",
         _http_server(http_listen, paths, workers, https),
@@ -401,7 +349,7 @@ def render(
     ]
     js = None
     if https is not None:
-        js = f"const FOLDER = {str(https.certificates)!r};\n" + _CERTIFICATE_JS
+        js = f"const FOLDER = {str(https.certificates)!r};\n" + CERTIFICATE_JS
     return NginxFiles("".join(head + http), js, (whole_socket(workers),))
 
 
