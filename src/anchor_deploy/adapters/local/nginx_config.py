@@ -109,6 +109,8 @@ def _text_answer(name: str, status: int, body: str, extra: str = "") -> str:
 
 
 def _proxy_headers() -> str:
+    """As Caddy proxies: the lowercased Host, X-Forwarded-*, HTTP/1.1, upgrades (WebSocket) passed on, and
+    bodies streamed both ways as they come (server-sent events, uploads), never buffered to disk first."""
     return (
         "        proxy_http_version 1.1;\n"
         "        proxy_set_header Host $host;\n"
@@ -118,6 +120,7 @@ def _proxy_headers() -> str:
         "        proxy_set_header Upgrade $http_upgrade;\n"
         "        proxy_set_header Connection $anchor_connection;\n"
         "        proxy_request_buffering off;\n"
+        "        proxy_buffering off;\n"
     )
 
 
@@ -125,7 +128,8 @@ def _deployment_locations(paths: EdgePaths, workers: WorkerSockets) -> str:
     """The locations of one deployment (its id in $anchor_id): static files, then the app, then 404s."""
     deployment = f"{paths.deployments}/$anchor_id"
     worker_socket = f"{workers.root}/worker/$anchor_id.sock"
-    not_found = {403: "@app", 404: "@app", 405: "@app", _WHOLE: "@whole"}
+    not_static = {403: "@app", 404: "@app", 405: "@app"}
+    not_found = {**not_static, _WHOLE: "@whole"}
     app_pages = {_WORKER: "@worker", _ACTIVATE: "@activate", 404: "=404 @page404"}
     return (
         # Static files: the ETag is content-derived (the mtime is a content stamp); dates are no validators.
@@ -167,6 +171,8 @@ def _deployment_locations(paths: EdgePaths, workers: WorkerSockets) -> str:
         f"    location @whole {{\n        proxy_pass http://unix:{whole_socket(workers)}:;\n{_proxy_headers()}"
         '        proxy_set_header If-Unmodified-Since "";\n        proxy_set_header If-Modified-Since "";\n'
         "        proxy_set_header X-Anchor-Deployment $anchor_id;\n"
+        # No such static file there: the app (with the validators it was sent), else the 404 page.
+        f"        proxy_intercept_errors on;\n{_error_pages(not_static)}"
         "        add_header Cache-Control $anchor_cache;\n    }\n"
     )
 
