@@ -45,9 +45,22 @@ from tests.e2e.harness import AnchorProcess, ensure_project, upload_and_deploy
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory, edge_server: str) -> Iterator[AnchorProcess]:
-    anchor = app_platform(tmp_path_factory.mktemp("apps") / "data")
-    anchor.edge_server = edge_server  # the rollbacks under load run on both edges
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnchorProcess]:
+    anchor = app_platform(tmp_path_factory.mktemp("apps") / "data").start()
+    try:
+        yield anchor
+    finally:
+        anchor.stop()
+
+
+@pytest.fixture(scope="module")
+def edge_platform(request: pytest.FixtureRequest, edge_server: str) -> Iterator[AnchorProcess]:
+    """For the tests run on both edges: the module's platform on Caddy, a platform of its own on nginx."""
+    if edge_server == "caddy":
+        yield request.getfixturevalue("platform")
+        return
+    anchor = app_platform(request.getfixturevalue("tmp_path_factory").mktemp("apps-nginx") / "data")
+    anchor.edge_server = edge_server
     anchor.start()
     try:
         yield anchor
@@ -207,7 +220,8 @@ def test_reserved_and_invalid_env_keys_are_refused(platform: AnchorProcess, key:
 
 # -- 3. rollbacks under load -------------------------------------------------------------------------------
 @pytest.mark.edges
-def test_50_rollbacks_between_app_versions_under_load(platform: AnchorProcess) -> None:
+def test_50_rollbacks_between_app_versions_under_load(edge_platform: AnchorProcess) -> None:
+    platform = edge_platform
     project = "swing"
     with platform.api() as api:
         ensure_project(api, project)
