@@ -120,6 +120,15 @@ def test_a_truncated_archive_is_a_400_and_stores_nothing(api: Api) -> None:
     assert api.held(b"first", blob) == [False, False]
     garbage = api.http.post(BATCH, content=b"\x01" * 1024)
     assert garbage.status_code == 400 and "tar archive" in garbage.json()["error"]["message"]
+    two = tar_of((sha(b"first"), b"first"), (sha(b"second"), b"second"))
+    no_end = two[: 512 * 4]  # both blobs whole (a header and a block each), then no end blocks
+    assert api.http.post(BATCH, content=no_end).status_code == 400
+    assert api.held(b"first", b"second") == [False, False]
+    bad_size = bytearray(tar_of((sha(b"size"), b"size")))
+    bad_size[124:136] = b"00000000009\0"  # not octal
+    bad_size[148:156] = b"%06o\0 " % (sum(bad_size[:148]) + sum(bad_size[156:512]) + 256)
+    answer = api.http.post(BATCH, content=bytes(bad_size))
+    assert answer.status_code == 400 and "no readable size" in answer.json()["error"]["message"]
 
 
 def test_a_batch_needs_a_token(api: Api) -> None:

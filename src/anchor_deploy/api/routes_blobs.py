@@ -10,7 +10,6 @@ falls back to one request per blob.
 
 from __future__ import annotations
 
-import tarfile
 import tempfile
 from typing import IO, Any
 
@@ -26,6 +25,9 @@ from anchor_deploy.model.manifest import is_sha256
 router = APIRouter(prefix="/v1")
 BATCH_PATH = "/v1/blob-batches"
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
+_BLOCK = 512
+_ZEROS = bytes(_BLOCK)
+_REGULAR = (b"0", b"\0")  # tar's type flags of a regular file
 _BATCH_BODY = {
     "requestBody": {
         "required": True,
@@ -65,28 +67,56 @@ async def put_blob_batch(p: PlatformDep, _token: TokenDep, request: Request) -> 
 
 def read_batch(stream: IO[bytes], max_size: int) -> list[tuple[str, bytes]]:
     """The (sha256, bytes) entries of a tar archive, each name a digest and each size within ``max_size``
-    (a repeated name is read once). BadRequest for an archive that cannot be read or ends early."""
+    (a repeated name is read once). BadRequest for an archive that cannot be read or ends early.
+
+    Read here rather than by ``tarfile``: only what a batch may hold (plain ustar or GNU headers of regular
+    files, names of 64 characters) is accepted, at a fraction of tarfile's cost per entry."""
     found: dict[str, bytes] = {}
-    try:
-        with tarfile.open(fileobj=stream, mode="r|") as archive:
-            for member in archive:
-                name = member.name
-                if not is_sha256(name):
-                    raise InvalidInput(
-                        f"batch entry {name[:80]!r} is not named by a sha256 (64 lowercase hex characters)",
-                        entry=name[:80],
-                    )
-                if not member.isreg():
-                    raise InvalidInput(f"batch entry {name} is not a regular file", digest=name)
-                if member.size > max_size:
-                    raise BlobTooLarge(f"blob {name} is larger than the {max_size}-byte limit", digest=name)
-                reader = archive.extractfile(member)
-                data = reader.read() if reader is not None else b""
-                if len(data) != member.size:
-                    raise BadRequest(f"the batch ends inside blob {name}", digest=name)
-                found.setdefault(name, data)
-    except (tarfile.TarError, EOFError) as exc:
-        raise BadRequest(f"the batch is not a complete tar archive: {exc}") from exc
+    while True:
+        header = stream.read(_BLOCK)
+        if len(header) < _BLOCK:
+            raise BadRequest("the batch is not a complete tar archive: it ends without its end blocks")
+        if header == _ZEROS:
+            break
+        name, kind, size = _entry(header)
+        if not is_sha256(name):
+            raise InvalidInput(
+                f"batch entry {name[:80]!r} is not named by a sha256 (64 lowercase hex characters)",
+                entry=name[:80],
+            )
+        if kind not in _REGULAR:
+            raise InvalidInput(f"batch entry {name} is not a regular file", digest=name)
+        if size > max_size:
+            raise BlobTooLarge(f"blob {name} is larger than the {max_size}-byte limit", digest=name)
+        data = stream.read(size)
+        padding = -size % _BLOCK
+        if len(data) != size or len(stream.read(padding)) != padding:
+            raise BadRequest(f"the batch ends inside blob {name}", digest=name)
+        found.setdefault(name, data)
     if not found:
         raise InvalidInput("the batch holds no blobs")
     return list(found.items())
+
+
+def _entry(header: bytes) -> tuple[str, bytes, int]:
+    """(name, type flag, size) of a tar header block; BadRequest if it is not one."""
+    blanked = sum(header[:148]) + sum(header[156:]) + 8 * 32  # the checksum field counts as spaces
+    if _octal(header[148:156]) != blanked:
+        raise BadRequest("the batch is not a tar archive: a header's checksum does not match")
+    name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+    prefix = header[345:500].split(b"\0", 1)[0] if header[257:262] == b"ustar" else b""
+    if prefix:
+        name = f"{prefix.decode('utf-8', 'replace')}/{name}"
+    size = _octal(header[124:136])
+    if size is None:
+        raise BadRequest(f"the batch is not a tar archive: entry {name[:80]!r} has no readable size")
+    return name, header[156:157], size
+
+
+def _octal(field: bytes) -> int | None:
+    """A header's octal number (NUL or space terminated); None if it is not one."""
+    digits = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(digits, 8) if digits and digits.isdigit() else None
+    except ValueError:  # an 8 or a 9
+        return None

@@ -184,9 +184,10 @@ def upload(
             progress.advance(task)
         return size
 
+    direct_ones = [d for d in digests if direct is not None and d in direct.targets]
     through_api = [d for d in digests if direct is None or d not in direct.targets]
     grouped, singles = batches(through_api, {d: by_digest[d][1] for d in through_api}) if sender else ([], [])
-    one_by_one = [d for d in digests if d not in set(through_api)] + (singles if sender else through_api)
+    one_by_one = direct_ones + (singles if sender else through_api)
     with ThreadPoolExecutor(max_workers=8) as pool, ThreadPoolExecutor(max_workers=2) as batch_pool:
 
         def send_batch(group: list[str]) -> int:

@@ -49,6 +49,17 @@ class UploadTarget:
 
 
 @runtime_checkable
+class BatchPuts(Protocol):
+    """Offered by a blob store that writes many small blobs faster together (a batch upload). Optional: a
+    batch is otherwise stored blob by blob (``BlobStore.put``)."""
+
+    def put_many(self, blobs: Sequence[tuple[str, bytes]], max_size: int) -> list[int]:
+        """Store each (sha256, bytes), every one checked (BlobRejected, BlobTooLarge) before any is stored;
+        the bytes stored per blob, 0 for one held already."""
+        ...
+
+
+@runtime_checkable
 class DirectUploads(Protocol):
     """Offered by a blob store that clients can upload to directly (S3: presigned PUT URLs). Optional: a
     store without it is uploaded to through the API's blob route only."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from anchor_deploy.model.errors import BlobRejected, BlobTooLarge, InvalidInput
 from anchor_deploy.model.manifest import is_sha256
 from anchor_deploy.ports import BlobStore
+from anchor_deploy.ports.blobs import BatchPuts
 
 # The most bytes one batch of blobs may carry (its archive, headers included); larger files go one by one.
 MAX_BATCH_BYTES = 32 * 1024 * 1024
@@ -52,11 +53,9 @@ class UploadService:
                 raise BlobRejected(
                     f"blob {digest}: its content does not match its name (sha256 {found})", digest=digest
                 )
-        stored = held = written = 0
-        for digest, data in blobs:
-            size = self._blobs.put(digest, iter((data,)), self.max_size)
-            if size:  # 0: held already (or empty)
-                stored, written = stored + 1, written + size
-            else:
-                held += 1
-        return BatchStored(stored, held, written)
+        if isinstance(self._blobs, BatchPuts):
+            sizes = self._blobs.put_many(blobs, self.max_size)
+        else:
+            sizes = [self._blobs.put(digest, iter((data,)), self.max_size) for digest, data in blobs]
+        stored = sum(1 for size in sizes if size)  # 0: held already (or empty)
+        return BatchStored(stored, len(sizes) - stored, sum(sizes))

@@ -109,7 +109,7 @@ class TreeStore:
         swapped (one atomic rename) for a new link to the blob, which checks the blob in turn:
         BlobUnavailable, naming the blob, if it is missing or damaged."""
         for name, kind, digest in entries:
-            if kind != "f" or (self._blobs.has(digest) and self._blobs.holds_blob(tree / name, digest)):
+            if kind != "f" or self._blobs.holds_blob(f"{tree}/{name}", digest):
                 continue
             tmp = self.root / f"{TMP_PREFIX}repair-{secrets.token_hex(6)}"
             try:
