@@ -94,7 +94,7 @@ def test_no_open_file_cache_and_date_validators_off(tmp_path: Path) -> None:
         r"^\s*open_file_cache", conf, re.MULTILINE
     )  # it would answer from before a switch for as long as it caches
     served = conf.count("etag on;")
-    assert served == 3  # the HTTP and HTTPS servers' static files, and the server without date validators
+    assert served == 5  # per server (HTTP, HTTPS): files and directories' index.html; and the date-free one
     assert len(re.findall(r"etag on;\n\s*if_modified_since off;", conf)) == served
     assert 'add_header Last-Modified "";' in conf
 

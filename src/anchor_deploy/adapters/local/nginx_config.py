@@ -131,13 +131,20 @@ def _deployment_locations(paths: EdgePaths, workers: WorkerSockets) -> str:
     not_static = {403: "@app", 404: "@app", 405: "@app"}
     not_found = {**not_static, _WHOLE: "@whole"}
     app_pages = {_WORKER: "@worker", _ACTIVATE: "@activate", 404: "=404 @page404"}
-    return (
-        # Static files: the ETag is content-derived (the mtime is a content stamp); dates are no validators.
-        f"    location / {{\n        root {deployment}/public;\n        index index.html;\n"
+    static = (
+        f"        root {deployment}/public;\n"
         "        etag on;\n        if_modified_since off;\n        charset utf-8;\n"
         '        add_header Cache-Control $anchor_cache;\n        add_header Last-Modified "";\n'
         f"{_error_pages(not_found)}"
-        f"        if ($http_if_unmodified_since) {{ return {_WHOLE}; }}\n    }}\n"
+        f"        if ($http_if_unmodified_since) {{ return {_WHOLE}; }}\n"
+    )
+    return (
+        # Static files: the ETag is content-derived (the mtime is a content stamp); dates are no validators.
+        # A directory without its slash is redirected to it (by nginx's static module).
+        f"    location / {{\n{static}    }}\n"
+        # A directory's index.html, found in place (no internal redirect, and no "directory index is
+        # forbidden" error logged for an app's paths): else the app, else the 404 page.
+        f"    location ~ /$ {{\n{static}        try_files ${{uri}}index.html =404;\n    }}\n"
         # Sidecars are not files of the site: the same answer as an unknown path.
         f"    location ~ {_regex(_escaped(ETAG_SUFFIX) + '$', flag='')} {{\n{_error_pages({404: '@app'})}"
         "        return 404;\n    }\n"
