@@ -59,8 +59,10 @@ def test_an_unchanged_folder_is_not_read_again(tmp_path: Path, reads: list[Path]
     assert hits == 0 and len(reads) == 2
     assert first == {"index.html": sha(b"<h1>a</h1>"), "css/site.css": sha(b"body{}")}
     reads.clear()
+    written = os.stat(HashCache.for_folder(tmp_path / "cache", folder).file).st_ino
     again, hits = deploy_once(folder, tmp_path / "cache")
     assert again == first and hits == 2 and reads == []
+    assert os.stat(HashCache.for_folder(tmp_path / "cache", folder).file).st_ino == written  # not rewritten
     assert sorted(p.name for p in folder.rglob("*")) == ["css", "index.html", "site.css"]  # nothing added
     assert len(list((tmp_path / "cache" / "anchor-deploy" / "hashes").iterdir())) == 1
 

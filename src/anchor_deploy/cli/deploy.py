@@ -40,7 +40,7 @@ def build_manifest(
     """The manifest of ``plan``'s files: each file is stat'ed once, and read only when ``cache`` does not
     hold a trusted digest for its state (then the cache learns it)."""
     task = progress.add_task("hashing", total=len(plan.files)) if progress else None
-    stats = {rel: os.stat(path) for rel, path in plan.files.items()}
+    stats = {rel: plan.stats.get(rel) or os.stat(path) for rel, path in plan.files.items()}
     known = {rel: cache.lookup(rel, info) for rel, info in stats.items()} if cache else {}
     to_read = [rel for rel in plan.files if known.get(rel) is None]
     manifest: list[dict[str, Any]] = []

@@ -50,6 +50,7 @@ class HashCache:
         self._new: dict[str, CachedEntry] = {}
         self._trusted_before = 0  # an entry counts only if its file was last changed before this
         self.hits = 0
+        self._changed = False  # an entry was learned: the cache must be written
         self._load()
 
     @classmethod
@@ -89,9 +90,13 @@ class HashCache:
     def remember(self, rel: str, info: os.stat_result, digest: str) -> None:
         """Record a digest read from the file whose state before the read was ``info``."""
         self._new[rel] = CachedEntry(key_of(info), digest)
+        self._changed = True
 
     def save(self) -> None:
-        """Write this deploy's entries (atomically; a failure to write is ignored: the next deploy hashes)."""
+        """Write this deploy's entries (atomically; a failure to write is ignored: the next deploy hashes).
+        Nothing to write when every file was a hit and none went away: the file holds these entries."""
+        if not self._changed and self._new.keys() == self._old.keys():
+            return
         data = {
             "format": FORMAT,
             "hashedAt": self.started_ns,

@@ -25,6 +25,7 @@ class PlanError(ValueError):
 class DeployPlan:
     root: Path
     files: dict[str, Path] = field(default_factory=dict)
+    stats: dict[str, os.stat_result] = field(default_factory=dict)  # each file's state when planned
     skipped: list[Skipped] = field(default_factory=list)
     app: dict[str, Any] | None = None
 
@@ -71,12 +72,16 @@ def plan_files(directory: Path, include_dotenv: bool = False) -> DeployPlan:
         for name in sorted(names):
             rel = _join(rel_folder, name)
             skip = rules.check(rel, is_dir=False)
-            if skip is None and not stat.S_ISREG(os.lstat(Path(folder) / name).st_mode):
+            where = os.path.join(folder, name)
+            info = os.lstat(where) if skip is None else None
+            if info is not None and not stat.S_ISREG(info.st_mode):
                 skip = Skipped(rel, Why.NOT_REGULAR)  # symlinks, sockets, devices: only regular files deploy
             if skip is not None:
                 plan.skipped.append(skip)
             else:
-                plan.files[rel] = Path(folder) / name
+                plan.files[rel] = Path(where)
+                if info is not None:
+                    plan.stats[rel] = info
     return plan
 
 
