@@ -212,8 +212,10 @@ def wait_ready(
 ) -> dict[str, Any]:
     """Poll until the deployment is final, passing new build log lines to ``on_log`` as they come. A READY
     production build is final once its go-live is decided (production moved to it, or left pinned), so
-    that production serves it when this returns. Polls start 20 ms apart, growing to ``longest_wait``."""
-    deadline = time.monotonic() + timeout
+    that production serves it when this returns. Polls are 20 ms apart for the first second (most builds
+    of static files end within it: each poll late is time the user waits), then grow to ``longest_wait``."""
+    started = time.monotonic()
+    deadline = started + timeout
     delay = 0.02
     last = ""
     seen = 0
@@ -238,7 +240,8 @@ def wait_ready(
         if time.monotonic() > deadline:
             raise ClientError(f"deployment {deployment_id} is still {last} after {timeout:.0f}s")
         time.sleep(delay)
-        delay = min(delay * 1.5, longest_wait)
+        if time.monotonic() > started + 1:
+            delay = min(delay * 1.5, longest_wait)
 
 
 def _progress() -> Progress:

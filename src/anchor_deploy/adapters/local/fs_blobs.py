@@ -25,6 +25,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -148,11 +149,12 @@ class FsBlobStore:
         """Whether the store holds the blob and ``path``, a file linked to it earlier (a shared tree's:
         fs_trees.py), still holds its bytes: checked as ``link`` checks, once per inode and process (a
         changed inode is read again)."""
-        if not self.has(digest):
-            return False
         try:
             info = os.stat(path)
+            held = os.stat(f"{self._root}/{digest[:2]}/{digest}")  # a manifest's digest: well formed
         except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(held.st_mode):
             return False
         if self._verified.holds(info, digest):
             return True
