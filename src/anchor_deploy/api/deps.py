@@ -68,7 +68,14 @@ AdminDep = Annotated[Token, Depends(admin)]
 
 def project(project: str, p: PlatformDep, request: Request, _declared: BearerScheme) -> Project:
     """Authenticates the caller (401 first) and finds the project in one worker-thread round trip."""
-    return p.projects.get(project, _authenticated(p, request))
+    return authorized_project(p, request, project)[1]
+
+
+def authorized_project(p: Platform, request: Request, name: str) -> tuple[Token, Project]:
+    """The caller's token and the project it names (401, then 404), for a route that does its whole work
+    in one worker-thread round trip (routes.py: rollback, promote) instead of ProjectDep's and its own."""
+    token = _authenticated(p, request)
+    return token, p.projects.get(name, token)
 
 
 ProjectDep = Annotated[Project, Depends(project)]
@@ -83,12 +90,22 @@ async def json_object(request: Request) -> dict[str, Any]:
     longer one as it streams; this is the same check for an app without it), its shape measured before it
     is parsed (model/limits.py: depth, number of values), without NaN or Infinity, which Python's json
     reads but no JSON answer can carry."""
+    return json_value(await json_bytes(request))
+
+
+async def json_bytes(request: Request) -> bytes:
+    """The body's bytes, at most ANCHOR_MAX_JSON_BODY of them (413 past it), not looked at yet."""
     limit = platform(request).settings.max_json_body
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > limit:
             raise BodyTooLarge(f"request body is larger than the {limit}-byte limit")
+    return bytes(raw)
+
+
+def json_value(raw: bytes) -> dict[str, Any]:
+    """``raw`` as a JSON object, checked as json_object says (422 with the reason)."""
     if not raw.strip():
         return {}
     check_json_shape(raw)
