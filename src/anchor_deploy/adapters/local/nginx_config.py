@@ -337,7 +337,7 @@ def render(
     js_path = run_dir / "nginx-certificate.js"
     head = [
         "# Written by anchor-deploy at start; it never changes with deployments.\n",
-        "daemon off;\nmaster_process on;\nworker_processes auto;\n",
+        "daemon off;\nmaster_process on;\nworker_processes auto;\npcre_jit on;\n",
         f"pid {run_dir / 'nginx.pid'};\nerror_log {error_log} warn;\n",
         # As root, the workers keep the platform's rights (the data dir is 0700), as Caddy's do.
         "user root;\n" if root else "",
