@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from anchor_deploy.model.entities import DeploymentStatus, Target, Token
 from anchor_deploy.services.retention import Retention, RetentionPolicy
 from tests.support import sha
@@ -94,3 +96,17 @@ def test_an_unpin_keeps_the_previous_production(app: App) -> None:
     app.deploy(project, b"newest preview", Target.PREVIEW)
     plan = retention(app, RetentionPolicy(keep_newest=1, keep_production=1), []).plan(project)
     assert plan == [a.id] and b.id not in plan and c.id not in plan
+
+
+def test_collect_asks_the_deployment_files_to_collect_what_they_share_with_the_blobs_grace(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[float] = []
+    monkeypatch.setattr(app.files, "collect", lambda older_than: asked.append(older_than) or 0)
+    policy = RetentionPolicy(blob_grace_seconds=60)
+    rules = retention(app, policy, [])
+    rules.collect(now=1000.0)
+    assert asked == [940.0]
+    with rules.collection_paused():  # a backup runs: nothing is collected, trees neither
+        rules.collect(now=2000.0)
+    assert asked == [940.0]

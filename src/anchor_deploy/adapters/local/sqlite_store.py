@@ -209,16 +209,25 @@ class SqliteStore(SqliteSessions, SqliteDnsLinks, SqliteGit):
         return db
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction. ``durable``: its commit is on disk (the WAL fsynced) when this returns,
+        not only safe from a crash of this process as under synchronous=NORMAL: for what a caller is told
+        has happened and the edge already shows (production moves)."""
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
+        if durable:
+            db.execute("PRAGMA synchronous=FULL")
         try:
-            yield db
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            if durable:
+                db.execute("PRAGMA synchronous=NORMAL")
 
     def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._db().execute(sql, args).fetchone()
@@ -532,7 +541,7 @@ class SqliteStore(SqliteSessions, SqliteDnsLinks, SqliteGit):
         token_name: str,
         pinned: bool,
     ) -> AliasMove:
-        with self._write() as db:
+        with self._write(durable=True) as db:  # on disk before the edge moves and the caller is answered
             row = db.execute(
                 "SELECT production_deployment_id FROM projects WHERE id = ?", (project_id,)
             ).fetchone()
