@@ -145,6 +145,15 @@ class WorkerRuntime:
             worker = self._workers.get(spec.deployment_id)
             if worker and worker.healthy and worker.proc.poll() is None:
                 return
+            if worker is not None and worker.proc.poll() is not None and worker.healthy:
+                # A crash a request found before the monitor did (the nginx edge sends a refused request
+                # here at once): logged as the monitor would, and the monitor leaves it to this request.
+                worker.healthy = False
+                log.warning(
+                    "worker %s exited with %s; started again for a request",
+                    spec.deployment_id,
+                    worker.proc.returncode,
+                )
             if worker is None or worker.proc.poll() is not None:
                 worker = self._spawn(spec)
             self._wait_healthy(worker, timeout)
