@@ -113,6 +113,8 @@ class LocalLifecycle:
             f"trust {ca.root_path} for the local CA)",
             self.sandbox_line(),
         ]
+        if settings.edge == "nginx":
+            lines.insert(0, f"edge: nginx ({settings.nginx_bin}; its log: logs/nginx.log in the data dir)")
         if ca.replaced_root is not None:
             lines.append(
                 f"the local CA got a new root that strict TLS clients accept: trust {ca.root_path} "
