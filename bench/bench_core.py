@@ -301,7 +301,9 @@ def deploy_by_hand(
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         found = api.get(f"/v1/deployments/{deployment_id}").json()
-        if found["status"] in ("READY", "ERROR", "CANCELED"):
+        # A READY production build is final once its go-live is decided (as the CLI's wait_ready reads it).
+        live = found["status"] == "READY" and not found.get("goLivePending")
+        if found["status"] in ("ERROR", "CANCELED") or live:
             if found["status"] != "READY":
                 raise RuntimeError(f"{deployment_id} ended {found['status']}: {found.get('error')}")
             return dict(found)
