@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -101,4 +102,9 @@ def _serve(platform: Platform, settings: Settings, say: Callable[[str], None]) -
         ),
         app,
     )
+    # Everything built so far (the app, its routes and models, the platform) lives as long as the process:
+    # out of the collector's sight, a full collection scans only what requests made since, not these
+    # ~125,000 objects (about 70 ms on this machine, paid by whichever request triggered it).
+    gc.collect()
+    gc.freeze()
     server.run()
