@@ -15,6 +15,7 @@ MAX_FILES = 100_000
 # The edge keeps a content-hash sidecar beside every served file; user files may not use its suffix.
 ETAG_SUFFIX = ".anchor-etag"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a control character (checked per path: one search)
 _PERMISSION_BITS = 0o7777
 _MAX_MODE = 0o177777
 
@@ -43,7 +44,7 @@ def validate_path(path: object) -> str:
         raise InvalidManifest(f"file path {shown!r} contains a NUL byte")
     if "\\" in path:
         raise InvalidManifest(f"file path {shown!r} contains a backslash; use '/' as the separator")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+    if _CONTROL.search(path):
         raise InvalidManifest(f"file path {shown!r} contains a control character")
     if path.startswith("/"):
         raise InvalidManifest(f"file path {shown!r} is absolute; paths are relative to the deployment root")
