@@ -129,10 +129,12 @@ def _deployment_locations(paths: EdgePaths, workers: WorkerSockets) -> str:
     deployment = f"{paths.deployments}/$anchor_id"
     worker_socket = f"{workers.root}/worker/$anchor_id.sock"
     not_static = {403: "@app", 404: "@app", 405: "@app"}
-    not_found = {**not_static, _WHOLE: "@whole"}
+    not_found = {**not_static, _WHOLE: "@whole", _EDGE_404: "@edge404"}
     app_pages = {_WORKER: "@worker", _ACTIVATE: "@activate", 404: "=404 @page404"}
     static = (
         f"        root {deployment}/public;\n"
+        # A link found that names no deployment (not deployments/dpl_<id>): the edge 404.
+        f'        if ($anchor_id = "") {{ return {_EDGE_404}; }}\n'
         "        etag on;\n        if_modified_since off;\n        charset utf-8;\n"
         '        add_header Cache-Control $anchor_cache;\n        add_header Last-Modified "";\n'
         f"{_error_pages(not_found)}"
@@ -146,7 +148,9 @@ def _deployment_locations(paths: EdgePaths, workers: WorkerSockets) -> str:
         # forbidden" error logged for an app's paths): else the app, else the 404 page.
         f"    location ~ /$ {{\n{static}        try_files ${{uri}}index.html =404;\n    }}\n"
         # Sidecars are not files of the site: the same answer as an unknown path.
-        f"    location ~ {_regex(_escaped(ETAG_SUFFIX) + '$', flag='')} {{\n{_error_pages({404: '@app'})}"
+        f"    location ~ {_regex(_escaped(ETAG_SUFFIX) + '$', flag='')} {{\n"
+        f"{_error_pages({404: '@app', _EDGE_404: '@edge404'})}"
+        f'        if ($anchor_id = "") {{ return {_EDGE_404}; }}\n'
         "        return 404;\n    }\n"
         # The app, if the deployment has one: a running worker has its .sock.up marker; an app deployment
         # without one (it has a worker/ folder) goes to the activator, which starts it.
@@ -209,17 +213,14 @@ def _escaped(text: str) -> str:
 
 def _resolve(kinds: list[tuple[str, str]]) -> str:
     """Server-level: the first host link that exists (each ``$link_var`` with its kind letter) becomes
-    $anchor_link; the root is that link, so $realpath_root (read once, by $anchor_id) resolves it."""
-    lines = ['        set $anchor_link "";\n']
-    for i, (link_var, kind) in enumerate(kinds):
-        found = f"set $anchor_link {link_var}; set $anchor_kind {kind};"
-        if i == 0:
-            lines.append(f"        if (-d {link_var}) {{ {found} }}\n")
-            continue
-        # Only looked at while nothing was found: an empty path is no directory.
-        lines.append(f"        set $anchor_try {link_var};\n")
-        lines.append('        if ($anchor_link) { set $anchor_try ""; }\n')
-        lines.append(f"        if (-d $anchor_try) {{ {found.replace(link_var, '$anchor_try')} }}\n")
+    $anchor_link, the root, so $realpath_root resolves it; $anchor_id (a map of it) is read there, once,
+    and kept for the request. Then ``break``: the checks after it (and their system calls) are skipped."""
+    lines = []
+    for link_var, kind in kinds:
+        found = (
+            f"set $anchor_link {link_var}; set $anchor_kind {kind}; set $anchor_resolved $anchor_id; break;"
+        )
+        lines.append(f"        if (-d {link_var}) {{ {found} }}\n")
     return "".join(lines)
 
 
@@ -228,12 +229,8 @@ def _http_server(listen: str, paths: EdgePaths, workers: WorkerSockets, https: N
     if https is not None and paths.custom_hosts is not None:
         # Plain HTTP for a custom domain (its exact link or its wildcard's) answers with a redirect to HTTPS.
         custom = (
-            "        set $anchor_try $anchor_c;\n"
-            '        if ($anchor_link) { set $anchor_try ""; }\n'
-            f"        if (-d $anchor_try) {{ return {_TO_HTTPS}; }}\n"
-            "        set $anchor_try $anchor_c_wild;\n"
-            '        if ($anchor_link) { set $anchor_try ""; }\n'
-            f"        if (-d $anchor_try) {{ return {_TO_HTTPS}; }}\n"
+            f"        if (-d $anchor_c) {{ return {_TO_HTTPS}; }}\n"
+            f"        if (-d $anchor_c_wild) {{ return {_TO_HTTPS}; }}\n"
         )
     port = "" if https is None or https.port == 443 else f":{https.port}"
     redirect = (
@@ -243,10 +240,9 @@ def _http_server(listen: str, paths: EdgePaths, workers: WorkerSockets, https: N
     return (
         f'    server {{\n        listen {listen} default_server;\n        server_name "";\n'
         f"{_error_pages({400: BAD_REQUEST_404, _EDGE_404: '@edge404', _TO_HTTPS: '@to_https'})}"
-        '        set $anchor_kind "";\n'
-        f"{_resolve([('$anchor_a', 'a'), ('$anchor_d', 'd')])}{custom}"
         "        root $anchor_link;\n"
-        f'        if ($anchor_id = "") {{ return {_EDGE_404}; }}\n'
+        f"{_resolve([('$anchor_a', 'a'), ('$anchor_d', 'd')])}{custom}"
+        f"        return {_EDGE_404};\n"
         f"{_indent(_deployment_locations(paths, workers))}"
         f"{_indent(_text_answer('@edge404', 404, EDGE_404_BODY))}"
         f"{_indent(_text_answer(BAD_REQUEST_404, 404, EDGE_404_BODY))}"
@@ -264,10 +260,9 @@ def _https_server(https: NginxHttps, paths: EdgePaths, workers: WorkerSockets) -
         "        ssl_protocols TLSv1.2 TLSv1.3;\n"
         f"{_error_pages({400: BAD_REQUEST_421, _EDGE_404: '@edge404', _MISDIRECTED: '@misdirected'})}"
         f'        if ($anchor_sni_host = "") {{ return {_MISDIRECTED}; }}\n'
-        "        set $anchor_kind a;\n"
-        f"{_resolve([('$anchor_c', 'a'), ('$anchor_c_wild', 'a')])}"
         "        root $anchor_link;\n"
-        f'        if ($anchor_id = "") {{ return {_EDGE_404}; }}\n'
+        f"{_resolve([('$anchor_c', 'a'), ('$anchor_c_wild', 'a')])}"
+        f"        return {_EDGE_404};\n"
         f"{_indent(_deployment_locations(paths, workers))}"
         f"{_indent(_text_answer('@edge404', 404, EDGE_404_BODY))}"
         f"{_indent(_text_answer('@misdirected', 421, MISDIRECTED_BODY, close))}"
