@@ -1,6 +1,7 @@
 """App workers at speed, seen from inside the app: uvicorn runs on uvloop and httptools (installed into the
-app's environment from the wheelhouse by the build), and the edge keeps its upstream connections to a
-version's worker alive instead of dialing its socket for every request.
+app's environment from the wheelhouse by the build), and the edge (Caddy, the default) keeps its upstream
+connections to a version's worker alive, one after another and four at once, instead of dialing its socket
+for every request.
 
 The app is a bare ASGI callable with no requirements of its own, so its environment (uvicorn and the
 speed-ups only) builds in a few seconds."""
@@ -8,8 +9,10 @@ speed-ups only) builds in a few seconds."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.apps_support import app_platform, as_bytes, build_log, get_json, production_host, wheelhouse
@@ -73,3 +76,14 @@ def test_worker_runs_uvloop_and_httptools_and_the_edge_reuses_its_connections(
     # (the pool may open another after an idle one timed out); one per request would be 100.
     assert 0 not in seen, "the app could not tell its connections apart"
     assert 1 <= len(seen) <= 3, sorted(seen)
+    # Four clients at once, 25 requests each: at most four upstream connections are busy at a time and the
+    # pool keeps them (Caddy keeps up to 32 idle per upstream), so a few more than four at most.
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(lambda _: _connections_used(platform, host, 25), range(4)))
+    together = set().union(*batches)
+    assert 0 not in together and len(together) <= 8, sorted(together)
+
+
+def _connections_used(platform: AnchorProcess, host: str, requests: int) -> set[int]:
+    with httpx.Client(base_url=platform.edge_url, headers={"Host": host}, timeout=30) as client:
+        return {int(client.get("/").json()["connection"]) for _ in range(requests)}
