@@ -58,6 +58,19 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+def _ours(members: list[int], run_dir: Path) -> bool:
+    """Whether an nginx process group is this data dir's: its master names our config; orphaned workers
+    (no master left) name nothing, and a group whose id was reused by another nginx's master is left alone."""
+    for pid in members:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"nginx: master"):
+            return str(run_dir).encode() in cmdline
+    return True
+
+
 def _kill_group(pgid: int) -> None:
     if _group_members(pgid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -120,7 +133,8 @@ class NginxProcess(SupervisedChild):
             pgid = int((self._run_dir / self.pid_name).read_text())
         except (OSError, ValueError):
             return
-        if _group_members(pgid):
+        members = _group_members(pgid)
+        if members and _ours(members, self._run_dir):
             log.warning("stopping an nginx (process group %s) left by an earlier run", pgid)
             _kill_group(pgid)
             time.sleep(0.2)
