@@ -427,12 +427,15 @@ class WorkerRuntime:
             self._up(deployment_id).unlink(missing_ok=True)
 
     def _warm_up(self, deployment_id: str) -> None:
+        if self._stop.is_set():
+            return  # shutting down: queued warm-ups start nothing
         try:
             spec = self._load(deployment_id)
             if spec is not None:
                 self.ensure(spec, self._restart_timeout)
         except Exception:
-            log.exception("could not warm %s", deployment_id)
+            if not self._stop.is_set():  # a worker stopped by the shutdown fails its warm-up: not news
+                log.exception("could not warm %s", deployment_id)
 
 
 def _job_name(deployment_id: str) -> str:
