@@ -16,7 +16,6 @@ import random
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import httpx
 from anchor_deploy.cli.client import ApiClient
 from anchor_deploy.cli.deploy import build_manifest, deploy, plan_files
 from anchor_deploy.cli.hash_cache import RACY_MARGIN_NS, HashCache
-from bench_core import BASE_DOMAIN, Anchor, page, say
+from bench_core import BASE_DOMAIN, Anchor, _iso_seconds, page, say
 
 PROJECT = "files"
 FIRST_TARGET_S = 5.0
@@ -47,10 +46,6 @@ def make_site(root: Path, count: int) -> int:
         (folder / f"f{i:06d}.bin").write_bytes(data)
         total += len(data)
     return total
-
-
-def _iso_seconds(value: str | None) -> float | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
 
 
 def _facts(
