@@ -148,14 +148,16 @@ def test_a_batch_over_the_limit_is_refused_before_it_is_read(api: Api) -> None:
 
 
 class OlderServer(InProcessTransport):
-    """The API as a server from before the batch route answers: 404 there."""
+    """The API as a server from before the batch route answers (404 there), or behind a proxy that takes
+    smaller bodies (413)."""
 
     refused = 0
+    status = 404
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == BATCH:
             self.refused += 1
-            return httpx.Response(404, json={"error": {"code": "not_found", "message": "Not Found"}})
+            return httpx.Response(self.status, json={"error": {"code": "refused", "message": "refused"}})
         return super().handle_request(request)
 
 
@@ -184,8 +186,12 @@ def test_the_cli_sends_small_blobs_in_batches_and_large_ones_alone(
     assert all(api.held(*small, large))
 
 
-def test_the_cli_falls_back_to_one_request_per_blob_without_the_batch_route(api: Api, tmp_path: Path) -> None:
+@pytest.mark.parametrize("status", [404, 405, 413])
+def test_the_cli_falls_back_to_one_request_per_blob_without_the_batch_route(
+    api: Api, tmp_path: Path, status: int
+) -> None:
     older = OlderServer(api.transport.app)
+    older.status = status
     api.client._http._transport = older  # the same API, without the batch route
     contents = [b"a", b"b", b"c"]
     by_digest = files(tmp_path, contents)

@@ -1,8 +1,8 @@
 """Sending many small blobs in few requests: one tar archive per batch (POST /v1/blob-batches, see
 api/routes_blobs.py), a couple of batches at a time; large blobs stream one by one as before.
 
-A server without the batch route (an older one answers 404 or 405) gets every blob through the per-blob
-route instead, from the first refusal on.
+A server without the batch route (an older one answers 404 or 405), or a proxy in front of it that takes
+smaller bodies (413), gets every blob through the per-blob route instead, from the first refusal on.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from anchor_deploy.cli.client import ApiClient, ClientError
 
 BATCH_PATH = "/v1/blob-batches"
+_NO_BATCHES = (404, 405, 413)  # no such route here, or a body too large for something on the way
 SMALL_BLOB = 512 * 1024  # larger files go one by one
 BATCH_FILES = 1000
 BATCH_BYTES = 3 * 1024 * 1024  # with tar headers and base64, within a Lambda request (6 MB)
@@ -72,7 +73,7 @@ class BatchSender:
         try:
             self._client.request("POST", BATCH_PATH, content=body, ok=(200, 201), timeout=300)
         except ClientError as exc:
-            if exc.status not in (404, 405):
+            if exc.status not in _NO_BATCHES:
                 raise
             with self._lock:
                 self.supported = False
