@@ -7,7 +7,9 @@ link (edge/a/<host> first, then edge/d/<host>) is resolved ONCE by realpath into
 deployments/<id>. nginx caches a map's value for the whole request, internal redirects included (the
 index file, the error pages), so everything after that (the file, the 404 page, the app's socket) is read
 from deployments/<id> itself: a rollback in the middle of a request never pairs one deployment's body with
-another's 404 page or ETag.
+another's 404 page or ETag. A deployment directory appears whole (fs_deployments renames it into place after
+writing its id marker, which Caddy globs for), so a link that resolves to deployments/dpl_<id> names a
+complete deployment; anything else resolved gets the edge 404.
 
 ETags: nginx builds them from mtime and size, and a blob's mtime is a stamp of its content
 (fs_blobs.stamp_for), so the ETag is content-derived. No Last-Modified is sent (the stamp is not a date) and
