@@ -39,6 +39,7 @@ from anchor_deploy.adapters.local.edge_rules import (
     WorkerSockets,
 )
 from anchor_deploy.adapters.local.nginx_assets import CERTIFICATE_JS, CHARSET_TYPES, MIME_TYPES
+from anchor_deploy.adapters.local.worker_slots import KEEPALIVE_TIMEOUT, SLOT_COUNT, slot_socket
 from anchor_deploy.model.manifest import ETAG_SUFFIX
 from anchor_deploy.model.names import HOSTNAME_PATTERN
 
@@ -160,10 +161,10 @@ def _deployment_locations(paths: EdgePaths, workers: WorkerSockets) -> str:
         f"        if (-f {worker_socket}.up) {{ return {_WORKER}; }}\n"
         f"        if (-d {deployment}/worker) {{ return {_ACTIVATE}; }}\n"
         "        return 404;\n    }\n"
-        # The socket path names the version: no connection is ever reused for another one. nginx cannot keep
-        # upstream connections alive for a unix socket named by a variable (that needs an upstream block,
-        # i.e. a reload per version): each request opens its own.
-        f"    location @worker {{\n        proxy_pass http://unix:{worker_socket}:;\n{_proxy_headers()}"
+        # Through the worker's keep-alive slot (<id>.slot, worker_slots.py) if it has one, else its socket
+        # dialed per request (nginx keeps upstream connections alive only for upstream blocks).
+        f"    location @worker {{\n{_slot_upstream(workers)}        proxy_pass http://$anchor_upstream;\n"
+        f"{_proxy_headers()}"
         '        proxy_set_header X-Anchor-Worker "";\n        proxy_read_timeout 3600s;\n'
         # A worker refusing connections while it restarts: the activator waits for it, then answers.
         f"{_error_pages({502: '@activate'})}    }}\n"
@@ -187,6 +188,34 @@ def _deployment_locations(paths: EdgePaths, workers: WorkerSockets) -> str:
         # No such static file there: the app (with the validators it was sent), else the 404 page.
         f"        proxy_intercept_errors on;\n{_error_pages(not_static)}"
         "        add_header Cache-Control $anchor_cache;\n    }\n"
+    )
+
+
+def _slot_upstream(workers: WorkerSockets) -> str:
+    """$anchor_upstream: the worker's slot (an upstream block's name) if its link exists (checked first:
+    $realpath_root of a missing path fails the request), else its socket. The root is the link, so
+    $realpath_root (never cached) names the slot."""
+    return (
+        f"        root {workers.root}/worker/$anchor_id.slot;\n"
+        f"        set $anchor_upstream unix:{workers.root}/worker/$anchor_id.sock:;\n"
+        "        if (-d $document_root) { set $anchor_upstream $anchor_slot_upstream; }\n"
+    )
+
+
+def _slot_upstreams(workers: WorkerSockets) -> str:
+    """One upstream block per slot, each keeping its idle connections to the worker lent that slot; and the
+    map from a slot's real path to its block's name."""
+    slots = workers.root.resolve() / "slot"
+    pattern = _regex(f"^{_escaped(str(slots))}/([0-9]+)$")
+    blocks = [
+        f"    upstream anchor_slot_{k} {{ server unix:{slot_socket(workers.root, k)} max_fails=0; "
+        f"keepalive 16; keepalive_timeout {KEEPALIVE_TIMEOUT}s; keepalive_requests 10000; }}\n"
+        for k in range(SLOT_COUNT)
+    ]
+    fallback = f"unix:{workers.root}/worker/$anchor_id.sock:"
+    return "".join(blocks) + (
+        f"    map $realpath_root $anchor_slot_upstream {{\n        {pattern} anchor_slot_$1;\n"
+        f"        default {fallback};\n    }}\n"
     )
 
 
@@ -351,6 +380,7 @@ def render(
         "    }\n    default_type application/octet-stream;\n",
         f"    charset_types {CHARSET_TYPES};\n",
         _maps(paths),
+        _slot_upstreams(workers),
         _tls_maps(js_path) if https is not None else "",
         _http_server(http_listen, paths, workers, https),
         _https_server(https, paths, workers) if https is not None else "",

@@ -8,6 +8,9 @@ with backoff, so Caddy's dial retries wait for it instead of failing.
 Each worker runs in the sandbox (``adapters/local/sandbox.py``) and can write only to its own folder
 ``worker/<deployment id>.d/`` (its socket and activity marker); ``<id>.sock`` is a link into that folder, so
 no worker can touch another's socket or the platform's markers.
+
+The nginx edge keeps connections alive only to a fixed pool of upstream slots: a healthy worker is lent one
+(``<id>.slot``, worker_slots.py) until it has fully exited.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from anchor_deploy.adapters.local.sandbox import (
     SandboxJob,
     tree_cpu_seconds,
 )
+from anchor_deploy.adapters.local.worker_slots import WorkerSlots
 from anchor_deploy.model.errors import WorkerFailed
 from anchor_deploy.ports.runtime import SpecLoader, WorkerSpec
 
@@ -117,6 +121,7 @@ class WorkerRuntime:
                 shutil.rmtree(stale, ignore_errors=True)
             else:
                 stale.unlink(missing_ok=True)
+        self.slots = WorkerSlots(sock_dir)  # the nginx edge's keep-alive slots (worker_slots.py)
 
     # -- paths -------------------------------------------------------------------------------------
     def socket(self, deployment_id: str) -> Path:
@@ -166,6 +171,7 @@ class WorkerRuntime:
             if worker:
                 worker.stopping = True
                 self._terminate(worker.proc)
+            self.slots.release(deployment_id)
             self.policy.sandbox.release(_job_name(deployment_id))
             self.socket(deployment_id).unlink(missing_ok=True)
             shutil.rmtree(self._own_dir(deployment_id), ignore_errors=True)
@@ -320,6 +326,7 @@ class WorkerRuntime:
                     continue
                 if status < 500:
                     worker.healthy = True
+                    self.slots.take(spec.deployment_id)
                     self._up(spec.deployment_id).touch()
                     return
                 failing_since = failing_since or time.monotonic()
@@ -333,6 +340,7 @@ class WorkerRuntime:
     def _fail(self, worker: _Worker, cause: str) -> None:
         worker.stopping = True
         self._terminate(worker.proc)
+        self.slots.release(worker.spec.deployment_id)
         self.policy.sandbox.release(_job_name(worker.spec.deployment_id))
         if worker.pump is not None:
             worker.pump.join(timeout=2)  # its last lines: the pipe ends once the sandbox is gone
