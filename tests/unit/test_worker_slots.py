@@ -58,7 +58,7 @@ def test_released_slots_wait_out_the_quarantine_oldest_first(tmp_path: Path) -> 
     clock.now += 49  # b released 59 s ago: still quarantined
     assert slots.take("dpl_c") is None
     clock.now += 2  # b 61 s ago, a 51 s ago
-    assert slots.take("dpl_c") == b
+    assert slots.take("dpl_c") == b and b is not None
     assert os.readlink(slot_socket(tmp_path, b)) == "../../worker/dpl_c.sock"
     assert slots.take("dpl_d") is None
     clock.now += 10
