@@ -8,6 +8,7 @@ If-Unmodified-Since) are ignored on static files, since the Last-Modified they w
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,3 +227,67 @@ def test_404_page_is_whole_under_conditional_and_range_requests(sites: Sites) ->
     ranged = _edge(sites.anchor, "assets.localhost", "/missing", Range="bytes=0-3")
     assert (ranged.status_code, ranged.content) == (404, ASSETS["404.html"])
     assert "content-range" not in ranged.headers
+
+
+# -- one deployment per answer while production switches ---------------------------------------------------
+def _mixing_sites(only: str) -> dict[str, bytes]:
+    """A deployment of equal-size pages and 404 page, differing in one letter, plus one path of its own."""
+    letter = only[-1].upper()
+    return {
+        "page.html": f"<p>page of {letter}</p>".encode(),
+        "docs/index.html": f"<p>docs of {letter}</p>".encode(),
+        "404.html": f"<p>404 of {letter}</p>".encode(),
+        f"only-{only[-1]}.html": f"<p>only in {letter}</p>".encode(),
+    }
+
+
+def test_every_answer_comes_from_one_deployment_while_production_switches(
+    shared_anchor: AnchorProcess,
+) -> None:
+    """Two threads ask one host for a file both deployments have (equal sizes), a directory's index, a
+    file only one has and a missing path while production moves back and forth: each answer's body, ETag
+    and 404 page belong to one deployment, and a file is never a 404 of a deployment that has it."""
+    anchor, sites = shared_anchor, {"a": _mixing_sites("a"), "b": _mixing_sites("b")}
+    with anchor.api() as api:
+        ensure_project(api, "mixing")
+        deployed = {k: upload_and_deploy(api, "mixing", files) for k, files in sites.items()}
+    ids = {k: d["id"] for k, d in deployed.items()}
+    # What each deployment answers, from its immutable URL: (status, body, ETag) per path.
+    paths = ["/page.html", "/docs/", "/only-a.html", "/only-b.html", "/nowhere.html"]
+    answers: set[tuple[str, int, bytes, str | None]] = set()
+    for k, d in deployed.items():
+        for path in paths:
+            got = _edge(anchor, _host(d), path)
+            answers.add((path, got.status_code, got.content, got.headers.get("etag")))
+    assert len({a for a in answers if a[1] == 200}) == 6 and len({a[3] for a in answers if a[3]}) == 6
+    seen: list[tuple[str, int, bytes, str | None]] = []
+    stop = threading.Event()
+
+    def ask() -> None:
+        with httpx.Client(
+            base_url=anchor.edge_url, headers={"Host": "mixing.localhost"}, timeout=10
+        ) as client:
+            for i in range(3000):
+                if stop.is_set():
+                    return
+                path = paths[i % len(paths)]
+                got = client.get(path)
+                seen.append((path, got.status_code, got.content, got.headers.get("etag")))
+
+    askers = [threading.Thread(target=ask) for _ in range(2)]
+    for t in askers:
+        t.start()
+    try:
+        with anchor.api() as api:
+            for i in range(60):
+                target = ids["b" if i % 2 else "a"]
+                moved = api.post("/v1/projects/mixing/rollback", json={"deploymentId": target})
+                assert moved.status_code == 200, moved.text
+    finally:
+        stop.set()
+        for t in askers:
+            t.join(timeout=30)
+    assert len(seen) > 100
+    mixed = [s for s in seen if s not in answers]
+    assert not mixed, mixed[:3]
+    assert {s[2] for s in seen if s[0] == "/page.html"} == {f["page.html"] for f in sites.values()}

@@ -1,15 +1,18 @@
 """nginx's config for the edge: one static nginx.conf, rendered once from settings; no deploy, rollback or
 domain change ever rewrites or reloads it. It reads the same symlink tree as the Caddy edge (caddy_edge.py).
 
-Per request (server level, once): the Host must be a strict lowercase hostname (nginx's $host is already
+Per request (server level): the Host must be a strict lowercase hostname (nginx's $host is already
 lowercased, one trailing dot dropped; a Host nginx itself refuses, such as "..", gets the edge 404 too); its
-link (edge/a/<host> first, then edge/d/<host>) is resolved ONCE by realpath into $anchor_id, the id of
-deployments/<id>. nginx caches a map's value for the whole request, internal redirects included (the
-index file, the error pages), so everything after that (the file, the 404 page, the app's socket) is read
-from deployments/<id> itself: a rollback in the middle of a request never pairs one deployment's body with
-another's 404 page or ETag. A deployment directory appears whole (fs_deployments renames it into place after
-writing its id marker, which Caddy globs for), so a link that resolves to deployments/dpl_<id> names a
-complete deployment; anything else resolved gets the edge 404.
+link (edge/a/<host> first, then edge/d/<host>) must exist (one stat). A file is then opened THROUGH the link:
+the kernel follows it inside that one open, and nginx takes size, mtime (so the ETag) and body from the one
+descriptor, so a hit is one deployment's by construction, with no realpath. Only a miss (no such file, a
+directory's missing index, a sidecar, a method the static module refuses, If-Unmodified-Since) resolves the
+link ONCE by realpath into $anchor_id (nginx caches a map's value for the whole request), and everything
+after it comes from deployments/<id> itself: the file again (the link may have moved to a deployment that
+has it), the app's socket, the 404 page. A rollback in the middle of a request never pairs one deployment's
+body with another's 404 page or ETag. A deployment directory appears whole (fs_deployments renames it into
+place after writing its id marker), so a link that resolves to deployments/dpl_<id> names a complete
+deployment; anything else resolved gets the edge 404.
 
 ETags: nginx builds them from mtime and size, and a blob's mtime is a stamp of its content
 (fs_blobs.stamp_for), so the ETag is content-derived. No Last-Modified is sent (the stamp is not a date) and
@@ -51,6 +54,7 @@ _WHOLE = 482  # a static file asked with If-Unmodified-Since
 _MISDIRECTED = 483  # the Host is not the connection's TLS name
 _WORKER = 484  # the deployment's worker is running
 _ACTIVATE = 485  # an app deployment without a running worker
+_RESOLVED = 486  # the host's link is resolved into $anchor_id: on to what the miss needs
 # A request nginx refuses (a Host such as "..", a path above the root) goes to these internal URIs.
 BAD_REQUEST_404 = "/.anchor-edge/404"
 BAD_REQUEST_421 = "/.anchor-edge/421"
@@ -128,33 +132,44 @@ def _proxy_headers() -> str:
 
 
 def _deployment_locations(paths: EdgePaths, workers: WorkerSockets) -> str:
-    """The locations of one deployment (its id in $anchor_id): static files, then the app, then 404s."""
+    """The locations of one host's deployment. Fast path: the file is opened through the host's link (the
+    kernel follows it within that one open; size, mtime (so the ETag) and body come from the one fd). A miss
+    resolves the link once into $anchor_id and serves all the rest from deployments/$anchor_id: the file
+    again (the link may have moved since), the app, the 404 page."""
     deployment = f"{paths.deployments}/$anchor_id"
     worker_socket = f"{workers.root}/worker/$anchor_id.sock"
     not_static = {403: "@app", 404: "@app", 405: "@app"}
-    not_found = {**not_static, _WHOLE: "@whole", _EDGE_404: "@edge404"}
     app_pages = {_WORKER: "@worker", _ACTIVATE: "@activate", 404: "=404 @page404"}
-    static = (
-        f"        root {deployment}/public;\n"
-        # A link found that names no deployment (not deployments/dpl_<id>): the edge 404.
-        f'        if ($anchor_id = "") {{ return {_EDGE_404}; }}\n'
-        "        etag on;\n        if_modified_since off;\n        charset utf-8;\n"
-        '        add_header Cache-Control $anchor_cache;\n        add_header Last-Modified "";\n'
-        f"{_error_pages(not_found)}"
-        f"        if ($http_if_unmodified_since) {{ return {_WHOLE}; }}\n"
-    )
+    index = "        try_files ${uri}index.html =404;\n"  # a directory's index.html in place, no redirect
+
+    def static(root: str, miss: str) -> str:
+        return (
+            f"        root {root};\n        etag on;\n        if_modified_since off;\n"
+            "        charset utf-8;\n"
+            '        add_header Cache-Control $anchor_cache;\n        add_header Last-Modified "";\n'
+            f"{_error_pages({403: miss, 404: miss, 405: miss, _WHOLE: '@miss_whole'})}"
+            f"        if ($http_if_unmodified_since) {{ return {_WHOLE}; }}\n"
+        )
+
+    def resolving(name: str, then: str) -> str:  # the server's root is the link: its realpath, once
+        return (
+            f"    location {name} {{\n{_error_pages({_EDGE_404: '@edge404', _RESOLVED: then})}"
+            f'        if ($anchor_id = "") {{ return {_EDGE_404}; }}\n        return {_RESOLVED};\n    }}\n'
+        )
+
     return (
         # Static files: the ETag is content-derived (the mtime is a content stamp); dates are no validators.
         # A directory without its slash is redirected to it (by nginx's static module).
-        f"    location / {{\n{static}    }}\n"
-        # A directory's index.html, found in place (no internal redirect, and no "directory index is
-        # forbidden" error logged for an app's paths): else the app, else the 404 page.
-        f"    location ~ /$ {{\n{static}        try_files ${{uri}}index.html =404;\n    }}\n"
+        f"    location / {{\n{static('$anchor_link/public', '@miss')}    }}\n"
+        f"    location ~ /$ {{\n{static('$anchor_link/public', '@miss_index')}{index}    }}\n"
         # Sidecars are not files of the site: the same answer as an unknown path.
         f"    location ~ {_regex(_escaped(ETAG_SUFFIX) + '$', flag='')} {{\n"
-        f"{_error_pages({404: '@app', _EDGE_404: '@edge404'})}"
-        f'        if ($anchor_id = "") {{ return {_EDGE_404}; }}\n'
-        "        return 404;\n    }\n"
+        f"{_error_pages({404: '@miss_app'})}        return 404;\n    }}\n"
+        # A miss: the link's deployment, resolved once (a link naming no deployment gets the edge 404).
+        f"{resolving('@miss', '@static')}{resolving('@miss_index', '@index')}"
+        f"{resolving('@miss_app', '@app')}{resolving('@miss_whole', '@whole')}"
+        f"    location @static {{\n{static(f'{deployment}/public', '@app')}    }}\n"
+        f"    location @index {{\n{static(f'{deployment}/public', '@app')}{index}    }}\n"
         # The app, if the deployment has one: a running worker has its .sock.up marker; an app deployment
         # without one (it has a worker/ folder) goes to the activator, which starts it.
         f"    location @app {{\n{_error_pages(app_pages)}"
@@ -244,13 +259,11 @@ def _escaped(text: str) -> str:
 
 def _resolve(kinds: list[tuple[str, str]]) -> str:
     """Server-level: the first host link that exists (each ``$link_var`` with its kind letter) becomes
-    $anchor_link, the root, so $realpath_root resolves it; $anchor_id (a map of it) is read there, once,
-    and kept for the request. Then ``break``: the checks after it (and their system calls) are skipped."""
+    $anchor_link, the server's root: a file is opened through it, and only a miss reads $anchor_id (a map
+    of $realpath_root, kept for the request). Then ``break``: the checks after it are skipped."""
     lines = []
     for link_var, kind in kinds:
-        found = (
-            f"set $anchor_link {link_var}; set $anchor_kind {kind}; set $anchor_resolved $anchor_id; break;"
-        )
+        found = f"set $anchor_link {link_var}; set $anchor_kind {kind}; break;"
         lines.append(f"        if (-d {link_var}) {{ {found} }}\n")
     return "".join(lines)
 
