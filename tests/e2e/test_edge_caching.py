@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from anchor_deploy.adapters.local.caddy_edge import SymlinkEdge
 from anchor_deploy.adapters.local.edge_rules import FILE_404_BODY, HTML_CACHE, IMMUTABLE_CACHE
 from anchor_deploy.adapters.local.fs_blobs import stamp_for
+from anchor_deploy.model.entities import HostKind
 from tests.e2e.harness import AnchorProcess, ensure_project, sha, upload_and_deploy
 
 pytestmark = pytest.mark.edges  # every test here runs on Caddy and on nginx
@@ -245,13 +247,15 @@ def test_every_answer_comes_from_one_deployment_while_production_switches(
     shared_anchor: AnchorProcess,
 ) -> None:
     """Two threads ask one host for a file both deployments have (equal sizes), a directory's index, a
-    file only one has and a missing path while production moves back and forth: each answer's body, ETag
+    file only one has and a missing path while production moves back and forth (by rollbacks, and between
+    them by the edge's own atomic renames as fast as they go, to widen the race): each answer's body, ETag
     and 404 page belong to one deployment, and a file is never a 404 of a deployment that has it."""
     anchor, sites = shared_anchor, {"a": _mixing_sites("a"), "b": _mixing_sites("b")}
     with anchor.api() as api:
         ensure_project(api, "mixing")
         deployed = {k: upload_and_deploy(api, "mixing", files) for k, files in sites.items()}
     ids = {k: d["id"] for k, d in deployed.items()}
+    links = SymlinkEdge(anchor.data_dir / "edge", anchor.data_dir / "deployments")
     # What each deployment answers, from its immutable URL: (status, body, ETag) per path.
     paths = ["/page.html", "/docs/", "/only-a.html", "/only-b.html", "/nowhere.html"]
     answers: set[tuple[str, int, bytes, str | None]] = set()
@@ -259,7 +263,8 @@ def test_every_answer_comes_from_one_deployment_while_production_switches(
         for path in paths:
             got = _edge(anchor, _host(d), path)
             answers.add((path, got.status_code, got.content, got.headers.get("etag")))
-    assert len({a for a in answers if a[1] == 200}) == 6 and len({a[3] for a in answers if a[3]}) == 6
+    found = [a for a in answers if a[1] == 200]  # a file of each deployment: its own ETag
+    assert len(found) == 6 and len({a[3] for a in found if a[3]}) == 6
     seen: list[tuple[str, int, bytes, str | None]] = []
     stop = threading.Event()
 
@@ -267,7 +272,7 @@ def test_every_answer_comes_from_one_deployment_while_production_switches(
         with httpx.Client(
             base_url=anchor.edge_url, headers={"Host": "mixing.localhost"}, timeout=10
         ) as client:
-            for i in range(3000):
+            for i in range(5000):
                 if stop.is_set():
                     return
                 path = paths[i % len(paths)]
@@ -279,10 +284,12 @@ def test_every_answer_comes_from_one_deployment_while_production_switches(
         t.start()
     try:
         with anchor.api() as api:
-            for i in range(60):
-                target = ids["b" if i % 2 else "a"]
+            for i in range(20):  # each rollback, then 200 renames as fast as they go, back where it was
+                target, other = (ids["b"], ids["a"]) if i % 2 else (ids["a"], ids["b"])
                 moved = api.post("/v1/projects/mixing/rollback", json={"deploymentId": target})
                 assert moved.status_code == 200, moved.text
+                for j in range(200):
+                    links.point("mixing.localhost", HostKind.ALIAS, other if j % 2 == 0 else target)
     finally:
         stop.set()
         for t in askers:
