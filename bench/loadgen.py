@@ -34,6 +34,7 @@ from typing import Any
 _CRLF2 = b"\r\n\r\n"
 _CONTENT_LENGTH = b"\r\ncontent-length:"
 _CHUNKED = b"\r\ntransfer-encoding: chunked"
+_CONNECTION_CLOSE = b"\r\nconnection: close"
 _STALL_SECONDS = 10.0  # a request unanswered this long counts as a timeout and its connection is replaced
 
 
@@ -146,6 +147,10 @@ class _Conn(asyncio.Protocol):
                 return
             del buf[:total]
             self.waiting = False
+            if _CONNECTION_CLOSE in head and self.transport is not None:
+                # The server ends the connection after this answer (nginx's keepalive_requests): as an
+                # HTTP/1.1 client must, send nothing more on it and reconnect.
+                self.transport.close()
             self.gen.answered(self, status, body, time.monotonic() - self.sent_at)
 
     def connection_lost(self, exc: Exception | None) -> None:
