@@ -1,11 +1,15 @@
 """WorkerSlots: a running worker is lent a keep-alive slot (links nginx follows), keeps it across restarts,
-and a released slot is lent again only after its quarantine, least recently released first."""
+and a released slot is lent again only after its quarantine, least recently released first; the runtime
+releases a stopped worker's slot, and a new runtime starts with none."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
+from anchor_deploy.adapters.local.worker_runtime import WorkerRuntime
 from anchor_deploy.adapters.local.worker_slots import WorkerSlots, slot_socket
 
 
@@ -73,3 +77,29 @@ def test_a_new_runtime_starts_without_slots(tmp_path: Path) -> None:
     assert not (tmp_path / "slot" / str(slot)).exists()
     assert fresh.slot_of("dpl_a") is None
     assert fresh.take("dpl_b") == 0
+
+
+class _ExitedProc:
+    returncode = 0
+
+    @staticmethod
+    def poll() -> int:
+        return 0
+
+
+def test_the_runtime_releases_a_stopped_workers_slot_and_a_new_one_starts_clean(tmp_path: Path) -> None:
+    released: list[str] = []
+    policy: Any = SimpleNamespace(sandbox=SimpleNamespace(release=released.append))
+    runtime = WorkerRuntime(tmp_path / "run", tmp_path / "logs", lambda _d: None, 60.0, policy)
+    slot = runtime.slots.take("dpl_a")  # as when its worker turned healthy
+    assert slot is not None and os.path.lexists(runtime.slots.link("dpl_a"))
+    runtime._workers["dpl_a"] = cast(Any, SimpleNamespace(proc=_ExitedProc(), stopping=False))
+    runtime.stop("dpl_a")
+    assert released == ["worker-dpl_a"]
+    assert not os.path.lexists(runtime.slots.link("dpl_a")) and runtime.slots.slot_of("dpl_a") is None
+    runtime.slots.take("dpl_b")
+    runtime.shutdown()
+    again = WorkerRuntime(tmp_path / "run", tmp_path / "logs", lambda _d: None, 60.0, policy)
+    assert not os.path.lexists(again.slots.link("dpl_b"))  # no worker survives a restart: no slot either
+    assert list((tmp_path / "run" / "slot").iterdir()) == []
+    again.shutdown()
