@@ -1,18 +1,14 @@
 """nginx's config for the edge: one static nginx.conf, rendered once from settings; no deploy, rollback or
 domain change ever rewrites or reloads it. It reads the same symlink tree as the Caddy edge (caddy_edge.py).
 
-Per request (server level): the Host must be a strict lowercase hostname (nginx's $host is already
-lowercased, one trailing dot dropped; a Host nginx itself refuses, such as "..", gets the edge 404 too); its
-link (edge/a/<host> first, then edge/d/<host>) must exist (one stat). A file is then opened THROUGH the link:
-the kernel follows it inside that one open, and nginx takes size, mtime (so the ETag) and body from the one
-descriptor, so a hit is one deployment's by construction, with no realpath. Only a miss (no such file, a
-directory's missing index, a sidecar, a method the static module refuses, If-Unmodified-Since) resolves the
-link ONCE by realpath into $anchor_id (nginx caches a map's value for the whole request), and everything
-after it comes from deployments/<id> itself: the file again (the link may have moved to a deployment that
-has it), the app's socket, the 404 page. A rollback in the middle of a request never pairs one deployment's
-body with another's 404 page or ETag. A deployment directory appears whole (fs_deployments renames it into
-place after writing its id marker), so a link that resolves to deployments/dpl_<id> names a complete
-deployment; anything else resolved gets the edge 404.
+Per request (server level): the Host must be a strict lowercase hostname (nginx's $host is lowercased, one
+trailing dot dropped; a Host nginx refuses, such as "..", gets the edge 404 too) whose link (edge/a/<host>,
+then edge/d/<host>) exists. A file is opened THROUGH the link: the kernel follows it inside that one open,
+and size, mtime (so the ETag) and body come from the one descriptor, with no realpath. Only a miss resolves
+the link ONCE into $anchor_id (a map, cached for the request), and all the rest comes from deployments/<id>:
+the file again (the link may have moved to a deployment that has it), the app, the 404 page. A deployment
+directory appears whole (renamed into place after its id marker), so a link resolving to
+deployments/dpl_<id> names a complete deployment; anything else gets the edge 404.
 
 ETags: nginx builds them from mtime and size, and a blob's mtime is a stamp of its content
 (fs_blobs.stamp_for), so the ETag is content-derived. No Last-Modified is sent (the stamp is not a date) and
@@ -132,10 +128,8 @@ def _proxy_headers() -> str:
 
 
 def _deployment_locations(paths: EdgePaths, workers: WorkerSockets) -> str:
-    """The locations of one host's deployment. Fast path: the file is opened through the host's link (the
-    kernel follows it within that one open; size, mtime (so the ETag) and body come from the one fd). A miss
-    resolves the link once into $anchor_id and serves all the rest from deployments/$anchor_id: the file
-    again (the link may have moved since), the app, the 404 page."""
+    """A host's locations: its files through the link; on a miss, the file, the app and the 404 page of
+    deployments/$anchor_id (the link resolved once)."""
     deployment = f"{paths.deployments}/$anchor_id"
     worker_socket = f"{workers.root}/worker/$anchor_id.sock"
     not_static = {403: "@app", 404: "@app", 405: "@app"}
