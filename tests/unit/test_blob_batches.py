@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from anchor_deploy.cli.deploy import upload
 from anchor_deploy.providers.platform import Platform
 from anchor_deploy.services.operator import BackupService
 from anchor_deploy.settings import Settings
-from tests.asgi_transport import InProcessTransport
+from tests.asgi_transport import InProcessTransport, asgi_request
 from tests.support import sha
 from tests.unit.conftest import MAX_FILE, App, make_app
 
@@ -145,6 +145,27 @@ def test_a_batch_over_the_limit_is_refused_before_it_is_read(api: Api) -> None:
     answer = api.http.post(BATCH, content=tar_of((sha(big), big), (sha(b"q"), b"q")))
     assert answer.status_code == 413, answer.text
     assert api.held(big) == [False]
+
+
+def test_a_single_blob_streamed_past_the_limit_is_refused_and_not_stored(api: Api) -> None:
+    """No Content-Length to refuse it early: the spooled body itself stops at the blob limit."""
+
+    def put(content: bytes) -> httpx.Response:
+        async def chunks() -> AsyncIterator[bytes]:  # streamed: sent with no Content-Length
+            yield content[:MAX_FILE]
+            yield content[MAX_FILE:]
+
+        auth = {"Authorization": api.http.headers["Authorization"]}
+        return asgi_request(
+            api.transport.app, "PUT", f"/v1/blobs/{sha(content)}", content=chunks(), headers=auth
+        )
+
+    big, small = b"y" * (MAX_FILE + 1), b"y" * MAX_FILE
+    answer = put(big)
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "blob_too_large", answer.text
+    assert api.held(big) == [False]
+    assert put(small).status_code == 201
+    assert api.held(small) == [True]
 
 
 class OlderServer(InProcessTransport):

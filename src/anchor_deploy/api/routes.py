@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from typing import IO, Annotated, Any
 
@@ -51,6 +50,7 @@ from anchor_deploy.api.serialize import (
     scrub_json,
     token_json,
 )
+from anchor_deploy.api.spool import spooled_body
 from anchor_deploy.model.errors import BlobTooLarge
 
 router = APIRouter(prefix="/v1")
@@ -235,15 +235,8 @@ async def put_blob(p: PlatformDep, _token: TokenDep, digest: BlobName, request: 
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BlobTooLarge(f"blob is larger than the {limit}-byte limit")
-    # The BodyLimit middleware already stops the stream past the limit; /tmp may be memory (tmpfs).
-    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY, dir=str(p.settings.data_dir)) as spool:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BlobTooLarge(f"blob is larger than the {limit}-byte limit")
-            spool.write(chunk)
-        spool.seek(0)
+    too_large = BlobTooLarge(f"blob is larger than the {limit}-byte limit")
+    async with spooled_body(request, limit, too_large, p.settings.data_dir, _SPOOL_IN_MEMORY) as spool:
         stored = await run_in_threadpool(p.uploads.put, digest, _chunks(spool))
     return Response(status_code=201 if stored else 200)
 

@@ -10,7 +10,6 @@ falls back to one request per blob.
 
 from __future__ import annotations
 
-import tempfile
 from typing import IO, Any
 
 from fastapi import APIRouter, Request
@@ -19,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from anchor_deploy.api.deps import PlatformDep, TokenDep
 from anchor_deploy.api.openapi import answers
 from anchor_deploy.api.schemas import Answer
+from anchor_deploy.api.spool import spooled_body
 from anchor_deploy.model.errors import BadRequest, BlobTooLarge, BodyTooLarge, InvalidInput
 from anchor_deploy.model.manifest import is_sha256
 
@@ -52,14 +52,8 @@ async def put_blob_batch(p: PlatformDep, _token: TokenDep, request: Request) -> 
     """Store every blob of the archive, or (on a bad entry, named in the error) none of them.
     ``stored``: blobs written; ``held``: blobs the platform had already; ``bytes``: bytes written."""
     limit = p.uploads.max_batch
-    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY, dir=str(p.settings.data_dir)) as spool:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"the batch is larger than the {limit}-byte limit")
-            spool.write(chunk)
-        spool.seek(0)
+    too_large = BodyTooLarge(f"the batch is larger than the {limit}-byte limit")
+    async with spooled_body(request, limit, too_large, p.settings.data_dir, _SPOOL_IN_MEMORY) as spool:
         blobs = await run_in_threadpool(read_batch, spool, p.uploads.max_size)
     done = await run_in_threadpool(p.uploads.put_batch, blobs)
     return {"stored": done.stored, "held": done.held, "bytes": done.bytes}
