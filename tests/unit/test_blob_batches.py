@@ -62,11 +62,14 @@ def api() -> Iterator[Api]:
     client.close()
 
 
-def tar_of(*entries: tuple[str, bytes], member_type: bytes = tarfile.REGTYPE) -> bytes:
+def tar_of(
+    *entries: tuple[str, bytes], member_type: bytes = tarfile.REGTYPE, tar_format: int = tarfile.USTAR_FORMAT
+) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as out:
+    with tarfile.open(fileobj=buffer, mode="w", format=tar_format) as out:
         for name, data in entries:
             info = tarfile.TarInfo(name)
+            info.pax_headers = {"comment": "x"} if tar_format == tarfile.PAX_FORMAT else {}
             info.size = len(data) if member_type == tarfile.REGTYPE else 0
             info.type = member_type
             out.addfile(info, io.BytesIO(data) if member_type == tarfile.REGTYPE else None)
@@ -109,6 +112,15 @@ def test_a_link_entry_or_an_empty_batch_is_refused(api: Api) -> None:
     assert link.status_code == 422 and "not a regular file" in link.json()["error"]["message"]
     empty = api.http.post(BATCH, content=tar_of())
     assert empty.status_code == 422 and empty.json()["error"]["code"] == "invalid_input"
+
+
+def test_gnu_headers_are_read_and_pax_extended_headers_refused(api: Api) -> None:
+    """As the route's OpenAPI description says: ustar or GNU headers of regular files, no pax headers."""
+    gnu = api.http.post(BATCH, content=tar_of((sha(b"gnu"), b"gnu"), tar_format=tarfile.GNU_FORMAT))
+    assert gnu.status_code == 200 and api.held(b"gnu") == [True], gnu.text
+    pax = api.http.post(BATCH, content=tar_of((sha(b"pax"), b"pax"), tar_format=tarfile.PAX_FORMAT))
+    assert pax.status_code == 422 and pax.json()["error"]["code"] == "invalid_input", pax.text
+    assert api.held(b"pax") == [False]
 
 
 def test_a_truncated_archive_is_a_400_and_stores_nothing(api: Api) -> None:

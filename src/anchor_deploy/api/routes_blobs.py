@@ -31,7 +31,10 @@ _REGULAR = (b"0", b"\0")  # tar's type flags of a regular file
 _BATCH_BODY = {
     "requestBody": {
         "required": True,
-        "description": "a tar archive (ustar or pax) of regular files, each named by the sha256 of its bytes",
+        "description": (
+            "a tar archive (ustar or GNU headers, no pax extended headers) of regular files only, each named"
+            " by the sha256 of its bytes (64 lowercase hex characters, no folder)"
+        ),
         "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
     },
 }
