@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from anchor_deploy.adapters.local import fs_blobs
+from anchor_deploy.adapters.local import fs_blob_files
 from anchor_deploy.adapters.local.fs_blobs import FsBlobStore, stamp_for
 from anchor_deploy.adapters.local.fs_deployments import FsDeploymentFiles
 from anchor_deploy.model.apps import AppConfig
@@ -198,7 +198,7 @@ def test_a_damaged_blob_is_never_copied_into_a_spare(tmp_path: Path) -> None:
 def test_past_the_last_spare_a_file_is_a_copy_like_a_blob(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fs_blobs, "MAX_SPARES", 1)
+    monkeypatch.setattr(fs_blob_files, "MAX_SPARES", 1)
     blobs, files = rig(tmp_path, limit=3)
     digest = sha(ICON)
     files.materialize(MINE, same(ICON, 7))  # 2 on the blob, 2 on .1, then 3 copies

@@ -20,7 +20,6 @@ linked to, and an edge whose ETag is built from mtime and size (nginx) gets a co
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import secrets
@@ -38,41 +37,30 @@ from anchor_deploy.adapters.local.blob_integrity import (
     hash_file,
     scan_copies,
 )
+from anchor_deploy.adapters.local.fs_blob_files import (
+    BLOB_MODE,
+    EPOCH_MTIME,
+    Link,
+    SpareLinks,
+    hard_link,
+    publish,
+    restamp,
+    stamp_for,
+    write_file,
+    write_new,
+)
 from anchor_deploy.model.errors import BlobRejected, BlobTooLarge, BlobUnavailable, CopyGone
 from anchor_deploy.model.integrity import CopyKind, StoredCopy
 from anchor_deploy.model.manifest import is_sha256
 
-# A blob's mtime is a stamp of its content, never a date: 31 bits of its sha256 as seconds (1970-2038, which
-# every Linux filesystem stores exactly, ext4 with small inodes included). Hard links share it across
-# deployments, so a date would say nothing anyway. nginx builds its ETag from mtime and size: with the stamp,
-# two files of equal size get equal ETags only if their digests share those 31 bits (1 in 2^31). Both
-# edges ignore the date validators (If-Modified-Since, If-Unmodified-Since) on static files, since a stamp is
-# not a date. Blobs written before stamps existed carry the epoch: ``restamp`` gives them theirs.
-EPOCH_MTIME = 0
-_STAMP_MASK = (1 << 31) - 1
+# The stamp names are imported from here too (they were defined here before fs_blob_files).
+__all__ = ["BLOB_MODE", "EPOCH_MTIME", "FsBlobStore", "stamp_for"]
 _STAMPED_MARK = ".stamped-v1"
-
-
-def stamp_for(digest: str) -> int:
-    """The mtime (seconds) every inode of the blob ``digest`` carries: a content-derived stamp, not a date."""
-    return int(digest[:8], 16) & _STAMP_MASK
-
-
-BLOB_MODE = 0o444
-# How many spares one blob (or sidecar) may get before each further file becomes a plain copy: with ext4's
-# 65,000 links per inode that is some 66 million files of one content.
-MAX_SPARES = 1024
 _COPY_CHUNK = 1 << 20
-
-Link = Callable[[Path, Path], None]
-
-
-def _hard_link(source: Path, target: Path) -> None:
-    os.link(source, target)
 
 
 class FsBlobStore:
-    def __init__(self, root: Path, link: Link = _hard_link, quarantine: Path | None = None) -> None:
+    def __init__(self, root: Path, link: Link = hard_link, quarantine: Path | None = None) -> None:
         """``link`` makes one hard link (``os.link``); a test may pass one that hits a lower link limit.
         Damaged copies go to ``quarantine`` (default: a ``quarantine`` folder beside ``root``)."""
         self.root = root
@@ -80,16 +68,13 @@ class FsBlobStore:
         self._shards: set[str] = set()  # blob folders known to exist (ab/)
         self._tmp = root / "tmp"
         self._etags = root / "etags"
-        self._link = link
         self._verified = VerifiedInodes()
         self._quarantine = Quarantine(quarantine or root.parent / "quarantine", link)
         # Copies found damaged and still in place, by name ("ab/<digest>", "ab/<digest>.1", "etags/<digest>").
         self._corrupt: dict[str, str] = {}
         self._replacing = threading.Lock()
         self.on_stored: Callable[[str, bool], None] = lambda _digest, _replaced: None
-        # The spare that last took a link, per blob or sidecar path: later links start there instead of
-        # failing once on every full inode before it. Only a hint; a stale one is noticed and dropped.
-        self._spare_hint: dict[Path, int] = {}
+        self._spares = SpareLinks(link, self._tmp)
         for folder in (root, self._tmp, self._etags):
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -108,7 +93,7 @@ class FsBlobStore:
         links to it by that name, and link(2) then fails with ENOENT."""
         path = self._etags / digest
         if not path.exists():
-            self._write_new(path, f'"{digest}"'.encode())
+            write_new(self._tmp, path, f'"{digest}"'.encode())
         return path
 
     def link(self, digest: str, target: Path) -> None:
@@ -169,10 +154,10 @@ class FsBlobStore:
         content = f'"{digest}"'.encode()
         sidecar = self._etags / digest
         try:
-            self._link_shared(sidecar, target, lambda spare: self._write_new(spare, content))
+            self._link_shared(sidecar, target, lambda spare: write_new(self._tmp, spare, content))
         except FileNotFoundError:
             self.etag_path(digest)
-            self._link_shared(sidecar, target, lambda spare: self._write_new(spare, content))
+            self._link_shared(sidecar, target, lambda spare: write_new(self._tmp, spare, content))
 
     def collect(self, keep: set[str], older_than: float) -> int:
         """Remove each blob not in ``keep`` and unchanged since ``older_than``, with its spares and sidecars.
@@ -198,8 +183,8 @@ class FsBlobStore:
                 if sidecar.name.partition(".")[0] in doomed:
                     sidecar.unlink(missing_ok=True)
             for digest in doomed:
-                self._spare_hint.pop(self.root / digest[:2] / digest, None)
-                self._spare_hint.pop(self._etags / digest, None)
+                self._spares.forget(self.root / digest[:2] / digest)
+                self._spares.forget(self._etags / digest)
             for name in list(self._corrupt):  # a collected copy is no longer a damaged one
                 if name.rpartition("/")[2].partition(".")[0] in doomed:
                     self._corrupt.pop(name, None)
@@ -275,7 +260,7 @@ class FsBlobStore:
         for digest, data in blobs:
             tmp = self._tmp / f"{digest}.{secrets.token_hex(6)}"
             try:
-                _write_file(str(tmp), data, stamp_for(digest))
+                write_file(str(tmp), data, stamp_for(digest))
                 stored = self._store(digest, tmp)
             finally:
                 if tmp.exists():
@@ -326,25 +311,9 @@ class FsBlobStore:
         return path.relative_to(self.root).as_posix()
 
     def restamp(self) -> int:
-        """Give every blob and spare written before content stamps existed its stamp (``stamp_for``), once
-        per data dir (a mark file records it). Deployments link the same inodes, so they follow. Returns how
-        many inodes were changed. A copy whose mtime is neither the epoch nor its stamp was written into:
-        left for the integrity check to find, not hidden by a new mtime."""
-        mark = self.root / _STAMPED_MARK
-        if mark.exists():
-            return 0
-        changed = 0
-        for copy in self.copies():
-            if copy.kind is CopyKind.ETAG:
-                continue
-            path = self.root / copy.name
-            stamp = stamp_for(copy.digest)
-            with contextlib.suppress(FileNotFoundError):
-                if int(os.stat(path).st_mtime) == EPOCH_MTIME and stamp != EPOCH_MTIME:
-                    os.utime(path, (stamp, stamp))
-                    changed += 1
-        self._write_new(mark, b"blob mtimes are content stamps (fs_blobs.stamp_for)\n")
-        return changed
+        """Give every copy written before content stamps existed its stamp, once per data dir (fs_blob_files
+        ``restamp``). Returns how many inodes were changed."""
+        return restamp(self.root / _STAMPED_MARK, self._tmp, self.copies())
 
     # -- integrity: fsck and the scrub (the BlobChecker port) --------------------------------------
     def copies(self) -> Iterator[StoredCopy]:
@@ -392,8 +361,8 @@ class FsBlobStore:
         except FileNotFoundError as exc:
             raise CopyGone(f"{copy.name} is gone") from exc
         self._corrupt.pop(copy.name, None)
-        self._spare_hint.pop(
-            self._etags / copy.digest if copy.kind is CopyKind.ETAG else self.path(copy.digest), None
+        self._spares.forget(
+            self._etags / copy.digest if copy.kind is CopyKind.ETAG else self.path(copy.digest)
         )
         return str(kept)
 
@@ -412,39 +381,8 @@ class FsBlobStore:
         return primary.exists() and self._name(primary) not in self._corrupt
 
     def _link_shared(self, primary: Path, target: Path, make_spare: Callable[[Path], None]) -> Path | None:
-        """Link ``target`` to ``primary`` or its first spare (``<name>.1``, ``.2`` ...) with room for one
-        more link, making that spare with ``make_spare`` when it does not exist yet; past MAX_SPARES,
-        ``target`` becomes a copy made the same way. Returns the path linked to (None for a copy)."""
-        hint = number = self._spare_hint.get(primary, 0)
-        from_start, made = number == 0, -1
-        while number <= MAX_SPARES:
-            source = primary if number == 0 else primary.with_name(f"{primary.name}.{number}")
-            try:
-                self._link(source, target)
-            except FileNotFoundError:
-                if number == 0 or number == made:
-                    raise  # the blob itself is not stored (or the target's folder is gone)
-                if not from_start:  # the hint names a spare collected since: look again from the blob
-                    number, from_start = 0, True
-                    continue
-                make_spare(source)  # another thread may make it too: make_spare never overwrites
-                made = number
-                continue
-            except OSError as exc:
-                if exc.errno != errno.EMLINK:
-                    raise
-                number += 1
-                continue
-            if number != hint:
-                self._spare_hint[primary] = number
-            return source
-        copy = self._tmp / f"copy.{secrets.token_hex(8)}"
-        try:
-            make_spare(copy)
-            os.link(copy, target)  # a fresh inode: fails only if target exists, as a link would
-        finally:
-            copy.unlink(missing_ok=True)
-        return None
+        """``target`` linked to ``primary`` or a spare of it, or a copy past MAX_SPARES (fs_blob_files)."""
+        return self._spares.link(primary, target, make_spare)
 
     def _copy_blob(self, digest: str, destination: Path, source: Path | None = None) -> None:
         """Create ``destination`` (never replacing a file there) as a copy of the blob (or of ``source``, a
@@ -463,40 +401,7 @@ class FsBlobStore:
                     f"is damaged on disk ({self._name(origin)}): its content hashes to {hasher.hexdigest()}"
                 )
                 raise BlobUnavailable(f"blob {digest} {problem}", digest=digest, problem=problem)
-            self._publish(tmp, destination, stamp_for(digest))
+            publish(tmp, destination, stamp_for(digest))
             self._verified.add(os.stat(destination), digest)
         finally:
             tmp.unlink(missing_ok=True)
-
-    def _write_new(self, destination: Path, data: bytes) -> None:
-        """Create ``destination`` holding ``data`` (a sidecar: the epoch as mtime), or leave the one there."""
-        tmp = f"{self._tmp}/w.{secrets.token_hex(8)}"
-        try:
-            _write_file(tmp, data, EPOCH_MTIME)
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, destination)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-
-    @staticmethod
-    def _publish(tmp: Path, destination: Path, stamp: int) -> None:
-        """Give a finished temporary file the blob's mode and mtime, then its name: ``os.link`` creates the
-        name with the full content or fails if it exists (someone else made it first: theirs is as good)."""
-        os.chmod(tmp, BLOB_MODE)
-        os.utime(tmp, (stamp, stamp))
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, destination)
-
-
-def _write_file(path: str, data: bytes, stamp: int) -> None:
-    """A new file at ``path`` holding ``data`` with every blob inode's mode and mtime (``stamp``)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, BLOB_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, BLOB_MODE)  # whatever the umask
-        os.utime(fd, (stamp, stamp))
-    finally:
-        os.close(fd)
