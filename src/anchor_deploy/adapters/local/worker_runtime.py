@@ -32,38 +32,17 @@ from pathlib import Path
 import httpx
 
 from anchor_deploy.adapters.local.runtime_log import CappedLog, line_text, read_lines, tail_log
-from anchor_deploy.adapters.local.sandbox import (
-    JobLimits,
-    Mount,
-    Network,
-    Sandbox,
-    SandboxJob,
-    tree_cpu_seconds,
-)
+from anchor_deploy.adapters.local.sandbox import tree_cpu_seconds
+from anchor_deploy.adapters.local.worker_jobs import WorkerPolicy, job_name, worker_job
 from anchor_deploy.adapters.local.worker_slots import WorkerSlots
 from anchor_deploy.model.errors import WorkerFailed
 from anchor_deploy.ports.runtime import SpecLoader, WorkerSpec
 
+__all__ = ["WorkerPolicy", "WorkerRuntime"]  # WorkerPolicy (worker_jobs.py) is imported from here too
 log = logging.getLogger(__name__)
-BOOT = Path(__file__).resolve().parent.parent.parent / "runtime" / "boot.py"
 _UNHEALTHY_GRACE = 1.0
 _WARMERS = 4  # versions warmed at once after production moves (each may wait for its app to start)
 _APP_KINDS_KEPT = 10_000
-
-
-@dataclass(frozen=True)
-class WorkerPolicy:
-    """How every worker is confined: the sandbox, its limits, its network, its start-up CPU budget."""
-
-    sandbox: Sandbox
-    limits: JobLimits
-    network: Network = Network.NONE
-    startup_cpu: float = 60.0
-    uid_base: int = 1_000_000_000
-    tmp_bytes: int = 256 * 1024 * 1024
-
-    def uid(self, tenant: int | None) -> int | None:
-        return None if tenant is None else self.uid_base + tenant
 
 
 @dataclass
@@ -172,7 +151,7 @@ class WorkerRuntime:
                 worker.stopping = True
                 self._terminate(worker.proc)
             self.slots.release(deployment_id)
-            self.policy.sandbox.release(_job_name(deployment_id))
+            self.policy.sandbox.release(job_name(deployment_id))
             self.socket(deployment_id).unlink(missing_ok=True)
             shutil.rmtree(self._own_dir(deployment_id), ignore_errors=True)
 
@@ -222,8 +201,8 @@ class WorkerRuntime:
     # -- processes ---------------------------------------------------------------------------------
     def _spawn(self, spec: WorkerSpec) -> _Worker:
         deployment_id = spec.deployment_id
-        job = self._job(spec)
         own = self._own_dir(deployment_id)
+        job = worker_job(spec, own, self.policy)
         shutil.rmtree(own, ignore_errors=True)
         self.policy.sandbox.prepare_owned(own, job.uid)
         link = self.socket(deployment_id)
@@ -239,51 +218,6 @@ class WorkerRuntime:
         worker.pump = threading.Thread(target=self._pump, args=(worker,), daemon=True)
         worker.pump.start()
         return worker
-
-    def _job(self, spec: WorkerSpec) -> SandboxJob:
-        own = self._own_dir(spec.deployment_id)
-        # The local adapters' references are directories: VenvBuilder's environments, FsDeploymentFiles' apps.
-        env_dir, app_dir = Path(spec.environment), Path(spec.app_files)
-        environ = {
-            "PATH": f"{env_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": "/tmp",
-            "TMPDIR": "/tmp",
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            **spec.environ,
-            "VIRTUAL_ENV": str(env_dir),
-        }
-        argv = [
-            str(env_dir / "bin" / "python"),
-            str(BOOT),
-            "--entry",
-            spec.app.entry,
-            "--uds",
-            str(own / "app.sock"),
-            "--activity",
-            str(own / "active"),
-            "--app-dir",
-            str(app_dir),
-        ]
-        mounts = (
-            Mount(app_dir),
-            Mount(env_dir),
-            *python_home_mounts(env_dir),
-            Mount(BOOT),
-            Mount(own, writable=True),
-        )
-        return SandboxJob(
-            name=_job_name(spec.deployment_id),
-            argv=argv,
-            cwd=app_dir,
-            env=environ,
-            limits=self.policy.limits,
-            uid=self.policy.uid(spec.tenant),
-            mounts=mounts,
-            network=self.policy.network,
-            tmp_bytes=self.policy.tmp_bytes,
-        )
 
     def _pump(self, worker: _Worker) -> None:
         """Worker output to its capped runtime log in bounded chunks: memory stays flat whatever it prints."""
@@ -307,7 +241,7 @@ class WorkerRuntime:
             while time.monotonic() < deadline:
                 if worker.proc.poll() is not None:
                     cause = f"the app exited with code {worker.proc.returncode} before it was healthy"
-                    if self.policy.sandbox.cgroups.oom_killed(_job_name(spec.deployment_id)):
+                    if self.policy.sandbox.cgroups.oom_killed(job_name(spec.deployment_id)):
                         limit = self.policy.limits.memory_bytes // 2**20
                         cause += f": it went past its memory limit of {limit} MiB (ANCHOR_APP_MEMORY)"
                     self._fail(worker, cause)
@@ -341,7 +275,7 @@ class WorkerRuntime:
         worker.stopping = True
         self._terminate(worker.proc)
         self.slots.release(worker.spec.deployment_id)
-        self.policy.sandbox.release(_job_name(worker.spec.deployment_id))
+        self.policy.sandbox.release(job_name(worker.spec.deployment_id))
         if worker.pump is not None:
             worker.pump.join(timeout=2)  # its last lines: the pipe ends once the sandbox is gone
         with self._lock:
@@ -444,24 +378,3 @@ class WorkerRuntime:
         except Exception:
             if not self._stop.is_set():  # a worker stopped by the shutdown fails its warm-up: not news
                 log.exception("could not warm %s", deployment_id)
-
-
-def _job_name(deployment_id: str) -> str:
-    return f"worker-{deployment_id}"
-
-
-def python_home_mounts(env_dir: Path) -> tuple[Mount, ...]:
-    """The base Python installation a virtual environment runs on (its ``home`` in pyvenv.cfg), read-only,
-    when it lies outside the system directories every sandbox sees."""
-    try:
-        config = (env_dir / "pyvenv.cfg").read_text()
-    except OSError:
-        return ()
-    for line in config.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "home" and value.strip():
-            prefix = Path(value.strip()).resolve().parent
-            if prefix.parts[1:2] in (("usr",), ("bin",)) or prefix == Path("/"):
-                return ()
-            return (Mount(prefix),)
-    return ()
