@@ -240,13 +240,13 @@ def _edge_server(
     https: HttpsEdge,
 ) -> EdgeProcess:
     """The web server reading the edge's symlink tree: Caddy, or nginx (ANCHOR_EDGE=nginx)."""
-    if settings.edge != "nginx":
-        return _caddy(settings, data, edge, sockets, workers, domain_edge, https)
-    check_installed(settings.nginx_bin, needs_njs=True, njs_module=NJS_MODULE)
     run_dir = data / "run"
     run_dir.mkdir(exist_ok=True)
     alias_hosts, deployment_hosts = edge.kind_root(HostKind.ALIAS), edge.kind_root(HostKind.DEPLOYMENT)
     paths = EdgePaths(alias_hosts, deployment_hosts, data / "deployments", domain_edge.root)
+    if settings.edge != "nginx":
+        return _caddy(settings, data, run_dir, paths, sockets, workers, https)
+    check_installed(settings.nginx_bin, needs_njs=True, njs_module=NJS_MODULE)
     log_path = data / "logs" / "nginx.log"
     files = render_nginx(
         http_listen=settings.http_addr,
@@ -264,24 +264,17 @@ def _edge_server(
 def _caddy(
     settings: Settings,
     data: Path,
-    edge: SymlinkEdge,
+    run_dir: Path,
+    paths: EdgePaths,
     sockets: Path,
     workers: WorkerSockets,
-    domain_edge: SymlinkDomainEdge,
     https: HttpsEdge,
 ) -> CaddyProcess:
-    run_dir = data / "run"
-    run_dir.mkdir(exist_ok=True)
     socket = sockets / "caddy-admin.sock"
     config = edge_config(
         http_listen=settings.http_addr,
         admin_socket=socket,
-        paths=EdgePaths(
-            edge.kind_root(HostKind.ALIAS),
-            edge.kind_root(HostKind.DEPLOYMENT),
-            data / "deployments",
-            domain_edge.root,
-        ),
+        paths=paths,
         storage_root=data / "caddy-storage",
         workers=workers,
         https=https,
