@@ -7,10 +7,11 @@ so one platform builds each environment once and reuses it for every later deplo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,18 @@ def app_platform(data_dir: Path, **settings: str) -> AnchorProcess:
     """A platform whose builds install only from the wheelhouse; ``settings`` are extra ANCHOR_* values."""
     extra = {"ANCHOR_PIP_ARGS": f"--no-index --find-links {wheelhouse()}", **settings}
     return AnchorProcess(data_dir, extra_env=extra)
+
+
+@contextlib.contextmanager
+def running_app_platform(data_dir: Path, edge_server: str = "caddy") -> Iterator[AnchorProcess]:
+    """``app_platform`` started on ``edge_server`` ("caddy" or "nginx"), stopped on leaving."""
+    anchor = app_platform(data_dir)
+    anchor.edge_server = edge_server
+    anchor.start()
+    try:
+        yield anchor
+    finally:
+        anchor.stop()
 
 
 # -- app sources -------------------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ import pytest
 from tests.e2e.apps_support import (
     FLASK_REQUIREMENTS,
     app_files,
-    app_platform,
     as_bytes,
     build_log,
     cli_deploy,
@@ -35,6 +34,7 @@ from tests.e2e.apps_support import (
     get_json,
     host_of,
     production_host,
+    running_app_platform,
     runtime_log,
     up_log,
     wait_until,
@@ -46,11 +46,8 @@ from tests.e2e.harness import AnchorProcess, ensure_project, upload_and_deploy
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnchorProcess]:
-    anchor = app_platform(tmp_path_factory.mktemp("apps") / "data").start()
-    try:
+    with running_app_platform(tmp_path_factory.mktemp("apps") / "data") as anchor:
         yield anchor
-    finally:
-        anchor.stop()
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +56,9 @@ def edge_platform(request: pytest.FixtureRequest, edge_server: str) -> Iterator[
     if edge_server == "caddy":
         yield request.getfixturevalue("platform")
         return
-    anchor = app_platform(request.getfixturevalue("tmp_path_factory").mktemp("apps-nginx") / "data")
-    anchor.edge_server = edge_server
-    anchor.start()
-    try:
+    data = request.getfixturevalue("tmp_path_factory").mktemp("apps-nginx") / "data"
+    with running_app_platform(data, edge_server) as anchor:
         yield anchor
-    finally:
-        anchor.stop()
 
 
 FUTURE_DATE = "Fri, 01 Jan 2100 00:00:00 GMT"

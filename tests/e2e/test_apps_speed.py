@@ -18,12 +18,12 @@ import httpx
 import pytest
 
 from tests.e2e.apps_support import (
-    app_platform,
     as_bytes,
     build_log,
     get_json,
     host_of,
     production_host,
+    running_app_platform,
     wheelhouse,
 )
 from tests.e2e.harness import AnchorProcess, ensure_project, upload_and_deploy
@@ -65,13 +65,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory, edge_server: str) -> Iter
         pytest.fail(
             f"{house} lacks the uvloop or httptools wheels; run `make test` to refill it", pytrace=False
         )
-    anchor = app_platform(tmp_path_factory.mktemp("apps-speed") / "data")
-    anchor.edge_server = edge_server
-    anchor.start()
-    try:
+    with running_app_platform(tmp_path_factory.mktemp("apps-speed") / "data", edge_server) as anchor:
         yield anchor
-    finally:
-        anchor.stop()
 
 
 def test_worker_runs_uvloop_and_httptools_and_the_edge_reuses_its_connections(
