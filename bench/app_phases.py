@@ -45,6 +45,7 @@ from bench_core import (
     Server,
     _parent_death_signal,
     free_port,
+    median_cells,
     say,
     start_plain_nginx,
     stop_process,
@@ -363,9 +364,7 @@ def render_reference(out: Console, found: dict[str, Any]) -> None:
             table.add_row(
                 edge,
                 name,
-                f"{s['requests_per_s_median']:.0f}",
-                str(s["p50_ms_median"]),
-                str(s["p99_ms_median"]),
+                *median_cells(s),
                 str(s["failed"]),
                 _cpu(s),
                 names,
@@ -388,9 +387,7 @@ def render_reference(out: Console, found: dict[str, Any]) -> None:
             table.add_row(
                 f"{stack} ({http}, {loop})",
                 path,
-                f"{s['requests_per_s_median']:.0f}",
-                str(s["p50_ms_median"]),
-                str(s["p99_ms_median"]),
+                *median_cells(s),
                 str(s["failed"]),
                 _cpu(s),
             )

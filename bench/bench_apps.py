@@ -67,6 +67,7 @@ from bench_core import (  # noqa: E402
     leftover_children,
     loadavg,
     machine_facts,
+    median_cells,
     percentile,
     process_cpu_seconds,
     run_and_report,
@@ -1010,9 +1011,7 @@ def render(results: dict[str, Any]) -> None:
             cpu = s["server_cpu_us_per_response_median"]
             table.add_row(
                 name,
-                f"{s['requests_per_s_median']:.0f}",
-                str(s["p50_ms_median"]),
-                str(s["p99_ms_median"]),
+                *median_cells(s),
                 str(s["failed"]),
                 str(
                     s["loadgen_cpu_fraction_median"] if s["loadgen_cpu_fraction_median"] is not None else "-"

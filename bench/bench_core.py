@@ -103,6 +103,15 @@ def percentile(values: list[float], pct: float) -> float | None:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
+def median_cells(summary: dict[str, Any]) -> list[str]:
+    """The req/s, p50 ms and p99 ms medians of a load run's summary over rounds, as table cells."""
+    return [
+        f"{summary['requests_per_s_median']:.0f}",
+        str(summary["p50_ms_median"]),
+        str(summary["p99_ms_median"]),
+    ]
+
+
 def summary_ms(seconds: list[float]) -> dict[str, Any]:
     ms = [s * 1000 for s in seconds]
     if not ms:

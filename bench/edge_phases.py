@@ -34,6 +34,7 @@ from bench_core import (
     deploy_by_hand,
     free_port,
     loadavg,
+    median_cells,
     production_of,
     rollback_phase,
     run_wrk,
@@ -425,9 +426,7 @@ def render_static(out: Console, static: dict[str, Any]) -> None:
                 table.add_row(
                     path,
                     name,
-                    f"{s['requests_per_s_median']:.0f}",
-                    str(s["p50_ms_median"]),
-                    str(s["p99_ms_median"]),
+                    *median_cells(s),
                     str(s["server_cpu_us_per_request_median"]),
                     str(s["errors"]),
                 )
