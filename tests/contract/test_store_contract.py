@@ -284,6 +284,8 @@ def test_deployments_with_status_filters_oldest_first(store: Store) -> None:
     assert [d.id for d in store.deployments_with_status([Q, B])] == [early.id, late.id]
     assert [d.id for d in store.deployments_with_status([R])] == [ready.id]
     assert store.deployments_with_status([E, C]) == []
+    assert [d.id for d in store.deployments_with_status([Q, B, R], limit=2)] == [early.id, ready.id]
+    assert store.deployments_with_status([Q, B], limit=0) == []
 
 
 @pytest.mark.parametrize(

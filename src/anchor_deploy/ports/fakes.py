@@ -327,11 +327,13 @@ class FakeStore(FakeSessions, FakeGit):
         with self._lock:
             return sum(s.deployment.project_id == project_id for s in self._deployments.values())
 
-    def deployments_with_status(self, statuses: Sequence[DeploymentStatus]) -> list[Deployment]:
+    def deployments_with_status(
+        self, statuses: Sequence[DeploymentStatus], limit: int | None = None
+    ) -> list[Deployment]:
         with self._lock:
             rows = [s for s in self._deployments.values() if s.deployment.status in statuses]
             rows.sort(key=lambda s: (s.deployment.created_at, s.seq))
-            return [self._copy(s.deployment) for s in rows]
+            return [self._copy(s.deployment) for s in rows[:limit]]
 
     def set_status(
         self, deployment_id: str, status: DeploymentStatus, error: str | None = None

@@ -117,7 +117,11 @@ class DeploymentRepository(Protocol):
 
     def count_deployments(self, project_id: str) -> int: ...
 
-    def deployments_with_status(self, statuses: Sequence[DeploymentStatus]) -> list[Deployment]: ...
+    def deployments_with_status(
+        self, statuses: Sequence[DeploymentStatus], limit: int | None = None
+    ) -> list[Deployment]:
+        """Deployments in any of ``statuses``, oldest first; only the oldest ``limit`` if given."""
+        ...
 
     def set_status(
         self, deployment_id: str, status: DeploymentStatus, error: str | None = None

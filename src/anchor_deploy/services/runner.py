@@ -40,6 +40,7 @@ from anchor_deploy.ports.store import DeploymentRepository
 from anchor_deploy.services.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
+_CLAIM_SLACK = 32  # pending builds looked past per claim, held by other processes' builders
 _ASKED = "asked"  # the holder of every wake: row (any process may renew it: each renewal is a new request)
 
 
@@ -346,7 +347,11 @@ class LeasedBuilds:
         if free <= 0:
             return claimed
         pending = [DeploymentStatus.QUEUED, DeploymentStatus.BUILDING]
-        for deployment in self._deployments.deployments_with_status(pending):
+        # Only the oldest few: this one's own builds, what its free threads take, and room for builds other
+        # processes hold. Listing a backlog of thousands on every claim made a burst of deploys quadratic.
+        with self._mutex:
+            window = len(self._mine) + free + _CLAIM_SLACK
+        for deployment in self._deployments.deployments_with_status(pending, limit=window):
             if len(claimed) >= free or self._stop.is_set():
                 break
             with self._mutex:

@@ -201,11 +201,13 @@ class DeploymentItems(DynamoBase):
             index=PROJECT_ID_INDEX,
         )
 
-    def deployments_with_status(self, statuses: Sequence[DeploymentStatus]) -> list[Deployment]:
+    def deployments_with_status(
+        self, statuses: Sequence[DeploymentStatus], limit: int | None = None
+    ) -> list[Deployment]:
         items: list[Item] = []
         for status in dict.fromkeys(statuses):
             items += self._table.query("#s = :s", {":s": status.value}, {"#s": "status"}, index=STATUS_INDEX)
-        return [deployment_of(i) for i in sorted(items, key=lambda i: i["created_at"])]
+        return [deployment_of(i) for i in sorted(items, key=lambda i: i["created_at"])[:limit]]
 
     def set_status(
         self, deployment_id: str, status: DeploymentStatus, error: str | None = None

@@ -498,11 +498,14 @@ class SqliteStore(SqliteSessions, SqliteDnsLinks, SqliteGit):
         row = self._one("SELECT COUNT(*) FROM deployments WHERE project_id = ?", project_id)
         return 0 if row is None else int(row[0])
 
-    def deployments_with_status(self, statuses: Sequence[DeploymentStatus]) -> list[Deployment]:
+    def deployments_with_status(
+        self, statuses: Sequence[DeploymentStatus], limit: int | None = None
+    ) -> list[Deployment]:
         marks = ",".join("?" * len(statuses))
         rows = self._db().execute(
-            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE status IN ({marks}) ORDER BY created_at",
-            [s.value for s in statuses],
+            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE status IN ({marks})"
+            " ORDER BY created_at LIMIT ?",
+            [*(s.value for s in statuses), -1 if limit is None else limit],
         )
         return [deployment_row(r) for r in rows]
 
