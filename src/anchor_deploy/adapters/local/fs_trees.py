@@ -146,7 +146,7 @@ class TreeStore:
 
     def _sweep(self, roots: list[str], older_than: float) -> int:
         names = [p.name for p in self.root.iterdir() if p.name != _LOCK]
-        fresh = [n for n in names if self._changed_since(n, older_than)]
+        fresh = {n for n in names if self._changed_since(n, older_than)}
         reachable: set[str] = set()
         stack = [*roots, *fresh]
         while stack:
@@ -158,7 +158,7 @@ class TreeStore:
             stack.extend(_links_in(self.path(tree_id)) if building else self.subtrees(tree_id))
         removed = 0
         for name in names:
-            if name in reachable or self._changed_since(name, older_than):
+            if name in reachable:  # the fresh ones were roots of the walk: reachable too
                 continue
             remove(self.path(name))
             self._children.pop(name, None)
